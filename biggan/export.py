@@ -1,0 +1,70 @@
+"""Exported generators: a directory that `sample.py` loads without any training state.
+
+Layout of DIR:
+  config.json             the full experiment ConfigDict (model section builds G)
+  generator/              orbax PyTree checkpoint of nnx.state(G) as plain arrays (params, SN u/v, BN stats)
+  truncation_stats.npz    optional: per-truncation BN statistics of released models (SPEC §5), keys
+                          '<bn path>/mean' and '<bn path>/var', each (51, C)
+  standing_stats_t<t>.npz optional: standing statistics cached per truncation (SPEC §5)
+Converters (biggan.convert) and train.py (from its EMA generator) write this format.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import jax
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+from flax import nnx
+
+from biggan import models
+
+
+def _state_dict(module):
+    return nnx.to_pure_dict(nnx.state(module))
+
+
+def save_generator(directory, config: ml_collections.ConfigDict, generator, *, truncation_stats=None):
+    """Write an exported generator to `directory` (made absolute; must not already hold one)."""
+    directory = os.path.abspath(directory)
+    if os.path.exists(os.path.join(directory, "generator")):
+        raise FileExistsError(f"{directory} already holds an exported generator; choose a new --out directory")
+    os.makedirs(directory, exist_ok=True)
+    with ocp.StandardCheckpointer() as ckptr:
+        ckptr.save(os.path.join(directory, "generator"), _state_dict(generator))
+    if truncation_stats is not None:
+        np.savez(os.path.join(directory, "truncation_stats.npz"), **truncation_stats)
+    with open(os.path.join(directory, "config.json"), "w") as f:  # written last: marks a complete export
+        f.write(config.to_json(indent=2))
+
+
+def is_exported_generator(directory) -> bool:
+    return os.path.exists(os.path.join(directory, "config.json")) and os.path.isdir(
+        os.path.join(directory, "generator"))
+
+
+def load_config(directory) -> ml_collections.ConfigDict:
+    path = os.path.join(directory, "config.json")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path} not found: {directory} is not an exported generator "
+                                f"(expected config.json and generator/ written by biggan.convert or train.py)")
+    with open(path) as f:
+        return ml_collections.ConfigDict(json.load(f))
+
+
+def load_generator(directory):
+    """Returns (config, generator, truncation_stats or None)."""
+    directory = os.path.abspath(directory)
+    config = load_config(directory)
+    abstract = nnx.eval_shape(lambda: models.make_generator(config.model, nnx.Rngs(0)))
+    graphdef, abstract_state = nnx.split(abstract)
+    target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), nnx.to_pure_dict(abstract_state))
+    with ocp.StandardCheckpointer() as ckptr:
+        restored = ckptr.restore(os.path.join(directory, "generator"), target)
+    nnx.replace_by_pure_dict(abstract_state, restored)
+    generator = nnx.merge(graphdef, abstract_state)
+    stats_path = os.path.join(directory, "truncation_stats.npz")
+    truncation_stats = dict(np.load(stats_path)) if os.path.exists(stats_path) else None
+    return config, generator, truncation_stats

@@ -1,0 +1,288 @@
+"""BigGAN building blocks on Flax NNX: spectral norm, (conditional) batch norm, self-attention.
+
+Every layer takes `train` explicitly: in training, spectral norm advances its power iteration by one
+step and batch norm uses batch statistics (and updates its running averages); in evaluation neither
+state changes. Parameters are float32; `dtype` is the activation dtype (bfloat16 for the mixed
+precision switch). BN and SN arithmetic always runs in float32 (SPEC §3).
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+orthogonal_init = nnx.initializers.orthogonal()  # SPEC §3: orthogonal init for every weight
+zeros_init = nnx.initializers.zeros_init()
+
+
+class SpectralState(nnx.Variable):
+    """Power-iteration vectors (u, v) of a spectrally normalised weight: state, never trained."""
+
+
+class StatsState(nnx.BatchStat):
+    """Batch-norm statistics used in evaluation (running averages or standing statistics)."""
+
+
+def _l2_normalize(x, eps):
+    # max(||x||, eps), as torch.nn.functional.normalize (BigGAN-PyTorch and pytorch-pretrained-biggan).
+    return x / jnp.maximum(jnp.linalg.norm(x), eps)
+
+
+def spectral_sigma(w_mat, u, v, *, update: bool, eps: float):
+    """Top singular value estimate of `w_mat` (rows = outputs) and the next (u, v).
+
+    `update` True: one power-iteration step from the stored u (v = W^T u, u = W v), σ = uᵀWv with the new
+    vectors (BigGAN-PyTorch's `power_iteration`). `update` False: σ = uᵀWv with the stored vectors
+    (torch.nn.utils.spectral_norm in eval). Gradients flow through W only: u and v are constants.
+    """
+    if update:
+        v = jax.lax.stop_gradient(_l2_normalize(w_mat.T @ u, eps))
+        u = jax.lax.stop_gradient(_l2_normalize(w_mat @ v, eps))
+    sigma = u @ (w_mat @ v)
+    return sigma, u, v
+
+
+class SpectralNorm(nnx.Module):
+    """Holds the (u, v) state of one weight and returns W/σ (SPEC §3). Not `nnx.SpectralNorm`, which
+    writes W/σ back into the parameter (google/flax#5576).
+
+    `w_mat_fn` views the stored kernel as (out, in·kh·kw) rows-as-outputs, the PyTorch layout, so u has
+    the PyTorch length and converted u vectors can be used unchanged.
+    `eval_mode`: 'iterate' = in evaluation run one power step from u without storing it (BigGAN-PyTorch);
+    'stored' = use the stored u and v (pytorch-pretrained-biggan / TF Hub weights).
+    """
+
+    def __init__(self, rows: int, cols: int, *, eps: float, eval_mode: str, rngs: nnx.Rngs):
+        if eval_mode not in ("iterate", "stored"):
+            raise ValueError(f"spectral norm eval_mode={eval_mode!r}: expected 'iterate' or 'stored'")
+        ku, kv = jax.random.split(rngs.params())
+        self.u = SpectralState(_l2_normalize(jax.random.normal(ku, (rows,)), 1e-12))
+        self.v = SpectralState(_l2_normalize(jax.random.normal(kv, (cols,)), 1e-12))
+        self.eps = eps
+        self.eval_mode = eval_mode
+
+    def sigma(self, w_mat, train: bool):
+        update = train or self.eval_mode == "iterate"
+        sigma, u, v = spectral_sigma(w_mat, self.u[...], self.v[...], update=update, eps=self.eps)
+        if train:
+            self.u[...] = u
+            self.v[...] = v
+        return sigma
+
+
+class SNConv(nnx.Module):
+    """Spectrally normalised 2-d convolution, NHWC, kernel HWIO, 'SAME' padding (BigGAN uses pad = k//2)."""
+
+    def __init__(self, in_ch, out_ch, kernel_size=3, *, use_bias=True, sn: bool = True, sn_eps=1e-4,
+                 sn_eval_mode="iterate", dtype=jnp.float32, rngs: nnx.Rngs):
+        k = kernel_size
+        self.kernel = nnx.Param(orthogonal_init(rngs.params(), (k, k, in_ch, out_ch)))
+        self.bias = nnx.Param(jnp.zeros((out_ch,))) if use_bias else None
+        self.sn = SpectralNorm(out_ch, k * k * in_ch, eps=sn_eps, eval_mode=sn_eval_mode, rngs=rngs) if sn else None
+        self.dtype = dtype
+
+    def normalized_kernel(self, train: bool):
+        kernel = self.kernel[...]
+        if self.sn is None:
+            return kernel
+        out_ch = kernel.shape[-1]
+        # (kh, kw, in, out) -> (out, kh·kw·in): rows are filters. Column order differs from PyTorch's
+        # (in, kh, kw); singular values do not depend on it, v is permuted by the converters.
+        w_mat = kernel.reshape(-1, out_ch).T
+        return kernel / self.sn.sigma(w_mat, train)
+
+    def __call__(self, x, train: bool):
+        kernel = self.normalized_kernel(train).astype(self.dtype)
+        y = jax.lax.conv_general_dilated(
+            x.astype(self.dtype), kernel, window_strides=(1, 1), padding="SAME",
+            dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        if self.bias is not None:
+            y = y + self.bias[...].astype(self.dtype)
+        return y
+
+
+class SNLinear(nnx.Module):
+    """Spectrally normalised dense layer; kernel (in, out), viewed as (out, in) for SN."""
+
+    def __init__(self, in_features, out_features, *, use_bias=True, sn: bool = True, sn_eps=1e-4,
+                 sn_eval_mode="iterate", dtype=jnp.float32, rngs: nnx.Rngs):
+        self.kernel = nnx.Param(orthogonal_init(rngs.params(), (in_features, out_features)))
+        self.bias = nnx.Param(jnp.zeros((out_features,))) if use_bias else None
+        self.sn = SpectralNorm(out_features, in_features, eps=sn_eps, eval_mode=sn_eval_mode, rngs=rngs) if sn else None
+        self.dtype = dtype
+
+    def normalized_kernel(self, train: bool):
+        kernel = self.kernel[...]
+        if self.sn is None:
+            return kernel
+        return kernel / self.sn.sigma(kernel.T, train)
+
+    def __call__(self, x, train: bool):
+        y = x.astype(self.dtype) @ self.normalized_kernel(train).astype(self.dtype)
+        if self.bias is not None:
+            y = y + self.bias[...].astype(self.dtype)
+        return y
+
+
+class SNEmbed(nnx.Module):
+    """Spectrally normalised embedding table (num, dim); SN views it as (num, dim) like BigGAN-PyTorch."""
+
+    def __init__(self, num_embeddings, features, *, sn: bool = True, sn_eps=1e-4, sn_eval_mode="iterate",
+                 rngs: nnx.Rngs):
+        self.embedding = nnx.Param(orthogonal_init(rngs.params(), (num_embeddings, features)))
+        self.sn = SpectralNorm(num_embeddings, features, eps=sn_eps, eval_mode=sn_eval_mode, rngs=rngs) if sn else None
+
+    def __call__(self, y, train: bool):
+        table = self.embedding[...]
+        if self.sn is not None:
+            table = table / self.sn.sigma(table, train)
+        return jnp.take(table, y, axis=0)
+
+
+def check_group_size(batch: int, group_size: int | None):
+    if group_size and batch % group_size:
+        raise ValueError(f"batch norm group_size={group_size} does not divide the batch of {batch}; "
+                         f"choose a group size that divides every (micro-)batch, or None for global statistics")
+
+
+def batch_moments(x, group_size: int | None = None):
+    """Per-channel mean and (biased) variance of NHWC `x` in float32.
+
+    group_size None: over the whole batch, which under `jax.jit` with the batch sharded over devices is
+    the global (cross-replica) batch — SPEC §4. group_size k: statistics per group of k consecutive
+    samples (a per-GPU BN of the PyTorch codebases), returned with a leading group axis.
+    """
+    x = x.astype(jnp.float32)
+    if not group_size:
+        mean = jnp.mean(x, axis=(0, 1, 2))
+        var = jnp.mean(jnp.square(x - mean), axis=(0, 1, 2))
+        return mean, var
+    check_group_size(x.shape[0], group_size)
+    xg = x.reshape((x.shape[0] // group_size, group_size) + x.shape[1:])
+    mean = jnp.mean(xg, axis=(1, 2, 3))
+    var = jnp.mean(jnp.square(xg - mean[:, None, None, None, :]), axis=(1, 2, 3))
+    return mean, var
+
+
+class BatchNorm(nnx.Module):
+    """Batch normalisation (no affine of its own unless `affine`), with room for standing statistics.
+
+    Training: normalise with batch (or group) statistics and move `mean`/`var` towards them with
+    `momentum` (PyTorch convention: new = (1 − m)·old + m·batch; m = 1 stores the batch statistics,
+    which is how `biggan.sampling.standing_stats` collects them). Evaluation: normalise with `mean`/`var`.
+    The stored variance is the biased batch variance (BigGAN-PyTorch stores the unbiased one; the
+    difference is a factor n/(n−1) with n ≥ B·H·W, below float32 noise for any real batch).
+    """
+
+    def __init__(self, num_features, *, eps=1e-4, momentum=0.1, group_size=None, affine=False,
+                 dtype=jnp.float32):
+        self.mean = StatsState(jnp.zeros((num_features,)))
+        self.var = StatsState(jnp.ones((num_features,)))
+        self.scale = nnx.Param(jnp.ones((num_features,))) if affine else None
+        self.offset = nnx.Param(jnp.zeros((num_features,))) if affine else None
+        self.eps = eps
+        self.momentum = momentum
+        self.group_size = group_size
+        self.dtype = dtype
+
+    def normalize(self, x, train: bool):
+        """x̂ = (x − μ)/sqrt(σ² + eps) in float32."""
+        xf = x.astype(jnp.float32)
+        if not train:
+            return (xf - self.mean[...]) * jax.lax.rsqrt(self.var[...] + self.eps)
+        mean, var = batch_moments(xf, self.group_size)
+        m = self.momentum
+        self.mean[...] = (1 - m) * self.mean[...] + m * (mean if mean.ndim == 1 else mean.mean(0))
+        self.var[...] = (1 - m) * self.var[...] + m * (var if var.ndim == 1 else var.mean(0))
+        if mean.ndim == 1:
+            return (xf - mean) * jax.lax.rsqrt(var + self.eps)
+        k = self.group_size
+        xg = xf.reshape((xf.shape[0] // k, k) + xf.shape[1:])
+        xg = (xg - mean[:, None, None, None, :]) * jax.lax.rsqrt(var[:, None, None, None, :] + self.eps)
+        return xg.reshape(xf.shape)
+
+    def __call__(self, x, train: bool):
+        xh = self.normalize(x, train)
+        if self.scale is not None:
+            xh = xh * self.scale[...] + self.offset[...]
+        return xh.astype(self.dtype)
+
+
+class ConditionalBatchNorm(nnx.Module):
+    """Class-conditional BN (SPEC §1): out = x̂·(1 + Wγ·cond) + Wβ·cond, Wγ/Wβ bias-free SN linears.
+
+    `cond_dim` 0 drops the linear projections; `num_classes` > 0 adds per-layer class embeddings for
+    gain and bias (the non-shared-embedding baseline of the paper's Table 1; SPEC §8), which are then
+    added to the projections of `cond` (the z chunk when skip-z is on).
+    """
+
+    def __init__(self, num_features, cond_dim, *, num_classes=0, eps=1e-4, momentum=0.1, group_size=None,
+                 sn_eps=1e-4, sn_eval_mode="iterate", dtype=jnp.float32, rngs: nnx.Rngs):
+        self.bn = BatchNorm(num_features, eps=eps, momentum=momentum, group_size=group_size, dtype=dtype)
+        lin = dict(use_bias=False, sn_eps=sn_eps, sn_eval_mode=sn_eval_mode, rngs=rngs)
+        self.gain = SNLinear(cond_dim, num_features, **lin) if cond_dim else None
+        self.bias = SNLinear(cond_dim, num_features, **lin) if cond_dim else None
+        if num_classes:
+            # BigGAN-PyTorch's non-shared ccbn: plain (not SN) embeddings, initialised like the rest.
+            self.class_gain = nnx.Param(orthogonal_init(rngs.params(), (num_classes, num_features)))
+            self.class_bias = nnx.Param(orthogonal_init(rngs.params(), (num_classes, num_features)))
+        else:
+            self.class_gain = self.class_bias = None
+        self.dtype = dtype
+
+    def __call__(self, x, cond, train: bool, y=None):
+        xh = self.bn.normalize(x, train)
+        gain = jnp.ones((x.shape[0], x.shape[-1]), jnp.float32)
+        bias = jnp.zeros((x.shape[0], x.shape[-1]), jnp.float32)
+        if self.gain is not None:
+            gain = gain + self.gain(cond, train).astype(jnp.float32)
+            bias = bias + self.bias(cond, train).astype(jnp.float32)
+        if self.class_gain is not None:
+            gain = gain + jnp.take(self.class_gain[...], y, axis=0)
+            bias = bias + jnp.take(self.class_bias[...], y, axis=0)
+        return (xh * gain[:, None, None, :] + bias[:, None, None, :]).astype(self.dtype)
+
+
+def upsample2x(x):
+    """Nearest-neighbour ×2 upsampling, NHWC."""
+    return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
+
+
+def avg_pool2x(x):
+    """2×2 average pooling with stride 2, NHWC."""
+    b, h, w, c = x.shape
+    return x.reshape(b, h // 2, 2, w // 2, 2, c).mean(axis=(2, 4))
+
+
+def max_pool2x(x):
+    """2×2 max pooling with stride 2, NHWC."""
+    b, h, w, c = x.shape
+    return x.reshape(b, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
+
+
+class SelfAttention(nnx.Module):
+    """SA-GAN non-local block (SPEC §3): out = x + γ·o, γ initialised to 0, so identity at init.
+
+    Channel split as BigGAN-PyTorch: θ, φ → C/8, g → C/2; φ and g max-pooled 2×2; all four 1×1 convs SN
+    and bias-free. Softmax over keys in float32.
+    """
+
+    def __init__(self, ch, *, sn_eps=1e-4, sn_eval_mode="iterate", dtype=jnp.float32, rngs: nnx.Rngs):
+        conv = dict(kernel_size=1, use_bias=False, sn_eps=sn_eps, sn_eval_mode=sn_eval_mode, dtype=dtype, rngs=rngs)
+        self.theta = SNConv(ch, ch // 8, **conv)
+        self.phi = SNConv(ch, ch // 8, **conv)
+        self.g = SNConv(ch, ch // 2, **conv)
+        self.o = SNConv(ch // 2, ch, **conv)
+        self.gamma = nnx.Param(jnp.zeros(()))
+        self.dtype = dtype
+
+    def __call__(self, x, train: bool):
+        b, h, w, c = x.shape
+        theta = self.theta(x, train).reshape(b, h * w, c // 8)
+        phi = max_pool2x(self.phi(x, train)).reshape(b, h * w // 4, c // 8)
+        g = max_pool2x(self.g(x, train)).reshape(b, h * w // 4, c // 2)
+        logits = jnp.einsum("bqc,bkc->bqk", theta, phi, preferred_element_type=jnp.float32)
+        beta = jax.nn.softmax(logits, axis=-1).astype(self.dtype)
+        o = jnp.einsum("bqk,bkc->bqc", beta, g).reshape(b, h, w, c // 2)
+        o = self.o(o, train)
+        return (x + self.gamma[...].astype(self.dtype) * o).astype(self.dtype)
