@@ -38,8 +38,11 @@ def model_config() -> ml_collections.ConfigDict:
 
 def base_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
+    from biggan.data import pipeline  # the data section's keys are owned by the input pipeline
     c.seed = 0
+    c.workdir = ""                  # default: workdirs/<config name>
     c.model = model_config()
+    c.data = pipeline.default_data_config()
     c.train = ml_collections.ConfigDict(dict(
         batch_size=2048,            # global batch per D/G step
         num_accumulations=1,
@@ -61,6 +64,23 @@ def base_config() -> ml_collections.ConfigDict:
     return c
 
 
+def shrink_for_smoke_run(c: ml_collections.ConfigDict, *, ch=4, batch_size=4):
+    """big_vision's runlocal idea: the same experiment, small enough to build and step on a CPU, reading
+    64 of the embedded digits (10 classes) at the experiment's resolution instead of its dataset."""
+    c.model.ch_g = c.model.ch_d = ch
+    c.model.shared_dim = 8
+    c.model.num_classes = 10
+    c.train.batch_size = batch_size
+    c.train.num_accumulations = 1
+    c.train.num_steps = 2
+    c.train.ema_start = 1
+    c.sample.standing_stats_batches = 2
+    c.sample.standing_stats_batch_size = batch_size
+    c.log.update(log_every=1, sv_every=1, sample_every=2, checkpoint_every=2, eval_every=0)
+    c.data.update(source="digits", path="", max_examples=64)
+    return c
+
+
 def check_keys(config: ml_collections.ConfigDict, reference: ml_collections.ConfigDict, prefix=""):
     """Raise if `config` has a key `reference` lacks, naming the closest valid keys."""
     for key, value in config.items():
@@ -77,3 +97,20 @@ def check_keys(config: ml_collections.ConfigDict, reference: ml_collections.Conf
 def config_hash(config: ml_collections.ConfigDict) -> str:
     """A stable hash of a config, to compare the configs of cooperating processes."""
     return hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def load_config_file(spec: str) -> ml_collections.ConfigDict:
+    """Load `path/to/config.py[:arg]` (the same syntax as train.py's --config) and check its keys."""
+    import importlib.util
+    import os
+
+    path, _, arg = spec.partition(":")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"config file {path!r} not found; shipped configs: "
+                                f"{', '.join(sorted(os.listdir('configs'))) if os.path.isdir('configs') else 'configs/*.py'}")
+    module_spec = importlib.util.spec_from_file_location(os.path.splitext(os.path.basename(path))[0], path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    config = module.get_config(arg or None)
+    check_keys(config, base_config())
+    return config
