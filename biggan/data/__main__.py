@@ -1,0 +1,69 @@
+"""Command line: ``python -m biggan.data build-cache --source SPEC --resolution R --out DIR``.
+
+SPEC is one of: ``digits``, ``folder:/path/to/root``, ``cache:/path/to/cache``,
+``tfds:NAME`` (with ``--split``, ``--tfds-data-dir``).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from biggan.data.cache import build_cache
+from biggan.data.pipeline import default_data_config, make_source
+from biggan.data.sources import DataSourceError
+
+
+def data_config_from_spec(spec: str, resolution: int, *, split: str = "train",
+                          tfds_data_dir: str = "", fast_jpeg: bool = False):
+  """'digits' | 'folder:PATH' | 'cache:PATH' | 'tfds:NAME' -> a data ConfigDict."""
+  config = default_data_config()
+  kind, _, rest = spec.partition(":")
+  if kind not in ("digits", "folder", "cache", "tfds") or (kind != "digits" and not rest):
+    raise DataSourceError(f"--source {spec!r}; expected 'digits', 'folder:/path', "
+                          "'cache:/path' or 'tfds:NAME' (e.g. tfds:imagenet2012).")
+  config.source = kind
+  config.resolution = int(resolution)
+  config.split = split
+  config.tfds_data_dir = tfds_data_dir
+  config.fast_jpeg = fast_jpeg
+  if kind == "tfds":
+    config.tfds_name = rest
+  elif kind in ("folder", "cache"):
+    config.path = rest
+  return config
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(prog="python -m biggan.data", description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  sub = parser.add_subparsers(dest="command", required=True)
+  build = sub.add_parser("build-cache", help="preprocess a source into a memory-mapped cache")
+  build.add_argument("--source", required=True, help="digits | folder:PATH | cache:PATH | tfds:NAME")
+  build.add_argument("--resolution", type=int, required=True, help="output side in pixels")
+  build.add_argument("--out", required=True, help="cache directory to create")
+  build.add_argument("--split", default="train", help="TFDS split (tfds sources only)")
+  build.add_argument("--tfds-data-dir", default="", help="TFDS data dir (default ~/tensorflow_datasets)")
+  build.add_argument("--workers", type=int, default=0, help="decode threads (0 = min(8, CPUs))")
+  build.add_argument("--fast-jpeg", action="store_true", help="DCT-domain JPEG downscale (not exact)")
+  build.add_argument("--overwrite", action="store_true", help="replace an existing cache")
+  build.add_argument("--no-progress", action="store_true", help="no progress bar")
+  args = parser.parse_args(argv)
+  logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+  try:
+    config = data_config_from_spec(args.source, args.resolution, split=args.split,
+                                   tfds_data_dir=args.tfds_data_dir, fast_jpeg=args.fast_jpeg)
+    source = make_source(config)
+    manifest = build_cache(source, args.out, num_workers=args.workers, overwrite=args.overwrite,
+                           progress=not args.no_progress)
+  except (DataSourceError, FileExistsError) as error:
+    print(f"error: {error}", file=sys.stderr)
+    return 2
+  print(f"cache: {args.out}  {manifest['count']} images at {manifest['resolution']}px, "
+        f"{manifest['num_classes']} classes, {len(manifest['skipped'])} skipped, "
+        f"{manifest['build_seconds']}s")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
