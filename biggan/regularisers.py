@@ -1,0 +1,359 @@
+"""Regularisers and weight-spectrum tools (SPEC §3 orthogonal regularisation, §8 σ0 clamping, R1 and
+monitoring, §9 DRAGAN / WGAN-GP / historical averaging). All functions are pure and jit-able.
+
+Weight layout. Parameter trees are plain pytrees or `nnx.State` (pass `nnx.state(G, nnx.Param)`,
+not the whole state: SN's u/v and BN statistics are not weights). A leaf is viewed as a matrix
+"rows as filters" like BigGAN-PyTorch's `param.view(shape[0], -1)`:
+  * leaves whose name ends in "kernel" store the output axis LAST — conv HWIO (kh, kw, in, out),
+    linear (in, out) — and become (out, kh·kw·in);
+  * any other ≥2-d leaf (embedding tables (num, dim)) is used as stored, rows = entries, exactly as
+    PyTorch's nn.Embedding.weight.
+The order of the fan-in axis does not matter for any quantity here (Gram matrices and singular
+values are invariant to permuting columns).
+
+Orthogonal regularisation convention (SPEC §3). We minimise
+    R = β Σ_W ‖(W Wᵀ) ⊙ (1 − I)‖²_F            (W: (out, fan_in), i.e. the paper's eq. 3 with
+                                                 filters as the columns of its W)
+and take its EXACT gradient by autodiff: ∂R/∂W = 4β ((W Wᵀ) ⊙ (1 − I)) W. BigGAN-PyTorch's
+`utils.ortho(model, strength)` instead adds 2·strength·((W Wᵀ) ⊙ (1 − I)) W straight into .grad,
+which is half the exact gradient of strength·‖·‖². So `ortho_penalty(params, beta=s/2)` gives the
+same update as BigGAN-PyTorch with `--G_ortho s`; eq. 3 taken literally with the paper's β = 1e-4 is
+beta=1e-4 here (= BigGAN-PyTorch G_ortho 2e-4). `biggan_pytorch_ortho_grad` returns PyTorch's term
+itself (tested equal to the autodiff gradient of ortho_penalty(beta=s/2)).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+PyTree = Any
+LeafFilter = Callable[[str, Array], bool]
+
+
+# --------------------------------------------------------------------------- pytree paths
+
+def _key_name(k) -> str | None:
+    if isinstance(k, jax.tree_util.DictKey):
+        return str(k.key)
+    if isinstance(k, jax.tree_util.SequenceKey):
+        return str(k.idx)
+    if isinstance(k, jax.tree_util.GetAttrKey):
+        # nnx.State leaves are reached through `.value`; it carries no information.
+        return None if k.name == "value" else k.name
+    if isinstance(k, jax.tree_util.FlattenedIndexKey):
+        return str(k.key)
+    return str(k)
+
+
+def path_to_str(path) -> str:
+    """'blocks/0/conv1/kernel' from a jax key path."""
+    return "/".join(n for n in (_key_name(k) for k in path) if n is not None)
+
+
+def _map_with_path(fn: Callable[[str, Array], Array], tree: PyTree) -> PyTree:
+    return jax.tree_util.tree_map_with_path(lambda p, x: fn(path_to_str(p), x), tree)
+
+
+def _named_leaves(tree: PyTree) -> list[tuple[str, Array]]:
+    return [(path_to_str(p), x) for p, x in jax.tree_util.tree_flatten_with_path(tree)[0]]
+
+
+def default_weight_filter(path: str, leaf: Array, exclude: tuple[str, ...] = ("shared",)) -> bool:
+    """True for ≥2-d leaves not under a path component named in `exclude`.
+
+    SPEC §3: ortho reg applies to G's weights but not the shared embedding and not 1-d params.
+    """
+    parts = path.split("/")
+    return jnp.ndim(leaf) >= 2 and not any(e in parts for e in exclude)
+
+
+# --------------------------------------------------------------------------- matrix views
+
+def weight_as_matrix(w: Array, name: str = "kernel") -> Array:
+    """Matrix view (rows = filters) of a weight leaf; see the module docstring for the rule."""
+    if w.ndim < 2:
+        raise ValueError(f"weight {name!r} has shape {w.shape}; a matrix view needs ≥2 dims "
+                         "(exclude 1-d params with the leaf filter).")
+    if name.split("/")[-1].endswith("kernel"):
+        return jnp.moveaxis(w, -1, 0).reshape(w.shape[-1], -1)
+    return w.reshape(w.shape[0], -1)
+
+
+def matrix_as_weight(m: Array, shape: tuple[int, ...], name: str = "kernel") -> Array:
+    """Inverse of `weight_as_matrix`."""
+    if name.split("/")[-1].endswith("kernel"):
+        return jnp.moveaxis(m.reshape((shape[-1],) + tuple(shape[:-1])), 0, -1)
+    return m.reshape(shape)
+
+
+# --------------------------------------------------------------------------- orthogonal regularisation
+
+def ortho_penalty_matrix(w_mat: Array) -> Array:
+    """‖(W Wᵀ) ⊙ (1 − I)‖²_F for W of shape (out, fan_in) (no β)."""
+    w_mat = w_mat.astype(jnp.float32)
+    gram = w_mat @ w_mat.T
+    off_diag = gram * (1.0 - jnp.eye(gram.shape[0], dtype=gram.dtype))
+    return jnp.sum(off_diag ** 2)
+
+
+def ortho_penalty(params: PyTree, beta: float = 1e-4, leaf_filter: LeafFilter = default_weight_filter) -> Array:
+    """R = β Σ_W ‖(W Wᵀ) ⊙ (1 − I)‖²_F over the leaves `leaf_filter(path, leaf)` accepts (SPEC §3).
+
+    Differentiate it with the rest of G's loss (exact gradient 4β(WWᵀ⊙(1−I))W). To reproduce
+    BigGAN-PyTorch's `ortho(strength=s)` use beta = s / 2 (module docstring).
+    """
+    total = jnp.zeros((), jnp.float32)
+    for path, leaf in _named_leaves(params):
+        if leaf_filter(path, leaf):
+            total = total + ortho_penalty_matrix(weight_as_matrix(leaf, path))
+    return beta * total
+
+
+def biggan_pytorch_ortho_grad(params: PyTree, strength: float = 1e-4,
+                              leaf_filter: LeafFilter = default_weight_filter) -> PyTree:
+    """The term BigGAN-PyTorch's utils.ortho adds to .grad: 2·s·((W Wᵀ) ⊙ (1 − I)) W per weight,
+    zeros for leaves the filter rejects. Equals the autodiff gradient of ortho_penalty(beta=s/2)."""
+    def grad_leaf(path, leaf):
+        if not leaf_filter(path, leaf):
+            return jnp.zeros_like(leaf)
+        w = weight_as_matrix(leaf, path)
+        gram = w @ w.T
+        g = 2.0 * strength * (gram * (1.0 - jnp.eye(gram.shape[0], dtype=gram.dtype))) @ w
+        return matrix_as_weight(g, leaf.shape, path).astype(leaf.dtype)
+    return _map_with_path(grad_leaf, params)
+
+
+# --------------------------------------------------------------------------- gradient penalties
+
+def _per_sample_input_grads(d_fn: Callable[[Array], Array], x: Array) -> Array:
+    """∇_x Σ_i D(x)_i: the per-sample input gradients when D treats samples independently
+    (true for BigGAN's D, which has no batch norm; not for a D with batch statistics)."""
+    out, vjp = jax.vjp(d_fn, x)
+    if out.ndim != 1 or out.shape[0] != x.shape[0]:
+        raise ValueError(f"d_fn must map a batch {x.shape} to logits of shape ({x.shape[0]},), got {out.shape}.")
+    (g,) = vjp(jnp.ones_like(out))
+    return g
+
+
+def _sq_norms(g: Array) -> Array:
+    return jnp.sum(jnp.square(g.astype(jnp.float32)).reshape(g.shape[0], -1), axis=1)
+
+
+def r1_penalty(d_fn: Callable[[Array], Array], x_real: Array, gamma: float) -> Array:
+    """R1 zero-centred gradient penalty γ/2 · E_x ‖∇_x D(x)‖² on real data (Mescheder et al. 2018;
+    SPEC §8 sweeps γ 1e-3…10). `d_fn(x) -> (B,)` closes over D's params and labels; differentiate the
+    result w.r.t. D's params (double backprop works under jax.grad)."""
+    return 0.5 * gamma * jnp.mean(_sq_norms(_per_sample_input_grads(d_fn, x_real)))
+
+
+def gradient_norm_penalty(d_fn: Callable[[Array], Array], x: Array, weight: float = 10.0,
+                          center: float = 1.0, eps: float = 1e-12) -> Array:
+    """weight · E (‖∇_x D(x)‖ − center)² at the given points (shared by WGAN-GP and DRAGAN).
+    `eps` inside the sqrt keeps the gradient finite where ∇D = 0."""
+    norms = jnp.sqrt(_sq_norms(_per_sample_input_grads(d_fn, x)) + eps)
+    return weight * jnp.mean((norms - center) ** 2)
+
+
+def _per_sample_uniform(rng: Array, x: Array) -> Array:
+    return jax.random.uniform(rng, (x.shape[0],) + (1,) * (x.ndim - 1), jnp.float32)
+
+
+def wgan_gp_interpolates(rng: Array, x_real: Array, x_fake: Array) -> Array:
+    """x̂ = ε x_real + (1 − ε) x_fake with ε ~ U[0, 1] per sample (Gulrajani et al. 2017)."""
+    if x_real.shape != x_fake.shape:
+        raise ValueError(f"WGAN-GP needs real and fake batches of one shape, got {x_real.shape} and {x_fake.shape}.")
+    eps = _per_sample_uniform(rng, x_real)
+    return (eps * x_real + (1.0 - eps) * x_fake).astype(x_real.dtype)
+
+
+def wgan_gp_penalty(d_fn: Callable[[Array], Array], rng: Array, x_real: Array, x_fake: Array,
+                    weight: float = 10.0) -> Array:
+    """WGAN-GP: λ · E (‖∇D(x̂)‖ − 1)² at random interpolates of real and fake (stop-gradient on both
+    inputs so only D's params get this penalty's gradient)."""
+    x_hat = wgan_gp_interpolates(rng, jax.lax.stop_gradient(x_real), jax.lax.stop_gradient(x_fake))
+    return gradient_norm_penalty(d_fn, x_hat, weight, center=1.0)
+
+
+def dragan_perturb(rng: Array, x_real: Array, scale: float = 0.5) -> Array:
+    """DRAGAN points (Kodali et al. 2017): x̂ = x + α·δ, δ = scale·std(x)·U[0, 1] noise, α ~ U[0, 1]
+    per sample — an interpolate between x and its perturbation x + δ."""
+    k_noise, k_alpha = jax.random.split(rng)
+    std = jnp.std(x_real.astype(jnp.float32))
+    delta = scale * std * jax.random.uniform(k_noise, x_real.shape, jnp.float32)
+    alpha = _per_sample_uniform(k_alpha, x_real)
+    return (x_real + alpha * delta).astype(x_real.dtype)
+
+
+def dragan_penalty(d_fn: Callable[[Array], Array], rng: Array, x_real: Array, weight: float = 10.0,
+                   scale: float = 0.5) -> Array:
+    """DRAGAN: λ · E (‖∇D(x̂)‖ − 1)² at noisy points around the real data."""
+    x_hat = dragan_perturb(rng, jax.lax.stop_gradient(x_real), scale)
+    return gradient_norm_penalty(d_fn, x_hat, weight, center=1.0)
+
+
+# --------------------------------------------------------------------------- singular values
+
+def _gram_side(w_mat: Array) -> tuple[Array, bool]:
+    """The smaller Gram matrix of W and whether it is W Wᵀ (rows) or Wᵀ W (columns)."""
+    if w_mat.shape[0] <= w_mat.shape[1]:
+        return w_mat @ w_mat.T, True
+    return w_mat.T @ w_mat, False
+
+
+def top_singular_values(w: Array, k: int = 3, method: str = "gram", name: str = "kernel",
+                        iters: int = 50, rng: Array | None = None) -> Array:
+    """The k largest singular values of a weight, viewed as (out, fan_in) (SPEC §8 monitoring).
+
+    method: 'gram' (default) — √ of the top eigenvalues of the smaller Gram matrix; fastest on CPU
+    for a 1536×13824 weight (≈3× faster than 'svd', see BUILD_NOTES); its error is float32
+    rounding relative to σ0², so use it for the TOP values only. 'svd' — full jnp.linalg.svd.
+    'subspace' — block power iteration with k+8 vectors for `iters` steps; its accuracy depends on
+    the spectral gap (rel. error 1.5e-3 after 50 steps on a random matrix, and slower than 'gram').
+    """
+    w_mat = weight_as_matrix(w, name).astype(jnp.float32)
+    k_eff = min(k, *w_mat.shape)
+    if method == "svd":
+        s = jnp.linalg.svd(w_mat, compute_uv=False)[:k_eff]
+    elif method == "gram":
+        gram, _ = _gram_side(w_mat)
+        s = jnp.sqrt(jnp.maximum(jnp.linalg.eigvalsh(gram)[::-1][:k_eff], 0.0))
+    elif method == "subspace":
+        p = min(k_eff + 8, min(w_mat.shape))
+        rng = jax.random.key(0) if rng is None else rng
+        q, _ = jnp.linalg.qr(jax.random.normal(rng, (w_mat.shape[1], p), jnp.float32))
+        q = jax.lax.fori_loop(0, iters, lambda i, q: jnp.linalg.qr(w_mat.T @ (w_mat @ q))[0], q)
+        s = jnp.linalg.svd(w_mat @ q, compute_uv=False)[:k_eff]
+    else:
+        raise ValueError(f"unknown singular value method {method!r}; valid: 'gram', 'svd', 'subspace'.")
+    if k_eff < k:  # thin matrices have fewer singular values; pad so every entry has k values
+        s = jnp.concatenate([s, jnp.zeros((k - k_eff,), s.dtype)])
+    return s
+
+
+def singular_value_summary(params: PyTree, k: int = 3, method: str = "gram",
+                           leaf_filter: LeafFilter | None = None) -> dict[str, Array]:
+    """{path: (σ0, …, σ_{k−1})} for every ≥2-d leaf (or those `leaf_filter` accepts). Jit-able: the
+    keys come from the tree structure. These are RAW weights' values; divide by the SN σ (≈ σ0)
+    for the normalised layer's spectrum."""
+    leaf_filter = leaf_filter or (lambda path, leaf: jnp.ndim(leaf) >= 2)
+    return {path: top_singular_values(leaf, k, method, name=path)
+            for path, leaf in _named_leaves(params) if leaf_filter(path, leaf)}
+
+
+def top_singular_pairs(w_mat: Array, k: int = 2) -> tuple[Array, Array, Array]:
+    """(σ (k,), U (rows, k), V (cols, k)) of the k largest singular triplets of a matrix, via the
+    eigen-decomposition of its smaller Gram matrix. No gradient (stop_gradient applied)."""
+    w_mat = jax.lax.stop_gradient(w_mat.astype(jnp.float32))
+    gram, rows = _gram_side(w_mat)
+    evals, evecs = jnp.linalg.eigh(gram)
+    evals, evecs = evals[::-1][:k], evecs[:, ::-1][:, :k]
+    s = jnp.sqrt(jnp.maximum(evals, 0.0))
+    safe = jnp.where(s > 0, s, 1.0)
+    if rows:
+        u = evecs
+        v = (w_mat.T @ u) / safe
+    else:
+        v = evecs
+        u = (w_mat @ v) / safe
+    return s, u, v
+
+
+def _clamp_target(s: Array, sigma_target: float | None, ratio: float | None) -> Array:
+    if (sigma_target is None) == (ratio is None):
+        raise ValueError("give exactly one of sigma_target (fixed σ_reg) or ratio (r·sg(σ1)); "
+                         f"got sigma_target={sigma_target}, ratio={ratio}.")
+    if sigma_target is not None:
+        return jnp.asarray(sigma_target, jnp.float32)
+    if s.shape[0] < 2:
+        raise ValueError("ratio (r·sg(σ1)) needs a weight with at least 2 singular values; this one has 1. "
+                         "Use sigma_target or exclude the leaf with leaf_filter.")
+    return ratio * jax.lax.stop_gradient(s[1])
+
+
+def sigma0_penalty_matrix(w_mat: Array, sigma_target: float | None = None, ratio: float | None = None,
+                          one_sided: bool = False) -> Array:
+    """(σ0 − σ_target)² for one matrix (one_sided: relu(σ0 − σ_target)²), σ_target = σ_reg or
+    r·sg(σ1). σ0 = u0ᵀ W v0 with the singular vectors held constant, whose gradient u0 v0ᵀ is the
+    exact ∂σ0/∂W (for a simple σ0)."""
+    s, u, v = top_singular_pairs(w_mat, 2)
+    sigma0 = u[:, 0] @ (w_mat.astype(jnp.float32) @ v[:, 0])
+    diff = sigma0 - _clamp_target(s, sigma_target, ratio)
+    return jnp.square(jax.nn.relu(diff) if one_sided else diff)
+
+
+def sigma0_penalty(params: PyTree, strength: float, sigma_target: float | None = None,
+                   ratio: float | None = None, one_sided: bool = False,
+                   leaf_filter: LeafFilter = default_weight_filter) -> Array:
+    """strength · Σ_W (σ0(W) − σ_target)²: SPEC §8 (paper §4.1) regularisation of each weight's top
+    singular value towards a fixed σ_reg or r·sg(σ1). The paper gives no formula; the squared
+    distance is our reading of "regularise towards" (one_sided=True only penalises σ0 above)."""
+    total = jnp.zeros((), jnp.float32)
+    for path, leaf in _named_leaves(params):
+        if leaf_filter(path, leaf):
+            total = total + sigma0_penalty_matrix(weight_as_matrix(leaf, path), sigma_target, ratio, one_sided)
+    return strength * total
+
+
+def sigma0_clamp_matrix(w_mat: Array, sigma_clamp: float | None = None, ratio: float | None = None) -> Array:
+    """W ← W − max(0, σ0 − σ_clamp)·u0 v0ᵀ (paper §4.1 / SPEC §8, written there as v0 u0ᵀ for the
+    transposed layout): σ0 becomes min(σ0, max(σ_clamp, σ1)); the other singular triplets are
+    unchanged. σ_clamp = fixed value or r·sg(σ1)."""
+    s, u, v = top_singular_pairs(w_mat, 2)
+    excess = jax.nn.relu(s[0] - _clamp_target(s, sigma_clamp, ratio))
+    return (w_mat - excess * jnp.outer(u[:, 0], v[:, 0])).astype(w_mat.dtype)
+
+
+def sigma0_clamp(params: PyTree, sigma_clamp: float | None = None, ratio: float | None = None,
+                 leaf_filter: LeafFilter = default_weight_filter) -> PyTree:
+    """Apply `sigma0_clamp_matrix` to every accepted leaf (after the optimiser step)."""
+    def clamp_leaf(path, leaf):
+        if not leaf_filter(path, leaf):
+            return leaf
+        m = sigma0_clamp_matrix(weight_as_matrix(leaf, path), sigma_clamp, ratio)
+        return matrix_as_weight(m, leaf.shape, path)
+    return _map_with_path(clamp_leaf, params)
+
+
+# --------------------------------------------------------------------------- historical averaging
+
+class HistoricalAverage(NamedTuple):
+    """Running mean of past parameters (a pytree like the params) and how many were averaged."""
+    mean: PyTree
+    count: Array
+
+
+def historical_average_init(params: PyTree) -> HistoricalAverage:
+    """Start the average at the initial parameters (count 1)."""
+    return HistoricalAverage(jax.tree.map(lambda p: jnp.asarray(p, jnp.float32), params),
+                             jnp.ones((), jnp.int32))
+
+
+def historical_average_update(state: HistoricalAverage, params: PyTree,
+                              decay: float | None = None) -> HistoricalAverage:
+    """Fold the current params into the average: exact mean of all past params
+    (m ← m + (θ − m)/(n + 1)) or, with `decay`, an exponential average (m ← d·m + (1 − d)·θ)."""
+    n = state.count.astype(jnp.float32)
+    w = (1.0 / (n + 1.0)) if decay is None else (1.0 - decay)
+    mean = jax.tree.map(lambda m, p: m + w * (p.astype(jnp.float32) - m), state.mean, params)
+    return HistoricalAverage(mean, state.count + 1)
+
+
+def historical_average_penalty(params: PyTree, state: HistoricalAverage, weight: float = 1.0) -> Array:
+    """weight · Σ ‖θ − mean of past θ‖² (Salimans et al. 2016; SPEC §9). The mean is a constant."""
+    sq = jax.tree.map(lambda p, m: jnp.sum(jnp.square(p.astype(jnp.float32) - jax.lax.stop_gradient(m))),
+                      params, state.mean)
+    return weight * sum(jax.tree.leaves(sq), jnp.zeros((), jnp.float32))
+
+
+__all__ = [
+    "path_to_str", "default_weight_filter", "weight_as_matrix", "matrix_as_weight",
+    "ortho_penalty_matrix", "ortho_penalty", "biggan_pytorch_ortho_grad",
+    "r1_penalty", "gradient_norm_penalty", "wgan_gp_interpolates", "wgan_gp_penalty",
+    "dragan_perturb", "dragan_penalty",
+    "top_singular_values", "singular_value_summary", "top_singular_pairs",
+    "sigma0_penalty_matrix", "sigma0_penalty", "sigma0_clamp_matrix", "sigma0_clamp",
+    "HistoricalAverage", "historical_average_init", "historical_average_update", "historical_average_penalty",
+]
