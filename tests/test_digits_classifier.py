@@ -1,0 +1,190 @@
+"""The digits classifier (offline feature network) and the evaluation pipeline on digits."""
+import csv
+import json
+import sys
+import types
+
+import numpy as np
+import pytest
+
+from biggan import digits_classifier, evaluate, metrics
+from biggan.data import digits_arrays
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("digits_classifier")
+
+
+@pytest.fixture(scope="module")
+def classifier(cache_dir):
+    return digits_classifier.load_or_train_digits_classifier(cache_dir, log=None)
+
+
+def test_classifier_is_accurate_on_held_out_split_and_cached(classifier, cache_dir):
+    assert classifier.source == "trained"
+    (train_x, _), (test_x, test_y) = digits_classifier.digits_split()
+    assert len(test_x) == 360 and len(train_x) == 1437
+    accuracy = np.mean(np.argmax(classifier.logits(test_x), axis=1) == test_y)
+    assert accuracy > 0.9 and accuracy == pytest.approx(classifier.test_accuracy)
+
+    again = digits_classifier.load_or_train_digits_classifier(cache_dir, log=None)
+    assert again.source.startswith(str(cache_dir)) and again.source.endswith(".npz")
+    np.testing.assert_array_equal(again.logits(test_x[:20]), classifier.logits(test_x[:20]))
+
+
+def test_input_forms_agree(classifier):
+    images, _ = digits_arrays(32)
+    u8 = images[:16]
+    grey_float = (u8[..., :1].astype(np.float32) / 127.5 - 1.0)
+    np.testing.assert_allclose(classifier.features(u8), classifier.features(grey_float), atol=1e-5)
+    assert classifier.features(u8).shape == (16, 128) and classifier.logits(u8).shape == (16, 10)
+    big, labels = digits_arrays(64)  # other resolutions are resized to 32
+    assert np.mean(np.argmax(classifier.logits(big[:200]), 1) == labels[:200]) > 0.9
+
+
+def test_sharded_feature_network_equals_direct_call(classifier):
+    net = classifier.feature_network(batch_size=64)
+    images, _ = digits_arrays(32)
+    features, logits = net(images[:77])  # not a multiple of the 8 devices or the batch
+    np.testing.assert_allclose(features, classifier.features(images[:77]), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(logits, classifier.logits(images[:77]), rtol=1e-5, atol=1e-5)
+    assert net.name == digits_classifier.DIGITS_CLASSIFIER_NAME and net.predicts_dataset_classes
+
+
+class FakeDigitsSampler:
+    """Returns real digits of the requested classes (shifted by `label_shift`) plus noise * truncation."""
+    num_classes = 10
+
+    def __init__(self, label_shift=0, noise=0.0):
+        self.images, self.labels = digits_arrays(32)
+        self.label_shift, self.noise = label_shift, noise
+        self.calls = []
+
+    def sample(self, num, *, truncation, seed, batch_size, classes=None):
+        self.calls.append((num, truncation, seed, batch_size, classes))
+        rng = np.random.default_rng(seed)
+        classes = rng.integers(0, 10, num) if classes is None else classes
+        picks = [rng.choice(np.flatnonzero(self.labels == (c + self.label_shift) % 10)) for c in classes]
+        x = self.images[picks].astype(np.float32) / 127.5 - 1.0
+        x = x + self.noise * (1.0 if truncation is None else truncation) * rng.normal(size=x.shape)
+        return np.clip(x, -1, 1).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def digits_moments(tmp_path_factory, cache_dir, classifier):
+    path = tmp_path_factory.mktemp("moments") / "digits32.npz"
+    assert evaluate.main(["moments", "--data", "digits", "--out", str(path),
+                          "--digits_cache_dir", str(cache_dir)]) == 0
+    return path
+
+
+def test_moments_cli_on_digits(digits_moments):
+    moments = metrics.load_moments(digits_moments, feature_network=digits_classifier.DIGITS_CLASSIFIER_NAME,
+                                   resolution=32)
+    assert moments.n == 1797 and moments.features.shape == (1797, 128)
+    np.testing.assert_allclose(moments.mu, moments.features.astype(np.float64).mean(0), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="for 32x32 images, but the samples are 64x64"):
+        metrics.load_moments(digits_moments, resolution=64)
+
+
+def test_score_sampler_separates_good_and_bad_generators(classifier, digits_moments):
+    net = classifier.feature_network()
+    reference = metrics.load_moments(digits_moments)
+    kwargs = dict(num_samples=600, batch_size=200, reference_moments=reference, progress=False,
+                  kid_num_subsets=20)
+    good = evaluate.score_sampler(FakeDigitsSampler(), net, truncation=1.0, **kwargs)
+    wrong_class = evaluate.score_sampler(FakeDigitsSampler(label_shift=1), net, truncation=1.0, **kwargs)
+    noisy = evaluate.score_sampler(FakeDigitsSampler(noise=0.8), net, truncation=1.0, **kwargs)
+    assert good["class_accuracy"] > 0.95 and wrong_class["class_accuracy"] < 0.05
+    assert good["is_mean"] > 8.5  # ten well-recognised, balanced classes: IS close to 10
+    # Real digits against the real-digits reference: small FID (its own finite-sample bias only).
+    assert good["fid"] < 0.1 * noisy["fid"]
+    assert good["precision"] > 0.8 and good["recall"] > 0.8 and noisy["precision"] < good["precision"]
+    assert abs(good["kid_mean"]) < 0.1 * noisy["kid_mean"]
+    # Deterministic: the same sampler and seed give the same numbers.
+    again = evaluate.score_sampler(FakeDigitsSampler(), net, truncation=1.0, **kwargs)
+    assert again == good
+
+
+def test_score_sampler_defaults_to_no_truncation_without_reference(classifier):
+    sampler = FakeDigitsSampler()
+    result = evaluate.score_sampler(sampler, classifier.feature_network(), num_samples=20, batch_size=20,
+                                    progress=False)
+    assert sampler.calls[0][1] is None and result["truncation"] is None
+    assert set(result) == {"truncation", "num_samples", "feature_network", "is_mean", "is_std",
+                           "class_accuracy"}
+
+
+def test_evaluate_generator_refuses_mismatched_reference(classifier, digits_moments):
+    net = classifier.feature_network()
+    reference = metrics.load_moments(digits_moments)
+
+    def sample_64px(start, num):
+        return np.zeros((num, 64, 64, 3), np.float32)
+
+    with pytest.raises(ValueError, match="samples are 64x64 but the reference moments are for 32x32"):
+        evaluate.evaluate_generator(sample_64px, net, reference, 16, batch_size=16, progress=False)
+    reference.feature_network = "inception-2015-12-05/pool3"
+    with pytest.raises(ValueError, match="computed with 'inception-2015-12-05/pool3'"):
+        evaluate.evaluate_generator(sample_64px, net, reference, 16, progress=False)
+
+
+def test_parse_truncations():
+    assert evaluate.parse_truncations("0.1:1.0:0.1") == pytest.approx([0.1 * i for i in range(1, 11)])
+    assert evaluate.parse_truncations("0.25,0.5,1") == [0.25, 0.5, 1.0]
+    for bad in ("1.0:0.1:0.1", "0:1:0.5", "a,b", "0.5:1:0"):
+        with pytest.raises(ValueError, match="--truncations"):
+            evaluate.parse_truncations(bad)
+
+
+def test_score_and_sweep_cli_with_a_fake_checkpoint(tmp_path, monkeypatch, capsys, cache_dir,
+                                                    digits_moments):
+    sampler = FakeDigitsSampler(noise=0.5)
+    fake_module = types.ModuleType("biggan.sampling")
+    fake_module.load_sampler = lambda checkpoint_dir: sampler if checkpoint_dir == "ckpt" else None
+    monkeypatch.setitem(sys.modules, "biggan.sampling", fake_module)
+    common = ["--checkpoint", "ckpt", "--num_samples", "300", "--batch_size", "150", "--moments",
+              str(digits_moments), "--digits_cache_dir", str(cache_dir)]
+
+    out = tmp_path / "score.json"
+    assert evaluate.main(["score", "--truncation", "0.5", "--out", str(out)] + common) == 0
+    result = json.loads(out.read_text())
+    assert result["truncation"] == 0.5 and result["num_samples"] == 300 and "fid" in result
+    assert result["feature_network"] == digits_classifier.DIGITS_CLASSIFIER_NAME  # from the moments file
+    assert [c[1] for c in sampler.calls] == [0.5, 0.5] and sampler.calls[0][2] != sampler.calls[1][2]
+    np.testing.assert_array_equal(sampler.calls[1][4], np.arange(150, 300) % 10)  # balanced classes
+
+    assert evaluate.main(["sweep", "--truncations", "0.2,0.6,1.0", "--out_dir", str(tmp_path / "sweep")]
+                         + common) == 0
+    with open(tmp_path / "sweep" / "truncation_sweep.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [float(r["truncation"]) for r in rows] == [0.2, 0.6, 1.0]
+    fids = [float(r["fid"]) for r in rows]
+    assert fids[0] < fids[1] < fids[2]  # this fake generator's noise grows with the truncation
+    png = (tmp_path / "sweep" / "truncation_sweep.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 5000
+    capsys.readouterr()
+
+
+def test_moments_cli_on_an_image_folder_equals_array_moments(tmp_path, cache_dir, classifier):
+    from PIL import Image
+
+    images, labels = digits_arrays(32)
+    for i in range(40):
+        folder = tmp_path / "data" / str(labels[i])
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(images[i]).save(folder / f"{i:03d}.png")
+    out = tmp_path / "folder.npz"
+    assert evaluate.main(["moments", "--data", str(tmp_path / "data"), "--resolution", "32",
+                          "--out", str(out), "--feature_network", "digits",
+                          "--digits_cache_dir", str(cache_dir), "--batch_size", "16"]) == 0
+    moments = metrics.load_moments(out, feature_network=digits_classifier.DIGITS_CLASSIFIER_NAME,
+                                   resolution=32)
+    features = classifier.features(images[:40]).astype(np.float64)  # same images, any order
+    assert moments.n == 40
+    np.testing.assert_allclose(moments.mu, features.mean(0), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(moments.sigma, np.cov(features, rowvar=False), rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="pass --resolution"):
+        evaluate.main(["moments", "--data", str(tmp_path / "data"), "--out", str(out),
+                       "--feature_network", "digits", "--digits_cache_dir", str(cache_dir)])
