@@ -1,0 +1,101 @@
+"""Training checkpoints with orbax: the whole TrainState, the input pipeline position and the config.
+
+Kept: the last `keep` checkpoints plus the best one by the configured metric. Saves are asynchronous
+and atomic (orbax writes a temporary directory and renames it), so a failed or interrupted save never
+replaces a good checkpoint. Nothing non-finite is ever saved (the trainer checks first).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+import jax
+import ml_collections
+import orbax.checkpoint as ocp
+from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
+
+log = logging.getLogger(__name__)
+
+
+class CheckpointError(RuntimeError):
+    pass
+
+
+class Checkpointer:
+    def __init__(self, workdir: str, *, keep: int = 3, best_metric: str = "", best_mode: str = "min"):
+        self.directory = os.path.join(os.path.abspath(workdir), "checkpoints")
+        policies = [pp.LatestN(keep)]
+        if best_metric:
+            policies.append(pp.BestN(get_metric_fn=lambda metrics: metrics[best_metric],
+                                     reverse=best_mode == "min", n=1, keep_checkpoints_without_metrics=False))
+        options = ocp.CheckpointManagerOptions(preservation_policy=pp.AnyPreservationPolicy(policies),
+                                               enable_async_checkpointing=True, create=True)
+        self.manager = ocp.CheckpointManager(self.directory, options=options, item_names=("state", "data"))
+        self.best_metric = best_metric
+
+    def latest_step(self):
+        return self.manager.latest_step()
+
+    def all_steps(self):
+        return list(self.manager.all_steps())
+
+    def save(self, step: int, state, data_state: dict, metrics: dict | None = None, *, wait: bool = False):
+        """Start an asynchronous save; errors of the previous save surface here (or with wait=True)."""
+        metrics = {k: float(v) for k, v in (metrics or {}).items()} if self.best_metric else None
+        if self.best_metric and (metrics is None or self.best_metric not in metrics):
+            metrics = None
+        try:
+            self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                                            data=ocp.args.JsonSave(data_state)),
+                              metrics=metrics, force=True)
+            if wait:
+                self.manager.wait_until_finished()
+        except Exception as e:  # disk full, permissions, a lost bucket...
+            raise CheckpointError(
+                f"saving the checkpoint of step {step} to {self.directory} failed ({type(e).__name__}: {e}); "
+                f"the last good checkpoint is step {self._last_good(step)}, which is intact. The run stops "
+                f"here: fix the cause and restart the same command to resume.") from e
+
+    def _last_good(self, failed_step):
+        steps = [s for s in self.manager.all_steps() if s != failed_step]
+        return max(steps) if steps else "none"
+
+    def restore(self, step: int, abstract_state):
+        """Restore step `step` into the structure/shardings of `abstract_state` (ShapeDtypeStructs)."""
+        restored = self.manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()))
+        return restored["state"], restored["data"]
+
+    def wait(self):
+        self.manager.wait_until_finished()
+
+    def close(self):
+        self.manager.close()
+
+
+def check_workdir_config(workdir: str, config: ml_collections.ConfigDict):
+    """Refuse to resume a workdir written by a different architecture; record the config otherwise."""
+    path = os.path.join(workdir, "config.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            old = ml_collections.ConfigDict(json.load(f))
+        old_m, new_m = old.model.to_dict(), config.model.to_dict()
+        diff = {k: (old_m.get(k), new_m.get(k)) for k in set(old_m) | set(new_m)
+                if _norm(old_m.get(k)) != _norm(new_m.get(k))}
+        if diff:
+            raise ValueError(
+                f"{workdir} holds a checkpoint of a different model: "
+                f"{old_m.get('arch')} {old_m.get('resolution')}² vs the requested {new_m.get('arch')} "
+                f"{new_m.get('resolution')}²; differing model keys (workdir → requested): "
+                + ", ".join(f"{k}: {a!r} → {b!r}" for k, (a, b) in sorted(diff.items()))
+                + ". Nothing was overwritten; use another --workdir or the matching config.")
+    if jax.process_index() == 0:
+        os.makedirs(workdir, exist_ok=True)
+        with open(path + ".tmp", "w") as f:
+            f.write(config.to_json(indent=2))
+        os.replace(path + ".tmp", path)
+
+
+def _norm(v):
+    return list(v) if isinstance(v, (tuple, list)) else v

@@ -1,0 +1,183 @@
+"""Sampling: standing statistics, truncation, samplers for our checkpoints and released weights, grids.
+
+Truncation has two meanings (SPEC §5):
+- our models: z ~ N(0, I) truncated at `threshold` by RE-SAMPLING (biggan.latents.truncated_normal);
+  None = no truncation. G's batch norms use standing statistics accumulated at that threshold.
+- released models (an export with truncation_stats.npz): z = t·truncnorm(−2, 2) and t also selects
+  the stored per-truncation BN statistics (biggan.truncation_stats).
+"""
+from __future__ import annotations
+
+import logging
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from PIL import Image
+
+from biggan import latents, layers
+from biggan.truncation_stats import apply_truncation_stats, batchnorm_paths, check_truncation
+
+log = logging.getLogger(__name__)
+
+
+def sample_latents(rng, num, dim_z, truncation=None, *, released=False):
+    if released:
+        return latents.tfhub_truncated_latent(rng, (num, dim_z), check_truncation(truncation))
+    return latents.truncated_normal(rng, (num, dim_z), truncation if truncation else None)
+
+
+def _eval_forward(graphdef):
+    @jax.jit
+    def forward(state, z, y):
+        return nnx.merge(graphdef, state, copy=True)(z, y, train=False)
+    return forward
+
+
+def standing_stats(generator, *, num_batches: int, batch_size: int, rng, truncation=None, num_classes=None,
+                   progress: bool = False) -> dict:
+    """Paper appendix C.1: average the per-batch BN means and variances of G run in training mode on
+    `num_batches` batches of fresh noise (at the truncation that will be sampled). Returns
+    {'<bn path>/mean'|'/var': (C,)} — the format `apply_bn_stats` writes back. `generator` is unchanged.
+    """
+    gen = nnx.clone(generator)
+    bns = batchnorm_paths(gen)
+    for bn in bns.values():
+        bn.momentum = 1.0  # after a training forward, mean/var hold exactly that batch's statistics
+    graphdef, state = nnx.split(gen)
+    num_classes = num_classes or gen.num_classes
+
+    @jax.jit
+    def batch_stats(state, z, y):
+        g = nnx.merge(graphdef, state, copy=True)
+        g(z, y, train=True)
+        return {path: (bn.mean[...], bn.var[...]) for path, bn in batchnorm_paths(g).items()}
+
+    sums = None
+    it = range(num_batches)
+    if progress:
+        from tqdm import tqdm
+        it = tqdm(it, desc="standing stats", unit="batch")
+    for i in it:
+        kz, ky = jax.random.split(jax.random.fold_in(rng, i))
+        z = sample_latents(kz, batch_size, gen.dim_z, truncation)
+        y = jax.random.randint(ky, (batch_size,), 0, num_classes)
+        stats = batch_stats(state, z, y)
+        sums = stats if sums is None else jax.tree.map(jnp.add, sums, stats)
+    out = {}
+    for path, (m, v) in sums.items():
+        out[f"{path}/mean"] = np.asarray(m / num_batches)
+        out[f"{path}/var"] = np.asarray(v / num_batches)
+    return out
+
+
+def apply_bn_stats(generator, stats: dict):
+    """Write {'<bn path>/mean'|'/var': (C,)} into G's batch norms (in place)."""
+    for path, bn in batchnorm_paths(generator).items():
+        bn.mean[...] = jnp.asarray(stats[f"{path}/mean"])
+        bn.var[...] = jnp.asarray(stats[f"{path}/var"])
+
+
+class Sampler:
+    """Batched evaluation-mode sampling from a generator with the right BN statistics for a truncation."""
+
+    def __init__(self, config, generator, *, truncation_stats=None, cache_dir=None, use_standing_stats=True):
+        self.config, self.generator = config, generator
+        self.truncation_stats = truncation_stats
+        self.released = truncation_stats is not None
+        self.cache_dir = cache_dir
+        self.use_standing_stats = use_standing_stats and not self.released
+        self.num_classes = config.model.num_classes
+        self._forward = _eval_forward(nnx.graphdef(generator))
+        self._stats_for = None
+
+    def prepare(self, truncation):
+        """Set G's BN statistics for `truncation` (released: stored table; ours: cached standing stats)."""
+        if self._stats_for == (truncation,):
+            return
+        if self.released:
+            apply_truncation_stats(self.generator, self.truncation_stats, truncation)
+        elif self.use_standing_stats:
+            path = os.path.join(self.cache_dir, f"standing_stats_t{truncation or 0:g}.npz") if self.cache_dir else None
+            if path and os.path.exists(path):
+                stats = dict(np.load(path))
+            else:
+                s = self.config.sample
+                stats = standing_stats(self.generator, num_batches=s.standing_stats_batches,
+                                       batch_size=s.standing_stats_batch_size, rng=jax.random.key(12345),
+                                       truncation=truncation, progress=True)
+                if path and jax.process_index() == 0:
+                    os.makedirs(self.cache_dir, exist_ok=True)
+                    np.savez(path + ".tmp.npz", **stats)
+                    os.replace(path + ".tmp.npz", path)
+            apply_bn_stats(self.generator, stats)
+        self._stats_for = (truncation,)
+
+    def generate(self, z, y, truncation=None, batch_size=64):
+        """Images (N, H, W, 3) float32 in [-1, 1] for given latents and classes (indices or class vectors)."""
+        self.prepare(truncation)
+        state = nnx.state(self.generator)
+        outs = []
+        for i in range(0, len(z), batch_size):
+            outs.append(np.asarray(self._forward(state, jnp.asarray(z[i:i + batch_size]),
+                                                 jnp.asarray(y[i:i + batch_size]))))
+        return np.concatenate(outs)
+
+    def sample(self, num, *, truncation=None, seed=0, batch_size=64, classes=None, latents=None):
+        kz, ky = jax.random.split(jax.random.key(seed))
+        if latents is not None:
+            z = np.asarray(latents, np.float32)
+            if z.ndim != 2 or z.shape[1] != self.generator.dim_z:
+                raise ValueError(f"latents have shape {z.shape}; expected (n, {self.generator.dim_z})")
+            num = len(z)
+        else:
+            z = np.asarray(sample_latents(kz, num, self.generator.dim_z, truncation, released=self.released))
+        if classes is None or len(classes) == 0:
+            y = np.asarray(jax.random.randint(ky, (num,), 0, self.num_classes))
+        else:
+            y = np.resize(np.asarray(classes, np.int32), num)
+        bad = [int(c) for c in np.ravel(y) if not 0 <= c < self.num_classes]
+        if bad:
+            raise ValueError(f"class index {bad[0]} is outside [0, {self.num_classes}); valid: 0..{self.num_classes - 1}")
+        return self.generate(z, y, truncation, batch_size)
+
+
+def load_sampler(directory, **kw) -> Sampler:
+    """A sampler for an exported generator (biggan.export, e.g. converted released weights) or for the
+    latest checkpoint of a training workdir (its EMA generator)."""
+    from biggan import export
+    if export.is_exported_generator(directory):
+        config, generator, truncation_stats = export.load_generator(directory)
+        return Sampler(config, generator, truncation_stats=truncation_stats, cache_dir=directory, **kw)
+    if os.path.isdir(os.path.join(directory, "checkpoints")):
+        from biggan import trainer
+        config, generator, step = trainer.load_ema_generator(directory)
+        return Sampler(config, generator, cache_dir=os.path.join(directory, "standing_stats", f"step_{step}"), **kw)
+    raise FileNotFoundError(f"{directory} is neither an exported generator (config.json + generator/) nor a "
+                            f"training workdir (checkpoints/); pass the --out of biggan.convert or a train.py --workdir")
+
+
+def to_uint8(images):
+    return np.clip(np.round((np.asarray(images, np.float32) + 1) * 127.5), 0, 255).astype(np.uint8)
+
+
+def image_grid(images, ncol: int, pad: int = 2):
+    """(N, H, W, 3) in [-1, 1] → one uint8 grid image with `ncol` columns."""
+    imgs = to_uint8(images)
+    n, h, w, c = imgs.shape
+    nrow = -(-n // ncol)
+    grid = np.full((nrow * (h + pad) + pad, ncol * (w + pad) + pad, c), 255, np.uint8)
+    for i, im in enumerate(imgs):
+        r, col = divmod(i, ncol)
+        grid[pad + r * (h + pad):pad + r * (h + pad) + h, pad + col * (w + pad):pad + col * (w + pad) + w] = im
+    return grid
+
+
+def save_grid(images, path, ncol: int, scale: int = 1):
+    img = Image.fromarray(image_grid(images, ncol))
+    if scale > 1:
+        img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    img.save(path)

@@ -1,0 +1,212 @@
+"""The BigGAN train step: a pure function of (state, batch, rng), jitted once.
+
+One step = `num_d_steps` D updates, each on its own real batch with fresh z and y, then one G update
+(SPEC §4). Each update averages gradients over `num_accumulations` micro-batches (lax.scan); batch norm
+statistics are those of each micro-batch, as in BigGAN-PyTorch's accumulation (a micro-batch is what
+one forward pass sees). G's EMA copy follows G exactly before `ema_start` and decays after it.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+from flax import nnx
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from biggan import layers, losses, models, regularisers
+from biggan.data import to_model_range
+from biggan.sharding import DATA_AXIS
+
+
+@flax.struct.dataclass
+class TrainState:
+    """Everything a step reads and writes. `*_state` holds SN vectors and BN statistics (not trained)."""
+    step: jax.Array
+    g_params: Any
+    g_state: Any
+    d_params: Any
+    d_state: Any
+    ema_params: Any
+    g_opt: Any
+    d_opt: Any
+
+
+@flax.struct.dataclass
+class Models:
+    """Static structure of G and D (nnx graph definitions), shared by init, the step and sampling."""
+    g_graphdef: Any = flax.struct.field(pytree_node=False)
+    d_graphdef: Any = flax.struct.field(pytree_node=False)
+
+
+def make_optimizers(t: ml_collections.ConfigDict):
+    # Adam with β1 = 0, β2 = 0.999 (SPEC §4); separate learning rates (TTUR in the paper's sense).
+    g_tx = optax.adam(t.lr_g, b1=t.beta1_g, b2=t.beta2, eps=t.adam_eps)
+    d_tx = optax.adam(t.lr_d, b1=t.beta1_d, b2=t.beta2, eps=t.adam_eps)
+    return g_tx, d_tx
+
+
+def init_state(config: ml_collections.ConfigDict, rng) -> tuple[Models, TrainState]:
+    """Build G and D from `config.model` and return their graph definitions and the initial state."""
+    g_key, d_key = jax.random.split(rng)
+    G = models.make_generator(config.model, nnx.Rngs(g_key))
+    D = models.make_discriminator(config.model, nnx.Rngs(d_key))
+    g_graphdef, g_params, g_state = nnx.split(G, nnx.Param, ...)
+    d_graphdef, d_params, d_state = nnx.split(D, nnx.Param, ...)
+    g_tx, d_tx = make_optimizers(config.train)
+    state = TrainState(step=jnp.zeros((), jnp.int32), g_params=g_params, g_state=g_state, d_params=d_params,
+                       d_state=d_state, ema_params=jax.tree.map(jnp.copy, g_params), g_opt=g_tx.init(g_params), d_opt=d_tx.init(d_params))
+    return Models(g_graphdef, d_graphdef), state
+
+
+def merge(graphdef, params, state):
+    """An nnx module from its graph definition, params and state (fresh Variables, safe inside a trace)."""
+    return nnx.merge(graphdef, params, state, copy=True)
+
+
+def split(module):
+    """The non-trainable state (SN vectors, BN statistics) of a module after a forward pass."""
+    return nnx.state(module, nnx.Not(nnx.Param))
+
+
+def ortho_filter(path: str, leaf) -> bool:
+    # Not the shared class embedding (G's `shared_embed`), not 1-d parameters (SPEC §3).
+    return regularisers.default_weight_filter(path, leaf, exclude=("shared_embed", "class_embed"))
+
+
+def ortho_penalty(g_params, beta):
+    return regularisers.ortho_penalty(nnx.to_pure_dict(g_params), beta, ortho_filter)
+
+
+def accumulate_gradients(loss_fn, params, carry_states, micro_inputs):
+    """Mean loss, gradient and aux over micro-batches (leading axis of `micro_inputs`), via lax.scan.
+
+    `loss_fn(params, *states, *micro_input) -> (loss, (aux, *new_states))`; the states (SN vectors,
+    BN statistics) are threaded through the micro-batches in order.
+    """
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+    n = jax.tree.leaves(micro_inputs)[0].shape[0]
+
+    def body(acc, xs):
+        grads_sum, states, loss_sum, aux_sum = acc
+        (loss, (aux, *new_states)), grads = grad_fn(params, *states, *xs)
+        return (jax.tree.map(jnp.add, grads_sum, grads), tuple(new_states), loss_sum + loss,
+                jax.tree.map(jnp.add, aux_sum, aux)), None
+
+    first = jax.tree.map(lambda a: a[0], micro_inputs)
+    aux_shape = jax.eval_shape(lambda: grad_fn(params, *carry_states, *first)[0][1][0])
+    init = (jax.tree.map(jnp.zeros_like, params), tuple(carry_states), jnp.zeros(()),
+            jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), aux_shape))
+    (grads, states, loss, aux), _ = jax.lax.scan(body, init, micro_inputs)
+    return jax.tree.map(lambda g: g / n, grads), states, loss / n, jax.tree.map(lambda a: a / n, aux)
+
+
+def micro_batch_size(t: ml_collections.ConfigDict) -> int:
+    """train.batch_size is the global batch of one update; it is split into num_accumulations micro-batches."""
+    if t.batch_size % t.num_accumulations:
+        raise ValueError(f"train.batch_size={t.batch_size} is not divisible by train.num_accumulations="
+                         f"{t.num_accumulations}")
+    return t.batch_size // t.num_accumulations
+
+
+def make_train_step(config: ml_collections.ConfigDict, mdl: Models, mesh=None):
+    """Return `train_step(state, batch, rng) -> (state, metrics)`, to be wrapped in jax.jit.
+
+    batch: {'image': uint8 (num_d_steps, num_accumulations, B, H, W, 3), 'label': int (same leading dims)}.
+    """
+    t, m = config.train, config.model
+    g_tx, d_tx = make_optimizers(t)
+    d_loss_fn, g_loss_fn = losses.get_loss(t.loss)
+    dtype = models.DTYPES[m.dtype]
+    micro_batch = micro_batch_size(t)
+
+    def constrain(x):  # keep generated tensors sharded like the data
+        if mesh is None:
+            return x
+        return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, P(DATA_AXIS)))
+
+    def sample_zy(rng, batch_size):
+        kz, ky = jax.random.split(rng)
+        z = jax.random.normal(kz, (batch_size, m.dim_z), jnp.float32)
+        y = jax.random.randint(ky, (batch_size,), 0, m.num_classes)
+        return constrain(z), constrain(y)
+
+    def d_micro_loss(d_params, d_state, g_params, g_state, images, labels, rng):
+        G = merge(mdl.g_graphdef, g_params, g_state)
+        D = merge(mdl.d_graphdef, d_params, d_state)
+        z, y_fake = sample_zy(rng, images.shape[0])
+        fake = jax.lax.stop_gradient(G(z, y_fake, train=True))
+        real = to_model_range(images, dtype)
+        # One D pass over [fake; real] (D has no batch norm, so this equals two passes; SN steps once).
+        out = D(jnp.concatenate([fake.astype(real.dtype), real]), jnp.concatenate([y_fake, labels]), train=True)
+        d_fake, d_real = jnp.split(out, 2)
+        loss, aux = d_loss_fn(d_real, d_fake)
+        return loss, (aux, split(G), split(D))
+
+    def g_micro_loss(g_params, g_state, d_params, d_state, rng):
+        G = merge(mdl.g_graphdef, g_params, g_state)
+        D = merge(mdl.d_graphdef, d_params, d_state)
+        z, y = sample_zy(rng, micro_batch)
+        d_fake = D(G(z, y, train=True), y, train=True)
+        return g_loss_fn(d_fake), (split(G), split(D))
+
+    def d_update(carry, xs):
+        d_params, d_state, d_opt, g_state, g_params = carry
+        images, labels, rng = xs
+        rngs = jax.random.split(rng, images.shape[0])
+
+        def loss_fn(d_params, d_state, g_state, images, labels, rng):
+            loss, (aux, g_state_new, d_state_new) = d_micro_loss(d_params, d_state, g_params, g_state, images,
+                                                                  labels, rng)
+            return loss, (aux, d_state_new, g_state_new)
+
+        grads, (d_state, g_state), loss, aux = accumulate_gradients(loss_fn, d_params, (d_state, g_state),
+                                                                    (images, labels, rngs))
+        updates, d_opt = d_tx.update(grads, d_opt, d_params)
+        d_params = optax.apply_updates(d_params, updates)
+        return (d_params, d_state, d_opt, g_state, g_params), dict(aux, d_loss=loss)
+
+    def g_update(state, rng):
+        rngs = jax.random.split(rng, t.num_accumulations)
+
+        def loss_fn(g_params, g_state, d_state, rng):
+            loss, (g_state_new, d_state_new) = g_micro_loss(g_params, g_state, state.d_params, d_state, rng)
+            return loss, ({}, g_state_new, d_state_new)
+
+        grads, (g_state, d_state), loss, _ = accumulate_gradients(
+            loss_fn, state.g_params, (state.g_state, state.d_state), (rngs,))
+        metrics = dict(g_loss=loss)
+        if t.ortho_beta:
+            # Exact gradient of eq. 3's R (= 2× BigGAN-PyTorch's hand-written term; see BUILD_NOTES).
+            ortho, ortho_grads = jax.value_and_grad(ortho_penalty)(state.g_params, t.ortho_beta)
+            grads = jax.tree.map(jnp.add, grads, ortho_grads)
+            metrics["ortho_penalty"] = ortho
+        updates, g_opt = g_tx.update(grads, state.g_opt, state.g_params)
+        g_params = optax.apply_updates(state.g_params, updates)
+        return g_params, g_state, d_state, g_opt, metrics
+
+    def train_step(state: TrainState, batch, rng):
+        d_rng, g_rng = jax.random.split(rng)
+        d_rngs = jax.random.split(d_rng, t.num_d_steps)
+        carry = (state.d_params, state.d_state, state.d_opt, state.g_state, state.g_params)
+        (d_params, d_state, d_opt, g_state, _), d_metrics = jax.lax.scan(
+            d_update, carry, (batch["image"], batch["label"], d_rngs))
+        state = state.replace(d_params=d_params, d_state=d_state, d_opt=d_opt, g_state=g_state)
+        g_params, g_state, d_state, g_opt, g_metrics = g_update(state, g_rng)
+        step = state.step + 1
+        # EMA of G's weights (SPEC §4): equal to G until ema_start, then decay.
+        decay = jnp.where(step > t.ema_start, t.ema_decay, 0.0)
+        ema = jax.tree.map(lambda e, p: decay * e + (1 - decay) * p, state.ema_params, g_params)
+        new_state = state.replace(step=step, g_params=g_params, g_state=g_state, d_state=d_state, g_opt=g_opt,
+                                  ema_params=ema)
+        metrics = {k: v[-1] for k, v in d_metrics.items()}  # the last D update of the step
+        metrics.update(g_metrics)
+        metrics["all_finite"] = jnp.all(jnp.stack(
+            [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves((g_params, d_params))]
+            + [jnp.isfinite(v) for v in jax.tree.leaves(metrics)]))
+        return new_state, metrics
+
+    return train_step

@@ -1,0 +1,219 @@
+"""The training loop: data-parallel, checkpointed, resumable, monitored (train.py calls `train`).
+
+Flat on purpose (big_vision style): build → restore → loop {step, guard, log, σ, samples, eval, save}.
+Only process 0 writes logs, metrics and sample grids; every process takes part in checkpoints.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from flax import nnx
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from biggan import checkpoints, regularisers, sampling, sharding
+from biggan import train_step as ts
+from biggan.data import make_pipeline
+
+log = logging.getLogger("biggan.train")
+
+
+class NonFiniteError(RuntimeError):
+    pass
+
+
+def abstract_state(config, mesh):
+    """ShapeDtypeStructs (replicated shardings) of the TrainState, to restore into without allocating."""
+    mdl, shapes = jax.eval_shape(lambda: ts.init_state(config, jax.random.key(0)))
+    rep = sharding.replicated(mesh)
+    return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=rep), shapes)
+
+
+def load_ema_generator(workdir, step=None):
+    """(config, EMA generator with G's SN/BN state, step) from a training workdir's checkpoint."""
+    with open(os.path.join(workdir, "config.json")) as f:
+        config = ml_collections.ConfigDict(json.load(f))
+    mesh = sharding.make_mesh()
+    ckpt = checkpoints.Checkpointer(workdir)
+    step = ckpt.latest_step() if step is None else step
+    if step is None:
+        raise FileNotFoundError(f"{workdir}/checkpoints holds no checkpoint yet")
+    state, _ = ckpt.restore(step, abstract_state(config, mesh))
+    ckpt.close()
+    mdl, _ = jax.eval_shape(lambda: ts.init_state(config, jax.random.key(0)))
+    generator = nnx.merge(mdl.g_graphdef, state.ema_params, state.g_state)
+    return config, generator, step
+
+
+class MetricWriter:
+    """JSON lines + TensorBoard events, process 0 only."""
+
+    def __init__(self, workdir):
+        self.enabled = jax.process_index() == 0
+        if self.enabled:
+            from tensorboardX import SummaryWriter
+            self.jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
+            self.tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+
+    def write(self, step, metrics):
+        if not self.enabled:
+            return
+        metrics = {k: float(v) for k, v in metrics.items()}
+        self.jsonl.write(json.dumps({"step": int(step), **metrics}) + "\n")
+        self.jsonl.flush()
+        for k, v in metrics.items():
+            self.tb.add_scalar(k, v, int(step))
+
+    def close(self):
+        if self.enabled:
+            self.jsonl.close()
+            self.tb.close()
+
+
+def _fixed_grid_inputs(config, seed):
+    """Fixed z and y for sample grids: one row per class (up to 10 classes), 8 samples per row."""
+    m = config.model
+    rows = min(m.num_classes, 10)
+    classes = np.repeat(np.arange(rows) * (m.num_classes // rows), 8).astype(np.int32)
+    z = np.asarray(jax.random.normal(jax.random.key(seed + 777), (len(classes), m.dim_z)))
+    return z, classes
+
+
+def _make_grid_fn(mdl):
+    @jax.jit
+    def grid_fn(ema_params, g_state, z, y):
+        # Training-mode BN over the grid batch (fixed z, y): cheap and independent of the running stats
+        # of the non-averaged G; the evaluation path uses standing statistics instead (SPEC §5).
+        return nnx.merge(mdl.g_graphdef, ema_params, g_state, copy=True)(z, y, train=True)
+    return grid_fn
+
+
+def _make_sv_fn():
+    @jax.jit
+    def sv_fn(g_params, d_params):
+        out = {}
+        for name, params in (("G", g_params), ("D", d_params)):
+            for path, svs in regularisers.singular_value_summary(nnx.to_pure_dict(params), k=3).items():
+                for i in range(3):
+                    out[f"sv/{name}/{path}/sigma{i}"] = svs[i]
+        return out
+    return sv_fn
+
+
+def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = True) -> dict:
+    """Train (or resume) `config` in `workdir`. Returns the last logged metrics."""
+    t, lg = config.train, config.log
+    workdir = os.path.abspath(workdir)
+    mesh = sharding.make_mesh()
+    micro = ts.micro_batch_size(t)
+    sharding.check_batch_divides(micro, mesh, "train.batch_size / train.num_accumulations")
+    checkpoints.check_workdir_config(workdir, config)
+    ckpt = checkpoints.Checkpointer(workdir, keep=lg.keep_checkpoints, best_metric=lg.best_metric,
+                                    best_mode="max" if lg.best_metric in ("is", "classifier_accuracy") else "min")
+
+    pipeline = make_pipeline(config.data, local_batch_size=micro // jax.process_count(), seed=config.seed,
+                             process_index=jax.process_index(), process_count=jax.process_count(), run_dir=workdir)
+    if pipeline.num_classes != config.model.num_classes:
+        raise ValueError(f"the data has {pipeline.num_classes} classes but model.num_classes="
+                         f"{config.model.num_classes}; set --config.model.num_classes={pipeline.num_classes}")
+    if config.data.resolution != config.model.resolution:
+        raise ValueError(f"data.resolution={config.data.resolution} differs from model.resolution="
+                         f"{config.model.resolution}; they must be equal")
+
+    mdl, _ = jax.eval_shape(lambda: ts.init_state(config, jax.random.key(config.seed)))
+    start = ckpt.latest_step()
+    if start is None:
+        _, state = ts.init_state(config, jax.random.key(config.seed))
+        state = sharding.replicate(state, mesh)
+        start = 0
+    else:
+        state, data_state = ckpt.restore(start, abstract_state(config, mesh))
+        pipeline.set_state(data_state)
+        log.info("resumed from %s at step %d", ckpt.directory, start)
+
+    step_fn = jax.jit(ts.make_train_step(config, mdl, mesh), donate_argnums=0)
+    batch_sharding = NamedSharding(mesh, P(None, None, sharding.DATA_AXIS))
+    writer = MetricWriter(workdir)
+    grid_z, grid_y = _fixed_grid_inputs(config, config.seed)
+    grid_fn, sv_fn = _make_grid_fn(mdl), _make_sv_fn()
+    evaluator = make_evaluator(config, workdir) if lg.eval_every else None
+
+    stop = {"signal": None}
+    previous_handler = signal.signal(signal.SIGTERM, lambda signum, frame: stop.update(signal=signum))
+    bar = None
+    if progress and jax.process_index() == 0:
+        from tqdm import tqdm
+        bar = tqdm(total=t.num_steps, initial=start, unit="step", dynamic_ncols=True)
+    base_key = jax.random.key(config.seed)
+    last = {}
+    images_per_step = t.num_d_steps * t.batch_size
+    tic, steps_since = time.time(), 0
+    step = start
+    try:
+        while step < t.num_steps:
+            local = [next(pipeline) for _ in range(t.num_d_steps * t.num_accumulations)]
+            batch = {k: np.stack([b[k] for b in local]).reshape(
+                (t.num_d_steps, t.num_accumulations) + local[0][k].shape) for k in ("image", "label")}
+            batch = {k: jax.make_array_from_process_local_data(batch_sharding, v) for k, v in batch.items()}
+            state, metrics = step_fn(state, batch, jax.random.fold_in(base_key, step))
+            step += 1
+            steps_since += 1
+            if not bool(metrics["all_finite"]):
+                raise NonFiniteError(
+                    f"non-finite loss or parameter at step {step} ({ {k: float(v) for k, v in metrics.items()} }); "
+                    f"nothing was saved. The last good checkpoint is step {ckpt.latest_step()} in {ckpt.directory}: "
+                    f"resume from it with a changed setting (for example a lower --config.train.lr_g), see "
+                    f"BUILD_NOTES 'collapse'")
+            if bar is not None:
+                bar.update(1)
+            if step % lg.log_every == 0 or step == t.num_steps:
+                dt = time.time() - tic
+                last = {k: float(v) for k, v in metrics.items() if k != "all_finite"}
+                last.update(lr_g=t.lr_g, lr_d=t.lr_d, images_per_sec=images_per_step * steps_since / max(dt, 1e-9))
+                writer.write(step, last)
+                if bar is not None:
+                    bar.set_postfix(d=f"{last['d_loss']:.3f}", g=f"{last['g_loss']:.3f}",
+                                    img_s=f"{last['images_per_sec']:.1f}")
+                tic, steps_since = time.time(), 0
+            if lg.sv_every and step % lg.sv_every == 0:
+                writer.write(step, sv_fn(state.g_params, state.d_params))
+            if lg.sample_every and (step % lg.sample_every == 0 or step == t.num_steps):
+                images = grid_fn(state.ema_params, state.g_state, grid_z, grid_y)
+                if jax.process_index() == 0:
+                    sampling.save_grid(np.asarray(images), os.path.join(workdir, "samples", f"step_{step:07d}.png"),
+                                       ncol=8, scale=max(1, 64 // config.model.resolution))
+            eval_metrics = None
+            if evaluator is not None and (step % lg.eval_every == 0 or step == t.num_steps):
+                eval_metrics = evaluator(state, step)
+                writer.write(step, eval_metrics)
+                last.update(eval_metrics)
+            if step % lg.checkpoint_every == 0 or step == t.num_steps or stop["signal"]:
+                ckpt.save(step, state, pipeline.get_state(), eval_metrics, wait=bool(stop["signal"]))
+            if stop["signal"]:
+                log.warning("SIGTERM: saved step %d to %s; exiting (restart the same command to resume)",
+                            step, ckpt.directory)
+                break
+        ckpt.wait()
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
+        if bar is not None:
+            bar.close()
+        writer.close()
+        pipeline.close()
+        ckpt.close()
+    last["step"] = step
+    last["preempted"] = bool(stop["signal"])
+    return last
+
+
+def make_evaluator(config, workdir):
+    """In-training evaluation of the EMA generator with standing statistics (SPEC §5, §7)."""
+    from biggan import evaluate
+    return evaluate.make_training_evaluator(config, workdir)

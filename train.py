@@ -1,0 +1,47 @@
+r"""Train BigGAN / BigGAN-deep.
+
+  python train.py                                   # the embedded default: configs/digits.py on CPU
+  python train.py --config configs/biggan_128.py --workdir gs://bucket/run   # ImageNet 128²
+  python train.py --config configs/cifar10.py --config.train.lr_g=1e-4      # any key can be overridden
+
+Resumes automatically from --workdir; saves and exits cleanly on SIGTERM. Multi-process (TPU pod, Slurm,
+multi-node GPU): see README "Scaling out".
+"""
+import logging
+import os
+import sys
+
+from absl import app, flags
+from absl import logging as absl_logging
+from ml_collections import config_flags
+
+config_flags.DEFINE_config_file("config", "configs/digits.py", "experiment config file (path[:arg])",
+                                lock_config=True)
+flags.DEFINE_string("workdir", None, "run directory (default: workdirs/<config name>)")
+flags.DEFINE_string("coordinator_address", None, "multi-process: host:port of process 0")
+flags.DEFINE_integer("num_processes", None, "multi-process: number of processes")
+flags.DEFINE_integer("process_id", None, "multi-process: index of this process")
+flags.DEFINE_integer("local_device_count", None, "CPU only: simulated devices in this process")
+flags.DEFINE_integer("initialization_timeout", 120, "multi-process: seconds to wait for the coordinator")
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    del argv
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every file operation at INFO
+    from biggan import distributed
+    distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id,
+                           local_device_count=FLAGS.local_device_count, timeout=FLAGS.initialization_timeout)
+    from biggan import config as cfg, trainer
+    config = FLAGS.config
+    cfg.check_keys(config, cfg.base_config())
+    name = os.path.splitext(os.path.basename(FLAGS["config"].config_filename))[0]
+    workdir = FLAGS.workdir or config.workdir or os.path.join("workdirs", name)
+    distributed.check_same_config(config)
+    result = trainer.train(config, workdir)
+    logging.info("finished at step %d: %s", result["step"], result)
+
+
+if __name__ == "__main__":
+    app.run(main)
