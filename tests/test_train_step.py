@@ -1,0 +1,94 @@
+"""The train step: data-parallel equivalence, gradient accumulation, EMA (issue 3)."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from biggan import config as cfg, sharding, train_step as ts
+
+
+def tiny_config(**train):
+    c = cfg.load_config_file("configs/digits.py:runlocal")
+    c.model.update(ch_g=8, ch_d=8, dim_z=16, shared_dim=8)
+    c.train.update(batch_size=8, num_d_steps=1, num_accumulations=1, ema_start=1000)
+    c.train.update(**train)
+    return c
+
+
+def random_batch(c, seed=0):
+    t = c.train
+    rng = np.random.default_rng(seed)
+    shape = (t.num_d_steps, t.num_accumulations, t.batch_size // t.num_accumulations)
+    return {"image": rng.integers(0, 256, shape + (32, 32, 3), dtype=np.uint8),
+            "label": rng.integers(0, c.model.num_classes, shape).astype(np.int32)}
+
+
+def leaves(tree):
+    return [np.asarray(x) for x in jax.tree.leaves(tree)]
+
+
+def test_one_step_on_8_devices_equals_one_device():
+    c = tiny_config(num_d_steps=2)
+    mdl, state = ts.init_state(c, jax.random.key(0))
+    batch, rng = random_batch(c), jax.random.key(7)
+    new1, m1 = jax.jit(ts.make_train_step(c, mdl))(state, batch, rng)
+
+    mesh = sharding.make_mesh()
+    assert mesh.devices.size == 8
+    sharded = jax.device_put(batch, NamedSharding(mesh, P(None, None, sharding.DATA_AXIS)))
+    new8, m8 = jax.jit(ts.make_train_step(c, mdl, mesh))(sharding.replicate(state, mesh), sharded, rng)
+    for k in m1:
+        np.testing.assert_allclose(m8[k], m1[k], rtol=1e-4, atol=1e-5, err_msg=k)
+    for a, b in zip(leaves((new8.g_params, new8.d_params, new8.g_state, new8.ema_params)),
+                    leaves((new1.g_params, new1.d_params, new1.g_state, new1.ema_params))):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    # The step changed the parameters (the comparison above is not of two untouched copies).
+    assert max(float(np.abs(a - b).max()) for a, b in zip(leaves(new1.d_params), leaves(state.d_params))) > 1e-6
+
+
+def test_accumulate_gradients_is_the_mean_of_micro_batch_gradients():
+    w = {"w": jnp.array([1.0, -2.0, 0.5])}
+    xs = jax.random.normal(jax.random.key(0), (4, 5, 3))
+    counter = jnp.zeros(())
+
+    def loss_fn(params, count, x):
+        loss = jnp.mean(jnp.tanh(x @ params["w"]) ** 2)
+        return loss, ({"seen": jnp.ones(())}, count + 1)
+
+    grads, (count,), loss, aux = ts.accumulate_gradients(loss_fn, w, (counter,), (xs,))
+    expected = [jax.grad(lambda p, x=x: loss_fn(p, 0, x)[0])(w)["w"] for x in xs]
+    np.testing.assert_allclose(grads["w"], np.mean(expected, axis=0), rtol=1e-6)
+    np.testing.assert_allclose(loss, np.mean([loss_fn(w, 0, x)[0] for x in xs]), rtol=1e-6)
+    assert int(count) == 4 and float(aux["seen"]) == 1.0  # state threaded through all micro-batches
+
+
+def test_ema_follows_g_before_start_then_decays():
+    c = tiny_config(ema_start=1, ema_decay=0.9)
+    mdl, state = ts.init_state(c, jax.random.key(0))
+    step = jax.jit(ts.make_train_step(c, mdl))
+    s1, _ = step(state, random_batch(c, 1), jax.random.key(1))  # step 1 ≤ ema_start: EMA = G
+    for e, g in zip(leaves(s1.ema_params), leaves(s1.g_params)):
+        np.testing.assert_array_equal(e, g)
+    s2, _ = step(s1, random_batch(c, 2), jax.random.key(2))  # step 2 > ema_start: 0.9·EMA + 0.1·G
+    for e2, e1, g2 in zip(leaves(s2.ema_params), leaves(s1.ema_params), leaves(s2.g_params)):
+        np.testing.assert_allclose(e2, 0.9 * e1 + 0.1 * g2, rtol=1e-6, atol=1e-7)
+    assert any(not np.allclose(e, g) for e, g in zip(leaves(s2.ema_params), leaves(s2.g_params)))
+
+
+def test_ortho_penalty_is_applied_to_g_weights_but_not_the_shared_embedding():
+    c = tiny_config()
+    mdl, state = ts.init_state(c, jax.random.key(0))
+    grads = jax.grad(ts.ortho_penalty)(state.g_params, 1e-4)
+    flat = nnx.to_flat_state(grads)
+    by_path = {"/".join(map(str, p)): np.asarray(v[...] if hasattr(v, "__getitem__") else v) for p, v in flat}
+    assert np.all(by_path["shared_embed/embedding"] == 0)
+    assert np.all(by_path["output_bn/scale"] == 0)  # 1-d
+    assert any(np.abs(v).max() > 0 for k, v in by_path.items() if k.endswith("kernel"))
+
+
+def test_micro_batch_must_divide():
+    c = tiny_config(batch_size=9, num_accumulations=2)
+    with pytest.raises(ValueError, match="batch_size=9 is not divisible by train.num_accumulations=2"):
+        ts.micro_batch_size(c.train)
