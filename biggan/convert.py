@@ -1,0 +1,500 @@
+"""Convert released PyTorch generator weights into an exported generator (biggan.export).
+
+  python -m biggan.convert hf PYTORCH_MODEL_BIN [CONFIG_JSON] --out DIR
+      pytorch-pretrained-biggan 0.1.1 BigGAN-deep 128/256/512 (SPEC §6); CONFIG_JSON defaults to the
+      config.json beside the .bin. Writes the 51-row per-truncation BN statistics (SPEC §5).
+  python -m biggan.convert biggan-pytorch G_EMA_PTH [--config CONFIG] --out DIR
+      BigGAN-PyTorch's BigGAN G / G_ema state dict; CONFIG is a configs/*.py file (path[:arg]) or a JSON
+      of config.model keys (default: the paper's 128² model, which is the released one).
+
+Every key and shape of the state dict is checked against what the config implies; missing, unexpected
+and wrongly shaped entries are all reported, and nothing is ever left randomly initialised.
+torch is imported lazily, only to read the file.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+
+import jax
+import ml_collections
+import numpy as np
+from flax import nnx, traverse_util
+
+from biggan import biggan as biggan_arch
+from biggan import biggan_deep, export, models, truncation_stats
+from biggan import config as cfg
+
+
+class ConversionError(ValueError):
+    """The file or its config does not describe a model this converter knows."""
+
+
+# ----------------------------------------------------------------------------------------------- reading
+
+def load_torch_state_dict(path) -> dict:
+    """{key: float32 numpy array} from a torch.save'd state dict, read safely (weights_only)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path} not found; expected a PyTorch state dict file (pytorch_model.bin / G_ema.pth)")
+    import torch  # lazy: torch is only needed to read PyTorch files (never by the core library)
+
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for truncated/corrupt/non-zip files
+        raise ConversionError(f"{path} could not be read as a PyTorch state dict ({type(e).__name__}: "
+                              f"{str(e).splitlines()[0] if str(e) else ''}); expected the file written by "
+                              f"torch.save(model.state_dict()) — re-download it if it is truncated") from e
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ConversionError(f"{path} holds a {type(obj).__name__}, not a state dict of tensors; expected the "
+                              f"file written by torch.save(model.state_dict())")
+    return {k: v.detach().to(torch.float32).numpy() for k, v in obj.items()}
+
+
+def check_state_dict(state_dict: dict, expected: dict, what: str):
+    """Raise listing every missing key, unexpected key and wrong shape; `expected` maps key → shape."""
+    missing = sorted(set(expected) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(expected))
+    wrong = [f"{k}: {tuple(state_dict[k].shape)}, expected {tuple(expected[k])}" for k in sorted(expected)
+             if k in state_dict and tuple(state_dict[k].shape) != tuple(expected[k])]
+    if missing or unexpected or wrong:
+        lines = [f"the state dict does not match {what}:"]
+        for title, items in (("missing keys", missing), ("unexpected keys", unexpected), ("wrong shapes", wrong)):
+            if items:
+                lines.append(f"  {title} ({len(items)}):")
+                lines += [f"    {item}" for item in items]
+        lines.append("(is the config the one that belongs to this file? a different resolution or channel "
+                     "width changes the key set and shapes)")
+        raise ConversionError("\n".join(lines))
+
+
+# ------------------------------------------------------------------------------------- layout helpers
+
+def _normalize(x, eps):
+    return x / max(float(np.linalg.norm(x)), eps)
+
+
+def _conv_kernel(w):
+    """PyTorch OIHW → our HWIO."""
+    return np.ascontiguousarray(w.transpose(2, 3, 1, 0))
+
+
+def _conv_v(v, w_shape):
+    """Permute a PyTorch conv SN v (in, kh, kw order) to our (kh, kw, in) column order, so that
+    σ = uᵀ W v is unchanged with our W view (layers.SNConv)."""
+    out_ch, in_ch, kh, kw = w_shape
+    return np.ascontiguousarray(v.reshape(in_ch, kh, kw).transpose(1, 2, 0).reshape(-1))
+
+
+def _v_from_u(w_mat, u, eps):
+    """v = normalize(Wᵀu): the value the next power-iteration step computes (used for 'iterate' mode,
+    where the stored v is never read but is kept consistent)."""
+    return _normalize(w_mat.T @ u, eps).astype(np.float32)
+
+
+def _build_generator(config, flat: dict):
+    """Generator from `config.model` with every state leaf taken from `flat` ({path tuple: array})."""
+    abstract = nnx.eval_shape(lambda: models.make_generator(config.model, nnx.Rngs(0)))
+    graphdef, state = nnx.split(abstract)
+    target = traverse_util.flatten_dict(nnx.to_pure_dict(state))
+    # Internal consistency: the mapping must fill every leaf, with the right shape, and nothing else.
+    missing = sorted(map(str, set(target) - set(flat)))
+    extra = sorted(map(str, set(flat) - set(target)))
+    wrong = [f"{k}: {flat[k].shape} vs {target[k].shape}" for k in target if k in flat
+             and tuple(flat[k].shape) != tuple(target[k].shape)]
+    if missing or extra or wrong:
+        raise AssertionError(f"converter mapping does not cover the generator: missing {missing}, "
+                             f"extra {extra}, wrong shapes {wrong}")
+    pure = traverse_util.unflatten_dict({k: jax.numpy.asarray(np.asarray(v, np.float32)) for k, v in flat.items()})
+    nnx.replace_by_pure_dict(state, pure)
+    return nnx.merge(graphdef, state)
+
+
+# ------------------------------------------------------------------ pytorch-pretrained-biggan (BigGAN-deep)
+
+HF_DEFAULTS = dict(z_dim=128, class_embed_dim=128, channel_width=128, num_classes=1000,
+                   attention_layer_position=8, eps=1e-4, n_stats=51)
+HF_RESOLUTION_BY_BLOCKS = {len(v): k for k, v in biggan_deep.G_BLOCKS.items() if k >= 128}
+
+
+def hf_config_from_state_dict(state_dict) -> dict:
+    """The released config implied by a state dict (used when no config.json is at hand)."""
+    n_layers = len({k.split(".")[2] for k in state_dict if k.startswith("generator.layers.")})
+    n_blocks = n_layers - 1
+    if n_blocks not in HF_RESOLUTION_BY_BLOCKS:
+        raise ConversionError(f"the state dict has {n_layers} generator.layers entries; the released BigGAN-deep "
+                              f"models have {sorted(n + 1 for n in HF_RESOLUTION_BY_BLOCKS)} — pass its config.json")
+    res = HF_RESOLUTION_BY_BLOCKS[n_blocks]
+    hc = dict(HF_DEFAULTS, output_dim=res, layers=[list(b) for b in biggan_deep.G_BLOCKS[res]])
+    if "generator.conv_to_rgb.weight_orig" in state_dict:
+        hc["channel_width"] = int(state_dict["generator.conv_to_rgb.weight_orig"].shape[1])
+    if "generator.bn.running_means" in state_dict:
+        hc["n_stats"] = int(state_dict["generator.bn.running_means"].shape[0])
+    return hc
+
+
+def _hf_get(hc, key):
+    return hc.get(key, HF_DEFAULTS.get(key))
+
+
+def _check_hf_config(hc):
+    res = hc.get("output_dim")
+    if res not in biggan_deep.G_BLOCKS:
+        raise ConversionError(f"config output_dim={res!r}: expected one of {sorted(biggan_deep.G_BLOCKS)}")
+    layers = [tuple(x) for x in hc.get("layers", biggan_deep.G_BLOCKS.get(128))]
+    if layers != [tuple(x) for x in biggan_deep.G_BLOCKS[res]]:
+        raise ConversionError(f"config layers={layers} is not the BigGAN-deep {res}² layout "
+                              f"{biggan_deep.G_BLOCKS[res]} this converter maps")
+    if layers[0][1] != 16 or layers[-1][2] != 1:
+        # The reference hard-wires its first linear to 4·4·16·ch outputs and its output BN/conv to ch channels.
+        raise ConversionError(f"config layers run from {layers[0][1]}·ch to {layers[-1][2]}·ch channels; "
+                              f"pytorch-pretrained-biggan needs 16·ch → 1·ch")
+    pos = _hf_get(hc, "attention_layer_position")
+    # The reference inserts attention before block `pos` only while enumerating blocks, so pos must lie in
+    # [1, len(layers)); our G places it after the upsampling block reaching a resolution.
+    if not 1 <= pos < len(layers) or not layers[pos - 1][0]:
+        raise ConversionError(f"attention_layer_position={pos}: attention must follow an upsampling block "
+                              f"and precede another block (position 8 in the released models)")
+    if _hf_get(hc, "class_embed_dim") != _hf_get(hc, "z_dim"):
+        # pytorch-pretrained-biggan builds the embedding as Linear(num_classes, z_dim) whatever class_embed_dim.
+        raise ConversionError(f"class_embed_dim={_hf_get(hc, 'class_embed_dim')} != z_dim={_hf_get(hc, 'z_dim')}: "
+                              f"pytorch-pretrained-biggan only builds models with equal widths")
+    return layers, pos
+
+
+def hf_expected_shapes(hc: dict) -> dict:
+    """Every key → shape of pytorch-pretrained-biggan 0.1.1's BigGAN state dict for config `hc`."""
+    layers, pos = _check_hf_config(hc)
+    ch, zd, ncls, n = (_hf_get(hc, k) for k in ("channel_width", "z_dim", "num_classes", "n_stats"))
+    cond = 2 * zd
+    s = {"embeddings.weight": (zd, ncls)}
+
+    def sn(prefix, w_shape, bias):
+        s[f"{prefix}.weight_orig"] = w_shape
+        s[f"{prefix}.weight_u"] = (w_shape[0],)
+        s[f"{prefix}.weight_v"] = (math.prod(w_shape[1:]),)
+        if bias:
+            s[f"{prefix}.bias"] = (w_shape[0],)
+
+    sn("generator.gen_z", (4 * 4 * 16 * ch, cond), True)
+    j = 0
+    for i, (_, cin, cout) in enumerate(layers):
+        if i == pos:
+            c, p = ch * cin, f"generator.layers.{j}"
+            sn(f"{p}.snconv1x1_theta", (c // 8, c, 1, 1), False)
+            sn(f"{p}.snconv1x1_phi", (c // 8, c, 1, 1), False)
+            sn(f"{p}.snconv1x1_g", (c // 2, c, 1, 1), False)
+            sn(f"{p}.snconv1x1_o_conv", (c, c // 2, 1, 1), False)
+            s[f"{p}.gamma"] = (1,)
+            j += 1
+        p, cin, cout = f"generator.layers.{j}", ch * cin, ch * cout
+        mid = cin // 4
+        for k, (c_bn, conv_shape) in enumerate([(cin, (mid, cin, 1, 1)), (mid, (mid, mid, 3, 3)),
+                                                (mid, (mid, mid, 3, 3)), (mid, (cout, mid, 1, 1))]):
+            s[f"{p}.bn_{k}.running_means"] = s[f"{p}.bn_{k}.running_vars"] = (n, c_bn)
+            sn(f"{p}.bn_{k}.scale", (c_bn, cond), False)
+            sn(f"{p}.bn_{k}.offset", (c_bn, cond), False)
+            sn(f"{p}.conv_{k}", conv_shape, True)
+        j += 1
+    for k in ("weight", "bias"):
+        s[f"generator.bn.{k}"] = (ch,)
+    s["generator.bn.running_means"] = s["generator.bn.running_vars"] = (n, ch)
+    sn("generator.conv_to_rgb", (ch, ch, 3, 3), True)
+    return s
+
+
+def hf_model_config(hc: dict) -> ml_collections.ConfigDict:
+    """Our experiment config for a released BigGAN-deep model."""
+    layers, pos = _check_hf_config(hc)
+    res = hc["output_dim"]
+    ch = _hf_get(hc, "channel_width")
+    c = cfg.base_config()
+    c.model.update(
+        arch="biggan_deep", resolution=res, ch_g=ch, ch_d=ch, dim_z=_hf_get(hc, "z_dim"),
+        shared_dim=_hf_get(hc, "z_dim"), num_classes=_hf_get(hc, "num_classes"),
+        g_attn=(biggan_deep.g_block_resolutions(res)[pos - 1],), hier=False,
+        bn_eps=float(_hf_get(hc, "eps")), sn_eps=float(_hf_get(hc, "eps")),
+        sn_eval_mode="stored",       # TF Hub weights: σ = uᵀWv with the stored, already iterated u and v (SPEC §6)
+        rgb_channels=ch)             # the released 128-channel rgb conv, first 3 channels kept (SPEC §2)
+    return c
+
+
+def convert_hf(state_dict: dict, hc: dict):
+    """(config, generator, truncation stats) from a pytorch-pretrained-biggan state dict and its config."""
+    check_state_dict(state_dict, hf_expected_shapes(hc), f"pytorch-pretrained-biggan biggan-deep-{hc['output_dim']}")
+    layers, pos = _check_hf_config(hc)
+    config = hf_model_config(hc)
+    sd, flat, stats, used = state_dict, {}, {}, set()
+
+    def take(key):
+        used.add(key)
+        return sd[key]
+
+    def sn_linear(path, prefix):
+        w = take(f"{prefix}.weight_orig")
+        flat[path + ("kernel",)] = w.T
+        flat[path + ("sn", "u")] = take(f"{prefix}.weight_u")
+        flat[path + ("sn", "v")] = take(f"{prefix}.weight_v")
+        if f"{prefix}.bias" in sd:
+            flat[path + ("bias",)] = take(f"{prefix}.bias")
+
+    def sn_conv(path, prefix):
+        w = take(f"{prefix}.weight_orig")
+        flat[path + ("kernel",)] = _conv_kernel(w)
+        flat[path + ("sn", "u")] = take(f"{prefix}.weight_u")
+        flat[path + ("sn", "v")] = _conv_v(take(f"{prefix}.weight_v"), w.shape)
+        if f"{prefix}.bias" in sd:
+            flat[path + ("bias",)] = take(f"{prefix}.bias")
+
+    def bn_stats(path, prefix):
+        key = "/".join(map(str, path))
+        stats[f"{key}/mean"] = take(f"{prefix}.running_means")
+        stats[f"{key}/var"] = take(f"{prefix}.running_vars")
+        # Default BN state = the t = 1 row (untruncated); sampling overwrites it per truncation.
+        flat[path + ("mean",)] = stats[f"{key}/mean"][-1]
+        flat[path + ("var",)] = stats[f"{key}/var"][-1]
+
+    flat[("shared_embed", "embedding")] = take("embeddings.weight").T  # Linear(1000→128) weight (128, 1000)
+    sn_linear(("linear",), "generator.gen_z")  # its output is already viewed as (4, 4, C): our HWC order
+    j = 0
+    for i in range(len(layers)):
+        if i == pos:  # the reference's attention at list position `pos` follows our block pos − 1
+            p = f"generator.layers.{j}"
+            for ours, theirs in (("theta", "theta"), ("phi", "phi"), ("g", "g"), ("o", "o_conv")):
+                sn_conv(("attention", i - 1, ours), f"{p}.snconv1x1_{theirs}")
+            flat[("attention", i - 1, "gamma")] = take(f"{p}.gamma").reshape(())
+            j += 1
+        p = f"generator.layers.{j}"
+        for k in range(4):
+            bn = ("blocks", i, f"bn{k + 1}")
+            bn_stats(bn + ("bn",), f"{p}.bn_{k}")
+            sn_linear(bn + ("gain",), f"{p}.bn_{k}.scale")
+            sn_linear(bn + ("bias",), f"{p}.bn_{k}.offset")
+            sn_conv(("blocks", i, f"conv{k + 1}"), f"{p}.conv_{k}")
+        j += 1
+    flat[("output_bn", "scale")] = take("generator.bn.weight")
+    flat[("output_bn", "offset")] = take("generator.bn.bias")
+    bn_stats(("output_bn",), "generator.bn")
+    sn_conv(("output_conv",), "generator.conv_to_rgb")
+    assert used == set(sd), f"unmapped keys: {sorted(set(sd) - used)}"
+    generator = _build_generator(config, flat)
+    truncation_stats.check_stats_match(generator, stats)
+    return config, generator, stats
+
+
+def convert_hf_files(model_path, config_path=None, out_dir=None):
+    """Read pytorch_model.bin (+ config.json), convert, write an export to `out_dir`. Returns out_dir."""
+    sd = load_torch_state_dict(model_path)
+    if config_path is None:
+        beside = os.path.join(os.path.dirname(os.path.abspath(model_path)), "config.json")
+        config_path = beside if os.path.exists(beside) else None
+    if config_path is not None:
+        try:
+            with open(config_path) as f:
+                hc = json.load(f)
+        except (OSError, json.JSONDecodeError) as e:
+            raise ConversionError(f"{config_path} is not a readable JSON config ({e}); expected "
+                                  f"pytorch-pretrained-biggan's config.json") from e
+        print(f"[convert] config {config_path}: biggan-deep-{hc.get('output_dim')}", flush=True)
+    else:
+        hc = hf_config_from_state_dict(sd)
+        print(f"[convert] no config.json given or beside {model_path}; using the released "
+              f"biggan-deep-{hc['output_dim']} layout", flush=True)
+    config, generator, stats = convert_hf(sd, hc)
+    export.save_generator(out_dir, config, generator, truncation_stats=stats)
+    print(f"[convert] wrote {out_dir}: {models.count_params(generator):,} parameters, "
+          f"{len(stats) // 2} BN statistic tables ({next(iter(stats.values())).shape[0]} truncations)", flush=True)
+    return out_dir
+
+
+# ------------------------------------------------------------------------------- BigGAN-PyTorch (BigGAN)
+
+def biggan_pytorch_expected_shapes(m: ml_collections.ConfigDict) -> dict:
+    """Every key → shape of BigGAN-PyTorch's BigGAN.Generator state dict (num_G_SVs=1, G_shared)."""
+    _check_biggan_pytorch_model(m)
+    ch, plan = m.ch_g, biggan_arch.G_CHANNELS[m.resolution]
+    num_slots = len(plan) + 1 if m.hier else 1
+    z_chunk = m.dim_z // num_slots
+    cond = m.shared_dim + (z_chunk if m.hier else 0)
+    s = {"shared.weight": (m.num_classes, m.shared_dim)}
+
+    def sn(prefix, w_shape, bias):
+        s[f"{prefix}.weight"] = w_shape
+        s[f"{prefix}.u0"] = (1, w_shape[0])
+        s[f"{prefix}.sv0"] = (1,)
+        if bias:
+            s[f"{prefix}.bias"] = (w_shape[0],)
+
+    sn("linear", (plan[0][0] * ch * 16, z_chunk if m.hier else m.dim_z), True)
+    for i, (cin, cout) in enumerate(plan):
+        p, cin, cout = f"blocks.{i}.0", cin * ch, cout * ch
+        for bn, c in (("bn1", cin), ("bn2", cout)):
+            sn(f"{p}.{bn}.gain", (c, cond), False)
+            sn(f"{p}.{bn}.bias", (c, cond), False)
+            s[f"{p}.{bn}.stored_mean"] = s[f"{p}.{bn}.stored_var"] = (c,)
+        sn(f"{p}.conv1", (cout, cin, 3, 3), True)
+        sn(f"{p}.conv2", (cout, cout, 3, 3), True)
+        sn(f"{p}.conv_sc", (cout, cin, 1, 1), True)
+        if 8 * 2 ** i in m.g_attn:
+            p = f"blocks.{i}.1"
+            sn(f"{p}.theta", (cout // 8, cout, 1, 1), False)
+            sn(f"{p}.phi", (cout // 8, cout, 1, 1), False)
+            sn(f"{p}.g", (cout // 2, cout, 1, 1), False)
+            sn(f"{p}.o", (cout, cout // 2, 1, 1), False)
+            s[f"{p}.gamma"] = ()
+    c = plan[-1][1] * ch
+    for k in ("gain", "bias", "stored_mean", "stored_var"):
+        s[f"output_layer.0.{k}"] = (c,)
+    sn("output_layer.2", (3, c, 3, 3), True)
+    return s
+
+
+def _check_biggan_pytorch_model(m):
+    if m.arch != "biggan":
+        raise ConversionError(f"model.arch={m.arch!r}: the biggan-pytorch converter maps BigGAN-PyTorch's BigGAN "
+                              f"G (arch 'biggan'); for BigGAN-deep released weights use `convert hf`")
+    if not m.shared:
+        raise ConversionError("model.shared=False: BigGAN-PyTorch's non-shared G has no z conditioning in its "
+                              "BNs and is not supported; the released models use the shared embedding")
+    biggan_arch.check_resolution(m.resolution)
+    plan = biggan_arch.G_CHANNELS[m.resolution]
+    if m.hier and m.dim_z % (len(plan) + 1):
+        raise ConversionError(f"model.dim_z={m.dim_z} does not split into {len(plan) + 1} skip-z chunks")
+
+
+def biggan_pytorch_config(config_spec=None, *, bn_eps=1e-5, sn_eps=1e-6) -> ml_collections.ConfigDict:
+    """Our config for a BigGAN-PyTorch G: a configs/*.py file (path[:arg]), a JSON file (a full config with a
+    'model' section, or just config.model keys), or None for the defaults (the released 128² model).
+    BigGAN-PyTorch evaluates SN by one power step from the stored u ('iterate'); its scripts use BN eps
+    1e-5 and SN eps 1e-6 (SPEC §3), recorded here."""
+    if config_spec is None:
+        c = cfg.base_config()
+    elif config_spec.split(":")[0].endswith(".py"):
+        c = cfg.load_config_file(config_spec)
+    else:
+        try:
+            with open(config_spec) as f:
+                data = json.load(f)
+        except (OSError, json.JSONDecodeError) as e:
+            raise ConversionError(f"--config {config_spec!r}: expected a configs/*.py file or a JSON file "
+                                  f"({e})") from e
+        c = cfg.base_config()
+        model = data.get("model", data) if isinstance(data, dict) else None
+        if not isinstance(model, dict):
+            raise ConversionError(f"--config {config_spec}: expected a JSON object of config.model keys")
+        cfg.check_keys(ml_collections.ConfigDict(model), c.model, prefix="model.")
+        c.model.update(model)
+    c.model.update(sn_eval_mode="iterate", bn_eps=float(bn_eps), sn_eps=float(sn_eps), rgb_channels=3)
+    c.model.g_attn = tuple(c.model.g_attn)
+    _check_biggan_pytorch_model(c.model)
+    return c
+
+
+def convert_biggan_pytorch(state_dict: dict, config: ml_collections.ConfigDict):
+    """(config, generator) from a BigGAN-PyTorch BigGAN G state dict; its stored BN statistics are used."""
+    m = config.model
+    check_state_dict(state_dict, biggan_pytorch_expected_shapes(m), f"BigGAN-PyTorch BigGAN G "
+                     f"({m.resolution}², ch {m.ch_g}, dim_z {m.dim_z}, attention {tuple(m.g_attn)})")
+    sd, flat, used = state_dict, {}, set()
+    eps = m.sn_eps
+
+    def take(key):
+        used.add(key)
+        return sd[key]
+
+    def sn_common(path, prefix, w_mat, u):
+        take(f"{prefix}.sv0")  # logging-only buffer in BigGAN-PyTorch
+        flat[path + ("sn", "u")] = u
+        flat[path + ("sn", "v")] = _v_from_u(w_mat, u, eps)
+        if f"{prefix}.bias" in sd:
+            flat[path + ("bias",)] = take(f"{prefix}.bias")
+
+    def sn_linear(path, prefix):
+        w = take(f"{prefix}.weight")
+        flat[path + ("kernel",)] = w.T
+        sn_common(path, prefix, w, take(f"{prefix}.u0")[0])
+
+    def sn_conv(path, prefix):
+        kernel = _conv_kernel(take(f"{prefix}.weight"))
+        flat[path + ("kernel",)] = kernel
+        sn_common(path, prefix, kernel.reshape(-1, kernel.shape[-1]).T, take(f"{prefix}.u0")[0])
+
+    def bn(path, prefix):
+        flat[path + ("mean",)] = take(f"{prefix}.stored_mean")
+        flat[path + ("var",)] = take(f"{prefix}.stored_var")
+
+    flat[("shared_embed", "embedding")] = take("shared.weight")
+    # First linear: BigGAN-PyTorch views its output channel-major (C, 4, 4); ours is (4, 4, C). Permute the
+    # output rows (weight, bias and the SN u, which indexes rows) so that our reshape sees the same tensor.
+    w, b, u = take("linear.weight"), take("linear.bias"), take("linear.u0")[0]
+    c0 = w.shape[0] // 16
+    to_hwc = np.arange(w.shape[0]).reshape(c0, 4, 4).transpose(1, 2, 0).reshape(-1)
+    w, b, u = w[to_hwc], b[to_hwc], u[to_hwc]
+    flat[("linear", "kernel")] = w.T
+    flat[("linear", "bias")] = b
+    take("linear.sv0")
+    flat[("linear", "sn", "u")] = u
+    flat[("linear", "sn", "v")] = _v_from_u(w, u, eps)
+    plan = biggan_arch.G_CHANNELS[m.resolution]
+    for i in range(len(plan)):
+        p = f"blocks.{i}.0"
+        for name in ("bn1", "bn2"):
+            bn(("blocks", i, name, "bn"), f"{p}.{name}")
+            sn_linear(("blocks", i, name, "gain"), f"{p}.{name}.gain")
+            sn_linear(("blocks", i, name, "bias"), f"{p}.{name}.bias")
+        for name in ("conv1", "conv2", "conv_sc"):
+            sn_conv(("blocks", i, name), f"{p}.{name}")
+        if 8 * 2 ** i in m.g_attn:
+            for name in ("theta", "phi", "g", "o"):
+                sn_conv(("attention", i, name), f"blocks.{i}.1.{name}")
+            flat[("attention", i, "gamma")] = take(f"blocks.{i}.1.gamma").reshape(())
+    flat[("output_bn", "scale")] = take("output_layer.0.gain")
+    flat[("output_bn", "offset")] = take("output_layer.0.bias")
+    bn(("output_bn",), "output_layer.0")
+    sn_conv(("output_conv",), "output_layer.2")
+    assert used == set(sd), f"unmapped keys: {sorted(set(sd) - used)}"
+    return config, _build_generator(config, flat)
+
+
+def convert_biggan_pytorch_file(pth_path, config_spec=None, out_dir=None, *, bn_eps=1e-5, sn_eps=1e-6):
+    config = biggan_pytorch_config(config_spec, bn_eps=bn_eps, sn_eps=sn_eps)
+    sd = load_torch_state_dict(pth_path)
+    config, generator = convert_biggan_pytorch(sd, config)
+    export.save_generator(out_dir, config, generator)
+    print(f"[convert] wrote {out_dir}: {models.count_params(generator):,} parameters "
+          f"(BigGAN {config.model.resolution}², ch {config.model.ch_g}; stored BN statistics)", flush=True)
+    return out_dir
+
+
+# ------------------------------------------------------------------------------------------------- CLI
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m biggan.convert", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="source", required=True)
+    hf = sub.add_parser("hf", help="pytorch-pretrained-biggan 0.1.1 BigGAN-deep pytorch_model.bin")
+    hf.add_argument("model_bin")
+    hf.add_argument("config_json", nargs="?", default=None)
+    hf.add_argument("--out", required=True, help="export directory to create")
+    bp = sub.add_parser("biggan-pytorch", help="BigGAN-PyTorch BigGAN G / G_ema state dict (.pth)")
+    bp.add_argument("pth")
+    bp.add_argument("--config", default=None, help="configs/*.py[:arg] or a JSON of config.model keys "
+                                                   "(default: the released 128² model)")
+    bp.add_argument("--out", required=True)
+    bp.add_argument("--bn-eps", type=float, default=1e-5, help="BN eps of the training run (its scripts: 1e-5)")
+    bp.add_argument("--sn-eps", type=float, default=1e-6, help="SN eps of the training run (its scripts: 1e-6)")
+    args = parser.parse_args(argv)
+    try:
+        if args.source == "hf":
+            convert_hf_files(args.model_bin, args.config_json, args.out)
+        else:
+            convert_biggan_pytorch_file(args.pth, args.config, args.out, bn_eps=args.bn_eps, sn_eps=args.sn_eps)
+    except (ConversionError, FileNotFoundError, FileExistsError, KeyError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
