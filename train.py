@@ -15,6 +15,12 @@ from absl import app, flags
 from absl import logging as absl_logging
 from ml_collections import config_flags
 
+from biggan.config import check_override_flags  # noqa: E402
+
+if __name__ == "__main__":
+    # Before DEFINE_config_file, which applies --config.* overrides as it loads the default config.
+    check_override_flags(sys.argv[1:])
+
 config_flags.DEFINE_config_file("config", "configs/digits.py", "experiment config file (path[:arg])",
                                 lock_config=True)
 flags.DEFINE_string("workdir", None, "run directory (default: workdirs/<config name>)")

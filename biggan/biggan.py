@@ -58,6 +58,21 @@ def check_labels(y, num_classes):
                              f"valid class indices are 0..{num_classes - 1}")
 
 
+def embed_classes(embed: nnx.Embed, y, num_classes):
+    """Shared class embedding of integer labels (B,) or of a float class vector (B, num_classes): one-hot
+    or soft, e.g. for class interpolation (paper figs. 8-9)."""
+    y = jnp.asarray(y)
+    if jnp.issubdtype(y.dtype, jnp.floating):
+        if y.ndim != 2 or y.shape[-1] != num_classes:
+            raise ValueError(f"float class vector has shape {y.shape}; expected (batch, num_classes="
+                             f"{num_classes}) one-hot or soft, or pass integer class indices (batch,)")
+    else:
+        if y.ndim != 1:
+            raise ValueError(f"integer class labels have shape {y.shape}; expected (batch,)")
+        check_labels(y, num_classes)
+    return layers.lookup_classes(embed.embedding[...], y)
+
+
 class GBlock(nnx.Module):
     """ResBlock up: cBN → ReLU → up ×2 → conv3 → cBN → ReLU → conv3; shortcut up ×2 → conv1."""
 
@@ -117,9 +132,11 @@ class Generator(nnx.Module):
     def __call__(self, z, y, *, train: bool):
         if z.ndim != 2 or z.shape[-1] != self.dim_z:
             raise ValueError(f"z has shape {z.shape}; expected (batch, dim_z={self.dim_z})")
-        check_labels(y, self.num_classes)
+        y = jnp.asarray(y)
+        if jnp.issubdtype(y.dtype, jnp.integer):
+            check_labels(y, self.num_classes)
         zs = jnp.split(z, self.num_slots, axis=-1)
-        embed = self.shared_embed(y) if self.shared else None
+        embed = embed_classes(self.shared_embed, y, self.num_classes) if self.shared else None
         if self.hier:
             # BigGAN-PyTorch order: cond = [embed(y), z_i] (SPEC §1; TF Hub uses [z, embed]).
             conds = [jnp.concatenate([embed, zi], -1) if self.shared else zi for zi in zs[1:]]

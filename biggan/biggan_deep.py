@@ -11,7 +11,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from biggan import layers
-from biggan.biggan import check_attention, check_labels, check_resolution
+from biggan.biggan import check_attention, check_labels, check_resolution, embed_classes
 
 # G blocks: (upsample, in multiplier, out multiplier) of ch, from 4×4. Two blocks per resolution: the
 # first keeps resolution and width, the second upsamples and changes width (SPEC §2). 128/256/512 are
@@ -138,16 +138,7 @@ class Generator(nnx.Module):
 
     def embed(self, y):
         """Class embedding of integer labels (B,) or of a float class vector (B, num_classes)."""
-        y = jnp.asarray(y)
-        if jnp.issubdtype(y.dtype, jnp.floating):
-            if y.ndim != 2 or y.shape[-1] != self.num_classes:
-                raise ValueError(f"float class vector has shape {y.shape}; expected (batch, num_classes="
-                                 f"{self.num_classes}) one-hot or soft, or pass integer class indices (batch,)")
-            return y.astype(jnp.float32) @ self.shared_embed.embedding[...]
-        if y.ndim != 1:
-            raise ValueError(f"integer class labels have shape {y.shape}; expected (batch,)")
-        check_labels(y, self.num_classes)
-        return self.shared_embed(y)
+        return embed_classes(self.shared_embed, y, self.num_classes)
 
     def __call__(self, z, y, *, train: bool):
         if z.ndim != 2 or z.shape[-1] != self.dim_z:

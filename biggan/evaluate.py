@@ -20,6 +20,7 @@ import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
 
+import jax
 import numpy as np
 from tqdm import tqdm
 
@@ -186,6 +187,57 @@ def evaluate_generator(sample_fn: Callable, feature_net: metrics.FeatureNetwork,
     if labelled:
         result["class_accuracy"] = correct / labelled
     return result
+
+
+def make_training_evaluator(config, workdir):
+    """`evaluator(generator, step) -> metrics` for the training loop: the EMA generator with standing
+    statistics (SPEC §5), balanced classes, fixed latents. Digits (no Inception weights offline): the
+    digits classifier's features give a Fréchet distance and the recognised-class accuracy."""
+    from biggan import sampling
+
+    eval_dir = os.path.join(workdir, "eval")
+    if config.data.source == "digits":
+        from biggan.data import digits_arrays
+        from biggan.digits_classifier import load_or_train_digits_classifier
+
+        feature_net = load_or_train_digits_classifier(eval_dir, log=lambda *a: None).feature_network()
+        moments_path = os.path.join(eval_dir, "digits_reference_moments.npz")
+        if os.path.exists(moments_path):
+            reference = metrics.load_moments(moments_path, feature_network=feature_net.name)
+        else:
+            images, _ = digits_arrays(config.data.resolution)
+            reference = compute_moments(_iterate_array(images, 500), feature_net, description="digits",
+                                        total=len(images), progress=False)
+            metrics.save_moments(moments_path, reference)
+    else:
+        from biggan import inception
+        feature_net = inception.inception_feature_network(config.eval.inception_weights or None)
+        if not config.eval.reference_moments:
+            raise ValueError("log.eval_every > 0 needs eval.reference_moments: compute them once with "
+                             "`python -m biggan.evaluate moments --data ... --out moments.npz` and pass "
+                             "--config.eval.reference_moments=moments.npz (or set --config.log.eval_every=0)")
+        reference = metrics.load_moments(config.eval.reference_moments, feature_network=feature_net.name,
+                                         resolution=config.model.resolution)
+    num_classes, dim_z = config.model.num_classes, config.model.dim_z
+    truncation = config.eval.truncation or None
+
+    def evaluator(generator, step):
+        sampler = sampling.Sampler(config, generator, cache_dir=None)
+
+        def sample_fn(start, num):
+            z = np.asarray(sampling.sample_latents(jax.random.fold_in(jax.random.key(2024), start), num, dim_z,
+                                                   truncation))
+            y = (np.arange(start, start + num) % num_classes).astype(np.int32)
+            return sampler.generate(z, y, truncation, batch_size=500), y
+
+        result = evaluate_generator(sample_fn, feature_net, reference, config.eval.num_samples, kid_and_pr=False,
+                                    progress=False, desc=f"eval@{step}")
+        renamed = {"fid": result.get("fid"), "is": result["is_mean"]}
+        if "class_accuracy" in result:
+            renamed["classifier_accuracy"] = result["class_accuracy"]
+        return {k: float(v) for k, v in renamed.items() if v is not None}
+
+    return evaluator
 
 
 def _chunk_seed(seed: int, start: int) -> int:

@@ -139,6 +139,13 @@ class SNEmbed(nnx.Module):
         return jnp.take(table, y, axis=0)
 
 
+def lookup_classes(table, y):
+    """Rows of `table` (num_classes, dim) for integer labels (B,), or the mix for class vectors (B, num_classes)."""
+    if jnp.issubdtype(y.dtype, jnp.floating):
+        return y.astype(jnp.float32) @ table
+    return jnp.take(table, y, axis=0)
+
+
 def check_group_size(batch: int, group_size: int | None):
     if group_size and batch % group_size:
         raise ValueError(f"batch norm group_size={group_size} does not divide the batch of {batch}; "
@@ -238,8 +245,8 @@ class ConditionalBatchNorm(nnx.Module):
             gain = gain + self.gain(cond, train).astype(jnp.float32)
             bias = bias + self.bias(cond, train).astype(jnp.float32)
         if self.class_gain is not None:
-            gain = gain + jnp.take(self.class_gain[...], y, axis=0)
-            bias = bias + jnp.take(self.class_bias[...], y, axis=0)
+            gain = gain + lookup_classes(self.class_gain[...], y)
+            bias = bias + lookup_classes(self.class_bias[...], y)
         return (xh * gain[:, None, None, :] + bias[:, None, None, :]).astype(self.dtype)
 
 

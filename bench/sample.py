@@ -1,0 +1,65 @@
+r"""Sampling speed: biggan-deep-128 at batch 8 and 32, ours against pytorch-pretrained-biggan 0.1.1 in the same
+run (the same seeded random weights, converted by biggan.convert; torch threads = CPUs).
+
+  python bench/sample.py
+Prints a table and the ratio; writes bench/results/sample.json.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+import jax
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import report, timeit  # noqa: E402
+
+
+def reference(seed=0):
+    """pytorch-pretrained-biggan biggan-deep-128 with random weights and advanced SN vectors (SPEC §6)."""
+    import torch
+    import pytorch_pretrained_biggan as ppb
+    from torch.nn.utils.spectral_norm import SpectralNorm
+    torch.manual_seed(seed)
+    model = ppb.BigGAN(ppb.BigGANConfig())
+    with torch.no_grad():
+        model.generator.bn.weight.fill_(1.0)
+        model.generator.bn.bias.zero_()
+        model.train()
+        for _ in range(30):  # each SN pre-forward hook call = one training forward's power step
+            for module in model.modules():
+                for hook in module._forward_pre_hooks.values():
+                    if isinstance(hook, SpectralNorm):
+                        hook(module, None)
+    return model.eval()
+
+
+def main(truncation=0.4, repeats=3):
+    import torch
+    from biggan import convert, sampling
+    torch.set_num_threads(os.cpu_count())
+    model = reference()
+    config, generator, stats = convert.convert_hf(model.state_dict(), model.config.to_dict())
+    sampler = sampling.Sampler(config, generator, truncation_stats=stats)
+    rows = []
+    for batch in (8, 32):
+        z = np.asarray(sampling.sample_latents(jax.random.key(0), batch, 128, truncation, released=True))
+        y = np.zeros((batch, 1000), np.float32)
+        y[np.arange(batch), np.arange(batch) * 31 % 1000] = 1
+        sampler.generate(z, y, truncation, batch_size=batch)  # compile
+        ours = timeit(lambda: sampler.generate(z, y, truncation, batch_size=batch), repeats=repeats)
+        with torch.no_grad():
+            zt, yt = torch.from_numpy(z), torch.from_numpy(y)
+            ref = timeit(lambda: model(zt, yt, truncation), repeats=repeats)
+            diff = float(np.abs(model(zt, yt, truncation).permute(0, 2, 3, 1).numpy()
+                                - sampler.generate(z, y, truncation, batch_size=batch)).max())
+        rows.append(dict(batch=batch, ours_images_per_s=batch / ours, pytorch_images_per_s=batch / ref,
+                         ratio=ref / ours, max_abs_diff=diff))
+    report("sample", rows, {"model": "biggan-deep-128 (random weights)", "truncation": truncation})
+    for r in rows:
+        print(f"batch {r['batch']}: ours/pytorch-pretrained-biggan images/s = {r['ratio']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+"""Sampling: standing statistics, soft classes, class names, sample.py (issue 5)."""
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+import sample as sample_cli
+from biggan import config as cfg, export, imagenet_classes, models, sampling
+
+
+def tiny_config(num_classes=10):
+    c = cfg.base_config()
+    c.model.update(resolution=32, ch_g=8, ch_d=8, dim_z=16, shared_dim=8, num_classes=num_classes, g_attn=(16,),
+                   d_attn=())
+    c.sample.update(standing_stats_batches=3, standing_stats_batch_size=16)
+    return c
+
+
+def trained_like_generator(c, seed=0):
+    """A G whose BN running stats are far from the truth (as for an EMA G), so standing stats matter."""
+    G = models.make_generator(c.model, nnx.Rngs(seed))
+    for path, module in nnx.iter_modules(G):
+        if hasattr(module, "gamma") and module.gamma is not None:
+            module.gamma[...] = jnp.array(0.7)  # attention on
+    return G
+
+
+def test_standing_stats_make_samples_independent_of_batch_size():
+    c = tiny_config()
+    sampler = sampling.Sampler(c, trained_like_generator(c))
+    z = np.asarray(jax.random.normal(jax.random.key(1), (32, 16)))
+    y = np.arange(32) % 10
+    one = sampler.generate(z, y, batch_size=1)
+    many = sampler.generate(z, y, batch_size=32)
+    np.testing.assert_allclose(one, many, atol=2e-5)
+    # Standing statistics are the average of per-batch statistics: not the init (0, 1) running stats.
+    stats = sampling.standing_stats(sampler.generator, num_batches=2, batch_size=16, rng=jax.random.key(0))
+    assert any(np.abs(v).max() > 1e-3 for k, v in stats.items() if k.endswith("/mean"))
+
+
+def test_standing_stats_are_the_mean_of_batch_statistics():
+    c = tiny_config()
+    G = trained_like_generator(c)
+    key = jax.random.key(3)
+    stats = sampling.standing_stats(G, num_batches=2, batch_size=8, rng=key)
+    # Hand computation for the output BN: its input is the last block's output for each batch.
+    per_batch = []
+    for i in range(2):
+        kz, ky = jax.random.split(jax.random.fold_in(key, i))
+        z = jax.random.normal(kz, (8, 16))
+        y = jax.random.randint(ky, (8,), 0, 10)
+        g = nnx.clone(G)
+        captured = {}
+        original = type(g.output_bn).normalize
+
+        def spy(self, x, train, captured=captured):
+            captured["x"] = np.asarray(x, np.float64)
+            return original(self, x, train)
+        type(g.output_bn).normalize = spy
+        try:
+            g(z, y, train=True)
+        finally:
+            type(g.output_bn).normalize = original
+        per_batch.append((captured["x"].mean((0, 1, 2)), captured["x"].var((0, 1, 2))))
+    np.testing.assert_allclose(stats["output_bn/mean"], np.mean([m for m, _ in per_batch], 0), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(stats["output_bn/var"], np.mean([v for _, v in per_batch], 0), rtol=1e-4, atol=1e-5)
+
+
+def test_one_hot_class_vector_equals_integer_label():
+    c = tiny_config()
+    G = trained_like_generator(c)
+    z = jax.random.normal(jax.random.key(0), (3, 16))
+    y = jnp.array([1, 4, 9])
+    np.testing.assert_allclose(G(z, jax.nn.one_hot(y, 10), train=False), G(z, y, train=False), atol=1e-6)
+    with pytest.raises(ValueError, match=r"float class vector has shape \(3, 7\); expected \(batch, num_classes=10\)"):
+        G(z, jnp.ones((3, 7)), train=False)
+
+
+def test_imagenet_class_names():
+    assert imagenet_classes.class_index("golden retriever") == 207
+    assert imagenet_classes.class_index("Volcano") == 980
+    assert imagenet_classes.class_index("12") == 12
+    with pytest.raises(ValueError, match=r"unknown ImageNet class name 'golden retreiver'; closest: 'golden retriever' \(207\)"):
+        imagenet_classes.class_index("golden retreiver")
+    with pytest.raises(ValueError, match=r"class index 1000 is outside \[0, 1000\)"):
+        imagenet_classes.class_index(1000)
+    with pytest.raises(ValueError, match="class names exist only for ImageNet-1k"):
+        imagenet_classes.class_index("tench", num_classes=10)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    c = tiny_config(num_classes=1000)
+    d = str(tmp_path_factory.mktemp("export") / "g")
+    export.save_generator(d, c, trained_like_generator(c))
+    return d
+
+
+def test_sample_cli_png_npy_latents_and_interpolation(exported, tmp_path):
+    png = tmp_path / "grid.png"
+    sample_cli.main(["--checkpoint", exported, "--n", "4", "--classes", "golden retriever,3", "--output", str(png)])
+    assert png.stat().st_size > 0
+    npy = tmp_path / "x.npy"
+    z = np.asarray(jax.random.normal(jax.random.key(5), (3, 16)), np.float32)
+    np.save(tmp_path / "z.npy", z)
+    sample_cli.main(["--checkpoint", exported, "--latents", str(tmp_path / "z.npy"), "--classes", "207",
+                     "--output", str(npy), "--batch_size", "2"])
+    x = np.load(npy)
+    assert x.shape == (3, 32, 32, 3) and x.dtype == np.float32 and np.abs(x).max() <= 1
+    sampler = sampling.load_sampler(exported)
+    np.testing.assert_allclose(x, sampler.generate(z, np.full(3, 207), None), atol=1e-5)  # z used as given
+    strip = tmp_path / "strip.npy"
+    sample_cli.main(["--checkpoint", exported, "--interpolate", "class", "--classes", "1,2", "--n", "2",
+                     "--steps", "4", "--output", str(strip)])
+    s = np.load(strip)
+    assert s.shape == (8, 32, 32, 3)
+    # A class strip keeps z fixed: its ends are the two classes' images for that z.
+    zr, yr = sample_cli.interpolation_inputs(jax.random.key(0), sampler, "class", [1, 2], 2, 4, None)
+    end = sampler.generate(zr[3:4], np.array([2]), None)[0]
+    np.testing.assert_allclose(s[3], end, atol=1e-5)
+
+
+def test_sample_cli_bad_input(exported):
+    with pytest.raises(ValueError, match="unknown ImageNet class name 'golden retreiver'"):
+        sample_cli.main(["--checkpoint", exported, "--classes", "golden retreiver"])
+    with pytest.raises(ValueError, match=r"class index 1000 is outside"):
+        sample_cli.main(["--checkpoint", exported, "--classes", "1000"])
+    with pytest.raises(FileNotFoundError, match="neither an exported generator"):
+        sample_cli.main(["--checkpoint", "/nonexistent/dir"])
+    out = subprocess.run([sys.executable, "sample.py", "--checkpoint", exported, "--latents", "/nonexistent.npy"],
+                         capture_output=True, text=True)
+    assert out.returncode != 0

@@ -1,0 +1,141 @@
+"""The training loop: resume bit for bit (also after SIGTERM), non-finite guard, bad workdirs, failed saves."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from biggan import checkpoints, config as cfg, train_step as ts, trainer
+
+TINY = ["--config.model.ch_g=8", "--config.model.ch_d=8", "--config.model.dim_z=16",
+        "--config.train.batch_size=8", "--config.train.num_d_steps=1", "--config.log.sv_every=0",
+        "--config.log.sample_every=0"]
+
+
+def tiny_config(num_steps, **log):
+    c = cfg.load_config_file("configs/digits.py:runlocal")
+    c.model.update(ch_g=8, ch_d=8, dim_z=16)
+    c.train.update(batch_size=8, num_steps=num_steps, num_d_steps=1)
+    c.log.update(sv_every=0, sample_every=0, checkpoint_every=1000, log_every=1)
+    c.log.update(**log)
+    return c
+
+
+def saved_state(workdir, step=None):
+    c = cfg.ml_collections.ConfigDict(json.load(open(os.path.join(workdir, "config.json"))))
+    ck = checkpoints.Checkpointer(workdir)
+    step = ck.latest_step() if step is None else step
+    state, data = ck.restore(step, trainer.abstract_state(c, __import__("biggan.sharding").sharding.make_mesh()))
+    ck.close()
+    return step, state, data
+
+
+def assert_states_identical(a, b):
+    la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
+    assert len(la) == len(lb)
+    for x, y in zip(la, lb):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+@pytest.mark.slow
+def test_resume_reaches_the_same_parameters_bit_for_bit(tmp_path):
+    s = 2
+    trainer.train(tiny_config(2 * s), str(tmp_path / "straight"), progress=False)
+    trainer.train(tiny_config(s), str(tmp_path / "resumed"), progress=False)
+    assert saved_state(str(tmp_path / "resumed"))[0] == s
+    trainer.train(tiny_config(2 * s), str(tmp_path / "resumed"), progress=False)
+    step_a, state_a, data_a = saved_state(str(tmp_path / "straight"))
+    step_b, state_b, data_b = saved_state(str(tmp_path / "resumed"))
+    assert step_a == step_b == 2 * s
+    assert data_a == data_b
+    assert_states_identical(state_a, state_b)
+
+
+@pytest.mark.slow
+def test_sigterm_saves_and_the_resumed_run_matches_an_uninterrupted_one(tmp_path):
+    workdir = str(tmp_path / "preempted")
+    proc = subprocess.Popen([sys.executable, "train.py", "--config", "configs/digits.py:runlocal", "--workdir",
+                             workdir, "--config.train.num_steps=100000", "--config.log.log_every=1",
+                             "--config.log.checkpoint_every=100000", *TINY],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    metrics = os.path.join(workdir, "metrics.jsonl")
+    deadline = time.time() + 300
+    while time.time() < deadline and not (os.path.exists(metrics) and open(metrics).read().count("\n") >= 2):
+        assert proc.poll() is None, proc.stdout.read()
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out
+    assert "SIGTERM: saved step" in out
+    stopped = saved_state(workdir)[0]
+    assert 2 <= stopped < 100000
+    trainer.train(tiny_config(stopped + 2), workdir, progress=False)
+    trainer.train(tiny_config(stopped + 2), str(tmp_path / "straight"), progress=False)
+    assert_states_identical(saved_state(workdir)[1], saved_state(str(tmp_path / "straight"))[1])
+
+
+@pytest.mark.slow
+def test_non_finite_guard_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    workdir = str(tmp_path / "nan")
+    trainer.train(tiny_config(2, checkpoint_every=1), workdir, progress=False)
+    real = ts.make_train_step
+
+    def poisoned(config, mdl, mesh=None, unroll=None):
+        step = real(config, mdl, mesh, unroll)
+
+        def poisoned_step(state, batch, rng):
+            state, metrics = step(state, batch, rng)
+            bad = jax.tree.map(lambda p: p * jax.numpy.nan, state.g_params)
+            metrics = dict(metrics, all_finite=jax.numpy.array(False))
+            return state.replace(g_params=bad), metrics
+        return poisoned_step
+
+    monkeypatch.setattr(ts, "make_train_step", poisoned)
+    with pytest.raises(trainer.NonFiniteError, match=r"non-finite loss or parameter at step 3.*"
+                                                      r"last good checkpoint is step 2"):
+        trainer.train(tiny_config(4, checkpoint_every=1), workdir, progress=False)
+    step, state, _ = saved_state(workdir)
+    assert step == 2
+    assert all(np.all(np.isfinite(np.asarray(x))) for x in jax.tree.leaves(state.g_params))
+
+
+def test_workdir_of_another_architecture_is_refused_and_untouched(tmp_path):
+    workdir = str(tmp_path / "w")
+    c = tiny_config(1)
+    checkpoints.check_workdir_config(workdir, c)
+    before = open(os.path.join(workdir, "config.json")).read()
+    other = tiny_config(1)
+    other.model.update(arch="biggan_deep", ch_g=8)
+    with pytest.raises(ValueError, match=r"different model: biggan 32² vs the requested biggan_deep 32².*"
+                                         r"arch: 'biggan' → 'biggan_deep'.*Nothing was overwritten"):
+        trainer.train(other, workdir, progress=False)
+    assert open(os.path.join(workdir, "config.json")).read() == before
+
+
+def test_unknown_config_key_on_the_command_line_names_the_closest_key():
+    out = subprocess.run([sys.executable, "train.py", "--config.train.lr_gg=1"], capture_output=True, text=True)
+    assert out.returncode != 0
+    assert "unknown config key --config.train.lr_gg; did you mean --config.train.lr_g" in out.stderr
+
+
+@pytest.mark.slow
+def test_failed_save_keeps_the_previous_checkpoint_and_stops_with_a_message(tmp_path, monkeypatch):
+    workdir = str(tmp_path / "full")
+    trainer.train(tiny_config(1, checkpoint_every=1), workdir, progress=False)
+    real_save = checkpoints.ocp.CheckpointManager.save
+
+    def disk_full(self, step, *a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(checkpoints.ocp.CheckpointManager, "save", disk_full)
+    with pytest.raises(checkpoints.CheckpointError, match=r"saving the checkpoint of step 2 .* failed "
+                                                          r"\(OSError.*No space left.*last good checkpoint is step 1"):
+        trainer.train(tiny_config(3, checkpoint_every=1), workdir, progress=False)
+    monkeypatch.setattr(checkpoints.ocp.CheckpointManager, "save", real_save)
+    step, state, _ = saved_state(workdir)
+    assert step == 1 and all(np.all(np.isfinite(np.asarray(x))) for x in jax.tree.leaves(state.g_params))
