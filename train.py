@@ -1,7 +1,7 @@
 r"""Train BigGAN / BigGAN-deep.
 
   python train.py                                   # the embedded default: configs/digits.py on CPU
-  python train.py --config configs/biggan_128.py --workdir gs://bucket/run   # ImageNet 128²
+  python train.py --config configs/biggan_128.py --workdir /shared/runs/run   # ImageNet 128²
   python train.py --config configs/cifar10.py --config.train.lr_g=1e-4      # any key can be overridden
 
 Resumes automatically from --workdir; saves and exits cleanly on SIGTERM. Multi-process (TPU pod, Slurm,

@@ -40,7 +40,8 @@ def main(truncation=0.4, repeats=3):
     from biggan import convert, sampling
     torch.set_num_threads(os.cpu_count())
     model = reference()
-    config, generator, stats = convert.convert_hf(model.state_dict(), model.config.to_dict())
+    state_dict = {k: v.numpy() for k, v in model.state_dict().items()}
+    config, generator, stats = convert.convert_hf(state_dict, model.config.to_dict())
     sampler = sampling.Sampler(config, generator, truncation_stats=stats)
     rows = []
     for batch in (8, 32):

@@ -9,6 +9,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
+import sys
+import time
 
 import jax
 import numpy as np
@@ -29,12 +32,30 @@ def _cluster_detected() -> str | None:
             continue
         if value:
             return name
+    try:  # JAX's TPU detectors (a Cloud TPU VM answers through its metadata server, not the environment)
+        from jax._src import clusters
+        for env in clusters.ClusterEnv._cluster_types:
+            # Slurm / Open MPI are judged by the hints above: a single-task allocation is no cluster.
+            if env.name in ("gcetpu", "gketpu") and env.is_env_present():
+                return env.name
+    except Exception as e:  # noqa: BLE001 - a private API: when it moves, fall back to the hints above
+        log.debug("JAX cluster auto-detection unavailable: %s", e)
     return None
 
 
 def initialize(coordinator_address=None, num_processes=None, process_id=None, *, local_device_count=None,
                timeout=120):
-    """Start JAX's distributed runtime when asked (flags) or when a cluster is detected; else no-op."""
+    """Start JAX's distributed runtime when asked (flags) or when a cluster is detected; else no-op.
+
+    Unset arguments fall back to the environment: JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES,
+    JAX_PROCESS_ID (Kubernetes, scripts/launch_local.py --pass_via=env) and JAX_NUM_CPU_DEVICES.
+    """
+    env = os.environ
+    if env.get("JAX_NUM_PROCESSES") and env.get("JAX_PROCESS_ID") and env.get("JAX_COORDINATOR_ADDRESS"):
+        coordinator_address = coordinator_address or env["JAX_COORDINATOR_ADDRESS"]
+        num_processes = env["JAX_NUM_PROCESSES"] if num_processes is None else num_processes
+        process_id = env["JAX_PROCESS_ID"] if process_id is None else process_id
+    local_device_count = local_device_count or (env.get("JAX_NUM_CPU_DEVICES") if coordinator_address else None)
     if local_device_count:
         # CPU devices for local multi-process runs (tests; debugging a pod config before paying for one).
         jax.config.update("jax_num_cpu_devices", int(local_device_count))
@@ -46,6 +67,16 @@ def initialize(coordinator_address=None, num_processes=None, process_id=None, *,
     if explicit and (coordinator_address is None or num_processes is None or process_id is None):
         raise ValueError("multi-process launch needs all of --coordinator_address, --num_processes and "
                          f"--process_id (got {coordinator_address!r}, {num_processes!r}, {process_id!r})")
+    if explicit and int(process_id) != 0:
+        # JAX aborts the whole interpreter (C++ CHECK, no Python exception) when the coordinator stays
+        # unreachable, so a clear message must come before: wait for its port ourselves, bounded.
+        wait_for_coordinator(coordinator_address, timeout)
+    where = coordinator_address or os.environ.get("JAX_COORDINATOR_ADDRESS") or f"auto-detected ({cluster})"
+    # Printed, not logged: absl may hide INFO, and a C++ abort below would leave no Python trace.
+    print(f"[biggan.distributed] process {process_id if explicit else '(auto)'} of "
+          f"{num_processes if explicit else '(auto)'}: joining the JAX coordinator at {where}, timeout "
+          f"{int(timeout)} s (an abort with DEADLINE_EXCEEDED below means some process did not join in time)",
+          file=sys.stderr, flush=True)
     try:
         if explicit:
             jax.distributed.initialize(coordinator_address, int(num_processes), int(process_id),
@@ -54,12 +85,35 @@ def initialize(coordinator_address=None, num_processes=None, process_id=None, *,
             log.info("multi-process environment detected: %s", cluster)
             jax.distributed.initialize(initialization_timeout=int(timeout))
     except Exception as e:  # noqa: BLE001 - re-raised with the address and the fix
-        where = coordinator_address or os.environ.get("JAX_COORDINATOR_ADDRESS") or f"auto-detected ({cluster})"
         raise RuntimeError(f"could not join the JAX coordinator at {where} within {timeout} s "
                            f"({type(e).__name__}: {e}). Check that process 0 is running and that the address "
                            f"and port are reachable from this host.") from e
     log.info("process %d of %d, %d local / %d global devices", jax.process_index(), jax.process_count(),
              jax.local_device_count(), jax.device_count())
+
+
+def wait_for_coordinator(address: str, timeout: float, *, poll_s: float = 0.2):
+    """Return once `host:port` accepts TCP connections; raise naming the address after `timeout` s."""
+    host, sep, port = str(address).rpartition(":")
+    host = host.strip("[]")  # [::1]:1234
+    if not sep or not host or not port.isdigit():
+        raise ValueError(f"--coordinator_address={address!r}; expected host:port of process 0, "
+                         f"e.g. 10.0.0.2:1234 or localhost:1234")
+    deadline = time.monotonic() + float(timeout)
+    error = None
+    while True:
+        try:
+            with socket.create_connection((host, int(port)), timeout=max(0.1, min(2.0, float(timeout)))):
+                return
+        except OSError as e:
+            error = e
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(poll_s)
+    raise TimeoutError(f"could not reach the JAX coordinator at {address} within {timeout} s "
+                       f"(last error: {error}). Check that process 0 was started with the same "
+                       f"--coordinator_address, is still running, and that {address} is reachable from this "
+                       f"host (firewall, hostname); raise --initialization_timeout if it starts slowly.")
 
 
 def _flatten(d, prefix=""):
@@ -72,20 +126,86 @@ def _flatten(d, prefix=""):
     return out
 
 
+def allgather_json(obj) -> list:
+    """Every process's JSON-able `obj`, in process order, on every process (a collective: all must call)."""
+    mine = np.frombuffer(json.dumps(obj, sort_keys=True, default=str).encode(), np.uint8)
+    if jax.process_count() == 1:
+        return [json.loads(mine.tobytes())]
+    from jax.experimental import multihost_utils
+    lengths = np.ravel(multihost_utils.process_allgather(np.array([mine.size], np.int32)))
+    padded = np.zeros(int(lengths.max()), np.uint8)
+    padded[:mine.size] = mine
+    everyone = np.asarray(multihost_utils.process_allgather(padded)).reshape(len(lengths), -1)
+    return [json.loads(row[:n].tobytes()) for row, n in zip(everyone, lengths)]
+
+
+def any_process(flag: bool) -> bool:
+    """True on every process when `flag` is true on any (a collective: all must call)."""
+    if jax.process_count() == 1:
+        return bool(flag)
+    from jax.experimental import multihost_utils
+    return bool(np.any(multihost_utils.process_allgather(np.array([bool(flag)], np.int32))))
+
+
 def check_same_config(config):
-    """Refuse to train when processes were started with different configs, naming the differing keys."""
+    """Refuse to train when processes were started with different configs, naming the differing keys.
+
+    Every process sees every config, so all of them raise (none is left waiting in a collective).
+    """
     if jax.process_count() == 1:
         return
-    from jax.experimental import multihost_utils
-    mine = json.dumps(config.to_dict(), sort_keys=True, default=str).encode()
-    lengths = multihost_utils.process_allgather(np.array([len(mine)], np.int32))
-    padded = np.zeros(int(np.max(lengths)), np.uint8)
-    padded[:len(mine)] = np.frombuffer(mine, np.uint8)
-    reference = multihost_utils.broadcast_one_to_all(padded)
-    reference = bytes(np.asarray(reference)[:int(np.ravel(lengths)[0])]).decode()
-    if reference != mine.decode():
-        ref, own = _flatten(json.loads(reference)), _flatten(json.loads(mine))
-        diff = sorted(k for k in set(ref) | set(own) if ref.get(k) != own.get(k))
-        raise ValueError(f"process {jax.process_index()} was started with a config that differs from process 0's "
-                         f"in: " + ", ".join(f"{k} ({own.get(k)!r} here, {ref.get(k)!r} on process 0)" for k in diff)
-                         + ". Start every process with the same config and overrides.")
+    configs = [_flatten(c) for c in allgather_json(config.to_dict())]
+    reference = configs[0]
+    problems = []
+    for index, own in enumerate(configs[1:], start=1):
+        diff = sorted(k for k in set(reference) | set(own) if reference.get(k) != own.get(k))
+        if diff:
+            problems.append(f"process {index} differs from process 0 in " + ", ".join(
+                f"{k} ({own.get(k, '<missing>')!r} vs {reference.get(k, '<missing>')!r})" for k in diff))
+    if problems:
+        raise ValueError(f"the {len(configs)} processes were started with different configs: "
+                         + "; ".join(problems) + ". Start every process with the same config file and overrides.")
+
+
+def gather_data_state(local_state: dict) -> dict:
+    """The input position of every process, to checkpoint (orbax writes JSON from process 0 only).
+
+    Process 0's own fields stay at the top level, so a single-process reader needs nothing new.
+    """
+    states = allgather_json(local_state)
+    return {**states[0], "processes": states}
+
+
+def local_data_state(saved: dict, process_index: int, process_count: int) -> dict:
+    """This process's input position from a checkpointed `gather_data_state` (any process layout).
+
+    Same layout: each process continues exactly where it stopped. Another layout: the processes'
+    shards are strided slices of one per-epoch permutation (biggan/data/pipeline.py), so while every
+    process is at the same (epoch, offset) the examples consumed are exactly that epoch's first
+    P*offset; the new processes continue at offset P*offset/P' — the batches an uninterrupted run
+    with the new layout would have seen. Later epochs drift when N is not divisible by P, and the
+    position is then approximated from the total consumed (logged).
+    """
+    states = saved.get("processes") or [{k: v for k, v in saved.items() if k != "processes"}]
+    if len(states) == process_count:
+        return states[process_index]
+    num_examples = int(states[0]["num_examples"])
+    positions = {(int(s["epoch"]), int(s["offset"])) for s in states}
+    consumed = len(states) * next(iter(positions))[1]
+    if len(positions) == 1 and consumed % process_count == 0:
+        epoch, offset = next(iter(positions))[0], consumed // process_count
+    else:
+        shards = [len(range(p, num_examples, len(states))) for p in range(len(states))]
+        total = sum(int(s["epoch"]) * n + int(s["offset"]) for s, n in zip(states, shards))
+        epoch, offset = divmod(total, num_examples)
+        offset //= process_count
+        log.warning("input position of %d processes %s mapped approximately onto %d processes: "
+                    "epoch %d, offset %d (the batches differ slightly from an uninterrupted run)",
+                    len(states), sorted(positions), process_count, epoch, offset)
+    shard = len(range(process_index, num_examples, process_count))
+    if offset >= shard:
+        epoch, offset = epoch + 1, 0
+    log.info("input position: %d processes' checkpoint -> process %d of %d at epoch %d, offset %d",
+             len(states), process_index, process_count, epoch, offset)
+    return {**states[0], "epoch": epoch, "offset": offset, "process_index": process_index,
+            "process_count": process_count}

@@ -275,6 +275,9 @@ class SelfAttention(nnx.Module):
     """
 
     def __init__(self, ch, *, sn_eps=1e-4, sn_eval_mode="iterate", dtype=jnp.float32, rngs: nnx.Rngs):
+        if ch < 8:
+            raise ValueError(f"self-attention needs at least 8 channels (θ, φ have ch//8), got {ch}; raise the "
+                             f"channel multiplier or move/drop the attention resolution (g_attn / d_attn)")
         conv = dict(kernel_size=1, use_bias=False, sn_eps=sn_eps, sn_eval_mode=sn_eval_mode, dtype=dtype, rngs=rngs)
         self.theta = SNConv(ch, ch // 8, **conv)
         self.phi = SNConv(ch, ch // 8, **conv)

@@ -1,7 +1,7 @@
 r"""BigGAN at 512×512 on ImageNet (SPEC §1, §4): dim_z 128 (8×16), attention at 64 in G and D; D from the
 paper's table 6 (BigGAN-PyTorch has no 512 D).
 
-Command: python train.py --config configs/biggan_512.py --workdir gs://BUCKET/biggan_512
+Command: python train.py --config configs/biggan_512.py --workdir /shared/runs/biggan_512
 Expected: IS 241.5 / FID 11.5 (paper, 512 TPU v3 cores).
 Smoke run on a CPU: python train.py --config configs/biggan_512.py:runlocal
 """

@@ -1,7 +1,7 @@
 r"""BigGAN-deep at 256×256 on ImageNet (SPEC §2): ch 128, dim_z 128 unchunked, attention at 64.
 
 Optimiser per the paper's appendix C: lr_g=2.5e-5, lr_d=2.5e-5 (SPEC §2).
-Command: python train.py --config configs/biggan_deep_256.py --workdir gs://BUCKET/biggan_deep_256
+Command: python train.py --config configs/biggan_deep_256.py --workdir /shared/runs/biggan_deep_256
 Expected: IS/FID better than BigGAN 256 (paper table 4).
 Sampling the released weights instead: python -m biggan.convert hf pytorch_model.bin config.json --out DIR,
 then python sample.py --checkpoint DIR (see README).
