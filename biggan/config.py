@@ -54,17 +54,49 @@ def base_config() -> ml_collections.ConfigDict:
         ema_decay=0.9999, ema_start=20_000,
         loss="hinge",
         latent="normal",
+        # Ablation toolkit (SPEC §8, §9; issue 7). Every default is neutral: the step is paper row 8.
+        hinge_margin=1.0,           # hinge / rahinge margin
+        latent_kwargs="",           # sampler options "k=v,k=v" (biggan.latents; variance_annealing gets the step)
+        label_smoothing=0.0,        # one-sided: real target 1 − s (losses with targets only)
+        r1_gamma=0.0,               # R1 γ/2·E‖∇D(x_real)‖²
+        dragan_weight=0.0,
+        gp_weight=0.0,              # WGAN-GP λ
+        sigma0_reg_strength=0.0,    # regularise G's σ0 towards sigma0_target or sigma0_ratio·sg(σ1)
+        sigma0_target=0.0,          # 0: use sigma0_ratio
+        sigma0_ratio=0.0,
+        sigma0_clamp=0.0,           # after each G update clamp G's σ0 to this (0: off) ...
+        sigma0_clamp_ratio=0.0,     # ... or to ratio·σ1 (0: off)
+        instance_noise_sigma=0.0,   # N(0, σ²) on every D input, annealed to 0 over instance_noise_anneal_steps
+        instance_noise_anneal_steps=0,  # 0: constant σ
+        feature_matching_weight=0.0,    # + w·‖E f(x) − E f(G(z))‖² on D's pooled features, in G's loss
+        # Collapse rollback (biggan/collapse.py; monitor thresholds in log.collapse_*): on a flagged
+        # collapse go back to the checkpoint ≥ rollback_steps before it and apply rollback_overrides.
+        rollback_steps=0,           # 0: a flagged collapse is only logged
+        rollback_overrides="",      # "train.lr_g=2.5e-5,train.lr_d=1e-4"
+        rollback_max=3,             # give up (raise) after this many rollbacks
     ))
     c.log = ml_collections.ConfigDict(dict(
         log_every=50, sv_every=500, sample_every=1000, checkpoint_every=1000, keep_checkpoints=3,
         eval_every=0, best_metric="",
+        # Collapse monitor (biggan/collapse.py): off while collapse_window = 0.
+        collapse_window=0,          # trailing log points compared against (their median)
+        collapse_sigma_jump=2.0,    # flag when max σ0 of G's weights > this × its trailing median
+        collapse_d_loss_floor=0.05,     # ... or when D loss < this ...
+        collapse_g_loss_jump=1.0,       # ... while G loss > its trailing median + this
+        collapse_force_step=0,      # tests only: flag a collapse at this step
+    ))
+    c.eval = ml_collections.ConfigDict(dict(
+        num_samples=10_000,         # in-training evaluation (50k for reported numbers: biggan.evaluate score)
+        truncation=0.0,             # 0: no truncation
+        reference_moments="",       # moments .npz of the training data (python -m biggan.evaluate moments)
+        inception_weights="",       # pt_inception-2015-12-05-6726825d.pth; '' = default cache path
     ))
     c.sample = ml_collections.ConfigDict(dict(standing_stats_batches=100, standing_stats_batch_size=256,
                                               truncation=1.0))
     return c
 
 
-def shrink_for_smoke_run(c: ml_collections.ConfigDict, *, ch=4, batch_size=4):
+def shrink_for_smoke_run(c: ml_collections.ConfigDict, *, ch=8, batch_size=4):
     """big_vision's runlocal idea: the same experiment, small enough to build and step on a CPU, reading
     64 of the embedded digits (10 classes) at the experiment's resolution instead of its dataset."""
     c.model.ch_g = c.model.ch_d = ch
@@ -114,3 +146,23 @@ def load_config_file(spec: str) -> ml_collections.ConfigDict:
     config = module.get_config(arg or None)
     check_keys(config, base_config())
     return config
+
+
+def check_override_flags(argv) -> None:
+    """Check `--config.a.b=value` command-line overrides against the schema before flag parsing, so an
+    unknown key fails with one clear line naming the closest valid keys (not a traceback)."""
+    reference = base_config()
+    for arg in argv:
+        if not arg.startswith("--config."):
+            continue
+        path = arg[len("--config."):].split("=", 1)[0].split(".")
+        node, prefix = reference, ""
+        for key in path:
+            if not isinstance(node, ml_collections.ConfigDict):
+                break
+            if key not in node:
+                close = difflib.get_close_matches(key, list(node.keys()), n=3, cutoff=0.5)
+                hint = f"; did you mean {', '.join('--config.' + prefix + k for k in close)}?" if close else ""
+                raise SystemExit(f"error: unknown config key --config.{prefix}{key}{hint} (valid keys here: "
+                                 f"{', '.join(sorted(prefix + k for k in node.keys()))})")
+            node, prefix = node[key], f"{prefix}{key}."

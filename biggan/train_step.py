@@ -7,6 +7,7 @@ one forward pass sees). G's EMA copy follows G exactly before `ema_start` and de
 """
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import flax.struct
@@ -17,7 +18,7 @@ import optax
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from biggan import layers, losses, models, regularisers
+from biggan import latents, layers, losses, models, regularisers, techniques
 from biggan.data import to_model_range
 from biggan.sharding import DATA_AXIS
 
@@ -124,6 +125,39 @@ def accumulate_gradients(loss_fn, params, carry_states, micro_inputs, unroll=Non
     return jax.tree.map(lambda g: g / n, grads), states, loss / n, jax.tree.map(lambda a: a / n, aux)
 
 
+def parse_kwargs(text: str, what: str) -> dict:
+    """"k=v,k=v" → {k: literal v} (config strings that stay overridable from the command line)."""
+    import ast
+    out = {}
+    for item in filter(None, (s.strip() for s in text.split(","))):
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise ValueError(f"{what}={text!r}: expected comma-separated key=value pairs, e.g. 'a=1,b=0.5'")
+        try:
+            out[key.strip()] = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            out[key.strip()] = value.strip()  # a bare word is a string
+    return out
+
+
+def check_toolkit(t: ml_collections.ConfigDict) -> None:
+    """Refuse contradictory ablation switches (SPEC §8) before tracing."""
+    for key in ("r1_gamma", "dragan_weight", "gp_weight", "sigma0_reg_strength", "sigma0_clamp",
+                "sigma0_clamp_ratio", "instance_noise_sigma", "feature_matching_weight", "label_smoothing"):
+        if t[key] < 0:
+            raise ValueError(f"train.{key}={t[key]} must be ≥ 0 (0 switches it off)")
+    if t.sigma0_reg_strength and bool(t.sigma0_target) == bool(t.sigma0_ratio):
+        raise ValueError(f"train.sigma0_reg_strength={t.sigma0_reg_strength} needs exactly one of "
+                         f"train.sigma0_target (fixed σ) or train.sigma0_ratio (r·σ1); got "
+                         f"sigma0_target={t.sigma0_target}, sigma0_ratio={t.sigma0_ratio}")
+    if t.sigma0_clamp and t.sigma0_clamp_ratio:
+        raise ValueError(f"set one of train.sigma0_clamp={t.sigma0_clamp} and train.sigma0_clamp_ratio="
+                         f"{t.sigma0_clamp_ratio}, not both")
+    if t.latent not in latents.LATENT_NAMES:
+        raise ValueError(f"train.latent={t.latent!r} is not a latent distribution; valid: "
+                         f"{', '.join(latents.LATENT_NAMES)}")
+
+
 def micro_batch_size(t: ml_collections.ConfigDict) -> int:
     """train.batch_size is the global batch of one update; it is split into num_accumulations micro-batches."""
     if t.batch_size % t.num_accumulations:
@@ -138,8 +172,13 @@ def make_train_step(config: ml_collections.ConfigDict, mdl: Models, mesh=None, u
     batch: {'image': uint8 (num_d_steps, num_accumulations, B, H, W, 3), 'label': int (same leading dims)}.
     """
     t, m = config.train, config.model
+    check_toolkit(t)
     g_tx, d_tx = make_optimizers(t)
-    d_loss_fn, g_loss_fn = losses.get_loss(t.loss)
+    d_loss_fn, g_loss_fn = losses.get_loss(t.loss, margin=t.hinge_margin, real_target=1.0 - t.label_smoothing)
+    latent_kwargs = parse_kwargs(t.latent_kwargs, "train.latent_kwargs")
+    keep = m.d_dropout_keep
+    if not 0.0 < keep <= 1.0:
+        raise ValueError(f"model.d_dropout_keep={keep} must be in (0, 1] (1.0 = no dropout)")
     dtype = models.DTYPES[m.dtype]
     micro_batch = micro_batch_size(t)
 
@@ -148,39 +187,110 @@ def make_train_step(config: ml_collections.ConfigDict, mdl: Models, mesh=None, u
             return x
         return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, P(DATA_AXIS)))
 
-    def sample_zy(rng, batch_size):
+    def sample_zy(rng, batch_size, step):
         kz, ky = jax.random.split(rng)
-        z = jax.random.normal(kz, (batch_size, m.dim_z), jnp.float32)
+        if t.latent == "normal" and not latent_kwargs:
+            z = jax.random.normal(kz, (batch_size, m.dim_z), jnp.float32)
+        else:  # SPEC §8 appendix E latents; variance annealing follows the training step
+            kw = dict(latent_kwargs, step=step) if t.latent == "variance_annealing" else latent_kwargs
+            z = latents.sample_latent(t.latent, kz, (batch_size, m.dim_z), **kw).astype(jnp.float32)
         y = jax.random.randint(ky, (batch_size,), 0, m.num_classes)
         return constrain(z), constrain(y)
 
-    def d_micro_loss(d_params, d_state, g_params, g_state, images, labels, rng):
+    # Extra randomness comes from fold_in(rng, tag) so that `rng` itself draws z and y exactly as
+    # without the toolkit (the default config's step is bit-identical; tests/test_ablation.py).
+    NOISE, DROPOUT, PENALTY = 1, 2, 3
+
+    def d_logits(D, x, y, rng, step):
+        """D(x, y) in training mode with the optional instance noise and feature dropout (SPEC §8, §9)."""
+        if t.instance_noise_sigma:
+            sigma = (techniques.instance_noise_sigma(step, t.instance_noise_sigma, t.instance_noise_anneal_steps)
+                     if t.instance_noise_anneal_steps else t.instance_noise_sigma)
+            x = techniques.add_instance_noise(jax.random.fold_in(rng, NOISE), x, sigma)
+        if keep == 1.0:
+            return D(x, y, train=True)
+        h = techniques.feature_dropout(jax.random.fold_in(rng, DROPOUT), D.features(x, train=True), keep, True)
+        return D.head(h, y, train=True)
+
+    def d_penalties(d_params, d_state, real, fake, labels, rng):
+        """Gradient penalties on D (SPEC §8/§9). A fresh copy of D from the same params and state: its SN
+        power iteration gives the same normalised weights as the main pass, and its state is dropped."""
+        def d_fn(x):
+            D = merge(mdl.d_graphdef, d_params, d_state)
+            return D(x, labels, train=True)
+        terms = {}
+        key = jax.random.fold_in(rng, PENALTY)
+        if t.r1_gamma:
+            terms["r1_penalty"] = regularisers.r1_penalty(d_fn, real, t.r1_gamma)
+        if t.dragan_weight:
+            terms["dragan_penalty"] = regularisers.dragan_penalty(d_fn, jax.random.fold_in(key, 0), real,
+                                                                  t.dragan_weight)
+        if t.gp_weight:
+            # Interpolates of (real_i, fake_i) are scored under the real label (conditional WGAN-GP).
+            terms["gp_penalty"] = regularisers.wgan_gp_penalty(d_fn, jax.random.fold_in(key, 1), real,
+                                                               fake.astype(real.dtype), t.gp_weight)
+        return terms
+
+    def d_micro_loss(d_params, d_state, g_params, g_state, images, labels, rng, step):
         G = merge(mdl.g_graphdef, g_params, g_state)
         D = merge(mdl.d_graphdef, d_params, d_state)
-        z, y_fake = sample_zy(rng, images.shape[0])
+        z, y_fake = sample_zy(rng, images.shape[0], step)
         fake = jax.lax.stop_gradient(G(z, y_fake, train=True))
         real = to_model_range(images, dtype)
         # One D pass over [fake; real] (D has no batch norm, so this equals two passes; SN steps once).
-        out = D(jnp.concatenate([fake.astype(real.dtype), real]), jnp.concatenate([y_fake, labels]), train=True)
+        out = d_logits(D, jnp.concatenate([fake.astype(real.dtype), real]), jnp.concatenate([y_fake, labels]),
+                       rng, step)
         d_fake, d_real = jnp.split(out, 2)
         loss, aux = d_loss_fn(d_real, d_fake)
-        return loss, (aux, split(G), split(D))
+        penalties = d_penalties(d_params, d_state, real, fake, labels, rng)
+        for value in penalties.values():
+            loss = loss + value
+        return loss, (dict(aux, **penalties), split(G), split(D))
 
-    def g_micro_loss(g_params, g_state, d_params, d_state, rng):
+    def g_micro_loss(g_params, g_state, d_params, d_state, rng, step, images=None, labels=None):
         G = merge(mdl.g_graphdef, g_params, g_state)
         D = merge(mdl.d_graphdef, d_params, d_state)
-        z, y = sample_zy(rng, micro_batch)
-        d_fake = D(G(z, y, train=True), y, train=True)
-        return g_loss_fn(d_fake), (split(G), split(D))
+        z, y = sample_zy(rng, micro_batch, step)
+        fake = G(z, y, train=True)
+        d_fake = d_logits(D, fake, y, rng, step)
+        loss, aux = g_loss_fn(d_fake), {}
+        if t.feature_matching_weight:
+            # Salimans et al. 2016: match the mean of D's pooled features on a real batch (the last D
+            # step's) — the real features are a constant for G.
+            real = to_model_range(images, dtype)
+            f_real = jax.lax.stop_gradient(D.features(real, train=True))
+            fm = techniques.feature_matching_loss(f_real, D.features(fake.astype(real.dtype), train=True))
+            aux["feature_matching"] = fm
+            loss = loss + t.feature_matching_weight * fm
+        return loss, (aux, split(G), split(D))
 
-    def d_update(carry, xs):
+    def g_param_regularisers(g_params):
+        """Terms on G's weights added to its loss: ortho (SPEC §3) and the σ0 regulariser (SPEC §8)."""
+        terms = {}
+        if t.ortho_beta:
+            terms["ortho_penalty"] = ortho_penalty(g_params, t.ortho_beta)
+        if t.sigma0_reg_strength:
+            terms["sigma0_penalty"] = regularisers.sigma0_penalty(
+                nnx.to_pure_dict(g_params), t.sigma0_reg_strength, sigma_target=t.sigma0_target or None,
+                ratio=t.sigma0_ratio or None, leaf_filter=ortho_filter)
+        return terms
+
+    def clamp_g(g_params):
+        """Partial-SVD clamp of every G weight's σ0 after the update (paper §4.1, SPEC §8)."""
+        pure = regularisers.sigma0_clamp(nnx.to_pure_dict(g_params), sigma_clamp=t.sigma0_clamp or None,
+                                         ratio=t.sigma0_clamp_ratio or None, leaf_filter=ortho_filter)
+        g_params = jax.tree.map(lambda x: x, g_params)  # a copy to write into
+        nnx.replace_by_pure_dict(g_params, pure)
+        return g_params
+
+    def d_update(carry, xs, step):
         d_params, d_state, d_opt, g_state, g_params = carry
         images, labels, rng = xs
         rngs = jax.random.split(rng, images.shape[0])
 
         def loss_fn(d_params, d_state, g_state, images, labels, rng):
             loss, (aux, g_state_new, d_state_new) = d_micro_loss(d_params, d_state, g_params, g_state, images,
-                                                                  labels, rng)
+                                                                  labels, rng, step)
             return loss, (aux, d_state_new, g_state_new)
 
         grads, (d_state, g_state), loss, aux = accumulate_gradients(loss_fn, d_params, (d_state, g_state),
@@ -189,23 +299,28 @@ def make_train_step(config: ml_collections.ConfigDict, mdl: Models, mesh=None, u
         d_params = optax.apply_updates(d_params, updates)
         return (d_params, d_state, d_opt, g_state, g_params), dict(aux, d_loss=loss)
 
-    def g_update(state, rng):
+    def g_update(state, rng, real_batch):
         rngs = jax.random.split(rng, t.num_accumulations)
 
-        def loss_fn(g_params, g_state, d_state, rng):
-            loss, (g_state_new, d_state_new) = g_micro_loss(g_params, g_state, state.d_params, d_state, rng)
-            return loss, ({}, g_state_new, d_state_new)
+        def loss_fn(g_params, g_state, d_state, rng, *real):
+            loss, (aux, g_state_new, d_state_new) = g_micro_loss(g_params, g_state, state.d_params, d_state, rng,
+                                                                 state.step, *real)
+            return loss, (aux, g_state_new, d_state_new)
 
-        grads, (g_state, d_state), loss, _ = accumulate_gradients(
-            loss_fn, state.g_params, (state.g_state, state.d_state), (rngs,), unroll)
-        metrics = dict(g_loss=loss)
-        if t.ortho_beta:
-            # Exact gradient of eq. 3's R (= 2× BigGAN-PyTorch's hand-written term; see BUILD_NOTES).
-            ortho, ortho_grads = jax.value_and_grad(ortho_penalty)(state.g_params, t.ortho_beta)
-            grads = jax.tree.map(jnp.add, grads, ortho_grads)
-            metrics["ortho_penalty"] = ortho
+        micro_inputs = (rngs,) + (real_batch if t.feature_matching_weight else ())
+        grads, (g_state, d_state), loss, aux = accumulate_gradients(
+            loss_fn, state.g_params, (state.g_state, state.d_state), micro_inputs, unroll)
+        metrics = dict(aux, g_loss=loss)
+        if t.ortho_beta or t.sigma0_reg_strength:
+            # Ortho: the exact gradient of eq. 3's R (= 2× BigGAN-PyTorch's hand-written term; BUILD_NOTES).
+            terms, vjp = jax.vjp(g_param_regularisers, state.g_params)
+            (reg_grads,) = vjp({k: jnp.ones_like(v) for k, v in terms.items()})
+            grads = jax.tree.map(jnp.add, grads, reg_grads)
+            metrics.update(terms)
         updates, g_opt = g_tx.update(grads, state.g_opt, state.g_params)
         g_params = optax.apply_updates(state.g_params, updates)
+        if t.sigma0_clamp or t.sigma0_clamp_ratio:
+            g_params = clamp_g(g_params)
         return g_params, g_state, d_state, g_opt, metrics
 
     def train_step(state: TrainState, batch, rng):
@@ -213,9 +328,10 @@ def make_train_step(config: ml_collections.ConfigDict, mdl: Models, mesh=None, u
         d_rngs = jax.random.split(d_rng, t.num_d_steps)
         carry = (state.d_params, state.d_state, state.d_opt, state.g_state, state.g_params)
         (d_params, d_state, d_opt, g_state, _), d_metrics = scan_or_unroll(
-            d_update, carry, (batch["image"], batch["label"], d_rngs), unroll)
+            functools.partial(d_update, step=state.step), carry, (batch["image"], batch["label"], d_rngs), unroll)
         state = state.replace(d_params=d_params, d_state=d_state, d_opt=d_opt, g_state=g_state)
-        g_params, g_state, d_state, g_opt, g_metrics = g_update(state, g_rng)
+        g_params, g_state, d_state, g_opt, g_metrics = g_update(state, g_rng,
+                                                                (batch["image"][-1], batch["label"][-1]))
         step = state.step + 1
         # EMA of G's weights (SPEC §4): equal to G until ema_start, then decay.
         decay = jnp.where(step > t.ema_start, t.ema_decay, 0.0)

@@ -18,7 +18,7 @@ import numpy as np
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from biggan import checkpoints, regularisers, sampling, sharding
+from biggan import checkpoints, collapse, distributed, regularisers, sampling, sharding
 from biggan import train_step as ts
 from biggan.data import make_pipeline
 
@@ -111,6 +111,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
     """Train (or resume) `config` in `workdir`. Returns the last logged metrics."""
     t, lg = config.train, config.log
     workdir = os.path.abspath(workdir)
+    num_rollbacks = collapse.reapply_rollbacks(config, workdir)  # a resumed run keeps its rollback changes
     mesh = sharding.make_mesh()
     micro = ts.micro_batch_size(t)
     sharding.check_batch_divides(micro, mesh, "train.batch_size / train.num_accumulations")
@@ -135,7 +136,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
         start = 0
     else:
         state, data_state = ckpt.restore(start, abstract_state(config, mesh))
-        pipeline.set_state(data_state)
+        # Every process's position is saved; another process layout is mapped (biggan/distributed.py).
+        pipeline.set_state(distributed.local_data_state(data_state, jax.process_index(), jax.process_count()))
         log.info("resumed from %s at step %d", ckpt.directory, start)
 
     step_fn = jax.jit(ts.make_train_step(config, mdl, mesh), donate_argnums=0)
@@ -144,6 +146,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
     grid_z, grid_y = _fixed_grid_inputs(config, config.seed)
     grid_fn, sv_fn = _make_grid_fn(mdl), _make_sv_fn()
     evaluator = make_evaluator(config, workdir) if lg.eval_every else None
+    monitor = collapse.CollapseMonitor.from_config(lg) if lg.collapse_window else None
+    sigma0_fn = collapse.make_sigma0_max_fn(ts.ortho_filter) if monitor else None
 
     stop = {"signal": None}
     previous_handler = signal.signal(signal.SIGTERM, lambda signum, frame: stop.update(signal=signum))
@@ -182,6 +186,21 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
                     bar.set_postfix(d=f"{last['d_loss']:.3f}", g=f"{last['g_loss']:.3f}",
                                     img_s=f"{last['images_per_sec']:.1f}")
                 tic, steps_since = time.time(), 0
+                event = monitor and monitor.update(step, float(sigma0_fn(state.g_params)), last["d_loss"],
+                                                   last["g_loss"])
+                if event:
+                    writer.write(step, {"collapse_flagged": 1.0})
+                    if t.rollback_steps:
+                        num_rollbacks += 1
+                        state, step = _rollback(config, workdir, ckpt, mesh, pipeline, event, num_rollbacks)
+                        step_fn = jax.jit(ts.make_train_step(config, mdl, mesh), donate_argnums=0)
+                        monitor.reset()
+                        if bar is not None:
+                            bar.n = step
+                            bar.refresh()
+                        continue
+                    log.warning("collapse flagged at step %d: %s (train.rollback_steps=0: logged only)",
+                                event.step, event.reason)
             if lg.sv_every and step % lg.sv_every == 0:
                 writer.write(step, sv_fn(state.g_params, state.d_params))
             if lg.sample_every and (step % lg.sample_every == 0 or step == t.num_steps):
@@ -191,11 +210,15 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
                                        ncol=8, scale=max(1, 64 // config.model.resolution))
             eval_metrics = None
             if evaluator is not None and (step % lg.eval_every == 0 or step == t.num_steps):
-                eval_metrics = evaluator(state, step)
+                eval_metrics = evaluator(nnx.merge(mdl.g_graphdef, state.ema_params, state.g_state), step)
                 writer.write(step, eval_metrics)
                 last.update(eval_metrics)
+            if jax.process_count() > 1 and distributed.any_process(bool(stop["signal"])):
+                # A signal reaches the hosts at different steps; all must save the same step together.
+                stop["signal"] = stop["signal"] or signal.SIGTERM
             if step % lg.checkpoint_every == 0 or step == t.num_steps or stop["signal"]:
-                ckpt.save(step, state, pipeline.get_state(), eval_metrics, wait=bool(stop["signal"]))
+                ckpt.save(step, state, distributed.gather_data_state(pipeline.get_state()), eval_metrics,
+                          wait=bool(stop["signal"]))
             if stop["signal"]:
                 log.warning("SIGTERM: saved step %d to %s; exiting (restart the same command to resume)",
                             step, ckpt.directory)
@@ -211,6 +234,30 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
     last["step"] = step
     last["preempted"] = bool(stop["signal"])
     return last
+
+
+def _rollback(config, workdir, ckpt, mesh, pipeline, event, num_rollbacks):
+    """Return to the checkpoint ≥ train.rollback_steps before a flagged collapse and apply
+    train.rollback_overrides to `config` in place (biggan/collapse.py). Newer checkpoints are deleted:
+    they hold the collapsing run."""
+    t = config.train
+    if num_rollbacks > t.rollback_max:
+        raise collapse.CollapseError(f"collapse flagged at step {event.step} ({event.reason}) after "
+                                     f"{t.rollback_max} rollbacks (train.rollback_max); giving up")
+    ckpt.wait()
+    target = collapse.pick_rollback_step(ckpt.all_steps(), event.step, t.rollback_steps)
+    for s in ckpt.all_steps():
+        if s > target:
+            ckpt.manager.delete(s)
+    state, data_state = ckpt.restore(target, abstract_state(config, mesh))
+    pipeline.set_state(distributed.local_data_state(data_state, jax.process_index(), jax.process_count()))
+    overrides = ts.parse_kwargs(t.rollback_overrides, "train.rollback_overrides")
+    collapse.apply_overrides(config, overrides)
+    if jax.process_index() == 0:
+        collapse.record_rollback(workdir, event.step, target, event.reason, overrides)
+    log.warning("collapse flagged at step %d (%s): rolled back to step %d with %s", event.step, event.reason,
+                target, overrides or "no config change")
+    return state, target
 
 
 def make_evaluator(config, workdir):

@@ -1,0 +1,258 @@
+"""Ablation studies like the paper's Table 1 (SPEC §8): variants × seeds, one run after another.
+
+    python -m biggan.ablate configs/digits_ablation.py --seeds 2 [--workdir DIR]
+    python -m biggan.ablate configs/digits_ablation.py --list          # the variants and their overrides
+    python -m biggan.ablate configs/digits_ablation.py --seeds 2 --jobs  # one command per run (cluster)
+
+A study config is an ordinary experiment config plus `config.ablation`:
+    ablation.variants = {name: overrides}   overrides: `variant({'model.shared': False})`, i.e. the
+                                            dotted keys of the base config stored as a nested ConfigDict
+                                            (ml_collections refuses dots in keys of a copyable ConfigDict)
+    ablation.metrics  = final metrics to tabulate (default fid, classifier_accuracy, is, d_loss, g_loss)
+Run `name`, seed i trains in WORKDIR/name/seed_i with config.seed = base seed + i (trainer.train);
+runs go seed-major (seed 0 of every variant first); a finished run leaves result.json and is skipped,
+so re-running the command resumes an interrupted study (an unfinished run resumes from its own checkpoint). results.csv / results.md give mean ± sample
+std (ddof=1) over the finished seeds of every variant.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import difflib
+import glob
+import importlib.util
+import json
+import math
+import os
+import shlex
+import shutil
+import sys
+import time
+
+import ml_collections
+
+from biggan import config as cfg
+
+DEFAULT_METRICS = ("fid", "classifier_accuracy", "is", "d_loss", "g_loss")
+
+
+def variant(overrides: dict) -> ml_collections.ConfigDict:
+    """{'model.shared': False} → ConfigDict(model=ConfigDict(shared=False)) (see module docstring)."""
+    nested = ml_collections.ConfigDict()
+    for dotted, value in overrides.items():
+        node = nested
+        *parents, leaf = dotted.split(".")
+        for p in parents:
+            if p not in node:
+                node[p] = ml_collections.ConfigDict()
+            node = node[p]
+        node[leaf] = value
+    return nested
+
+
+def flatten(tree, prefix: str = "") -> dict:
+    """Nested ConfigDict/dict → {dotted key: value} (leaves only)."""
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, (ml_collections.ConfigDict, dict)) and len(value):
+            out.update(flatten(value, f"{prefix}{key}."))
+        elif isinstance(value, (ml_collections.ConfigDict, dict)):
+            continue  # an empty section: no override
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def load_study(spec: str):
+    """(base experiment config, ablation section) from `path/to/study.py[:arg]`."""
+    path, _, arg = spec.partition(":")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"study config {path!r} not found; e.g. configs/digits_ablation.py")
+    module_spec = importlib.util.spec_from_file_location(os.path.splitext(os.path.basename(path))[0], path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    config = module.get_config(arg or None)
+    if "ablation" not in config or not len(config.ablation.get("variants", {})):
+        raise ValueError(f"{path} has no config.ablation.variants; a study config must list "
+                         f"{{name: ablate.variant({{'dotted.key': value}})}}")
+    ablation = config.ablation
+    with config.unlocked():
+        del config["ablation"]
+    cfg.check_keys(config, cfg.base_config())
+    return config, ablation
+
+
+def variant_overrides(ablation) -> dict[str, dict]:
+    return {name: flatten(v) for name, v in ablation.variants.items()}
+
+
+def apply_overrides(base: ml_collections.ConfigDict, overrides: dict) -> ml_collections.ConfigDict:
+    """A copy of `base` with dotted overrides; unknown keys raise with the closest valid ones."""
+    config = ml_collections.ConfigDict(base.to_dict())
+    valid = flatten(cfg.base_config())
+    for key, value in overrides.items():
+        if key not in valid and not any(key.startswith(k + ".") for k in valid):
+            close = difflib.get_close_matches(key, list(valid), n=3, cutoff=0.6)
+            raise KeyError(f"ablation override {key!r} is not a config key"
+                           + (f"; did you mean {', '.join(close)}?" if close else ""))
+        *parents, leaf = key.split(".")
+        node = config
+        for p in parents:
+            node = node[p]
+        with node.unlocked():
+            node[leaf] = value
+    return config
+
+
+def run_config(base, overrides: dict, seed_index: int) -> ml_collections.ConfigDict:
+    config = apply_overrides(base, overrides)
+    config.seed = base.seed + seed_index
+    return config
+
+
+def run_dir(study_dir: str, name: str, seed_index: int) -> str:
+    return os.path.join(study_dir, name, f"seed_{seed_index}")
+
+
+def read_result(directory: str):
+    path = os.path.join(directory, "result.json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def _share_eval_cache(study_dir: str, directory: str):
+    # The digits classifier and reference moments are identical for every run: train/compute them
+    # once (first run) and copy them into later runs' eval dirs instead of redoing it per run.
+    shared = os.path.join(study_dir, "_shared_eval")
+    dst = os.path.join(directory, "eval")
+    if os.path.isdir(shared):
+        os.makedirs(dst, exist_ok=True)
+        for f in glob.glob(os.path.join(shared, "*.npz")):
+            if not os.path.exists(os.path.join(dst, os.path.basename(f))):
+                shutil.copy(f, dst)
+
+
+def _collect_eval_cache(study_dir: str, directory: str):
+    shared = os.path.join(study_dir, "_shared_eval")
+    os.makedirs(shared, exist_ok=True)
+    for f in glob.glob(os.path.join(directory, "eval", "*.npz")):
+        if not os.path.exists(os.path.join(shared, os.path.basename(f))):
+            shutil.copy(f, shared)
+
+
+def run_study(base, ablation, study_dir: str, seeds: int, *, only: str | None = None,
+              seed_index: int | None = None, train_fn=None, log=print) -> list[dict]:
+    """Run every unfinished (variant, seed); write results.csv / results.md; return the table rows."""
+    if train_fn is None:
+        from biggan import trainer
+        train_fn = trainer.train
+    variants = variant_overrides(ablation)
+    if only is not None and only not in variants:
+        raise ValueError(f"--only {only!r} is not a variant of this study; variants: {', '.join(variants)}")
+    if seeds < 1:
+        raise ValueError(f"--seeds must be ≥ 1, got {seeds}")
+    # Seed-major order: an interrupted study already has every variant at its first seeds.
+    todo = [(n, i) for i in range(seeds) for n in variants
+            if (only is None or n == only) and (seed_index is None or i == seed_index)]
+    for k, (name, i) in enumerate(todo):
+        directory = run_dir(study_dir, name, i)
+        if read_result(directory) is not None:
+            log(f"[{k + 1}/{len(todo)}] {name} seed {i}: finished, skipped")
+            continue
+        log(f"[{k + 1}/{len(todo)}] {name} seed {i}: training in {directory}")
+        tic = time.time()
+        os.makedirs(directory, exist_ok=True)
+        _share_eval_cache(study_dir, directory)
+        result = train_fn(run_config(base, variants[name], i), directory)
+        if result.get("preempted"):
+            log(f"{name} seed {i} was preempted at step {result.get('step')}; re-run the command to resume")
+            break
+        result = dict(result, variant=name, seed_index=i, seconds=time.time() - tic)
+        with open(os.path.join(directory, "result.json"), "w") as f:
+            json.dump(result, f, indent=1, default=float)
+        _collect_eval_cache(study_dir, directory)
+        log(f"{name} seed {i}: done in {result['seconds']:.0f} s: "
+            + ", ".join(f"{m}={result[m]:.4g}" for m in ablation.get("metrics", DEFAULT_METRICS) if m in result))
+    return write_results(study_dir, variants, seeds, tuple(ablation.get("metrics", DEFAULT_METRICS)))
+
+
+def summarise(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (ddof=1; nan for one value)."""
+    n = len(values)
+    if n == 0:
+        return math.nan, math.nan
+    mean = sum(values) / n
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else math.nan
+    return mean, std
+
+
+def write_results(study_dir: str, variants: dict, seeds: int, metrics=DEFAULT_METRICS) -> list[dict]:
+    rows = []
+    for name, overrides in variants.items():
+        results = [r for r in (read_result(run_dir(study_dir, name, i)) for i in range(seeds)) if r is not None]
+        row = {"variant": name, "overrides": " ".join(f"{k}={v}" for k, v in overrides.items()) or "(base)",
+               "seeds_done": len(results)}
+        for m in metrics:
+            mean, std = summarise([float(r[m]) for r in results if m in r])
+            row[f"{m}_mean"], row[f"{m}_std"] = mean, std
+        rows.append(row)
+    os.makedirs(study_dir, exist_ok=True)
+    with open(os.path.join(study_dir, "results.csv"), "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    fmt = lambda mean, std: "–" if math.isnan(mean) else (
+        f"{mean:.4g}" if math.isnan(std) else f"{mean:.4g} ± {std:.2g}")
+    lines = ["| variant | overrides | seeds | " + " | ".join(metrics) + " |",
+             "|" + "---|" * (3 + len(metrics))]
+    for r in rows:
+        lines.append(f"| {r['variant']} | {r['overrides']} | {r['seeds_done']}/{seeds} | "
+                     + " | ".join(fmt(r[f'{m}_mean'], r[f'{m}_std']) for m in metrics) + " |")
+    lines.append("")
+    lines.append(f"mean ± sample std (ddof=1) over finished seeds; final metrics of each run ({study_dir}).")
+    with open(os.path.join(study_dir, "results.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return rows
+
+
+def job_commands(spec: str, variants: dict, seeds: int, study_dir: str) -> list[str]:
+    return [f"python -m biggan.ablate {shlex.quote(spec)} --seeds {seeds} --workdir {shlex.quote(study_dir)} "
+            f"--only {shlex.quote(name)} --seed-index {i}" for name in variants for i in range(seeds)]
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m biggan.ablate", description=__doc__.split("\n")[0])
+    p.add_argument("config", help="study config: path/to/study.py[:arg]")
+    p.add_argument("--seeds", type=int, default=None, help="seeds per variant (default: ablation.seeds or 1)")
+    p.add_argument("--workdir", default=None, help="study directory (default workdirs/<config name>)")
+    p.add_argument("--list", action="store_true", help="print the variants and exit")
+    p.add_argument("--jobs", action="store_true", help="print one command per run and exit")
+    p.add_argument("--only", default=None, help="run only this variant")
+    p.add_argument("--seed-index", type=int, default=None, help="run only this seed index")
+    args = p.parse_args(argv)
+    base, ablation = load_study(args.config)
+    variants = variant_overrides(ablation)
+    for name, ov in variants.items():
+        apply_overrides(base, ov)  # fail early on a bad key, before hours of training
+    seeds = args.seeds or ablation.get("seeds", 1)
+    name = os.path.splitext(os.path.basename(args.config.partition(":")[0]))[0]
+    study_dir = os.path.abspath(args.workdir or os.path.join("workdirs", name))
+    if args.list:
+        for n, ov in variants.items():
+            print(f"{n}: " + (" ".join(f"--config.{k}={v}" for k, v in ov.items()) or "(base config)"))
+        return 0
+    if args.jobs:
+        print("\n".join(job_commands(args.config, variants, seeds, study_dir)))
+        return 0
+    import logging
+    logging.basicConfig(level=logging.INFO)
+    rows = run_study(base, ablation, study_dir, seeds, only=args.only, seed_index=args.seed_index)
+    with open(os.path.join(study_dir, "results.md")) as f:
+        print(f.read())
+    return 0 if rows else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
