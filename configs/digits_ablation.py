@@ -4,6 +4,7 @@ r"""A small ablation study on the embedded digits (SPEC §8, the paper's Table 1
 baseline, no shared embedding, no skip-z, no orthogonal regularisation. On 2 shared CPU cores the whole
 study takes about 25 minutes. At this length the differences between variants are mostly seed noise.
 Command: python -m biggan.ablate configs/digits_ablation.py --seeds 2 --workdir workdirs/digits_ablation
+Smoke run: python -m biggan.ablate configs/digits_ablation.py:runlocal --seeds 1 --workdir /tmp/ablation_smoke
 """
 import importlib.util
 import os
@@ -11,22 +12,23 @@ import os
 from biggan.ablate import variant
 
 
-def _digits_config():
+def _digits_config(arg):
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "digits.py")
     spec = importlib.util.spec_from_file_location("digits", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.get_config()
+    return module.get_config(arg)
 
 
 def get_config(arg=None):
-    c = _digits_config()
-    steps = 200
-    c.train.num_steps = steps
-    c.log.update(log_every=25, sv_every=0, sample_every=steps, checkpoint_every=100, keep_checkpoints=1,
-                 eval_every=steps, best_metric="")
-    c.eval.num_samples = 1000
-    c.sample.update(standing_stats_batches=10, standing_stats_batch_size=100)
+    c = _digits_config(arg)
+    if arg != "runlocal":  # the runlocal digits config is already a 2-step smoke run
+        steps = 200
+        c.train.num_steps = steps
+        c.log.update(log_every=25, sv_every=0, sample_every=steps, checkpoint_every=100, keep_checkpoints=1,
+                     eval_every=steps, best_metric="")
+        c.eval.num_samples = 1000
+        c.sample.update(standing_stats_batches=10, standing_stats_batch_size=100)
     c.ablation = dict(
         seeds=2,
         metrics=("fid", "classifier_accuracy", "is", "d_loss", "g_loss"),

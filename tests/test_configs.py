@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from biggan import config as cfg, train_step as ts
+from biggan import ablate, config as cfg, train_step as ts
 
 CONFIGS = sorted(os.path.basename(p) for p in glob.glob("configs/*.py"))
 
@@ -20,8 +20,14 @@ def test_every_experiment_of_the_issue_ships():
 @pytest.mark.slow
 @pytest.mark.parametrize("name", CONFIGS)
 def test_config_runlocal_builds_and_steps(name):
-    full = cfg.load_config_file(f"configs/{name}")
-    c = cfg.load_config_file(f"configs/{name}:runlocal")
+    if "ablation" in name:  # a study config: the base experiment plus config.ablation (biggan.ablate)
+        full, _ = ablate.load_study(f"configs/{name}")
+        c, study = ablate.load_study(f"configs/{name}:runlocal")
+        for overrides in ablate.variant_overrides(study).values():  # every variant names real keys
+            ablate.apply_overrides(c, overrides)
+    else:
+        full = cfg.load_config_file(f"configs/{name}")
+        c = cfg.load_config_file(f"configs/{name}:runlocal")
     assert c.model.arch == full.model.arch and c.model.resolution == full.model.resolution
     assert "Command" in open(f"configs/{name}").read()  # the top comment documents the command
     mdl, state = ts.init_state(c, jax.random.key(0))

@@ -41,9 +41,17 @@ def test_one_step_on_8_devices_equals_one_device():
     new8, m8 = jax.jit(ts.make_train_step(c, mdl, mesh))(sharding.replicate(state, mesh), sharded, rng)
     for k in m1:
         np.testing.assert_allclose(m8[k], m1[k], rtol=1e-4, atol=1e-5, err_msg=k)
-    for a, b in zip(leaves((new8.g_params, new8.d_params, new8.g_state, new8.ema_params)),
-                    leaves((new1.g_params, new1.d_params, new1.g_state, new1.ema_params))):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    for (path, a), b in zip(jax.tree_util.tree_flatten_with_path((new8.g_params, new8.d_params, new8.g_state,
+                                                                   new8.ema_params))[0],
+                            leaves((new1.g_params, new1.d_params, new1.g_state, new1.ema_params))):
+        name = jax.tree_util.keystr(path)
+        if "blocks" in name and "conv" in name and "bias" in name and name.startswith(("[0]", "[3]")):
+            # G's conv biases all feed a BatchNorm, which removes them: their true gradient is exactly 0 and
+            # Adam's first step (m/(sqrt(v)+eps)) scales the rounding noise up to at most lr_g either way,
+            # on 1 device and on 8 alike. Compare the bound, not the noise.
+            assert np.abs(a).max() <= c.train.lr_g * 1.001 and np.abs(b).max() <= c.train.lr_g * 1.001, name
+            continue
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5, err_msg=name)
     # The step changed the parameters (the comparison above is not of two untouched copies).
     assert max(float(np.abs(a - b).max()) for a, b in zip(leaves(new1.d_params), leaves(state.d_params))) > 1e-6
 
