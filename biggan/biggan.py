@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from biggan import layers
+from biggan import layers, techniques
 
 # Channel multipliers (×ch) per G block, input → output; every G block upsamples ×2 from 4×4.
 G_CHANNELS = {
@@ -178,8 +178,10 @@ class Discriminator(nnx.Module):
     """BigGAN projection discriminator (SPEC §1): D(x, y) = linear(h) + ⟨embed(y), h⟩, h = Σ_hw ReLU(features)."""
 
     def __init__(self, *, resolution=128, ch=96, num_classes=1000, attn_res=(64,), sn_eps=1e-4,
-                 sn_eval_mode="iterate", dtype=jnp.float32, rngs: nnx.Rngs):
+                 sn_eval_mode="iterate", dtype=jnp.float32, in_channels=3, minibatch_kernels=0,
+                 minibatch_kernel_dim=5, rngs: nnx.Rngs):
         check_resolution(resolution)
+        check_d_options(in_channels, minibatch_kernels, minibatch_kernel_dim)
         plan = D_CHANNELS[resolution]
         out_res, res = [], resolution
         for _, _, down in plan:
@@ -189,7 +191,7 @@ class Discriminator(nnx.Module):
         conv_kw = dict(sn_eps=sn_eps, sn_eval_mode=sn_eval_mode, dtype=dtype)
         blocks, attns = [], []
         for i, ((cin, cout, down), r) in enumerate(zip(plan, out_res)):
-            blocks.append(DBlock(cin * ch if cin else 3, cout * ch, preactivation=i > 0, downsample=down,
+            blocks.append(DBlock(cin * ch if cin else in_channels, cout * ch, preactivation=i > 0, downsample=down,
                                  conv_kw=conv_kw, rngs=rngs))
             # Attention after the first block reaching the resolution (BigGAN-PyTorch places it per block).
             attns.append(layers.SelfAttention(cout * ch, rngs=rngs, **conv_kw)
@@ -197,16 +199,16 @@ class Discriminator(nnx.Module):
         self.blocks = nnx.List(blocks)
         self.attention = nnx.List(attns)
         self.feature_dim = plan[-1][1] * ch
-        self.linear = layers.SNLinear(self.feature_dim, 1, rngs=rngs, **conv_kw)
+        self.linear, self.minibatch = projection_head_linear(self.feature_dim, minibatch_kernels,
+                                                             minibatch_kernel_dim, conv_kw, rngs)
         self.embed = layers.SNEmbed(num_classes, self.feature_dim, sn_eps=sn_eps, sn_eval_mode=sn_eval_mode,
                                     rngs=rngs)
         self.num_classes, self.resolution, self.dtype = num_classes, resolution, dtype
+        self.in_channels = in_channels
 
     def features(self, x, train: bool):
         """Globally sum-pooled ReLU features h (B, feature_dim), float32."""
-        if x.ndim != 4 or x.shape[1:] != (self.resolution, self.resolution, 3):
-            raise ValueError(f"D input has shape {x.shape}; expected (batch, {self.resolution}, "
-                             f"{self.resolution}, 3) NHWC in [-1, 1]")
+        check_d_input(x, self.resolution, self.in_channels)
         h = x.astype(self.dtype)
         for block, attention in zip(self.blocks, self.attention):
             h = block(h, train)
@@ -214,11 +216,44 @@ class Discriminator(nnx.Module):
                 h = attention(h, train)
         return jnp.sum(jax.nn.relu(h).astype(jnp.float32), axis=(1, 2))
 
-    def head(self, h, y, train: bool):
-        """Projection head on pooled features: (B,) logits."""
-        out = self.linear(h, train)[:, 0].astype(jnp.float32)
-        return out + jnp.sum(self.embed(y, train) * h, axis=-1)
+    def head(self, h, y, train: bool, groups: int = 1):
+        """Projection head on pooled features: (B,) logits (`groups`: see projection_head)."""
+        return projection_head(self, h, y, train, groups)
 
-    def __call__(self, x, y, *, train: bool):
+    def __call__(self, x, y, *, train: bool, groups: int = 1):
         check_labels(y, self.num_classes)
-        return self.head(self.features(x, train), y, train)
+        return self.head(self.features(x, train), y, train, groups)
+
+
+# --------------------------------------------------------------------------- shared by both D heads
+
+def check_d_options(in_channels, minibatch_kernels, minibatch_kernel_dim):
+    if in_channels < 1:
+        raise ValueError(f"D in_channels={in_channels} must be ≥ 1 (3 for RGB, 3·m under PacGAN packing)")
+    if minibatch_kernels < 0 or (minibatch_kernels and minibatch_kernel_dim < 1):
+        raise ValueError(f"model.d_minibatch_kernels={minibatch_kernels} must be ≥ 0 (0 = off) and "
+                         f"model.d_minibatch_kernel_dim={minibatch_kernel_dim} ≥ 1 when it is on")
+
+
+def check_d_input(x, resolution, in_channels):
+    if x.ndim != 4 or x.shape[1:] != (resolution, resolution, in_channels):
+        packed = f" ({in_channels // 3} samples packed on channels, train.pacgan_pack)" if in_channels != 3 else ""
+        raise ValueError(f"D input has shape {x.shape}; expected (batch, {resolution}, {resolution}, "
+                         f"{in_channels}){packed} NHWC in [-1, 1]")
+
+
+def projection_head_linear(feature_dim, minibatch_kernels, minibatch_kernel_dim, conv_kw, rngs):
+    """D's unconditional linear output and, when minibatch_kernels > 0, the minibatch discrimination
+    layer (Salimans et al. 2016 §3.2, SPEC §9) whose B features the linear also reads (A + B inputs)."""
+    if not minibatch_kernels:
+        return layers.SNLinear(feature_dim, 1, rngs=rngs, **conv_kw), None
+    minibatch = techniques.MinibatchDiscrimination(feature_dim, minibatch_kernels, minibatch_kernel_dim, rngs=rngs)
+    return layers.SNLinear(minibatch.out_features, 1, rngs=rngs, **conv_kw), minibatch
+
+
+def projection_head(D, h, y, train, groups=1):
+    """linear([h, o(h)]) + ⟨embed(y), h⟩, o = minibatch features (absent when off). The projection term
+    stays on the pooled features h alone: only the unconditional output sees the batch. `groups`: the
+    batch is that many equal minibatches compared only within themselves (the step's [fakes; reals])."""
+    out = D.linear(h if D.minibatch is None else D.minibatch(h, groups), train)[:, 0].astype(jnp.float32)
+    return out + jnp.sum(D.embed(y, train) * h, axis=-1)

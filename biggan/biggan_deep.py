@@ -11,7 +11,8 @@ import jax.numpy as jnp
 from flax import nnx
 
 from biggan import layers
-from biggan.biggan import check_attention, check_labels, check_resolution, embed_classes
+from biggan.biggan import (check_attention, check_d_input, check_d_options, check_labels, check_resolution,
+                           embed_classes, projection_head, projection_head_linear)
 
 # G blocks: (upsample, in multiplier, out multiplier) of ch, from 4×4. Two blocks per resolution: the
 # first keeps resolution and width, the second upsamples and changes width (SPEC §2). 128/256/512 are
@@ -193,13 +194,15 @@ class Discriminator(nnx.Module):
     reaching each resolution in `attn_res`, head ReLU → sum pool → linear + ⟨embed(y), h⟩."""
 
     def __init__(self, *, resolution=128, ch=128, num_classes=1000, attn_res=(64,), sn_eps=1e-4,
-                 sn_eval_mode="iterate", dtype=jnp.float32, rngs: nnx.Rngs):
+                 sn_eval_mode="iterate", dtype=jnp.float32, in_channels=3, minibatch_kernels=0,
+                 minibatch_kernel_dim=5, rngs: nnx.Rngs):
         check_resolution(resolution, RESOLUTIONS, "biggan_deep")
+        check_d_options(in_channels, minibatch_kernels, minibatch_kernel_dim)
         plan = D_STAGES[resolution]
         out_res = d_stage_resolutions(resolution)
         check_attention(attn_res, out_res, "D")
         conv_kw = dict(sn_eps=sn_eps, sn_eval_mode=sn_eval_mode, dtype=dtype)
-        self.input_conv = layers.SNConv(3, plan[0][0] * ch, 3, rngs=rngs, **conv_kw)
+        self.input_conv = layers.SNConv(in_channels, plan[0][0] * ch, 3, rngs=rngs, **conv_kw)
         blocks, attns = [], []
         for i, ((cin, cout, down), r) in enumerate(zip(plan, out_res)):
             blocks.append(DBlock(cin * ch, cout * ch, downsample=down, conv_kw=conv_kw, rngs=rngs))
@@ -209,16 +212,16 @@ class Discriminator(nnx.Module):
         self.blocks = nnx.List(blocks)
         self.attention = nnx.List(attns)
         self.feature_dim = plan[-1][1] * ch
-        self.linear = layers.SNLinear(self.feature_dim, 1, rngs=rngs, **conv_kw)
+        self.linear, self.minibatch = projection_head_linear(self.feature_dim, minibatch_kernels,
+                                                             minibatch_kernel_dim, conv_kw, rngs)
         self.embed = layers.SNEmbed(num_classes, self.feature_dim, sn_eps=sn_eps, sn_eval_mode=sn_eval_mode,
                                     rngs=rngs)
         self.num_classes, self.resolution, self.dtype = num_classes, resolution, dtype
+        self.in_channels = in_channels
 
     def features(self, x, train: bool):
         """Globally sum-pooled ReLU features h (B, feature_dim), float32."""
-        if x.ndim != 4 or x.shape[1:] != (self.resolution, self.resolution, 3):
-            raise ValueError(f"D input has shape {x.shape}; expected (batch, {self.resolution}, "
-                             f"{self.resolution}, 3) NHWC in [-1, 1]")
+        check_d_input(x, self.resolution, self.in_channels)
         h = self.input_conv(x.astype(self.dtype), train)
         for block, attention in zip(self.blocks, self.attention):
             h = block(h, train)
@@ -226,11 +229,10 @@ class Discriminator(nnx.Module):
                 h = attention(h, train)
         return jnp.sum(jax.nn.relu(h).astype(jnp.float32), axis=(1, 2))
 
-    def head(self, h, y, train: bool):
-        """Projection head on pooled features: (B,) logits."""
-        out = self.linear(h, train)[:, 0].astype(jnp.float32)
-        return out + jnp.sum(self.embed(y, train) * h, axis=-1)
+    def head(self, h, y, train: bool, groups: int = 1):
+        """Projection head on pooled features: (B,) logits (`groups`: see biggan.projection_head)."""
+        return projection_head(self, h, y, train, groups)
 
-    def __call__(self, x, y, *, train: bool):
+    def __call__(self, x, y, *, train: bool, groups: int = 1):
         check_labels(y, self.num_classes)
-        return self.head(self.features(x, train), y, train)
+        return self.head(self.features(x, train), y, train, groups)

@@ -80,7 +80,11 @@ def check_workdir_config(workdir: str, config: ml_collections.ConfigDict):
     if os.path.exists(path):
         with open(path) as f:
             old = ml_collections.ConfigDict(json.load(f))
-        old_m, new_m = old.model.to_dict(), config.model.to_dict()
+        # A key the workdir's config lacks was added to the schema after it was written: it had the
+        # schema's default then (every new model key defaults to the old behaviour), so compare that.
+        from biggan import config as cfg
+        old_m = dict(cfg.model_config().to_dict(), **old.model.to_dict())
+        new_m = config.model.to_dict()
         diff = {k: (old_m.get(k), new_m.get(k)) for k in set(old_m) | set(new_m)
                 if _norm(old_m.get(k)) != _norm(new_m.get(k))}
         if diff:

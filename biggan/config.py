@@ -33,6 +33,8 @@ def model_config() -> ml_collections.ConfigDict:
         dtype="float32",            # activation dtype: 'float32' | 'bfloat16' (params stay float32)
         rgb_channels=3,             # BigGAN-deep released weights: 128-channel rgb conv sliced to 3
         d_dropout_keep=1.0,         # dropout on D's last features (paper §4.2; 1.0 = off)
+        d_minibatch_kernels=0,      # minibatch discrimination (Salimans 2016) on D's pooled features: B kernels (0 = off)
+        d_minibatch_kernel_dim=5,   # ... of C dims each (T ∈ R^{A×B×C}; improved-gan used B=100, C=5)
     ))
 
 
@@ -69,6 +71,14 @@ def base_config() -> ml_collections.ConfigDict:
         instance_noise_sigma=0.0,   # N(0, σ²) on every D input, annealed to 0 over instance_noise_anneal_steps
         instance_noise_anneal_steps=0,  # 0: constant σ
         feature_matching_weight=0.0,    # + w·‖E f(x) − E f(G(z))‖² on D's pooled features, in G's loss
+        label_noise=0.0,            # probability of flipping each of D's real/fake targets (losses with targets)
+        soft_labels=False,          # targets real ~ U[0.7, 1.2], fake ~ U[0, 0.3] (SPEC §9; losses with targets)
+        historical_averaging_weight=0.0,    # + w·‖θ − mean of past θ‖² in D's and G's losses (Salimans 2016)
+        historical_averaging_decay=0.0,     # 0: exact mean of all past θ; d ∈ (0, 1): exponential, m ← d·m + (1−d)·θ
+        replay_capacity=0,          # experience replay: buffer of past fakes (0 = off) ...
+        replay_fraction=0.0,        # ... and the fraction of each D fake batch drawn from it
+        pacgan_pack=1,              # PacGAN: D scores packs of m samples stacked on channels (1 = off)
+        unrolled_d_steps=0,         # unrolled GAN: G's loss against D advanced k updates ahead (first order; 0 = off)
         # Collapse rollback (biggan/collapse.py; monitor thresholds in log.collapse_*): on a flagged
         # collapse go back to the checkpoint ≥ rollback_steps before it and apply rollback_overrides.
         rollback_steps=0,           # 0: a flagged collapse is only logged

@@ -6,6 +6,7 @@ them at start-up and names the keys that differ.
 """
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -209,3 +210,68 @@ def local_data_state(saved: dict, process_index: int, process_count: int) -> dic
              len(states), process_index, process_count, epoch, offset)
     return {**states[0], "epoch": epoch, "offset": offset, "process_index": process_index,
             "process_count": process_count}
+
+
+# ------------------------------------------------------------------------------------------------
+# Process-local work gathered in a fixed order (multi-process evaluation, biggan/evaluate.py).
+
+
+def _allgather_bytes(mine: np.ndarray) -> list[np.ndarray]:
+    """Every process's uint8 buffer (any length), in process order (a collective: all must call)."""
+    from jax.experimental import multihost_utils
+    lengths = np.ravel(multihost_utils.process_allgather(np.array([mine.size], np.int64)))
+    # Padded to a power of two: the gather is compiled once per padded length, not once per call.
+    padded = np.zeros(1 << max(int(lengths.max()) - 1, 1).bit_length(), np.uint8)
+    padded[:mine.size] = mine
+    everyone = np.asarray(multihost_utils.process_allgather(padded)).reshape(len(lengths), -1)
+    return [row[:n] for row, n in zip(everyone, lengths)]
+
+
+def allgather_arrays(arrays: dict) -> list[dict]:
+    """Every process's `{name: numpy array}` (any dtypes, shapes and keys; may be empty), in process
+    order, on every process, bit for bit (a collective: all must call).
+
+    Serialised as .npz bytes, so float64 survives (a plain process_allgather runs through JAX, which
+    turns float64 into float32 without jax_enable_x64) and processes may send different shapes.
+    """
+    if jax.process_count() == 1:
+        return [dict(arrays)]
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    rows = _allgather_bytes(np.frombuffer(buffer.getvalue(), np.uint8))
+    out = []
+    for row in rows:
+        with np.load(io.BytesIO(row.tobytes()), allow_pickle=False) as f:
+            out.append({k: f[k] for k in f.files})
+    return out
+
+
+def process_local(tree):
+    """`tree` with every array that spans several processes replaced by this process's full copy on
+    its default device, so that what is computed from it stays inside this process (no collective
+    per call, any number of calls per process). Single process: `tree` unchanged.
+
+    Arrays restored from a checkpoint in a multi-process job are global (replicated over every
+    process's devices); a jit over them is a job-wide computation that every process must enter
+    together. A sharded (not replicated) array is all-gathered first: then this is a collective.
+    """
+    if jax.process_count() == 1:
+        return tree
+    import jax.numpy as jnp
+    from jax.experimental import multihost_utils
+
+    def local(x):
+        if not isinstance(x, jax.Array) or x.is_fully_addressable:
+            return x
+        if x.is_fully_replicated:
+            return jnp.asarray(np.asarray(x.addressable_data(0)))
+        return jnp.asarray(multihost_utils.process_allgather(x))
+
+    return jax.tree.map(local, tree)
+
+
+def barrier(name: str) -> None:
+    """Wait until every process reaches the barrier `name` (no-op for one process)."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+        multihost_utils.sync_global_devices(name)

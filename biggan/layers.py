@@ -65,8 +65,11 @@ class SpectralNorm(nnx.Module):
         update = train or self.eval_mode == "iterate"
         sigma, u, v = spectral_sigma(w_mat, self.u[...], self.v[...], update=update, eps=self.eps)
         if train:
-            self.u[...] = u
-            self.v[...] = v
+            # set_value, not `u[...] = ...`: flax's indexed write compares the value's sharding, which on a
+            # tracer builds an error message by walking the whole jaxpr; with hundreds of SN layers that
+            # made tracing a BigGAN-deep step take minutes (BUILD_NOTES, "tracing time").
+            self.u.set_value(u)
+            self.v.set_value(v)
         return sigma
 
 
@@ -199,8 +202,8 @@ class BatchNorm(nnx.Module):
             return (xf - self.mean[...]) * jax.lax.rsqrt(self.var[...] + self.eps)
         mean, var = batch_moments(xf, self.group_size)
         m = self.momentum
-        self.mean[...] = (1 - m) * self.mean[...] + m * (mean if mean.ndim == 1 else mean.mean(0))
-        self.var[...] = (1 - m) * self.var[...] + m * (var if var.ndim == 1 else var.mean(0))
+        self.mean.set_value((1 - m) * self.mean[...] + m * (mean if mean.ndim == 1 else mean.mean(0)))
+        self.var.set_value((1 - m) * self.var[...] + m * (var if var.ndim == 1 else var.mean(0)))
         if mean.ndim == 1:
             return (xf - mean) * jax.lax.rsqrt(var + self.eps)
         k = self.group_size

@@ -60,12 +60,14 @@ def _targets(
     real_range: tuple[float, float],
     fake_range: tuple[float, float],
     flip_prob: float,
+    soft: bool = True,
 ) -> tuple[Array, Array]:
     """Per-sample targets for the real and fake halves of a D batch.
 
     Plain: real = real_target (1.0, or 0.9 for one-sided label smoothing), fake = 0.
-    Noisy (SPEC §9 "soft and noisy labels"): real ~ U[real_range], fake ~ U[fake_range], and each
-    sample's target is swapped for one drawn from the other range with probability flip_prob.
+    Noisy (SPEC §9 "soft and noisy labels"): each sample's target is swapped for the other side's
+    with probability flip_prob; with `soft` the targets are drawn, real ~ U[real_range] and
+    fake ~ U[fake_range], otherwise they are the plain real_target and 0 (flips only).
     """
     if not noisy_labels:
         return (jnp.full((batch_real,), real_target, jnp.float32),
@@ -73,11 +75,17 @@ def _targets(
     if rng is None:
         raise ValueError("noisy_labels=True needs a PRNG key: call d_loss_fn(d_real, d_fake, rng=key).")
     k = jax.random.split(rng, 6)
-    u = lambda key, n, lo_hi: jax.random.uniform(key, (n,), jnp.float32, lo_hi[0], lo_hi[1])
+    if soft:
+        u = lambda key, n, lo_hi: jax.random.uniform(key, (n,), jnp.float32, lo_hi[0], lo_hi[1])
+        as_real = lambda key, n: u(key, n, real_range)
+        as_fake = lambda key, n: u(key, n, fake_range)
+    else:
+        as_real = lambda key, n: jnp.full((n,), real_target, jnp.float32)
+        as_fake = lambda key, n: jnp.zeros((n,), jnp.float32)
     t_real = jnp.where(jax.random.bernoulli(k[0], flip_prob, (batch_real,)),
-                       u(k[1], batch_real, fake_range), u(k[2], batch_real, real_range))
+                       as_fake(k[1], batch_real), as_real(k[2], batch_real))
     t_fake = jnp.where(jax.random.bernoulli(k[3], flip_prob, (batch_fake,)),
-                       u(k[4], batch_fake, real_range), u(k[5], batch_fake, fake_range))
+                       as_real(k[4], batch_fake), as_fake(k[5], batch_fake))
     return t_real, t_fake
 
 
@@ -183,6 +191,20 @@ _ALIASES = {"ns": "non_saturating", "nonsaturating": "non_saturating", "lsgan": 
             "dcgan": "non_saturating"}
 
 
+def canonical_loss_name(name: str) -> str:
+    """The LOSS_NAMES entry for a loss name or alias ('ns' → 'non_saturating')."""
+    key = _ALIASES.get(name.lower(), name.lower())
+    if key not in LOSS_NAMES:
+        raise ValueError(f"unknown GAN loss {name!r}; valid names: {', '.join(LOSS_NAMES)} "
+                         f"(aliases: {', '.join(sorted(_ALIASES))}).")
+    return key
+
+
+def has_targets(name: str) -> bool:
+    """Whether a loss has real/fake targets (so label smoothing / soft / noisy labels apply to it)."""
+    return canonical_loss_name(name) in _WITH_TARGETS
+
+
 def get_loss(
     name: str = "hinge",
     *,
@@ -192,18 +214,17 @@ def get_loss(
     noisy_real_range: tuple[float, float] = (0.7, 1.2),
     noisy_fake_range: tuple[float, float] = (0.0, 0.3),
     flip_prob: float = 0.05,
+    soft_labels: bool = True,
 ) -> tuple[DLossFn, GLossFn]:
     """Return (d_loss_fn, g_loss_fn) for a loss name in LOSS_NAMES (aliases: ns, lsgan, wgan, …).
 
     margin: hinge / rahinge margin (1 in the paper; SPEC §8 ablates it).
     real_target: real label for target losses; 0.9 is one-sided label smoothing (SPEC §9).
-    noisy_labels: soft and noisy labels — real ~ U[0.7, 1.2], fake ~ U[0, 0.3], 5% flipped; the
-      D loss then needs `rng=` (SPEC §9). Only for non_saturating / minimax / least_squares.
+    noisy_labels: soft and noisy labels — real ~ U[0.7, 1.2], fake ~ U[0, 0.3], flip_prob (5%)
+      flipped; the D loss then needs `rng=` (SPEC §9). Only for non_saturating / minimax / least_squares.
+      soft_labels=False keeps the plain targets (real_target, 0) and only flips them.
     """
-    key = _ALIASES.get(name.lower(), name.lower())
-    if key not in LOSS_NAMES:
-        raise ValueError(f"unknown GAN loss {name!r}; valid names: {', '.join(LOSS_NAMES)} "
-                         f"(aliases: {', '.join(sorted(_ALIASES))}).")
+    key = canonical_loss_name(name)
     uses_labels = noisy_labels or real_target != 1.0
     if uses_labels and key not in _WITH_TARGETS:
         raise ValueError(f"label smoothing / noisy labels need a loss with targets ({', '.join(_WITH_TARGETS)}); "
@@ -216,7 +237,7 @@ def get_loss(
         raise ValueError(f"flip_prob must be in [0, 1], got {flip_prob}.")
     target_options = dict(real_target=float(real_target), noisy_labels=bool(noisy_labels),
                           real_range=tuple(noisy_real_range), fake_range=tuple(noisy_fake_range),
-                          flip_prob=float(flip_prob))
+                          flip_prob=float(flip_prob), soft=bool(soft_labels))
 
     def checked(fn):
         def d_loss(d_real, d_fake, rng=None):

@@ -33,10 +33,14 @@ def make_generator(m, rngs: nnx.Rngs):
     return Generator(ch=m.ch_g, rgb_channels=m.rgb_channels, **common)
 
 
-def make_discriminator(m, rngs: nnx.Rngs):
+def make_discriminator(m, rngs: nnx.Rngs, in_channels: int = 3):
+    """`in_channels`: 3·m when D scores PacGAN packs of m samples (train.pacgan_pack; train_step.init_state)."""
     _check_arch(m)
+    # .get: configs saved before these keys existed (a workdir's config.json) build the plain D.
     common = dict(resolution=m.resolution, ch=m.ch_d, num_classes=m.num_classes, attn_res=tuple(m.d_attn),
-                  sn_eps=m.sn_eps, sn_eval_mode=m.sn_eval_mode, dtype=_dtype(m), rngs=rngs)
+                  sn_eps=m.sn_eps, sn_eval_mode=m.sn_eval_mode, dtype=_dtype(m), in_channels=in_channels,
+                  minibatch_kernels=m.get("d_minibatch_kernels", 0),
+                  minibatch_kernel_dim=m.get("d_minibatch_kernel_dim", 5), rngs=rngs)
     if m.arch == "biggan":
         from biggan.biggan import Discriminator
         return Discriminator(**common)

@@ -326,8 +326,9 @@ class HistoricalAverage(NamedTuple):
 
 
 def historical_average_init(params: PyTree) -> HistoricalAverage:
-    """Start the average at the initial parameters (count 1)."""
-    return HistoricalAverage(jax.tree.map(lambda p: jnp.asarray(p, jnp.float32), params),
+    """Start the average at the initial parameters (count 1). A copy: no buffer shared with `params`
+    (a jitted step that donates its state must not see one buffer twice)."""
+    return HistoricalAverage(jax.tree.map(lambda p: jnp.array(p, jnp.float32, copy=True), params),
                              jnp.ones((), jnp.int32))
 
 

@@ -76,8 +76,8 @@ def standing_stats(generator, *, num_batches: int, batch_size: int, rng, truncat
 def apply_bn_stats(generator, stats: dict):
     """Write {'<bn path>/mean'|'/var': (C,)} into G's batch norms (in place)."""
     for path, bn in batchnorm_paths(generator).items():
-        bn.mean[...] = jnp.asarray(stats[f"{path}/mean"])
-        bn.var[...] = jnp.asarray(stats[f"{path}/var"])
+        bn.mean.set_value(jnp.asarray(stats[f"{path}/mean"]))
+        bn.var.set_value(jnp.asarray(stats[f"{path}/var"]))
 
 
 class Sampler:

@@ -1,14 +1,16 @@
 """The wider catalogue of GAN training techniques (SPEC §9), as pure jit-able pieces the train step
-composes by config switch.
+composes by config switch (the switch in brackets; all off by default).
 
-  minibatch discrimination   MinibatchDiscrimination (NNX module on D's flat features)
-  feature matching           feature_matching_loss (a G loss on an intermediate D layer)
-  instance noise             instance_noise_sigma, add_instance_noise
-  experience replay          ReplayBuffer, replay_init / replay_add / replay_sample / replay_mix
-  PacGAN                     pack_samples, unpack_samples, pacgan_in_channels
-  dropout on D's last layer  feature_dropout (SPEC §8: keep 0.5…0.95)
-  unrolled D steps           unroll_discriminator
-  virtual batch norm         reference_batch_stats, virtual_batch_norm
+  minibatch discrimination   MinibatchDiscrimination (NNX module on D's flat features) [model.d_minibatch_kernels]
+  feature matching           feature_matching_loss (a G loss on an intermediate D layer) [train.feature_matching_weight]
+  instance noise             instance_noise_sigma, add_instance_noise [train.instance_noise_sigma]
+  experience replay          ReplayBuffer, replay_init / replay_add / replay_sample / replay_mix [train.replay_capacity]
+  PacGAN                     pack_samples, unpack_samples, pacgan_in_channels [train.pacgan_pack]
+  dropout on D's last layer  feature_dropout (SPEC §8: keep 0.5…0.95) [model.d_dropout_keep]
+  unrolled D steps           unroll_discriminator [train.unrolled_d_steps]
+  virtual batch norm         reference_batch_stats, virtual_batch_norm (not wired into the step)
+
+Label smoothing / soft / noisy labels live in losses.py, historical averaging in regularisers.py.
 
 Two-time-scale update rule (TTUR, Heusel et al. 2017) needs no code: it is D and G optimisers
 with different learning rates (e.g. optax.adam(4e-4, b1=0, b2=0.999) for D and optax.adam(1e-4, …)
@@ -49,17 +51,23 @@ class MinibatchDiscrimination(nnx.Module):
     def out_features(self) -> int:
         return self.in_features + self.num_kernels
 
-    def __call__(self, features: Array) -> Array:
+    def __call__(self, features: Array, groups: int = 1) -> Array:
+        """`groups`: the batch is `groups` contiguous equal minibatches compared only within themselves
+        (the train step scores [fakes; reals] in one pass, and Salimans et al. compare a sample with
+        the other samples of its own minibatch, all real or all fake)."""
         if features.ndim != 2 or features.shape[1] != self.in_features:
             raise ValueError(f"MinibatchDiscrimination expects features (N, {self.in_features}), got "
                              f"{features.shape}; flatten/pool D's features first.")
+        n = features.shape[0]
+        if groups < 1 or n % groups:
+            raise ValueError(f"MinibatchDiscrimination groups={groups} must be ≥ 1 and divide the batch of {n}.")
         m = jnp.einsum("na,abc->nbc", features.astype(jnp.float32), self.T[...])
-        l1 = jnp.sum(jnp.abs(m[:, None] - m[None, :]), axis=-1)            # (N, N, B)
+        m = m.reshape((groups, n // groups) + m.shape[1:])                 # (G, n, B, C)
+        l1 = jnp.sum(jnp.abs(m[:, :, None] - m[:, None, :]), axis=-1)      # (G, n, n, B)
         similarity = jnp.exp(-l1)
         if not self.include_self:
-            n = features.shape[0]
-            similarity = similarity * (1.0 - jnp.eye(n, dtype=similarity.dtype))[:, :, None]
-        o = jnp.sum(similarity, axis=1)                                     # (N, B)
+            similarity = similarity * (1.0 - jnp.eye(n // groups, dtype=similarity.dtype))[None, :, :, None]
+        o = jnp.sum(similarity, axis=2).reshape(n, -1)                      # (N, B)
         return jnp.concatenate([features, o.astype(features.dtype)], axis=-1)
 
 
@@ -192,8 +200,10 @@ def feature_dropout(rng: Array | None, h: Array, keep_prob: float, train: bool) 
 
 # --------------------------------------------------------------------------- unrolled D
 
-def unroll_discriminator(d_step_fn: Callable, d_state, k: int):
-    """Apply `d_state = d_step_fn(d_state, i)` for i = 0 … k−1 with lax.scan and return the result.
+def unroll_discriminator(d_step_fn: Callable, d_state, k: int, unroll: bool = False):
+    """Apply `d_state = d_step_fn(d_state, i)` for i = 0 … k−1 with lax.scan and return the result
+    (`unroll=True`: a Python loop with i a Python int — faster for convolutions on XLA:CPU, see
+    train_step.scan_or_unroll).
 
     Unrolled GANs (Metz et al. 2017): at a G step, unroll k D updates from the current D (each step
     drawing its own batch, e.g. indexing a stacked batch with i inside d_step_fn) and compute G's
@@ -204,6 +214,10 @@ def unroll_discriminator(d_step_fn: Callable, d_state, k: int):
     """
     if k < 0:
         raise ValueError(f"unroll steps k must be ≥ 0, got {k}.")
+    if unroll:
+        for i in range(k):
+            d_state = d_step_fn(d_state, i)
+        return d_state
     final, _ = jax.lax.scan(lambda s, i: (d_step_fn(s, i), None), d_state, jnp.arange(k))
     return final
 

@@ -4,6 +4,10 @@ One step = `num_d_steps` D updates, each on its own real batch with fresh z and 
 (SPEC §4). Each update averages gradients over `num_accumulations` micro-batches (lax.scan); batch norm
 statistics are those of each micro-batch, as in BigGAN-PyTorch's accumulation (a micro-batch is what
 one forward pass sees). G's EMA copy follows G exactly before `ema_start` and decays after it.
+
+The SPEC §8/§9 switches (config.train, config.model) add terms, and state in TrainState.extras; at
+their neutral values the step is the plain one bit for bit (tests/test_ablation.py,
+tests/test_techniques_in_step.py).
 """
 from __future__ import annotations
 
@@ -34,6 +38,13 @@ class TrainState:
     ema_params: Any
     g_opt: Any
     d_opt: Any
+    # State of the SPEC §9 techniques that have one, keyed by name (HIST_D, HIST_G, REPLAY); empty — no
+    # leaves, so the default config's state, trees and checkpoints are unchanged — when they are off.
+    extras: dict = flax.struct.field(default_factory=dict)
+
+
+# TrainState.extras keys.
+HIST_D, HIST_G, REPLAY = "historical_average_d", "historical_average_g", "replay"
 
 
 @flax.struct.dataclass
@@ -52,14 +63,27 @@ def make_optimizers(t: ml_collections.ConfigDict):
 
 def init_state(config: ml_collections.ConfigDict, rng) -> tuple[Models, TrainState]:
     """Build G and D from `config.model` and return their graph definitions and the initial state."""
+    t = config.train
     g_key, d_key = jax.random.split(rng)
     G = models.make_generator(config.model, nnx.Rngs(g_key))
-    D = models.make_discriminator(config.model, nnx.Rngs(d_key))
+    # .get here and below: a workdir's config.json written before these keys existed still loads.
+    pack = t.get("pacgan_pack", 1)
+    D = models.make_discriminator(config.model, nnx.Rngs(d_key),
+                                  in_channels=techniques.pacgan_in_channels(3, pack))
     g_graphdef, g_params, g_state = nnx.split(G, nnx.Param, ...)
     d_graphdef, d_params, d_state = nnx.split(D, nnx.Param, ...)
-    g_tx, d_tx = make_optimizers(config.train)
+    g_tx, d_tx = make_optimizers(t)
+    extras = {}
+    if t.get("historical_averaging_weight", 0.0):
+        extras[HIST_D] = regularisers.historical_average_init(d_params)._asdict()
+        extras[HIST_G] = regularisers.historical_average_init(g_params)._asdict()
+    if t.get("replay_capacity", 0):
+        res = config.model.resolution
+        extras[REPLAY] = techniques.replay_init(t.replay_capacity, (res, res, 3),
+                                                models.DTYPES[config.model.dtype])._asdict()
     state = TrainState(step=jnp.zeros((), jnp.int32), g_params=g_params, g_state=g_state, d_params=d_params,
-                       d_state=d_state, ema_params=jax.tree.map(jnp.copy, g_params), g_opt=g_tx.init(g_params), d_opt=d_tx.init(d_params))
+                       d_state=d_state, ema_params=jax.tree.map(jnp.copy, g_params), g_opt=g_tx.init(g_params),
+                       d_opt=d_tx.init(d_params), extras=extras)
     return Models(g_graphdef, d_graphdef), state
 
 
@@ -156,6 +180,50 @@ def check_toolkit(t: ml_collections.ConfigDict) -> None:
     if t.latent not in latents.LATENT_NAMES:
         raise ValueError(f"train.latent={t.latent!r} is not a latent distribution; valid: "
                          f"{', '.join(latents.LATENT_NAMES)}")
+    check_techniques(t)
+
+
+def check_techniques(t: ml_collections.ConfigDict) -> None:
+    """Refuse bad values of the SPEC §9 technique switches, naming the key and the fix."""
+    micro = micro_batch_size(t)
+    for key in ("historical_averaging_weight", "replay_capacity", "unrolled_d_steps"):
+        if t[key] < 0:
+            raise ValueError(f"train.{key}={t[key]} must be ≥ 0 (0 switches it off)")
+    for key in ("replay_capacity", "unrolled_d_steps", "pacgan_pack"):
+        if int(t[key]) != t[key]:
+            raise ValueError(f"train.{key}={t[key]} must be a whole number")
+    if not 0.0 <= t.label_noise <= 1.0:
+        raise ValueError(f"train.label_noise={t.label_noise} is a probability: set it in [0, 1] (0 = off; "
+                         f"Salimans et al.'s noisy labels flip 5%, i.e. 0.05)")
+    if (t.label_noise or t.soft_labels) and not losses.has_targets(t.loss):
+        which = "train.label_noise" if t.label_noise else "train.soft_labels"
+        raise ValueError(f"{which} acts on D's real/fake targets, but train.loss={t.loss!r} has none; use a "
+                         f"loss with targets (train.loss=non_saturating, minimax or least_squares) or switch "
+                         f"{which} off")
+    if t.soft_labels and t.label_smoothing:
+        raise ValueError(f"train.soft_labels draws the real target from U[0.7, 1.2], which replaces "
+                         f"train.label_smoothing={t.label_smoothing}; set one of them, not both")
+    if not 0.0 <= t.historical_averaging_decay < 1.0:
+        raise ValueError(f"train.historical_averaging_decay={t.historical_averaging_decay} must be in [0, 1) "
+                         f"(0 = exact mean of all past parameters)")
+    if not 0.0 <= t.replay_fraction <= 1.0:
+        raise ValueError(f"train.replay_fraction={t.replay_fraction} must be in [0, 1]")
+    if t.replay_capacity or t.replay_fraction:
+        if not t.replay_capacity:
+            raise ValueError(f"train.replay_fraction={t.replay_fraction} needs a replay buffer: set "
+                             f"train.replay_capacity (e.g. {10 * micro}) or train.replay_fraction=0")
+        if round(t.replay_fraction * micro) < 1:
+            raise ValueError(f"train.replay_capacity={t.replay_capacity} with train.replay_fraction="
+                             f"{t.replay_fraction} replays round({t.replay_fraction}·{micro}) = 0 of the {micro} "
+                             f"fakes of a micro-batch; raise train.replay_fraction to ≥ {0.5 / micro:.3g}, or set "
+                             f"train.replay_capacity=0")
+        if t.replay_capacity < micro:
+            raise ValueError(f"train.replay_capacity={t.replay_capacity} is smaller than one micro-batch of "
+                             f"{micro} fakes, which is added to it at once; use train.replay_capacity ≥ {micro}")
+    if t.pacgan_pack < 1 or micro % t.pacgan_pack:
+        raise ValueError(f"train.pacgan_pack={t.pacgan_pack} must be ≥ 1 (1 = off) and divide the micro-batch "
+                         f"of {micro} (train.batch_size / train.num_accumulations) so that every pack is all "
+                         f"real or all fake; choose a divisor of {micro}")
 
 
 def micro_batch_size(t: ml_collections.ConfigDict) -> int:
@@ -174,13 +242,24 @@ def make_train_step(config: ml_collections.ConfigDict, mdl: Models, mesh=None, u
     t, m = config.train, config.model
     check_toolkit(t)
     g_tx, d_tx = make_optimizers(t)
-    d_loss_fn, g_loss_fn = losses.get_loss(t.loss, margin=t.hinge_margin, real_target=1.0 - t.label_smoothing)
+    loss_options = dict(margin=t.hinge_margin, real_target=1.0 - t.label_smoothing)
+    noisy_targets = bool(t.label_noise or t.soft_labels)
+    if noisy_targets:
+        # SPEC §9 soft and noisy labels: each target flipped with probability label_noise; soft_labels
+        # draws them from U[0.7, 1.2] (real) and U[0, 0.3] (fake). The D loss then takes a key.
+        loss_options.update(noisy_labels=True, flip_prob=float(t.label_noise), soft_labels=bool(t.soft_labels))
+    d_loss_fn, g_loss_fn = losses.get_loss(t.loss, **loss_options)
     latent_kwargs = parse_kwargs(t.latent_kwargs, "train.latent_kwargs")
     keep = m.d_dropout_keep
     if not 0.0 < keep <= 1.0:
         raise ValueError(f"model.d_dropout_keep={keep} must be in (0, 1] (1.0 = no dropout)")
     dtype = models.DTYPES[m.dtype]
     micro_batch = micro_batch_size(t)
+    pack = int(t.pacgan_pack)
+    hist_weight, hist_decay = t.historical_averaging_weight, (t.historical_averaging_decay or None)
+    replay = bool(t.replay_capacity)
+    unrolled_steps = int(t.unrolled_d_steps)
+    python_loops = jax.default_backend() == "cpu" if unroll is None else unroll
 
     def constrain(x):  # keep generated tensors sharded like the data
         if mesh is None:
@@ -199,22 +278,38 @@ def make_train_step(config: ml_collections.ConfigDict, mdl: Models, mesh=None, u
 
     # Extra randomness comes from fold_in(rng, tag) so that `rng` itself draws z and y exactly as
     # without the toolkit (the default config's step is bit-identical; tests/test_ablation.py).
-    NOISE, DROPOUT, PENALTY = 1, 2, 3
+    NOISE, DROPOUT, PENALTY, LABELS, REPLAY_DRAW, UNROLL = 1, 2, 3, 4, 5, 6
 
-    def d_logits(D, x, y, rng, step):
-        """D(x, y) in training mode with the optional instance noise and feature dropout (SPEC §8, §9)."""
+    def packed(x, y):
+        """PacGAN (Lin et al. 2018, SPEC §9): D scores packs of `pack` consecutive samples stacked on
+        channels (pack_samples). A projection D needs one class per pack, and the samples of a pack have
+        their own classes: we project with the FIRST sample's label (our choice; the paper's D is
+        unconditional). Packs never mix real and fake: the micro-batch is a multiple of `pack`."""
+        if pack == 1:
+            return x, y
+        return techniques.pack_samples(x, pack), y[::pack]
+
+    def d_logits(D, x, y, rng, step, groups=1):
+        """D(x, y) in training mode with the optional instance noise and feature dropout (SPEC §8, §9).
+        `groups`: x is that many equal batches (all fake / all real) for minibatch discrimination."""
         if t.instance_noise_sigma:
             sigma = (techniques.instance_noise_sigma(step, t.instance_noise_sigma, t.instance_noise_anneal_steps)
                      if t.instance_noise_anneal_steps else t.instance_noise_sigma)
             x = techniques.add_instance_noise(jax.random.fold_in(rng, NOISE), x, sigma)
+        x, y = packed(x, y)
         if keep == 1.0:
-            return D(x, y, train=True)
+            return D(x, y, train=True, groups=groups)
         h = techniques.feature_dropout(jax.random.fold_in(rng, DROPOUT), D.features(x, train=True), keep, True)
-        return D.head(h, y, train=True)
+        return D.head(h, y, train=True, groups=groups)
 
     def d_penalties(d_params, d_state, real, fake, labels, rng):
         """Gradient penalties on D (SPEC §8/§9). A fresh copy of D from the same params and state: its SN
-        power iteration gives the same normalised weights as the main pass, and its state is dropped."""
+        power iteration gives the same normalised weights as the main pass, and its state is dropped.
+        Under PacGAN the penalised input is the pack. With minibatch discrimination D's output for one
+        sample also depends on the others of its batch, so ∇_x Σ D holds those cross terms too."""
+        fake = packed(fake, labels)[0] if t.gp_weight else fake
+        real, labels = packed(real, labels)
+
         def d_fn(x):
             D = merge(mdl.d_graphdef, d_params, d_state)
             return D(x, labels, train=True)
@@ -231,21 +326,32 @@ def make_train_step(config: ml_collections.ConfigDict, mdl: Models, mesh=None, u
                                                                fake.astype(real.dtype), t.gp_weight)
         return terms
 
-    def d_micro_loss(d_params, d_state, g_params, g_state, images, labels, rng, step):
+    def d_micro_loss(d_params, d_state, g_params, g_state, buffer, images, labels, rng, step):
         G = merge(mdl.g_graphdef, g_params, g_state)
         D = merge(mdl.d_graphdef, d_params, d_state)
         z, y_fake = sample_zy(rng, images.shape[0], step)
         fake = jax.lax.stop_gradient(G(z, y_fake, train=True))
         real = to_model_range(images, dtype)
-        # One D pass over [fake; real] (D has no batch norm, so this equals two passes; SN steps once).
+        if buffer is not None:
+            # Experience replay (SPEC §9): the first round(replay_fraction·B) fakes are replaced by past
+            # fakes (with their labels) while the buffer holds any; this micro-batch's fresh fakes join it.
+            fresh, fresh_y = fake, y_fake
+            fake, y_fake = techniques.replay_mix(jax.random.fold_in(rng, REPLAY_DRAW), buffer, fake, y_fake,
+                                                 t.replay_fraction)
+            buffer = techniques.replay_add(buffer, fresh, fresh_y)
+        # One D pass over [fake; real] (D has no batch norm, so this equals two passes; SN steps once;
+        # minibatch discrimination compares fakes with fakes and reals with reals: groups=2).
         out = d_logits(D, jnp.concatenate([fake.astype(real.dtype), real]), jnp.concatenate([y_fake, labels]),
-                       rng, step)
+                       rng, step, groups=2)
         d_fake, d_real = jnp.split(out, 2)
-        loss, aux = d_loss_fn(d_real, d_fake)
+        if noisy_targets:
+            loss, aux = d_loss_fn(d_real, d_fake, rng=jax.random.fold_in(rng, LABELS))
+        else:
+            loss, aux = d_loss_fn(d_real, d_fake)
         penalties = d_penalties(d_params, d_state, real, fake, labels, rng)
         for value in penalties.values():
             loss = loss + value
-        return loss, (dict(aux, **penalties), split(G), split(D))
+        return loss, (dict(aux, **penalties), split(G), split(D), buffer)
 
     def g_micro_loss(g_params, g_state, d_params, d_state, rng, step, images=None, labels=None):
         G = merge(mdl.g_graphdef, g_params, g_state)
@@ -258,8 +364,9 @@ def make_train_step(config: ml_collections.ConfigDict, mdl: Models, mesh=None, u
             # Salimans et al. 2016: match the mean of D's pooled features on a real batch (the last D
             # step's) — the real features are a constant for G.
             real = to_model_range(images, dtype)
-            f_real = jax.lax.stop_gradient(D.features(real, train=True))
-            fm = techniques.feature_matching_loss(f_real, D.features(fake.astype(real.dtype), train=True))
+            f_real = jax.lax.stop_gradient(D.features(packed(real, labels)[0], train=True))
+            fm = techniques.feature_matching_loss(f_real, D.features(packed(fake.astype(real.dtype), y)[0],
+                                                                     train=True))
             aux["feature_matching"] = fm
             loss = loss + t.feature_matching_weight * fm
         return loss, (aux, split(G), split(D))
@@ -283,33 +390,74 @@ def make_train_step(config: ml_collections.ConfigDict, mdl: Models, mesh=None, u
         nnx.replace_by_pure_dict(g_params, pure)
         return g_params
 
+    def historical_average_term(params, extras, key):
+        """Salimans et al. 2016 historical averaging (SPEC §9): value and gradient of
+        w·‖θ − mean of past θ‖² (the mean, a constant, lives in TrainState.extras[key])."""
+        average = regularisers.HistoricalAverage(**extras[key])
+        value, grads = jax.value_and_grad(regularisers.historical_average_penalty)(params, average, hist_weight)
+        return average, value, grads
+
     def d_update(carry, xs, step):
-        d_params, d_state, d_opt, g_state, g_params = carry
+        d_params, d_state, d_opt, g_state, g_params, extras = carry
         images, labels, rng = xs
         rngs = jax.random.split(rng, images.shape[0])
 
-        def loss_fn(d_params, d_state, g_state, images, labels, rng):
-            loss, (aux, g_state_new, d_state_new) = d_micro_loss(d_params, d_state, g_params, g_state, images,
-                                                                  labels, rng, step)
-            return loss, (aux, d_state_new, g_state_new)
+        def loss_fn(d_params, d_state, g_state, *rest):
+            *buffer, images, labels, rng = rest  # the replay buffer is threaded like a state when on
+            loss, (aux, g_state_new, d_state_new, buffer_new) = d_micro_loss(
+                d_params, d_state, g_params, g_state, buffer[0] if buffer else None, images, labels, rng, step)
+            return loss, (aux, d_state_new, g_state_new) + ((buffer_new,) if buffer else ())
 
-        grads, (d_state, g_state), loss, aux = accumulate_gradients(loss_fn, d_params, (d_state, g_state),
-                                                                    (images, labels, rngs), unroll)
+        states = (d_state, g_state) + ((techniques.ReplayBuffer(**extras[REPLAY]),) if replay else ())
+        grads, states, loss, aux = accumulate_gradients(loss_fn, d_params, states, (images, labels, rngs), unroll)
+        d_state, g_state = states[:2]
+        metrics = dict(aux, d_loss=loss)
+        extras = dict(extras)
+        if hist_weight:
+            average, metrics["historical_average_d"], hist_grads = historical_average_term(d_params, extras, HIST_D)
+            grads = jax.tree.map(jnp.add, grads, hist_grads)
         updates, d_opt = d_tx.update(grads, d_opt, d_params)
         d_params = optax.apply_updates(d_params, updates)
-        return (d_params, d_state, d_opt, g_state, g_params), dict(aux, d_loss=loss)
+        if hist_weight:  # the average of every value D's parameters have taken, this one included
+            extras[HIST_D] = regularisers.historical_average_update(average, d_params, hist_decay)._asdict()
+        if replay:
+            extras[REPLAY] = states[2]._asdict()
+        return (d_params, d_state, d_opt, g_state, g_params, extras), metrics
+
+    def unrolled_discriminator(state, rng, real_batch):
+        """Unrolled GAN (Metz et al. 2017, SPEC §9): D's params and SN state after `unrolled_d_steps`
+        further D updates (the full update: optimiser, penalties, replay, historical averaging) on the
+        current real batch with fresh z. First-order version: the unrolled D is a constant for G
+        (stop_gradient), i.e. no gradient through the unrolling (Metz et al.'s full version
+        differentiates through it). Everything the copy changes (D, its optimiser, G's BN statistics,
+        the technique state) is discarded after G's update."""
+        key = jax.random.fold_in(rng, UNROLL)
+        images, labels = real_batch
+
+        def d_step(carry, i):
+            return d_update(carry, (images, labels, jax.random.fold_in(key, i)), state.step)[0]
+
+        carry = (state.d_params, state.d_state, state.d_opt, state.g_state, state.g_params, state.extras)
+        ahead = techniques.unroll_discriminator(d_step, carry, unrolled_steps, unroll=python_loops)
+        return jax.lax.stop_gradient(ahead[0]), ahead[1]
 
     def g_update(state, rng, real_batch):
         rngs = jax.random.split(rng, t.num_accumulations)
+        if unrolled_steps:
+            d_params, d_state_for_g = unrolled_discriminator(state, rng, real_batch)
+        else:
+            d_params, d_state_for_g = state.d_params, state.d_state
 
         def loss_fn(g_params, g_state, d_state, rng, *real):
-            loss, (aux, g_state_new, d_state_new) = g_micro_loss(g_params, g_state, state.d_params, d_state, rng,
+            loss, (aux, g_state_new, d_state_new) = g_micro_loss(g_params, g_state, d_params, d_state, rng,
                                                                  state.step, *real)
             return loss, (aux, g_state_new, d_state_new)
 
         micro_inputs = (rngs,) + (real_batch if t.feature_matching_weight else ())
         grads, (g_state, d_state), loss, aux = accumulate_gradients(
-            loss_fn, state.g_params, (state.g_state, state.d_state), micro_inputs, unroll)
+            loss_fn, state.g_params, (state.g_state, d_state_for_g), micro_inputs, unroll)
+        if unrolled_steps:
+            d_state = state.d_state  # G's pass went through the unrolled copy; the real D's SN state stays
         metrics = dict(aux, g_loss=loss)
         if t.ortho_beta or t.sigma0_reg_strength:
             # Ortho: the exact gradient of eq. 3's R (= 2× BigGAN-PyTorch's hand-written term; BUILD_NOTES).
@@ -317,27 +465,48 @@ def make_train_step(config: ml_collections.ConfigDict, mdl: Models, mesh=None, u
             (reg_grads,) = vjp({k: jnp.ones_like(v) for k, v in terms.items()})
             grads = jax.tree.map(jnp.add, grads, reg_grads)
             metrics.update(terms)
+        extras = dict(state.extras)
+        if hist_weight:
+            average, metrics["historical_average_g"], hist_grads = historical_average_term(
+                state.g_params, extras, HIST_G)
+            grads = jax.tree.map(jnp.add, grads, hist_grads)
         updates, g_opt = g_tx.update(grads, state.g_opt, state.g_params)
         g_params = optax.apply_updates(state.g_params, updates)
         if t.sigma0_clamp or t.sigma0_clamp_ratio:
             g_params = clamp_g(g_params)
-        return g_params, g_state, d_state, g_opt, metrics
+        if hist_weight:
+            extras[HIST_G] = regularisers.historical_average_update(average, g_params, hist_decay)._asdict()
+        return g_params, g_state, d_state, g_opt, extras, metrics
+
+    def with_technique_state(state: TrainState) -> TrainState:
+        """A state without the extras a switched-on technique needs (e.g. restored from a run that had it
+        off, then changed by a rollback override) starts them now: the average at the current params,
+        an empty replay buffer. Decided from the dict's keys, so at trace time."""
+        extras = dict(state.extras)
+        if hist_weight and HIST_D not in extras:
+            extras[HIST_D] = regularisers.historical_average_init(state.d_params)._asdict()
+            extras[HIST_G] = regularisers.historical_average_init(state.g_params)._asdict()
+        if replay and REPLAY not in extras:
+            extras[REPLAY] = techniques.replay_init(t.replay_capacity, (m.resolution, m.resolution, 3),
+                                                    dtype)._asdict()
+        return state.replace(extras=extras) if extras.keys() != state.extras.keys() else state
 
     def train_step(state: TrainState, batch, rng):
+        state = with_technique_state(state)
         d_rng, g_rng = jax.random.split(rng)
         d_rngs = jax.random.split(d_rng, t.num_d_steps)
-        carry = (state.d_params, state.d_state, state.d_opt, state.g_state, state.g_params)
-        (d_params, d_state, d_opt, g_state, _), d_metrics = scan_or_unroll(
+        carry = (state.d_params, state.d_state, state.d_opt, state.g_state, state.g_params, state.extras)
+        (d_params, d_state, d_opt, g_state, _, extras), d_metrics = scan_or_unroll(
             functools.partial(d_update, step=state.step), carry, (batch["image"], batch["label"], d_rngs), unroll)
-        state = state.replace(d_params=d_params, d_state=d_state, d_opt=d_opt, g_state=g_state)
-        g_params, g_state, d_state, g_opt, g_metrics = g_update(state, g_rng,
-                                                                (batch["image"][-1], batch["label"][-1]))
+        state = state.replace(d_params=d_params, d_state=d_state, d_opt=d_opt, g_state=g_state, extras=extras)
+        g_params, g_state, d_state, g_opt, extras, g_metrics = g_update(state, g_rng,
+                                                                        (batch["image"][-1], batch["label"][-1]))
         step = state.step + 1
         # EMA of G's weights (SPEC §4): equal to G until ema_start, then decay.
         decay = jnp.where(step > t.ema_start, t.ema_decay, 0.0)
         ema = jax.tree.map(lambda e, p: decay * e + (1 - decay) * p, state.ema_params, g_params)
         new_state = state.replace(step=step, g_params=g_params, g_state=g_state, d_state=d_state, g_opt=g_opt,
-                                  ema_params=ema)
+                                  ema_params=ema, extras=extras)
         metrics = {k: v[-1] for k, v in d_metrics.items()}  # the last D update of the step
         metrics.update(g_metrics)
         metrics["all_finite"] = jnp.all(jnp.stack(

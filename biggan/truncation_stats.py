@@ -79,5 +79,5 @@ def apply_truncation_stats(generator, stats: dict, truncation) -> None:
     (in place; evaluation-mode forwards then use them)."""
     check_truncation(truncation)
     for path, bn in check_stats_match(generator, stats).items():
-        bn.mean[...] = interpolate(stats[f"{path}/mean"], truncation)
-        bn.var[...] = interpolate(stats[f"{path}/var"], truncation)
+        bn.mean.set_value(interpolate(stats[f"{path}/mean"], truncation))
+        bn.var.set_value(interpolate(stats[f"{path}/var"], truncation))

@@ -139,3 +139,17 @@ def test_failed_save_keeps_the_previous_checkpoint_and_stops_with_a_message(tmp_
     monkeypatch.setattr(checkpoints.ocp.CheckpointManager, "save", real_save)
     step, state, _ = saved_state(workdir)
     assert step == 1 and all(np.all(np.isfinite(np.asarray(x))) for x in jax.tree.leaves(state.g_params))
+
+
+def test_workdir_written_before_a_model_key_existed_still_resumes(tmp_path):
+    workdir = str(tmp_path / "old")
+    c = tiny_config(1)
+    checkpoints.check_workdir_config(workdir, c)
+    path = os.path.join(workdir, "config.json")
+    old = json.load(open(path))
+    del old["model"]["d_minibatch_kernels"]  # as written before minibatch discrimination existed
+    json.dump(old, open(path, "w"))
+    checkpoints.check_workdir_config(workdir, c)  # the missing key had its default: same model
+    c.model.d_minibatch_kernels = 4  # but a real change is still refused
+    with pytest.raises(ValueError, match=r"d_minibatch_kernels: 0 → 4"):
+        checkpoints.check_workdir_config(workdir, c)
