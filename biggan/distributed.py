@@ -219,7 +219,7 @@ def local_data_state(saved: dict, process_index: int, process_count: int) -> dic
 def _allgather_bytes(mine: np.ndarray) -> list[np.ndarray]:
     """Every process's uint8 buffer (any length), in process order (a collective: all must call)."""
     from jax.experimental import multihost_utils
-    lengths = np.ravel(multihost_utils.process_allgather(np.array([mine.size], np.int64)))
+    lengths = np.ravel(multihost_utils.process_allgather(np.array([mine.size], np.int32)))
     # Padded to a power of two: the gather is compiled once per padded length, not once per call.
     padded = np.zeros(1 << max(int(lengths.max()) - 1, 1).bit_length(), np.uint8)
     padded[:mine.size] = mine

@@ -60,7 +60,11 @@ def load_generator(directory):
     config = load_config(directory)
     abstract = nnx.eval_shape(lambda: models.make_generator(config.model, nnx.Rngs(0)))
     graphdef, abstract_state = nnx.split(abstract)
-    target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), nnx.to_pure_dict(abstract_state))
+    # On this process's first device: sampling is process-local, and in a multi-process job a target
+    # without a sharding makes orbax refuse the checkpoint ("Topology mismatch").
+    local = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=local),
+                          nnx.to_pure_dict(abstract_state))
     with ocp.StandardCheckpointer() as ckptr:
         restored = ckptr.restore(os.path.join(directory, "generator"), target)
     nnx.replace_by_pure_dict(abstract_state, restored)

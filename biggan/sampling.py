@@ -17,7 +17,7 @@ import numpy as np
 from flax import nnx
 from PIL import Image
 
-from biggan import latents, layers
+from biggan import distributed, latents, layers
 from biggan.truncation_stats import apply_truncation_stats, batchnorm_paths, check_truncation
 
 log = logging.getLogger(__name__)
@@ -154,6 +154,11 @@ def load_sampler(directory, **kw) -> Sampler:
     if os.path.isdir(os.path.join(directory, "checkpoints")):
         from biggan import trainer
         config, generator, step = trainer.load_ema_generator(directory)
+        # Multi-process: every process takes part in the restore, which yields arrays replicated over
+        # all processes' devices; keep this process's copy so that sampling stays inside the process.
+        if jax.process_count() > 1:
+            graphdef, state = nnx.split(generator)
+            generator = nnx.merge(graphdef, distributed.process_local(state))
         return Sampler(config, generator, cache_dir=os.path.join(directory, "standing_stats", f"step_{step}"), **kw)
     raise FileNotFoundError(f"{directory} is neither an exported generator (config.json + generator/) nor a "
                             f"training workdir (checkpoints/); pass the --out of biggan.convert or a train.py --workdir")
