@@ -167,7 +167,8 @@ def parse_kwargs(text: str, what: str) -> dict:
 def check_toolkit(t: ml_collections.ConfigDict) -> None:
     """Refuse contradictory ablation switches (SPEC §8) before tracing."""
     for key in ("r1_gamma", "dragan_weight", "gp_weight", "sigma0_reg_strength", "sigma0_clamp",
-                "sigma0_clamp_ratio", "instance_noise_sigma", "feature_matching_weight", "label_smoothing"):
+                "sigma0_clamp_ratio", "instance_noise_sigma", "feature_matching_weight", "label_smoothing",
+                "historical_averaging_weight", "replay_capacity", "unrolled_d_steps"):
         if t[key] < 0:
             raise ValueError(f"train.{key}={t[key]} must be ≥ 0 (0 switches it off)")
     if t.sigma0_reg_strength and bool(t.sigma0_target) == bool(t.sigma0_ratio):
@@ -186,9 +187,6 @@ def check_toolkit(t: ml_collections.ConfigDict) -> None:
 def check_techniques(t: ml_collections.ConfigDict) -> None:
     """Refuse bad values of the SPEC §9 technique switches, naming the key and the fix."""
     micro = micro_batch_size(t)
-    for key in ("historical_averaging_weight", "replay_capacity", "unrolled_d_steps"):
-        if t[key] < 0:
-            raise ValueError(f"train.{key}={t[key]} must be ≥ 0 (0 switches it off)")
     for key in ("replay_capacity", "unrolled_d_steps", "pacgan_pack"):
         if int(t[key]) != t[key]:
             raise ValueError(f"train.{key}={t[key]} must be a whole number")

@@ -14,6 +14,8 @@ from flax import nnx
 
 from biggan import ablate, collapse, config as cfg, latents, regularisers, train_step as ts
 from biggan.data import to_model_range
+import stepping
+from stepping import leaves, random_batch
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # train_step.py as committed before the toolkit existed: the reference for "default config unchanged".
@@ -21,23 +23,7 @@ PRE_TOOLKIT_COMMIT = "85ad4d68a07c3eaa1000b3e926aeb4bab809f779"
 
 
 def tiny_config(**train):
-    c = cfg.load_config_file(os.path.join(REPO, "configs/digits.py:runlocal"))
-    c.model.update(ch_g=4, ch_d=4, dim_z=16, shared_dim=8)
-    c.train.update(batch_size=4, num_d_steps=1, num_accumulations=1, ema_start=1000)
-    c.train.update(**train)
-    return c
-
-
-def random_batch(c, seed=0):
-    t = c.train
-    rng = np.random.default_rng(seed)
-    shape = (t.num_d_steps, t.num_accumulations, t.batch_size // t.num_accumulations)
-    return {"image": rng.integers(0, 256, shape + (32, 32, 3), dtype=np.uint8),
-            "label": rng.integers(0, c.model.num_classes, shape).astype(np.int32)}
-
-
-def leaves(tree):
-    return [np.asarray(x) for x in jax.tree.leaves(tree)]
+    return stepping.tiny_config(ch=4, batch_size=4, **train)
 
 
 def one_step(c, step_module=ts, seed=0, edit_state=None):

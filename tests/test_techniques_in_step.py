@@ -20,32 +20,13 @@ from flax import nnx
 from biggan import checkpoints, config as cfg, losses, models, sharding, techniques
 from biggan import train_step as ts
 from biggan.data import to_model_range
+from stepping import leaves, random_batch, tiny_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The last commit before these switches existed: the reference for "default step unchanged".
 BEFORE_COMMIT = "8ad0227f4d8043d4b03a691f587b4ea41c1793d2"
 NEUTRAL = dict(label_noise=0.0, soft_labels=False, historical_averaging_weight=0.0, historical_averaging_decay=0.0,
                replay_capacity=0, replay_fraction=0.0, pacgan_pack=1, unrolled_d_steps=0)
-
-
-def tiny_config(**train):
-    c = cfg.load_config_file(os.path.join(REPO, "configs/digits.py:runlocal"))
-    c.model.update(ch_g=8, ch_d=8, dim_z=16, shared_dim=8)
-    c.train.update(batch_size=8, num_d_steps=1, num_accumulations=1, ema_start=1000)
-    c.train.update(**train)
-    return c
-
-
-def random_batch(c, seed=0):
-    t = c.train
-    rng = np.random.default_rng(seed)
-    shape = (t.num_d_steps, t.num_accumulations, t.batch_size // t.num_accumulations)
-    return {"image": rng.integers(0, 256, shape + (32, 32, 3), dtype=np.uint8),
-            "label": rng.integers(0, c.model.num_classes, shape).astype(np.int32)}
-
-
-def leaves(tree):
-    return [np.asarray(x) for x in jax.tree.leaves(tree)]
 
 
 def load_module_at(commit, path, name):

@@ -6,27 +6,8 @@ import pytest
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from biggan import config as cfg, sharding, train_step as ts
-
-
-def tiny_config(**train):
-    c = cfg.load_config_file("configs/digits.py:runlocal")
-    c.model.update(ch_g=8, ch_d=8, dim_z=16, shared_dim=8)
-    c.train.update(batch_size=8, num_d_steps=1, num_accumulations=1, ema_start=1000)
-    c.train.update(**train)
-    return c
-
-
-def random_batch(c, seed=0):
-    t = c.train
-    rng = np.random.default_rng(seed)
-    shape = (t.num_d_steps, t.num_accumulations, t.batch_size // t.num_accumulations)
-    return {"image": rng.integers(0, 256, shape + (32, 32, 3), dtype=np.uint8),
-            "label": rng.integers(0, c.model.num_classes, shape).astype(np.int32)}
-
-
-def leaves(tree):
-    return [np.asarray(x) for x in jax.tree.leaves(tree)]
+from biggan import sharding, train_step as ts
+from stepping import leaves, random_batch, tiny_config
 
 
 def test_one_step_on_8_devices_equals_one_device():
