@@ -174,7 +174,40 @@ class DBlock(nnx.Module):
         return h + x
 
 
-class Discriminator(nnx.Module):
+class ProjectionDiscriminator(nnx.Module):
+    """What BigGAN's and BigGAN-deep's D share (SPEC §1, §2): stem → blocks with optional attention →
+    h = Σ_hw ReLU(features) → linear(h) + ⟨embed(y), h⟩. Subclasses build `blocks`, `attention` and `stem`."""
+
+    def init_head(self, feature_dim, num_classes, resolution, in_channels, minibatch_kernels, minibatch_kernel_dim,
+                  conv_kw, rngs):
+        self.feature_dim = feature_dim
+        self.linear, self.minibatch = projection_head_linear(feature_dim, minibatch_kernels, minibatch_kernel_dim,
+                                                             conv_kw, rngs)
+        self.embed = layers.SNEmbed(num_classes, feature_dim, sn_eps=conv_kw["sn_eps"],
+                                    sn_eval_mode=conv_kw["sn_eval_mode"], rngs=rngs)
+        self.num_classes, self.resolution, self.dtype = num_classes, resolution, conv_kw["dtype"]
+        self.in_channels = in_channels
+
+    def features(self, x, train: bool):
+        """Globally sum-pooled ReLU features h (B, feature_dim), float32."""
+        check_d_input(x, self.resolution, self.in_channels)
+        h = self.stem(x, train)
+        for block, attention in zip(self.blocks, self.attention):
+            h = block(h, train)
+            if attention is not None:
+                h = attention(h, train)
+        return jnp.sum(jax.nn.relu(h).astype(jnp.float32), axis=(1, 2))
+
+    def head(self, h, y, train: bool, groups: int = 1):
+        """Projection head on pooled features: (B,) logits (`groups`: see projection_head)."""
+        return projection_head(self, h, y, train, groups)
+
+    def __call__(self, x, y, *, train: bool, groups: int = 1):
+        check_labels(y, self.num_classes)
+        return self.head(self.features(x, train), y, train, groups)
+
+
+class Discriminator(ProjectionDiscriminator):
     """BigGAN projection discriminator (SPEC §1): D(x, y) = linear(h) + ⟨embed(y), h⟩, h = Σ_hw ReLU(features)."""
 
     def __init__(self, *, resolution=128, ch=96, num_classes=1000, attn_res=(64,), sn_eps=1e-4,
@@ -198,31 +231,11 @@ class Discriminator(nnx.Module):
                          if r in attn_res and r not in out_res[:i] else None)
         self.blocks = nnx.List(blocks)
         self.attention = nnx.List(attns)
-        self.feature_dim = plan[-1][1] * ch
-        self.linear, self.minibatch = projection_head_linear(self.feature_dim, minibatch_kernels,
-                                                             minibatch_kernel_dim, conv_kw, rngs)
-        self.embed = layers.SNEmbed(num_classes, self.feature_dim, sn_eps=sn_eps, sn_eval_mode=sn_eval_mode,
-                                    rngs=rngs)
-        self.num_classes, self.resolution, self.dtype = num_classes, resolution, dtype
-        self.in_channels = in_channels
+        self.init_head(plan[-1][1] * ch, num_classes, resolution, in_channels, minibatch_kernels,
+                       minibatch_kernel_dim, conv_kw, rngs)
 
-    def features(self, x, train: bool):
-        """Globally sum-pooled ReLU features h (B, feature_dim), float32."""
-        check_d_input(x, self.resolution, self.in_channels)
-        h = x.astype(self.dtype)
-        for block, attention in zip(self.blocks, self.attention):
-            h = block(h, train)
-            if attention is not None:
-                h = attention(h, train)
-        return jnp.sum(jax.nn.relu(h).astype(jnp.float32), axis=(1, 2))
-
-    def head(self, h, y, train: bool, groups: int = 1):
-        """Projection head on pooled features: (B,) logits (`groups`: see projection_head)."""
-        return projection_head(self, h, y, train, groups)
-
-    def __call__(self, x, y, *, train: bool, groups: int = 1):
-        check_labels(y, self.num_classes)
-        return self.head(self.features(x, train), y, train, groups)
+    def stem(self, x, train: bool):
+        return x.astype(self.dtype)  # the first DBlock reads the image itself (no ReLU before it)
 
 
 # --------------------------------------------------------------------------- shared by both D heads

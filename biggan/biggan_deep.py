@@ -11,8 +11,8 @@ import jax.numpy as jnp
 from flax import nnx
 
 from biggan import layers
-from biggan.biggan import (check_attention, check_d_input, check_d_options, check_labels, check_resolution,
-                           embed_classes, projection_head, projection_head_linear)
+from biggan.biggan import (ProjectionDiscriminator, check_attention, check_d_options, check_resolution,
+                           embed_classes)
 
 # G blocks: (upsample, in multiplier, out multiplier) of ch, from 4×4. Two blocks per resolution: the
 # first keeps resolution and width, the second upsamples and changes width (SPEC §2). 128/256/512 are
@@ -189,7 +189,7 @@ class DBlock(nnx.Module):
         return h + x
 
 
-class Discriminator(nnx.Module):
+class Discriminator(ProjectionDiscriminator):
     """BigGAN-deep projection D (SPEC §2): stem 3×3 conv, two blocks per stage, attention after the stage
     reaching each resolution in `attn_res`, head ReLU → sum pool → linear + ⟨embed(y), h⟩."""
 
@@ -211,28 +211,8 @@ class Discriminator(nnx.Module):
             attns += [None, layers.SelfAttention(cout * ch, rngs=rngs, **conv_kw) if attend else None]
         self.blocks = nnx.List(blocks)
         self.attention = nnx.List(attns)
-        self.feature_dim = plan[-1][1] * ch
-        self.linear, self.minibatch = projection_head_linear(self.feature_dim, minibatch_kernels,
-                                                             minibatch_kernel_dim, conv_kw, rngs)
-        self.embed = layers.SNEmbed(num_classes, self.feature_dim, sn_eps=sn_eps, sn_eval_mode=sn_eval_mode,
-                                    rngs=rngs)
-        self.num_classes, self.resolution, self.dtype = num_classes, resolution, dtype
-        self.in_channels = in_channels
+        self.init_head(plan[-1][1] * ch, num_classes, resolution, in_channels, minibatch_kernels,
+                       minibatch_kernel_dim, conv_kw, rngs)
 
-    def features(self, x, train: bool):
-        """Globally sum-pooled ReLU features h (B, feature_dim), float32."""
-        check_d_input(x, self.resolution, self.in_channels)
-        h = self.input_conv(x.astype(self.dtype), train)
-        for block, attention in zip(self.blocks, self.attention):
-            h = block(h, train)
-            if attention is not None:
-                h = attention(h, train)
-        return jnp.sum(jax.nn.relu(h).astype(jnp.float32), axis=(1, 2))
-
-    def head(self, h, y, train: bool, groups: int = 1):
-        """Projection head on pooled features: (B,) logits (`groups`: see biggan.projection_head)."""
-        return projection_head(self, h, y, train, groups)
-
-    def __call__(self, x, y, *, train: bool, groups: int = 1):
-        check_labels(y, self.num_classes)
-        return self.head(self.features(x, train), y, train, groups)
+    def stem(self, x, train: bool):
+        return self.input_conv(x.astype(self.dtype), train)
