@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import difflib
 import glob
 import importlib.util
 import json
@@ -50,19 +49,6 @@ def variant(overrides: dict) -> ml_collections.ConfigDict:
     return nested
 
 
-def flatten(tree, prefix: str = "") -> dict:
-    """Nested ConfigDict/dict → {dotted key: value} (leaves only)."""
-    out = {}
-    for key, value in tree.items():
-        if isinstance(value, (ml_collections.ConfigDict, dict)) and len(value):
-            out.update(flatten(value, f"{prefix}{key}."))
-        elif isinstance(value, (ml_collections.ConfigDict, dict)):
-            continue  # an empty section: no override
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 def load_study(spec: str):
     """(base experiment config, ablation section) from `path/to/study.py[:arg]`."""
     path, _, arg = spec.partition(":")
@@ -83,24 +69,13 @@ def load_study(spec: str):
 
 
 def variant_overrides(ablation) -> dict[str, dict]:
-    return {name: flatten(v) for name, v in ablation.variants.items()}
+    return {name: cfg.flatten(v) for name, v in ablation.variants.items()}
 
 
 def apply_overrides(base: ml_collections.ConfigDict, overrides: dict) -> ml_collections.ConfigDict:
     """A copy of `base` with dotted overrides; unknown keys raise with the closest valid ones."""
     config = ml_collections.ConfigDict(base.to_dict())
-    valid = flatten(cfg.base_config())
-    for key, value in overrides.items():
-        if key not in valid and not any(key.startswith(k + ".") for k in valid):
-            close = difflib.get_close_matches(key, list(valid), n=3, cutoff=0.6)
-            raise KeyError(f"ablation override {key!r} is not a config key"
-                           + (f"; did you mean {', '.join(close)}?" if close else ""))
-        *parents, leaf = key.split(".")
-        node = config
-        for p in parents:
-            node = node[p]
-        with node.unlocked():
-            node[leaf] = value
+    cfg.set_overrides(config, overrides, "ablation override")
     return config
 
 

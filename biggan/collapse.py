@@ -106,17 +106,8 @@ ROLLBACK_LOG = "rollbacks.jsonl"
 
 def apply_overrides(config, overrides: dict) -> None:
     """Set dotted keys (`{'train.lr_g': 2.5e-5}`) of `config` in place; unknown keys raise."""
-    for key, value in overrides.items():
-        *parents, leaf = key.split(".")
-        node = config
-        for p in parents:
-            if p not in node:
-                raise KeyError(f"train.rollback_overrides: {key!r} is not a config key ({p!r} missing)")
-            node = node[p]
-        if leaf not in node:
-            raise KeyError(f"train.rollback_overrides: {key!r} is not a config key; valid keys of "
-                           f"{'.'.join(parents) or 'the config'}: {', '.join(sorted(node.keys()))}")
-        node[leaf] = type(node[leaf])(value) if isinstance(node[leaf], float) else value
+    from biggan import config as cfg
+    cfg.set_overrides(config, overrides, "train.rollback_overrides:")
 
 
 def record_rollback(workdir: str, flagged_step: int, restored_step: int, reason: str, overrides: dict) -> None:

@@ -123,15 +123,22 @@ def shrink_for_smoke_run(c: ml_collections.ConfigDict, *, ch=8, batch_size=4):
     return c
 
 
+def unknown_key_message(shown: str, key: str, valid, prefix: str = "", hint_prefix: str | None = None) -> str:
+    """'unknown config key <shown>; did you mean …? (valid keys here: …)': the closest of the `valid` keys
+    of this level to `key`, suggested as `hint_prefix` + key and listed as `prefix` + key."""
+    valid = list(valid)
+    close = difflib.get_close_matches(key, valid, n=3, cutoff=0.5)
+    hint_prefix = prefix if hint_prefix is None else hint_prefix
+    hint = f"; did you mean {', '.join(hint_prefix + k for k in close)}?" if close else ""
+    return f"unknown config key {shown}{hint} (valid keys here: {', '.join(sorted(prefix + k for k in valid))})"
+
+
 def check_keys(config: ml_collections.ConfigDict, reference: ml_collections.ConfigDict, prefix=""):
     """Raise if `config` has a key `reference` lacks, naming the closest valid keys."""
     for key, value in config.items():
         path = f"{prefix}{key}"
         if key not in reference:
-            close = difflib.get_close_matches(key, list(reference.keys()), n=3, cutoff=0.5)
-            hint = f"; did you mean {', '.join(prefix + k for k in close)}?" if close else ""
-            raise KeyError(f"unknown config key {path!r}{hint} (valid keys here: "
-                           f"{', '.join(sorted(prefix + k for k in reference.keys()))})")
+            raise KeyError(unknown_key_message(repr(path), key, reference.keys(), prefix))
         if isinstance(value, ml_collections.ConfigDict) and isinstance(reference[key], ml_collections.ConfigDict):
             check_keys(value, reference[key], prefix=path + ".")
 
@@ -171,8 +178,34 @@ def check_override_flags(argv) -> None:
             if not isinstance(node, ml_collections.ConfigDict):
                 break
             if key not in node:
-                close = difflib.get_close_matches(key, list(node.keys()), n=3, cutoff=0.5)
-                hint = f"; did you mean {', '.join('--config.' + prefix + k for k in close)}?" if close else ""
-                raise SystemExit(f"error: unknown config key --config.{prefix}{key}{hint} (valid keys here: "
-                                 f"{', '.join(sorted(prefix + k for k in node.keys()))})")
+                raise SystemExit("error: " + unknown_key_message(f"--config.{prefix}{key}", key, node.keys(), prefix,
+                                                                 hint_prefix="--config." + prefix))
             node, prefix = node[key], f"{prefix}{key}."
+
+
+def flatten(tree, prefix: str = "") -> dict:
+    """Nested ConfigDict/dict → {dotted key: value} (leaves only; an empty section has none)."""
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, (ml_collections.ConfigDict, dict)):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def set_overrides(config: ml_collections.ConfigDict, overrides: dict, what: str) -> None:
+    """Set dotted keys (`{'train.lr_g': 2.5e-5}`) of `config` in place. A key the schema (base_config)
+    lacks raises a KeyError naming `what` and the closest valid keys."""
+    valid = flatten(base_config())
+    for key, value in overrides.items():
+        if key not in valid and not any(key.startswith(k + ".") for k in valid):
+            close = difflib.get_close_matches(key, list(valid), n=3, cutoff=0.6)
+            raise KeyError(f"{what} {key!r} is not a config key"
+                           + (f"; did you mean {', '.join(close)}?" if close else ""))
+        *parents, leaf = key.split(".")
+        node = config
+        for p in parents:
+            node = node[p]
+        with node.unlocked():
+            node[leaf] = value

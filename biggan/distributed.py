@@ -117,27 +117,12 @@ def wait_for_coordinator(address: str, timeout: float, *, poll_s: float = 0.2):
                        f"host (firewall, hostname); raise --initialization_timeout if it starts slowly.")
 
 
-def _flatten(d, prefix=""):
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def allgather_json(obj) -> list:
     """Every process's JSON-able `obj`, in process order, on every process (a collective: all must call)."""
     mine = np.frombuffer(json.dumps(obj, sort_keys=True, default=str).encode(), np.uint8)
     if jax.process_count() == 1:
         return [json.loads(mine.tobytes())]
-    from jax.experimental import multihost_utils
-    lengths = np.ravel(multihost_utils.process_allgather(np.array([mine.size], np.int32)))
-    padded = np.zeros(int(lengths.max()), np.uint8)
-    padded[:mine.size] = mine
-    everyone = np.asarray(multihost_utils.process_allgather(padded)).reshape(len(lengths), -1)
-    return [json.loads(row[:n].tobytes()) for row, n in zip(everyone, lengths)]
+    return [json.loads(row.tobytes()) for row in _allgather_bytes(mine)]
 
 
 def any_process(flag: bool) -> bool:
@@ -155,7 +140,8 @@ def check_same_config(config):
     """
     if jax.process_count() == 1:
         return
-    configs = [_flatten(c) for c in allgather_json(config.to_dict())]
+    from biggan.config import flatten
+    configs = [flatten(c) for c in allgather_json(config.to_dict())]
     reference = configs[0]
     problems = []
     for index, own in enumerate(configs[1:], start=1):

@@ -139,15 +139,6 @@ def _process_zero_first(make: Callable, name: str):
     return made
 
 
-def _process_local_generator(generator):
-    """A generator whose arrays live on this process's devices (see distributed.process_local)."""
-    if jax.process_count() == 1:
-        return generator
-    from flax import nnx
-    graphdef, state = nnx.split(generator)
-    return nnx.merge(graphdef, distributed.process_local(state))
-
-
 # ----------------------------------------------------------------------------------------------
 # Reference moments.
 # ----------------------------------------------------------------------------------------------
@@ -216,56 +207,41 @@ def _iterate_array(images: np.ndarray, batch_size: int):
         yield images[start:start + batch_size]
 
 
-def _open_data(data: str, resolution: int | None, max_images: int | None):
-    """-> (uint8 image array or None, FolderSource or None, number of images, description)."""
+def data_chunks(data: str, *, resolution: int | None, max_images: int | None = None
+                ) -> tuple[Callable[[int, int], np.ndarray], int, str]:
+    """('digits' or an image folder) -> (load(start, num) -> uint8 NHWC images start..start+num-1,
+    number of images, description): random access, for chunks dealt to several processes."""
     if data == "digits":
         from biggan.data import digits_arrays
 
         images, _ = digits_arrays(resolution or 32)
         images = images[:max_images]
-        return images, None, len(images), f"digits@{resolution or 32}"
+        return (lambda start, num: images[start:start + num]), len(images), f"digits@{resolution or 32}"
     if not os.path.isdir(data):
         raise ValueError(f"--data {data!r} is neither 'digits' nor an existing image folder")
     if resolution is None:
         raise ValueError(f"--data {data!r} is a folder: pass --resolution (the sample resolution; images "
                          "are centre-cropped and resized to it as for training)")
+    from concurrent.futures import ThreadPoolExecutor
+
     from biggan.data.sources import FolderSource
 
     source = FolderSource(data, resolution)
-    return None, source, min(len(source), max_images or len(source)), source.description
-
-
-def data_batches(data: str, *, resolution: int | None, batch_size: int, max_images: int | None = None
-                 ) -> tuple[Iterable[np.ndarray], int, str]:
-    """('digits' or an image folder) -> (uint8 NHWC batches, number of images, description)."""
-    images, source, count, description = _open_data(data, resolution, max_images)
-    if images is not None:
-        return _iterate_array(images, batch_size), count, description
-    from concurrent.futures import ThreadPoolExecutor
-
-    def batches():
-        with ThreadPoolExecutor(max_workers=min(16, os.cpu_count() or 1)) as pool:
-            for start in range(0, count, batch_size):
-                loaded = pool.map(source.load, range(start, min(start + batch_size, count)))
-                yield np.stack([image for image, _ in loaded])
-
-    return batches(), count, description
-
-
-def data_chunks(data: str, *, resolution: int | None, max_images: int | None = None
-                ) -> tuple[Callable[[int, int], np.ndarray], int, str]:
-    """('digits' or an image folder) -> (load(start, num) -> uint8 NHWC images start..start+num-1,
-    number of images, description): random access, for chunks dealt to several processes."""
-    images, source, count, description = _open_data(data, resolution, max_images)
-    if images is not None:
-        return (lambda start, num: images[start:start + num]), count, description
-    from concurrent.futures import ThreadPoolExecutor
+    count = min(len(source), max_images or len(source))
 
     def load(start, num):
         with ThreadPoolExecutor(max_workers=min(16, os.cpu_count() or 1)) as pool:
             return np.stack([image for image, _ in pool.map(source.load, range(start, start + num))])
 
-    return load, count, description
+    return load, count, source.description
+
+
+def data_batches(data: str, *, resolution: int | None, batch_size: int, max_images: int | None = None
+                 ) -> tuple[Iterable[np.ndarray], int, str]:
+    """('digits' or an image folder) -> (uint8 NHWC batches, number of images, description)."""
+    load, count, description = data_chunks(data, resolution=resolution, max_images=max_images)
+    batches = (load(start, min(batch_size, count - start)) for start in range(0, count, batch_size))
+    return batches, count, description
 
 
 # ----------------------------------------------------------------------------------------------
@@ -400,7 +376,7 @@ def make_training_evaluator(config, workdir):
     def evaluator(generator, step):
         # Multi-process: each process samples its own chunks (evaluate_generator), so G must not be a
         # job-wide array that every process would have to enter together.
-        sampler = sampling.Sampler(config, _process_local_generator(generator), cache_dir=None)
+        sampler = sampling.Sampler(config, sampling.process_local_generator(generator), cache_dir=None)
 
         def sample_fn(start, num):
             z = np.asarray(sampling.sample_latents(jax.random.fold_in(jax.random.key(2024), start), num, dim_z,

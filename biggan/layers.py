@@ -139,7 +139,7 @@ class SNEmbed(nnx.Module):
         table = self.embedding[...]
         if self.sn is not None:
             table = table / self.sn.sigma(table, train)
-        return jnp.take(table, y, axis=0)
+        return lookup_classes(table, y)
 
 
 def lookup_classes(table, y):

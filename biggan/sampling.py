@@ -17,7 +17,7 @@ import numpy as np
 from flax import nnx
 from PIL import Image
 
-from biggan import distributed, latents, layers
+from biggan import distributed, latents
 from biggan.truncation_stats import apply_truncation_stats, batchnorm_paths, check_truncation
 
 log = logging.getLogger(__name__)
@@ -144,6 +144,15 @@ class Sampler:
         return self.generate(z, y, truncation, batch_size)
 
 
+def process_local_generator(generator):
+    """`generator` with its arrays on this process's devices (distributed.process_local): sampling from
+    it is then a process-local computation. One process: `generator` itself."""
+    if jax.process_count() == 1:
+        return generator
+    graphdef, state = nnx.split(generator)
+    return nnx.merge(graphdef, distributed.process_local(state))
+
+
 def load_sampler(directory, **kw) -> Sampler:
     """A sampler for an exported generator (biggan.export, e.g. converted released weights) or for the
     latest checkpoint of a training workdir (its EMA generator)."""
@@ -156,10 +165,7 @@ def load_sampler(directory, **kw) -> Sampler:
         config, generator, step = trainer.load_ema_generator(directory)
         # Multi-process: every process takes part in the restore, which yields arrays replicated over
         # all processes' devices; keep this process's copy so that sampling stays inside the process.
-        if jax.process_count() > 1:
-            graphdef, state = nnx.split(generator)
-            generator = nnx.merge(graphdef, distributed.process_local(state))
-        return Sampler(config, generator, cache_dir=os.path.join(directory, "standing_stats", f"step_{step}"), **kw)
+        return Sampler(config, process_local_generator(generator), cache_dir=os.path.join(directory, "standing_stats", f"step_{step}"), **kw)
     raise FileNotFoundError(f"{directory} is neither an exported generator (config.json + generator/) nor a "
                             f"training workdir (checkpoints/); pass the --out of biggan.convert or a train.py --workdir")
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import collections
 import sys
 
-import jax
 from flax import nnx
 
 from biggan import config as cfg

@@ -22,7 +22,7 @@ import optax
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from biggan import latents, layers, losses, models, regularisers, techniques
+from biggan import latents, losses, models, regularisers, techniques
 from biggan.data import to_model_range
 from biggan.sharding import DATA_AXIS
 
@@ -73,18 +73,25 @@ def init_state(config: ml_collections.ConfigDict, rng) -> tuple[Models, TrainSta
     g_graphdef, g_params, g_state = nnx.split(G, nnx.Param, ...)
     d_graphdef, d_params, d_state = nnx.split(D, nnx.Param, ...)
     g_tx, d_tx = make_optimizers(t)
-    extras = {}
-    if t.get("historical_averaging_weight", 0.0):
-        extras[HIST_D] = regularisers.historical_average_init(d_params)._asdict()
-        extras[HIST_G] = regularisers.historical_average_init(g_params)._asdict()
-    if t.get("replay_capacity", 0):
-        res = config.model.resolution
-        extras[REPLAY] = techniques.replay_init(t.replay_capacity, (res, res, 3),
-                                                models.DTYPES[config.model.dtype])._asdict()
+    extras = technique_state(config, g_params, d_params)
     state = TrainState(step=jnp.zeros((), jnp.int32), g_params=g_params, g_state=g_state, d_params=d_params,
                        d_state=d_state, ema_params=jax.tree.map(jnp.copy, g_params), g_opt=g_tx.init(g_params),
                        d_opt=d_tx.init(d_params), extras=extras)
     return Models(g_graphdef, d_graphdef), state
+
+
+def technique_state(config: ml_collections.ConfigDict, g_params, d_params, extras=None) -> dict:
+    """TrainState.extras for the switched-on SPEC §9 techniques: the entries of `extras` are kept, missing
+    ones start now (historical averages at the given params, an empty replay buffer)."""
+    t, m = config.train, config.model
+    extras = dict(extras or {})
+    if t.get("historical_averaging_weight", 0.0) and HIST_D not in extras:
+        extras[HIST_D] = regularisers.historical_average_init(d_params)._asdict()
+        extras[HIST_G] = regularisers.historical_average_init(g_params)._asdict()
+    if t.get("replay_capacity", 0) and REPLAY not in extras:
+        extras[REPLAY] = techniques.replay_init(t.replay_capacity, (m.resolution, m.resolution, 3),
+                                                models.DTYPES[m.dtype])._asdict()
+    return extras
 
 
 def merge(graphdef, params, state):
@@ -106,6 +113,11 @@ def ortho_penalty(g_params, beta):
     return regularisers.ortho_penalty(nnx.to_pure_dict(g_params), beta, ortho_filter)
 
 
+def loops_unrolled(unroll=None) -> bool:
+    """Whether the step's loops run as Python loops: `unroll`, or by default on CPU (scan_or_unroll)."""
+    return jax.default_backend() == "cpu" if unroll is None else bool(unroll)
+
+
 def scan_or_unroll(body, init, xs, unroll=None):
     """`lax.scan(body, init, xs)`, or the same loop unrolled in Python when `unroll` (default: on CPU).
 
@@ -113,9 +125,7 @@ def scan_or_unroll(body, init, xs, unroll=None):
     the same D-block gradient twice took 5.1 s in lax.scan and 0.13 s unrolled; BUILD_NOTES). On TPU/GPU
     scan keeps compile time flat in the number of D steps and accumulations, so it stays the default there.
     """
-    if unroll is None:
-        unroll = jax.default_backend() == "cpu"
-    if not unroll:
+    if not loops_unrolled(unroll):
         return jax.lax.scan(body, init, xs)
     n = jax.tree.leaves(xs)[0].shape[0]
     carry, outs = init, []
@@ -257,7 +267,7 @@ def make_train_step(config: ml_collections.ConfigDict, mdl: Models, mesh=None, u
     hist_weight, hist_decay = t.historical_averaging_weight, (t.historical_averaging_decay or None)
     replay = bool(t.replay_capacity)
     unrolled_steps = int(t.unrolled_d_steps)
-    python_loops = jax.default_backend() == "cpu" if unroll is None else unroll
+    python_loops = loops_unrolled(unroll)
 
     def constrain(x):  # keep generated tensors sharded like the data
         if mesh is None:
@@ -480,13 +490,7 @@ def make_train_step(config: ml_collections.ConfigDict, mdl: Models, mesh=None, u
         """A state without the extras a switched-on technique needs (e.g. restored from a run that had it
         off, then changed by a rollback override) starts them now: the average at the current params,
         an empty replay buffer. Decided from the dict's keys, so at trace time."""
-        extras = dict(state.extras)
-        if hist_weight and HIST_D not in extras:
-            extras[HIST_D] = regularisers.historical_average_init(state.d_params)._asdict()
-            extras[HIST_G] = regularisers.historical_average_init(state.g_params)._asdict()
-        if replay and REPLAY not in extras:
-            extras[REPLAY] = techniques.replay_init(t.replay_capacity, (m.resolution, m.resolution, 3),
-                                                    dtype)._asdict()
+        extras = technique_state(config, state.g_params, state.d_params, state.extras)
         return state.replace(extras=extras) if extras.keys() != state.extras.keys() else state
 
     def train_step(state: TrainState, batch, rng):
