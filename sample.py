@@ -67,6 +67,8 @@ def main(argv=None):
     p.add_argument("--ncol", type=int, default=8)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    from biggan import host_memory
+    host_memory.retain_freed_memory()  # before the first JAX computation (biggan/host_memory.py)
 
     import jax
     from biggan import sampling

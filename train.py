@@ -36,7 +36,9 @@ def main(argv):
     del argv
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every file operation at INFO
-    from biggan import distributed
+    from biggan import distributed, host_memory
+    if host_memory.retain_freed_memory():  # before JAX starts its threads (biggan/host_memory.py)
+        logging.info("CPU run: malloc keeps freed memory (%s=default turns this off)", host_memory.ENV)
     distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id,
                            local_device_count=FLAGS.local_device_count, timeout=FLAGS.initialization_timeout)
     from biggan import config as cfg, trainer

@@ -30,7 +30,7 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
-from biggan import digits_classifier, distributed, inception, metrics
+from biggan import digits_classifier, distributed, host_memory, inception, metrics
 
 # Kinds accepted on the command line -> the feature-network name stored in moments files.
 FEATURE_NETWORK_KINDS = {"inception": inception.INCEPTION_NAME,
@@ -576,6 +576,7 @@ def _feature_network_for(args, moments_path=None, data=None):
 
 def main(argv=None) -> int:
     args = _build_parser().parse_args(argv)
+    host_memory.retain_freed_memory()  # before the first JAX computation (biggan/host_memory.py)
     # Join a multi-process job exactly like train.py (flags, else the environment; else a no-op).
     distributed.initialize(args.coordinator_address, args.num_processes, args.process_id,
                            local_device_count=args.local_device_count, timeout=args.initialization_timeout)

@@ -73,6 +73,77 @@ class SpectralNorm(nnx.Module):
         return sigma
 
 
+_CONV_DIMS = ("NHWC", "HWIO", "NHWC")
+# XLA:CPU lowers a kernel gradient to a "convolution" whose window is the whole image; for H·W ≥ 64² it runs
+# at 15–30 GFLOP/s, 4–6× below the forward convolution, and was the largest item of a CPU train step
+# (bench/profile_ops.py). Below this size XLA's own kernel gradient is as fast as the matmul form.
+MATMUL_KERNEL_GRAD_MIN_PIXELS = 64 * 64
+
+
+def _conv(x, kernel):
+    return jax.lax.conv_general_dilated(x, kernel, (1, 1), "SAME", dimension_numbers=_CONV_DIMS)
+
+
+def conv_kernel_grad(x, g, kernel_size: int):
+    """∂⟨conv(x, W), g⟩/∂W for a stride-1 'SAME' k×k convolution, as k matrix products.
+
+    dW[i, j] = Σ_{n,h,w} x_pad[n, h+i, w+j]ᵀ g[n, h, w]. The k width-shifts of x are concatenated on the
+    channel axis once ((N, H, W, k·C), zero-filled at the border), then each height-shift i is one
+    (k·C × Co) product over all pixels, batched over n: row i of the kernel in one GEMM.
+    """
+    n, h, w, c = x.shape
+    p = kernel_size // 2
+    def shifted(a, d, axis):  # a[..., t + d, ...] along `axis`, zero outside
+        size = a.shape[axis]
+        if d == 0:
+            return a
+        pad = [(0, 0)] * a.ndim
+        pad[axis] = (max(-d, 0), max(d, 0))
+        start = max(d, 0)
+        return jax.lax.slice_in_dim(jnp.pad(a, pad), start, start + size, axis=axis)
+    cols = jnp.concatenate([shifted(x, j - p, 2) for j in range(kernel_size)], axis=-1)
+    def gemm(a, b):  # Σ_n a[n]ᵀ b[n] over the flattened pixels
+        prod = jax.lax.dot_general(a.reshape(n, -1, a.shape[-1]), b.reshape(n, -1, b.shape[-1]),
+                                   (((1,), (1,)), ((0,), (0,))), preferred_element_type=jnp.float32)
+        return prod.sum(0)
+    rows = []
+    for i in range(kernel_size):
+        d = i - p  # x rows h + d pair with g rows h; rows outside the image contribute nothing
+        lo, hi = max(-d, 0), h - max(d, 0)
+        rows.append(gemm(cols[:, lo + d:hi + d], g[:, lo:hi]))
+    return jnp.stack(rows).reshape(kernel_size, kernel_size, c, g.shape[-1])
+
+
+@jax.custom_vjp
+def _conv_matmul_kernel_grad(x, kernel):
+    return _conv(x, kernel)
+
+
+def _conv_fwd(x, kernel):
+    return _conv(x, kernel), (x, kernel)
+
+
+def _conv_bwd(residuals, g):
+    x, kernel = residuals
+    dx = jax.vjp(lambda x_: _conv(x_, kernel), x)[1](g)[0]  # XLA's input gradient: fast everywhere
+    dk = conv_kernel_grad(x, g, kernel.shape[0]).astype(kernel.dtype)
+    return dx, dk
+
+
+_conv_matmul_kernel_grad.defvjp(_conv_fwd, _conv_bwd)
+
+
+def conv2d_same(x, kernel):
+    """Stride-1 'SAME' convolution, NHWC × HWIO (BigGAN's pad = k//2). Same values as
+    lax.conv_general_dilated; on CPU, for images of ≥ 64² pixels, its kernel gradient is computed by
+    `conv_kernel_grad` (matrix products) instead of XLA's convolution (see MATMUL_KERNEL_GRAD_MIN_PIXELS).
+    GPU and TPU keep XLA's own gradient."""
+    big = x.shape[1] * x.shape[2] >= MATMUL_KERNEL_GRAD_MIN_PIXELS
+    if big and kernel.shape[0] == kernel.shape[1] and kernel.shape[0] % 2 == 1 and jax.default_backend() == "cpu":
+        return _conv_matmul_kernel_grad(x, kernel)
+    return _conv(x, kernel)
+
+
 class SNConv(nnx.Module):
     """Spectrally normalised 2-d convolution, NHWC, kernel HWIO, 'SAME' padding (BigGAN uses pad = k//2)."""
 
@@ -96,9 +167,7 @@ class SNConv(nnx.Module):
 
     def __call__(self, x, train: bool):
         kernel = self.normalized_kernel(train).astype(self.dtype)
-        y = jax.lax.conv_general_dilated(
-            x.astype(self.dtype), kernel, window_strides=(1, 1), padding="SAME",
-            dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        y = conv2d_same(x.astype(self.dtype), kernel)
         if self.bias is not None:
             y = y + self.bias[...].astype(self.dtype)
         return y

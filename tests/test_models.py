@@ -193,3 +193,43 @@ def test_bad_inputs_raise_clear_errors():
     c.model.reslution = 128
     with pytest.raises(KeyError, match=r"unknown config key 'model.reslution'; did you mean model.resolution"):
         cfg.check_keys(c, cfg.base_config())
+
+
+def _xla_conv_vjp(x, w, g):
+    conv = lambda x_, w_: jax.lax.conv_general_dilated(x_, w_, (1, 1), "SAME",  # noqa: E731
+                                                       dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return jax.vjp(conv, x, w)[1](g)
+
+
+@pytest.mark.parametrize("shape,k", [((2, 64, 64, 5, 7), 3), ((2, 64, 72, 4, 3), 1), ((1, 66, 64, 3, 2), 5)])
+def test_matmul_kernel_gradient_equals_xla_convolution_gradient(shape, k):
+    n, h, w, c, co = shape
+    x, g = (jax.random.normal(jax.random.key(i), s) for i, s in ((0, (n, h, w, c)), (2, (n, h, w, co))))
+    kernel = jax.random.normal(jax.random.key(1), (k, k, c, co))
+    # On CPU, images of ≥ 64² pixels take the custom-VJP path (layers.MATMUL_KERNEL_GRAD_MIN_PIXELS).
+    assert "custom_vjp_call" in str(jax.make_jaxpr(layers.conv2d_same)(x, kernel))
+    np.testing.assert_array_equal(layers.conv2d_same(x, kernel), jax.lax.conv_general_dilated(
+        x, kernel, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")))
+    dx_ref, dk_ref = _xla_conv_vjp(x, kernel, g)
+    dx, dk = jax.vjp(layers.conv2d_same, x, kernel)[1](g)
+    np.testing.assert_array_equal(dx, dx_ref)  # the input gradient is XLA's own
+    np.testing.assert_allclose(dk, dk_ref, rtol=1e-5, atol=1e-5 * float(jnp.abs(dk_ref).max()))
+
+
+def test_matmul_kernel_gradient_with_batch_sharded_on_8_devices_equals_single_device():
+    x = jax.random.normal(jax.random.key(0), (8, 64, 64, 4))
+    g = jax.random.normal(jax.random.key(1), (8, 64, 64, 6))
+    kernel = jax.random.normal(jax.random.key(2), (3, 3, 4, 6))
+    grad = jax.jit(lambda x_, w_, g_: jax.vjp(layers.conv2d_same, x_, w_)[1](g_)[1])
+    mesh = sharding.make_mesh()
+    xs, gs = jax.device_put((x, g), sharding.batch_sharding(mesh))
+    dk8 = grad(xs, sharding.replicate(kernel, mesh), gs)
+    dk_ref = _xla_conv_vjp(x, kernel, g)[1]
+    tol = dict(rtol=1e-5, atol=1e-5 * float(jnp.abs(dk_ref).max()))
+    np.testing.assert_allclose(dk8, grad(x, kernel, g), **tol)
+    np.testing.assert_allclose(dk8, dk_ref, **tol)
+
+
+def test_small_images_keep_xla_convolution_gradient():
+    x, kernel = jnp.ones((1, 32, 32, 2)), jnp.ones((3, 3, 2, 2))
+    assert "custom_vjp_call" not in str(jax.make_jaxpr(layers.conv2d_same)(x, kernel))
