@@ -2,14 +2,22 @@ r"""Sampling speed: biggan-deep-128 at batch 8 and 32, ours against pytorch-pret
 run (the same seeded random weights, converted by biggan.convert; torch threads = CPUs).
 
   python bench/sample.py
-Prints a table and the ratio; writes bench/results/sample.json.
+Prints a table and the ratios; writes bench/results/sample.json.
+
+Two processes, one per host-allocator policy (biggan/host_memory.py; see bench/train_step.py): `default`
+(glibc as it comes, how pytorch-pretrained-biggan runs) and `retain` (what our entry points set on CPU).
+Each times both implementations and checks that their images agree. `ratio` compares the two under the
+same policy; `ratio_as_shipped` compares ours under `retain` with PyTorch under `default`.
 """
 from __future__ import annotations
 
+import argparse
+import json
 import os
+import subprocess
 import sys
+import tempfile
 
-import jax
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -35,7 +43,10 @@ def reference(seed=0):
     return model.eval()
 
 
-def main(truncation=0.4, repeats=3):
+def worker(truncation, repeats):
+    from biggan import host_memory
+    host_memory.retain_freed_memory()  # policy from BIGGAN_HOST_MALLOC
+    import jax
     import torch
     from biggan import convert, sampling
     torch.set_num_threads(os.cpu_count())
@@ -57,9 +68,40 @@ def main(truncation=0.4, repeats=3):
                                 - sampler.generate(z, y, truncation, batch_size=batch)).max())
         rows.append(dict(batch=batch, ours_images_per_s=batch / ours, pytorch_images_per_s=batch / ref,
                          ratio=ref / ours, max_abs_diff=diff))
-    report("sample", rows, {"model": "biggan-deep-128 (random weights)", "truncation": truncation})
+    return rows
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--truncation", type=float, default=0.4)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--_worker", metavar="OUT", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args._worker:
+        with open(args._worker, "w") as f:
+            json.dump(worker(args.truncation, args.repeats), f)
+        return
+    by_policy = {}
+    for policy in ("default", "retain"):
+        with tempfile.NamedTemporaryFile(suffix=".json") as out:
+            print(f"[malloc={policy}] ...", flush=True)
+            subprocess.run([sys.executable, os.path.abspath(__file__), "--_worker", out.name, "--truncation",
+                            str(args.truncation), "--repeats", str(args.repeats)], check=True,
+                           env=dict(os.environ, BIGGAN_HOST_MALLOC=policy))
+            with open(out.name) as f:
+                by_policy[policy] = json.load(f)
+    rows = []
+    for policy, measured in by_policy.items():
+        for r in measured:
+            shipped = next(d for d in by_policy["default"] if d["batch"] == r["batch"])
+            rows.append(dict(malloc=policy, **r, ratio_as_shipped=(
+                r["ours_images_per_s"] / shipped["pytorch_images_per_s"] if policy == "retain" else float("nan"))))
+    report("sample", rows, {"model": "biggan-deep-128 (random weights)", "truncation": args.truncation})
     for r in rows:
-        print(f"batch {r['batch']}: ours/pytorch-pretrained-biggan images/s = {r['ratio']:.2f}x")
+        line = f"batch {r['batch']}, malloc {r['malloc']}: ours/pytorch-pretrained-biggan images/s = {r['ratio']:.2f}x"
+        if r["malloc"] == "retain":
+            line += f"; as shipped (ours retain / PyTorch default) = {r['ratio_as_shipped']:.2f}x"
+        print(line)
 
 
 if __name__ == "__main__":

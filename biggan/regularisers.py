@@ -92,8 +92,16 @@ def matrix_as_weight(m: Array, shape: tuple[int, ...], name: str = "kernel") -> 
 # --------------------------------------------------------------------------- orthogonal regularisation
 
 def ortho_penalty_matrix(w_mat: Array) -> Array:
-    """‖(W Wᵀ) ⊙ (1 − I)‖²_F for W of shape (out, fan_in) (no β)."""
+    """‖(W Wᵀ) ⊙ (1 − I)‖²_F for W of shape (out, fan_in) (no β).
+
+    For a tall W (out > fan_in) the same value is ‖WᵀW‖²_F − Σ_i ‖w_i‖⁴ (‖WWᵀ‖_F = ‖WᵀW‖_F, and the
+    diagonal of WWᵀ holds the ‖w_i‖²), from the fan_in × fan_in Gram: BigGAN-128's first linear is
+    24,576 × 20, whose out × out Gram alone is 2.4 GB (BigGAN-PyTorch's utils.ortho builds it).
+    """
     w_mat = w_mat.astype(jnp.float32)
+    if w_mat.shape[0] > w_mat.shape[1]:
+        row_sq_norms = jnp.sum(w_mat * w_mat, axis=1)
+        return jnp.sum((w_mat.T @ w_mat) ** 2) - jnp.sum(row_sq_norms ** 2)
     gram = w_mat @ w_mat.T
     off_diag = gram * (1.0 - jnp.eye(gram.shape[0], dtype=gram.dtype))
     return jnp.sum(off_diag ** 2)

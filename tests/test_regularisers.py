@@ -25,8 +25,9 @@ def _np_fd_grad(f, w, h=1e-5):
     return g
 
 
-def test_ortho_penalty_and_gradient_match_numpy_on_random_matrix():
-    w_out_in = RNG.normal(size=(5, 7))          # PyTorch layout (out, in): rows are filters
+@pytest.mark.parametrize("out_in", [(5, 7), (9, 4)])  # wide, and tall (the fan_in × fan_in Gram form)
+def test_ortho_penalty_and_gradient_match_numpy_on_random_matrix(out_in):
+    w_out_in = RNG.normal(size=out_in)          # PyTorch layout (out, in): rows are filters
     beta = 0.3
     params = {"lin": {"kernel": jnp.asarray(w_out_in.T, jnp.float32)}}  # ours: (in, out)
     pen = R.ortho_penalty(params, beta)
@@ -35,7 +36,7 @@ def test_ortho_penalty_and_gradient_match_numpy_on_random_matrix():
     fd = _np_fd_grad(lambda w: beta * _np_ortho(w), w_out_in)       # (out, in)
     np.testing.assert_allclose(np.asarray(grad).T, fd, rtol=1e-4, atol=1e-5)
     # closed form of the exact gradient: 4β (WWᵀ ⊙ (1−I)) W
-    m = (w_out_in @ w_out_in.T) * (1 - np.eye(5))
+    m = (w_out_in @ w_out_in.T) * (1 - np.eye(out_in[0]))
     np.testing.assert_allclose(np.asarray(grad).T, 4 * beta * m @ w_out_in, rtol=1e-4, atol=1e-5)
 
 
