@@ -7,7 +7,8 @@ r"""Where the time goes: one jitted call traced with jax.profiler, its XLA ops s
 Prints the wall time of the profiled call, op-seconds per kind of XLA op (`ynn_fusion` = XNNPACK/YNNPACK
 convolutions and matmuls on CPU) and the largest single ops with their HLO; writes
 bench/results/profile_<what>.json. Op-seconds add up the time of ops that ran concurrently, so their sum
-can exceed the wall time.
+can exceed the wall time. Runs under the host-allocator policy of our entry points (biggan/host_memory.py;
+BIGGAN_HOST_MALLOC=default for glibc's own).
 """
 from __future__ import annotations
 
@@ -102,9 +103,12 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("what", choices=["train_step", "sample"])
     args = p.parse_args()
+    from biggan import host_memory
+    host_memory.retain_freed_memory()  # the CPU policy of our entry points (BIGGAN_HOST_MALLOC overrides)
     rows = train_step_rows() if args.what == "train_step" else sample_rows()
     print()
-    report(f"profile_{args.what}", rows, {"xla_flags": os.environ.get("XLA_FLAGS", "")})
+    report(f"profile_{args.what}", rows, {"xla_flags": os.environ.get("XLA_FLAGS", ""),
+                                          "host_malloc": os.environ.get("BIGGAN_HOST_MALLOC", "auto")})
 
 
 if __name__ == "__main__":
