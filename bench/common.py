@@ -5,6 +5,9 @@ import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 
 
@@ -18,6 +21,16 @@ def timeit(fn, repeats=3, warmup=1):
         fn()
         times.append(time.perf_counter() - t)
     return statistics.median(times)
+
+
+def in_own_process(script, argv, malloc_policy):
+    """Run `python script *argv --_worker_out FILE` under BIGGAN_HOST_MALLOC=malloc_policy (an allocator policy
+    is per process: biggan/host_memory.py) and return the JSON the worker wrote to FILE."""
+    with tempfile.NamedTemporaryFile(suffix=".json") as out:
+        subprocess.run([sys.executable, os.path.abspath(script), *argv, "--_worker_out", out.name], check=True,
+                       env=dict(os.environ, BIGGAN_HOST_MALLOC=malloc_policy))
+        with open(out.name) as f:
+            return json.load(f)
 
 
 def report(name, rows, extra=None):

@@ -14,14 +14,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
-import tempfile
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import report, timeit  # noqa: E402
+from common import in_own_process, report, timeit  # noqa: E402
 
 
 def reference(seed=0):
@@ -75,21 +73,17 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--truncation", type=float, default=0.4)
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--_worker", metavar="OUT", help=argparse.SUPPRESS)
+    p.add_argument("--_worker_out", help=argparse.SUPPRESS)
     args = p.parse_args()
-    if args._worker:
-        with open(args._worker, "w") as f:
+    if args._worker_out:
+        with open(args._worker_out, "w") as f:
             json.dump(worker(args.truncation, args.repeats), f)
         return
     by_policy = {}
     for policy in ("default", "retain"):
-        with tempfile.NamedTemporaryFile(suffix=".json") as out:
-            print(f"[malloc={policy}] ...", flush=True)
-            subprocess.run([sys.executable, os.path.abspath(__file__), "--_worker", out.name, "--truncation",
-                            str(args.truncation), "--repeats", str(args.repeats)], check=True,
-                           env=dict(os.environ, BIGGAN_HOST_MALLOC=policy))
-            with open(out.name) as f:
-                by_policy[policy] = json.load(f)
+        print(f"[malloc={policy}] ...", flush=True)
+        by_policy[policy] = in_own_process(__file__, ["--truncation", str(args.truncation), "--repeats",
+                                                      str(args.repeats)], policy)
     rows = []
     for policy, measured in by_policy.items():
         for r in measured:

@@ -22,14 +22,12 @@ import argparse
 import ast
 import json
 import os
-import subprocess
 import sys
-import tempfile
 import time
 import types
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import report, timeit  # noqa: E402
+from common import in_own_process, report, timeit  # noqa: E402
 
 ISSUE_REFERENCE_S_PER_STEP = 28.0  # issue 3: BigGAN-PyTorch, BigGAN-128 batch 8, this machine
 BIGGAN_128 = "configs/biggan_128.py"
@@ -126,26 +124,21 @@ def worker(impl, what, path, repeats):
 
 
 def isolated(impl, what, policy, path, repeats):
-    with tempfile.NamedTemporaryFile(suffix=".json") as out:
-        cmd = [sys.executable, os.path.abspath(__file__), "--_worker", impl, what, out.name,
-               "--repeats", str(repeats)] + (["--biggan_pytorch", path] if path else [])
-        print(f"[{impl} {what} malloc={policy}] ...", flush=True)
-        subprocess.run(cmd, check=True, env=dict(os.environ, BIGGAN_HOST_MALLOC=policy))
-        with open(out.name) as f:
-            return json.load(f)
+    print(f"[{impl} {what} malloc={policy}] ...", flush=True)
+    return in_own_process(__file__, ["--_worker", impl, what, "--repeats", str(repeats)]
+                          + (["--biggan_pytorch", path] if path else []), policy)
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--biggan_pytorch", default=os.environ.get("BIGGAN_PYTORCH_DIR"))
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--_worker", nargs=3, metavar=("IMPL", "WHAT", "OUT"), help=argparse.SUPPRESS)
+    p.add_argument("--_worker", nargs=2, metavar=("IMPL", "WHAT"), help=argparse.SUPPRESS)
+    p.add_argument("--_worker_out", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args._worker:
-        impl, what, out = args._worker
-        result = worker(impl, what, args.biggan_pytorch, args.repeats)
-        with open(out, "w") as f:
-            json.dump(result, f)
+        with open(args._worker_out, "w") as f:
+            json.dump(worker(*args._worker, args.biggan_pytorch, args.repeats), f)
         return
 
     model = "BigGAN-128 ch96 b8"
