@@ -88,20 +88,13 @@ def conv_kernel_grad(x, g, kernel_size: int):
     """∂⟨conv(x, W), g⟩/∂W for a stride-1 'SAME' k×k convolution, as k matrix products.
 
     dW[i, j] = Σ_{n,h,w} x_pad[n, h+i, w+j]ᵀ g[n, h, w]. The k width-shifts of x are concatenated on the
-    channel axis once ((N, H, W, k·C), zero-filled at the border), then each height-shift i is one
+    channel axis once ((N, H, W, k·C), zero-padded at the border), then each height-shift i is one
     (k·C × Co) product over all pixels, batched over n: row i of the kernel in one GEMM.
     """
     n, h, w, c = x.shape
     p = kernel_size // 2
-    def shifted(a, d, axis):  # a[..., t + d, ...] along `axis`, zero outside
-        size = a.shape[axis]
-        if d == 0:
-            return a
-        pad = [(0, 0)] * a.ndim
-        pad[axis] = (max(-d, 0), max(d, 0))
-        start = max(d, 0)
-        return jax.lax.slice_in_dim(jnp.pad(a, pad), start, start + size, axis=axis)
-    cols = jnp.concatenate([shifted(x, j - p, 2) for j in range(kernel_size)], axis=-1)
+    x_pad = jnp.pad(x, ((0, 0), (0, 0), (p, p), (0, 0)))
+    cols = jnp.concatenate([x_pad[:, :, j:j + w] for j in range(kernel_size)], axis=-1)
     def gemm(a, b):  # Σ_n a[n]ᵀ b[n] over the flattened pixels
         prod = jax.lax.dot_general(a.reshape(n, -1, a.shape[-1]), b.reshape(n, -1, b.shape[-1]),
                                    (((1,), (1,)), ((0,), (0,))), preferred_element_type=jnp.float32)

@@ -194,10 +194,12 @@ def test_bad_inputs_raise_clear_errors():
         cfg.check_keys(c, cfg.base_config())
 
 
+def _xla_conv(x, w):  # the reference: XLA's convolution and its own autodiff
+    return jax.lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
 def _xla_conv_vjp(x, w, g):
-    conv = lambda x_, w_: jax.lax.conv_general_dilated(x_, w_, (1, 1), "SAME",  # noqa: E731
-                                                       dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    return jax.vjp(conv, x, w)[1](g)
+    return jax.vjp(_xla_conv, x, w)[1](g)
 
 
 @pytest.mark.parametrize("shape,k", [((2, 64, 64, 5, 7), 3), ((2, 64, 72, 4, 3), 1), ((1, 66, 64, 3, 2), 5)])
@@ -207,8 +209,7 @@ def test_matmul_kernel_gradient_equals_xla_convolution_gradient(shape, k):
     kernel = jax.random.normal(jax.random.key(1), (k, k, c, co))
     # On CPU, images of ≥ 64² pixels take the custom-VJP path (layers.MATMUL_KERNEL_GRAD_MIN_PIXELS).
     assert "custom_vjp_call" in str(jax.make_jaxpr(layers.conv2d_same)(x, kernel))
-    np.testing.assert_array_equal(layers.conv2d_same(x, kernel), jax.lax.conv_general_dilated(
-        x, kernel, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")))
+    np.testing.assert_array_equal(layers.conv2d_same(x, kernel), _xla_conv(x, kernel))
     dx_ref, dk_ref = _xla_conv_vjp(x, kernel, g)
     dx, dk = jax.vjp(layers.conv2d_same, x, kernel)[1](g)
     np.testing.assert_array_equal(dx, dx_ref)  # the input gradient is XLA's own
