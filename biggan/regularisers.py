@@ -91,20 +91,43 @@ def matrix_as_weight(m: Array, shape: tuple[int, ...], name: str = "kernel") -> 
 
 # --------------------------------------------------------------------------- orthogonal regularisation
 
+@jax.custom_vjp
 def ortho_penalty_matrix(w_mat: Array) -> Array:
-    """‖(W Wᵀ) ⊙ (1 − I)‖²_F for W of shape (out, fan_in) (no β).
+    """‖(W Wᵀ) ⊙ (1 − I)‖²_F for W of shape (out, fan_in) (no β), with a hand-written gradient.
 
     For a tall W (out > fan_in) the same value is ‖WᵀW‖²_F − Σ_i ‖w_i‖⁴ (‖WWᵀ‖_F = ‖WᵀW‖_F, and the
     diagonal of WWᵀ holds the ‖w_i‖²), from the fan_in × fan_in Gram: BigGAN-128's first linear is
     24,576 × 20, whose out × out Gram alone is 2.4 GB (BigGAN-PyTorch's utils.ortho builds it).
+    The gradient is 4·(WWᵀ ⊙ (1 − I))·W, one matrix product. Autodiff of W Wᵀ gives it as two
+    (one per factor) plus their sum: for G's 1536 × 13,824 kernels that is 65 GFLOP more per weight.
     """
-    w_mat = w_mat.astype(jnp.float32)
-    if w_mat.shape[0] > w_mat.shape[1]:
-        row_sq_norms = jnp.sum(w_mat * w_mat, axis=1)
-        return jnp.sum((w_mat.T @ w_mat) ** 2) - jnp.sum(row_sq_norms ** 2)
-    gram = w_mat @ w_mat.T
+    return _ortho_fwd(w_mat)[0]
+
+
+def _ortho_fwd(w_mat):
+    w = w_mat.astype(jnp.float32)
+    dtype_of = jnp.zeros((0,), w_mat.dtype)  # the cotangent must come back in the input's dtype
+    if w.shape[0] > w.shape[1]:
+        gram = w.T @ w
+        row_sq_norms = jnp.sum(w * w, axis=1)
+        return jnp.sum(gram ** 2) - jnp.sum(row_sq_norms ** 2), (w, gram, row_sq_norms, dtype_of)
+    gram = w @ w.T
     off_diag = gram * (1.0 - jnp.eye(gram.shape[0], dtype=gram.dtype))
-    return jnp.sum(off_diag ** 2)
+    return jnp.sum(off_diag ** 2), (w, off_diag, None, dtype_of)
+
+
+def _ortho_bwd(residuals, cotangent):
+    w, m, row_sq_norms, dtype_of = residuals
+    if row_sq_norms is None:
+        # 4·(WWᵀ⊙(1−I))·W, written as (Wᵀ·M)ᵀ: a conv kernel is stored (fan_in, out), i.e. Wᵀ, and this
+        # order lets XLA cancel the transposes instead of copying the kernel twice.
+        grad = (w.T @ m).T
+    else:  # (WWᵀ − diag‖w_i‖²)·W = W·(WᵀW) − ‖w_i‖²·w_i
+        grad = w @ m - row_sq_norms[:, None] * w
+    return ((4.0 * cotangent * grad).astype(dtype_of.dtype),)
+
+
+ortho_penalty_matrix.defvjp(_ortho_fwd, _ortho_bwd)
 
 
 def ortho_penalty(params: PyTree, beta: float = 1e-4, leaf_filter: LeafFilter = default_weight_filter) -> Array:
