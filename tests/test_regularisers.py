@@ -9,6 +9,14 @@ from biggan import regularisers as R
 RNG = np.random.default_rng(0)
 
 
+@pytest.fixture(autouse=True)
+def _fresh_rng():
+    """Every test draws from its own RNG seeded 0, so its data does not depend on which tests ran before it in
+    the same process (pytest -n 2 deals the file's tests to two workers in no fixed order)."""
+    global RNG
+    RNG = np.random.default_rng(0)
+
+
 # --------------------------------------------------------------------------- orthogonal regularisation
 
 def _np_ortho(w):  # explicit pairwise sum over distinct filters (rows): Σ_{i≠j} (w_i·w_j)²
@@ -27,8 +35,6 @@ def _np_fd_grad(f, w, h=1e-5):
 
 @pytest.mark.parametrize("out_in", [(5, 7), (9, 4)])  # wide, and tall (the fan_in × fan_in Gram form)
 def test_ortho_penalty_and_gradient_match_numpy_on_random_matrix(out_in):
-    # Its own generator: drawing from the shared RNG would shift the data of every later test in the file
-    # (the WGAN-GP check's ‖w‖ − 1 cancellation is sensitive to that draw).
     w_out_in = np.random.default_rng(out_in).normal(size=out_in)  # PyTorch layout (out, in): rows are filters
     beta = 0.3
     params = {"lin": {"kernel": jnp.asarray(w_out_in.T, jnp.float32)}}  # ours: (in, out)
