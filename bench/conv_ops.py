@@ -2,13 +2,13 @@ r"""Our convolution forms against XLA's own, op by op, on BigGAN-128 shapes (CPU
 
   python bench/conv_ops.py
 
-Two rows per shape, timed in one process, alternating:
-- 1×1 convolutions (shortcut and attention projections): `layers.pointwise_conv` (a matrix product) against
-  lax.conv_general_dilated; forward alone, and forward with both gradients.
-- 3×3 kernel gradients at ≥ 64² pixels: `layers.conv_kernel_grad` (k GEMMs) against XLA's own (the
-  convolution autodiff emits).
-Each op is timed alone (median of 7 after a warm-up); inside a train step XLA runs independent ops side by
-side, so per-op ratios are an upper bound on what a whole step gains (bench/train_step.py measures that).
+All in one process, XLA's form timed first, then ours, for each row:
+- 1×1 convolutions (shortcut and attention projections), two rows per shape: `layers.pointwise_conv` (a matrix
+  product) against lax.conv_general_dilated, forward alone and forward with both gradients.
+- 3×3 kernel gradients at ≥ 64² pixels, one row per shape: `layers.conv_kernel_grad` (k GEMMs) against XLA's
+  own (the convolution autodiff emits).
+Each op is timed alone (median of 7 after a warm-up). Inside a train step XLA runs independent ops side by
+side, so per-op ratios need not carry over to a whole step (bench/train_step.py measures that).
 Prints a table and writes bench/results/conv_ops.json.
 """
 from __future__ import annotations

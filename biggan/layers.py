@@ -130,7 +130,7 @@ def pointwise_conv(x, kernel):
     """A 1×1 convolution as the matrix product it is: (N·H·W, C) @ (C, O).
 
     The values of lax.conv_general_dilated with a 1×1 kernel (bit for bit on the BigGAN shapes we checked on
-    XLA:CPU), but XLA:CPU runs the product 1.2–2.7× faster, and 2.2–8.7× faster with both gradients, written
+    XLA:CPU), but XLA:CPU runs the product 1.1–2.7× faster, and 1.9–9.8× faster with both gradients, written
     this way than as a convolution (BigGAN's shortcut and attention shapes, `python bench/conv_ops.py`).
     Half of BigGAN-deep's convolutions are 1×1."""
     n_h_w, (c, o) = x.shape[:-1], kernel.shape[2:]
