@@ -71,6 +71,7 @@ def main(argv=None):
 
     import jax
     from biggan import sampling
+    from biggan.images import save_grid
     sampler = sampling.load_sampler(args.checkpoint)
     truncation = args.truncation
     if sampler.released and truncation is None:
@@ -89,7 +90,7 @@ def main(argv=None):
     if args.output.endswith(".npy"):
         np.save(args.output, images.astype(np.float32))
     else:
-        sampling.save_grid(images, args.output, ncol=ncol, scale=max(1, 64 // images.shape[1]))
+        save_grid(images, args.output, ncol=ncol, scale=max(1, 64 // images.shape[1]))
     print(f"wrote {len(images)} images to {args.output}")
 
 

@@ -17,7 +17,6 @@ std (ddof=1) over the finished seeds of every variant.
 from __future__ import annotations
 
 import argparse
-import csv
 import glob
 import importlib.util
 import json
@@ -30,7 +29,7 @@ import time
 
 import ml_collections
 
-from biggan import config as cfg
+from biggan import config as cfg, reports, trainer
 
 DEFAULT_METRICS = ("fid", "classifier_accuracy", "is", "d_loss", "g_loss")
 
@@ -121,7 +120,6 @@ def run_study(base, ablation, study_dir: str, seeds: int, *, only: str | None = 
               seed_index: int | None = None, train_fn=None, log=print) -> list[dict]:
     """Run every unfinished (variant, seed); write results.csv / results.md; return the table rows."""
     if train_fn is None:
-        from biggan import trainer
         train_fn = trainer.train
     variants = variant_overrides(ablation)
     if only is not None and only not in variants:
@@ -174,10 +172,7 @@ def write_results(study_dir: str, variants: dict, seeds: int, metrics=DEFAULT_ME
             row[f"{m}_mean"], row[f"{m}_std"] = mean, std
         rows.append(row)
     os.makedirs(study_dir, exist_ok=True)
-    with open(os.path.join(study_dir, "results.csv"), "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    reports.write_csv(os.path.join(study_dir, "results.csv"), rows)
     fmt = lambda mean, std: "–" if math.isnan(mean) else (
         f"{mean:.4g}" if math.isnan(std) else f"{mean:.4g} ± {std:.2g}")
     lines = ["| variant | overrides | seeds | " + " | ".join(metrics) + " |",

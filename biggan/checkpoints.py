@@ -1,4 +1,5 @@
-"""Training checkpoints with orbax: the whole TrainState, the input pipeline position and the config.
+"""Training checkpoints with orbax: the whole TrainState, the input pipeline position and the config;
+and the EMA generator restored from them (`load_ema_generator`, what sampling and evaluation read).
 
 Kept: the last `keep` checkpoints plus the best one by the configured metric. Saves are asynchronous
 and atomic (orbax writes a temporary directory and renames it), so a failed or interrupted save never
@@ -13,7 +14,11 @@ import os
 import jax
 import ml_collections
 import orbax.checkpoint as ocp
+from flax import nnx
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
+
+from biggan import config as cfg, sharding
+from biggan import train_step as ts
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +87,6 @@ def check_workdir_config(workdir: str, config: ml_collections.ConfigDict):
             old = ml_collections.ConfigDict(json.load(f))
         # A key the workdir's config lacks was added to the schema after it was written: it had the
         # schema's default then (every new model key defaults to the old behaviour), so compare that.
-        from biggan import config as cfg
         old_m = dict(cfg.model_config().to_dict(), **old.model.to_dict())
         new_m = config.model.to_dict()
         diff = {k: (old_m.get(k), new_m.get(k)) for k in set(old_m) | set(new_m)
@@ -103,3 +107,26 @@ def check_workdir_config(workdir: str, config: ml_collections.ConfigDict):
 
 def _norm(v):
     return list(v) if isinstance(v, (tuple, list)) else v
+
+
+def abstract_state(config, mesh):
+    """ShapeDtypeStructs (replicated shardings) of the TrainState, to restore into without allocating."""
+    _, shapes = jax.eval_shape(lambda: ts.init_state(config, jax.random.key(0)))
+    replicated = sharding.replicated(mesh)
+    return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=replicated), shapes)
+
+
+def load_ema_generator(workdir, step=None):
+    """(config, EMA generator with G's SN/BN state, step) from a training workdir's checkpoint."""
+    with open(os.path.join(workdir, "config.json")) as f:
+        config = ml_collections.ConfigDict(json.load(f))
+    mesh = sharding.make_mesh()
+    ckpt = Checkpointer(workdir)
+    step = ckpt.latest_step() if step is None else step
+    if step is None:
+        raise FileNotFoundError(f"{workdir}/checkpoints holds no checkpoint yet")
+    state, _ = ckpt.restore(step, abstract_state(config, mesh))
+    ckpt.close()
+    mdl, _ = jax.eval_shape(lambda: ts.init_state(config, jax.random.key(0)))
+    generator = nnx.merge(mdl.g_graphdef, state.ema_params, state.g_state)
+    return config, generator, step

@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import json
+import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from biggan import regularisers
+from biggan import config as cfg, regularisers
 
 
 @dataclasses.dataclass
@@ -106,21 +108,16 @@ ROLLBACK_LOG = "rollbacks.jsonl"
 
 def apply_overrides(config, overrides: dict) -> None:
     """Set dotted keys (`{'train.lr_g': 2.5e-5}`) of `config` in place; unknown keys raise."""
-    from biggan import config as cfg
     cfg.set_overrides(config, overrides, "train.rollback_overrides:")
 
 
 def record_rollback(workdir: str, flagged_step: int, restored_step: int, reason: str, overrides: dict) -> None:
-    import json
-    import os
     with open(os.path.join(workdir, ROLLBACK_LOG), "a") as f:
         f.write(json.dumps(dict(flagged_step=flagged_step, restored_step=restored_step, reason=reason,
                                 overrides=overrides)) + "\n")
 
 
 def read_rollbacks(workdir: str) -> list[dict]:
-    import json
-    import os
     path = os.path.join(workdir, ROLLBACK_LOG)
     if not os.path.exists(path):
         return []

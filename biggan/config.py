@@ -7,9 +7,13 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import importlib.util
 import json
+import os
 
 import ml_collections
+
+from biggan.data import pipeline  # the data section's keys are owned by the input pipeline
 
 
 def model_config() -> ml_collections.ConfigDict:
@@ -40,7 +44,6 @@ def model_config() -> ml_collections.ConfigDict:
 
 def base_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
-    from biggan.data import pipeline  # the data section's keys are owned by the input pipeline
     c.seed = 0
     c.workdir = ""                  # default: workdirs/<config name>
     c.model = model_config()
@@ -150,9 +153,6 @@ def config_hash(config: ml_collections.ConfigDict) -> str:
 
 def load_config_file(spec: str) -> ml_collections.ConfigDict:
     """Load `path/to/config.py[:arg]` (the same syntax as train.py's --config) and check its keys."""
-    import importlib.util
-    import os
-
     path, _, arg = spec.partition(":")
     if not os.path.exists(path):
         raise FileNotFoundError(f"config file {path!r} not found; shipped configs: "

@@ -21,6 +21,8 @@ import optax
 from flax import nnx
 
 from biggan.data import digits_arrays
+from biggan.images import to_uint8
+from biggan.feature_network import FeatureNetwork
 
 DIGITS_CLASSIFIER_NAME = "digits-cnn-v1/penultimate"  # feature-network name stored in moments files
 CLASSIFIER_RESOLUTION = 32
@@ -60,7 +62,7 @@ def preprocess(images):
         raise ValueError(f"digits classifier input has shape {images.shape}; expected NHWC with 1 or 3 "
                          "channels")
     if images.dtype != jnp.uint8:  # the same uint8 quantisation as the Inception protocol
-        images = jnp.clip(jnp.floor((images.astype(jnp.float32) + 1.0) * 127.5 + 0.5), 0, 255)
+        images = to_uint8(images)
     x = images.astype(jnp.float32) / 127.5 - 1.0
     x = jnp.mean(x, axis=-1, keepdims=True)
     if x.shape[1:3] != (CLASSIFIER_RESOLUTION, CLASSIFIER_RESOLUTION):
@@ -180,8 +182,6 @@ class DigitsClassifier:
 
     def feature_network(self, *, batch_size: int = 512, mesh=None):
         """This classifier as a sharded `biggan.metrics.FeatureNetwork`."""
-        from biggan.metrics import FeatureNetwork
-
         return FeatureNetwork(DIGITS_CLASSIFIER_NAME, self.apply_fn, self.params, feature_dim=FEATURE_DIM,
                               num_classes=NUM_CLASSES, batch_size=batch_size, mesh=mesh,
                               predicts_dataset_classes=True)

@@ -14,8 +14,14 @@ import socket
 import sys
 import time
 
+from collections.abc import Callable, Iterator
+
 import jax
+import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
+
+from biggan import config as cfg, sharding
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +135,6 @@ def any_process(flag: bool) -> bool:
     """True on every process when `flag` is true on any (a collective: all must call)."""
     if jax.process_count() == 1:
         return bool(flag)
-    from jax.experimental import multihost_utils
     return bool(np.any(multihost_utils.process_allgather(np.array([bool(flag)], np.int32))))
 
 
@@ -140,8 +145,7 @@ def check_same_config(config):
     """
     if jax.process_count() == 1:
         return
-    from biggan.config import flatten
-    configs = [flatten(c) for c in allgather_json(config.to_dict())]
+    configs = [cfg.flatten(c) for c in allgather_json(config.to_dict())]
     reference = configs[0]
     problems = []
     for index, own in enumerate(configs[1:], start=1):
@@ -199,12 +203,11 @@ def local_data_state(saved: dict, process_index: int, process_count: int) -> dic
 
 
 # ------------------------------------------------------------------------------------------------
-# Process-local work gathered in a fixed order (multi-process evaluation, biggan/evaluate.py).
+# Process-local work gathered in a fixed order (multi-process evaluation, biggan/evaluation.py).
 
 
 def _allgather_bytes(mine: np.ndarray) -> list[np.ndarray]:
     """Every process's uint8 buffer (any length), in process order (a collective: all must call)."""
-    from jax.experimental import multihost_utils
     lengths = np.ravel(multihost_utils.process_allgather(np.array([mine.size], np.int32)))
     # Padded to a power of two: the gather is compiled once per padded length, not once per call.
     padded = np.zeros(1 << max(int(lengths.max()) - 1, 1).bit_length(), np.uint8)
@@ -243,9 +246,6 @@ def process_local(tree):
     """
     if jax.process_count() == 1:
         return tree
-    import jax.numpy as jnp
-    from jax.experimental import multihost_utils
-
     def local(x):
         if not isinstance(x, jax.Array) or x.is_fully_addressable:
             return x
@@ -259,5 +259,76 @@ def process_local(tree):
 def barrier(name: str) -> None:
     """Wait until every process reaches the barrier `name` (no-op for one process)."""
     if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
         multihost_utils.sync_global_devices(name)
+
+
+
+def deal_chunks(num_items: int, batch_size: int, process_count: int) -> list[list[tuple[int, int] | None]]:
+    """Round-robin chunks: chunk k (items k·batch_size onwards, `num` of them) goes to process k mod P.
+
+    Returns rounds[r][p] = (start, num) of chunk r·P + p, or None where the chunks ran out (only in the
+    last round). Reading the rounds in order, processes in order, gives the chunks in item order.
+    """
+    if num_items < 0 or batch_size < 1 or process_count < 1:
+        raise ValueError(f"deal_chunks(num_items={num_items}, batch_size={batch_size}, "
+                         f"process_count={process_count}): expected num_items >= 0, batch_size >= 1 and "
+                         "process_count >= 1")
+    chunks = [(start, min(batch_size, num_items - start)) for start in range(0, num_items, batch_size)]
+    return [[chunks[k] if k < len(chunks) else None for k in range(r, r + process_count)]
+            for r in range(0, len(chunks), process_count)]
+
+
+def chunk_results_in_order(compute: Callable[[int, int], dict], num_items: int, batch_size: int, *,
+                           what: str = "items", process_index: int | None = None,
+                           process_count: int | None = None,
+                           allgather: Callable[[dict], list[dict]] | None = None) -> Iterator[dict]:
+    """`compute(start, num) -> {name: numpy array}` of every chunk, yielded in chunk order on every process.
+
+    One process: the chunks one after another, computed here. P processes (a collective: all must
+    iterate to the end): each round every process computes its chunk of `deal_chunks` (one whose chunks
+    ran out sends an empty dict), the results are all-gathered bit for bit and yielded in chunk order.
+    An exception in one process's `compute` is raised on every process (none is left waiting).
+    `process_index`/`process_count`/`allgather` default to JAX's and `allgather_arrays`.
+    """
+    process_count = jax.process_count() if process_count is None else process_count
+    if process_count == 1:
+        for start in range(0, num_items, batch_size):
+            yield compute(start, min(batch_size, num_items - start))
+        return
+    process_index = jax.process_index() if process_index is None else process_index
+    allgather = allgather or allgather_arrays
+    for row in deal_chunks(num_items, batch_size, process_count):
+        mine, local, error = row[process_index], {}, None
+        if mine is not None:
+            try:
+                local = compute(*mine)
+            except Exception as e:  # noqa: BLE001 - re-raised below, after the others heard of it
+                error, local = e, {"__error__": np.str_(f"{type(e).__name__}: {e}")}
+        gathered = allgather(local)
+        failed = [p for p, g in enumerate(gathered) if "__error__" in g]
+        if error is not None:
+            raise error
+        if failed:
+            p = failed[0]
+            start, num = row[p]
+            raise RuntimeError(f"process {p} failed on {what} {start}..{start + num - 1}: "
+                               f"{gathered[p]['__error__']} (its own output has the traceback)")
+        for p, chunk in enumerate(row):
+            if chunk is not None:
+                yield gathered[p]
+
+
+def local_mesh():
+    """This process's devices as a `data` mesh for a FeatureNetwork (None: all devices, one process)."""
+    return sharding.make_mesh(jax.local_devices()) if jax.process_count() > 1 else None
+
+
+def process_zero_first(make: Callable, name: str):
+    """`make()` on process 0, then on the others: what process 0 caches on first use (the trained digits
+    classifier, reference moments) the others then read instead of writing the same file concurrently."""
+    if jax.process_index() == 0:
+        made = make()
+    barrier(f"biggan.distributed.process_zero_first:{name}")
+    if jax.process_index() != 0:
+        made = make()
+    return made

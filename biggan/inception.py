@@ -28,6 +28,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from biggan.images import to_uint8
+from biggan.feature_network import FeatureNetwork
+
 INCEPTION_NAME = "inception-2015-12-05/pool3"  # feature-network name stored in moments files
 INCEPTION_INPUT_SIZE = 299
 POOL3_DIM = 2048
@@ -209,12 +212,6 @@ def _sha256(path: str) -> str:
 # Input protocol.
 # ----------------------------------------------------------------------------------------------
 
-def quantize_to_uint8(images):
-    """[-1, 1] floats -> uint8 as an image file would store them (round half up, clip)."""
-    return jnp.clip(jnp.floor((images.astype(jnp.float32) + 1.0) * 127.5 + 0.5), 0, 255
-                    ).astype(jnp.uint8)
-
-
 def _bilinear_matrix(in_size: int, out_size: int) -> np.ndarray:
     """(out, in) weights of torch bilinear interpolation, align_corners=False, no antialiasing."""
     scale = np.float32(in_size) / np.float32(out_size)  # torch: input_size / output_size
@@ -247,7 +244,7 @@ def preprocess(images):
     if images.shape[-1] == 1:
         images = jnp.repeat(images, 3, axis=-1)
     if images.dtype != jnp.uint8:
-        images = quantize_to_uint8(images)
+        images = to_uint8(images)
     x = images.astype(jnp.float32) / 255.0
     x = resize_bilinear_like_torch(x, INCEPTION_INPUT_SIZE)
     return 2.0 * x - 1.0
@@ -370,8 +367,6 @@ def inception_features(params, images):
 def inception_feature_network(weights_path: str | os.PathLike | None = None, *, batch_size: int = 200,
                               mesh=None, params=None):
     """The FID Inception as a sharded `biggan.metrics.FeatureNetwork` (params: already loaded ones)."""
-    from biggan.metrics import FeatureNetwork  # metrics imports nothing from here; avoid a cycle anyway
-
     if params is None:
         params = load_inception_params(weights_path)
     return FeatureNetwork(INCEPTION_NAME, inception_features, params, feature_dim=POOL3_DIM,

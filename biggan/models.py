@@ -5,6 +5,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from biggan import biggan, biggan_deep
+
 ARCHS = ("biggan", "biggan_deep")
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -27,10 +29,8 @@ def make_generator(m, rngs: nnx.Rngs):
                   bn_group_size=m.bn_group_size or None, sn_eps=m.sn_eps, sn_eval_mode=m.sn_eval_mode,
                   dtype=_dtype(m), rngs=rngs)
     if m.arch == "biggan":
-        from biggan.biggan import Generator
-        return Generator(ch=m.ch_g, hier=m.hier, shared=m.shared, **common)
-    from biggan.biggan_deep import Generator
-    return Generator(ch=m.ch_g, rgb_channels=m.rgb_channels, **common)
+        return biggan.Generator(ch=m.ch_g, hier=m.hier, shared=m.shared, **common)
+    return biggan_deep.Generator(ch=m.ch_g, rgb_channels=m.rgb_channels, **common)
 
 
 def make_discriminator(m, rngs: nnx.Rngs, in_channels: int = 3):
@@ -42,10 +42,8 @@ def make_discriminator(m, rngs: nnx.Rngs, in_channels: int = 3):
                   minibatch_kernels=m.get("d_minibatch_kernels", 0),
                   minibatch_kernel_dim=m.get("d_minibatch_kernel_dim", 5), rngs=rngs)
     if m.arch == "biggan":
-        from biggan.biggan import Discriminator
-        return Discriminator(**common)
-    from biggan.biggan_deep import Discriminator
-    return Discriminator(**common)
+        return biggan.Discriminator(**common)
+    return biggan_deep.Discriminator(**common)
 
 
 def count_params(module) -> int:

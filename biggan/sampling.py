@@ -15,9 +15,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from PIL import Image
 
-from biggan import distributed, latents
+from biggan import checkpoints, distributed, export, latents
 from biggan.truncation_stats import apply_truncation_stats, batchnorm_paths, check_truncation
 
 log = logging.getLogger(__name__)
@@ -156,39 +155,13 @@ def process_local_generator(generator):
 def load_sampler(directory, **kw) -> Sampler:
     """A sampler for an exported generator (biggan.export, e.g. converted released weights) or for the
     latest checkpoint of a training workdir (its EMA generator)."""
-    from biggan import export
     if export.is_exported_generator(directory):
         config, generator, truncation_stats = export.load_generator(directory)
         return Sampler(config, generator, truncation_stats=truncation_stats, cache_dir=directory, **kw)
     if os.path.isdir(os.path.join(directory, "checkpoints")):
-        from biggan import trainer
-        config, generator, step = trainer.load_ema_generator(directory)
+        config, generator, step = checkpoints.load_ema_generator(directory)
         # Multi-process: every process takes part in the restore, which yields arrays replicated over
         # all processes' devices; keep this process's copy so that sampling stays inside the process.
         return Sampler(config, process_local_generator(generator), cache_dir=os.path.join(directory, "standing_stats", f"step_{step}"), **kw)
     raise FileNotFoundError(f"{directory} is neither an exported generator (config.json + generator/) nor a "
                             f"training workdir (checkpoints/); pass the --out of biggan.convert or a train.py --workdir")
-
-
-def to_uint8(images):
-    return np.clip(np.round((np.asarray(images, np.float32) + 1) * 127.5), 0, 255).astype(np.uint8)
-
-
-def image_grid(images, ncol: int, pad: int = 2):
-    """(N, H, W, 3) in [-1, 1] → one uint8 grid image with `ncol` columns."""
-    imgs = to_uint8(images)
-    n, h, w, c = imgs.shape
-    nrow = -(-n // ncol)
-    grid = np.full((nrow * (h + pad) + pad, ncol * (w + pad) + pad, c), 255, np.uint8)
-    for i, im in enumerate(imgs):
-        r, col = divmod(i, ncol)
-        grid[pad + r * (h + pad):pad + r * (h + pad) + h, pad + col * (w + pad):pad + col * (w + pad) + w] = im
-    return grid
-
-
-def save_grid(images, path, ncol: int, scale: int = 1):
-    img = Image.fromarray(image_grid(images, ncol))
-    if scale > 1:
-        img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    img.save(path)

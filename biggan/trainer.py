@@ -17,7 +17,7 @@ import numpy as np
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from biggan import checkpoints, collapse, distributed, regularisers, sampling, sharding
+from biggan import checkpoints, collapse, distributed, evaluation, images, regularisers, sharding
 from biggan import train_step as ts
 from biggan.data import make_pipeline
 
@@ -26,29 +26,6 @@ log = logging.getLogger("biggan.train")
 
 class NonFiniteError(RuntimeError):
     pass
-
-
-def abstract_state(config, mesh):
-    """ShapeDtypeStructs (replicated shardings) of the TrainState, to restore into without allocating."""
-    mdl, shapes = jax.eval_shape(lambda: ts.init_state(config, jax.random.key(0)))
-    rep = sharding.replicated(mesh)
-    return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=rep), shapes)
-
-
-def load_ema_generator(workdir, step=None):
-    """(config, EMA generator with G's SN/BN state, step) from a training workdir's checkpoint."""
-    with open(os.path.join(workdir, "config.json")) as f:
-        config = ml_collections.ConfigDict(json.load(f))
-    mesh = sharding.make_mesh()
-    ckpt = checkpoints.Checkpointer(workdir)
-    step = ckpt.latest_step() if step is None else step
-    if step is None:
-        raise FileNotFoundError(f"{workdir}/checkpoints holds no checkpoint yet")
-    state, _ = ckpt.restore(step, abstract_state(config, mesh))
-    ckpt.close()
-    mdl, _ = jax.eval_shape(lambda: ts.init_state(config, jax.random.key(0)))
-    generator = nnx.merge(mdl.g_graphdef, state.ema_params, state.g_state)
-    return config, generator, step
 
 
 class MetricWriter:
@@ -134,7 +111,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
         state = sharding.replicate(state, mesh)
         start = 0
     else:
-        state, data_state = ckpt.restore(start, abstract_state(config, mesh))
+        state, data_state = ckpt.restore(start, checkpoints.abstract_state(config, mesh))
         # Every process's position is saved; another process layout is mapped (biggan/distributed.py).
         pipeline.set_state(distributed.local_data_state(data_state, jax.process_index(), jax.process_count()))
         log.info("resumed from %s at step %d", ckpt.directory, start)
@@ -144,7 +121,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
     writer = MetricWriter(workdir)
     grid_z, grid_y = _fixed_grid_inputs(config, config.seed)
     grid_fn, sv_fn = _make_grid_fn(mdl), _make_sv_fn()
-    evaluator = make_evaluator(config, workdir) if lg.eval_every else None
+    evaluator = evaluation.make_training_evaluator(config, workdir) if lg.eval_every else None
     monitor = collapse.CollapseMonitor.from_config(lg) if lg.collapse_window else None
     sigma0_fn = collapse.make_sigma0_max_fn(ts.ortho_filter) if monitor else None
 
@@ -203,10 +180,10 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
             if lg.sv_every and step % lg.sv_every == 0:
                 writer.write(step, sv_fn(state.g_params, state.d_params))
             if lg.sample_every and (step % lg.sample_every == 0 or step == t.num_steps):
-                images = grid_fn(state.ema_params, state.g_state, grid_z, grid_y)
+                grid = grid_fn(state.ema_params, state.g_state, grid_z, grid_y)
                 if jax.process_index() == 0:
-                    sampling.save_grid(np.asarray(images), os.path.join(workdir, "samples", f"step_{step:07d}.png"),
-                                       ncol=8, scale=max(1, 64 // config.model.resolution))
+                    images.save_grid(np.asarray(grid), os.path.join(workdir, "samples", f"step_{step:07d}.png"),
+                                     ncol=8, scale=max(1, 64 // config.model.resolution))
             eval_metrics = None
             if evaluator is not None and (step % lg.eval_every == 0 or step == t.num_steps):
                 eval_metrics = evaluator(nnx.merge(mdl.g_graphdef, state.ema_params, state.g_state), step)
@@ -248,7 +225,7 @@ def _rollback(config, workdir, ckpt, mesh, pipeline, event, num_rollbacks):
     for s in ckpt.all_steps():
         if s > target:
             ckpt.manager.delete(s)
-    state, data_state = ckpt.restore(target, abstract_state(config, mesh))
+    state, data_state = ckpt.restore(target, checkpoints.abstract_state(config, mesh))
     pipeline.set_state(distributed.local_data_state(data_state, jax.process_index(), jax.process_count()))
     overrides = ts.parse_kwargs(t.rollback_overrides, "train.rollback_overrides")
     collapse.apply_overrides(config, overrides)
@@ -257,9 +234,3 @@ def _rollback(config, workdir, ckpt, mesh, pipeline, event, num_rollbacks):
     log.warning("collapse flagged at step %d (%s): rolled back to step %d with %s", event.step, event.reason,
                 target, overrides or "no config change")
     return state, target
-
-
-def make_evaluator(config, workdir):
-    """In-training evaluation of the EMA generator with standing statistics (SPEC §5, §7)."""
-    from biggan import evaluate
-    return evaluate.make_training_evaluator(config, workdir)

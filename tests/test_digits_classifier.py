@@ -7,7 +7,7 @@ import types
 import numpy as np
 import pytest
 
-from biggan import digits_classifier, evaluate, metrics
+from biggan import digits_classifier, evaluate, evaluation, metrics
 from biggan.data import digits_arrays
 
 
@@ -93,9 +93,9 @@ def test_score_sampler_separates_good_and_bad_generators(classifier, digits_mome
     reference = metrics.load_moments(digits_moments)
     kwargs = dict(num_samples=600, batch_size=200, reference_moments=reference, progress=False,
                   kid_num_subsets=20)
-    good = evaluate.score_sampler(FakeDigitsSampler(), net, truncation=1.0, **kwargs)
-    wrong_class = evaluate.score_sampler(FakeDigitsSampler(label_shift=1), net, truncation=1.0, **kwargs)
-    noisy = evaluate.score_sampler(FakeDigitsSampler(noise=0.8), net, truncation=1.0, **kwargs)
+    good = evaluation.score_sampler(FakeDigitsSampler(), net, truncation=1.0, **kwargs)
+    wrong_class = evaluation.score_sampler(FakeDigitsSampler(label_shift=1), net, truncation=1.0, **kwargs)
+    noisy = evaluation.score_sampler(FakeDigitsSampler(noise=0.8), net, truncation=1.0, **kwargs)
     assert good["class_accuracy"] > 0.95 and wrong_class["class_accuracy"] < 0.05
     assert good["is_mean"] > 8.5  # ten well-recognised, balanced classes: IS close to 10
     # Real digits against the real-digits reference: small FID (its own finite-sample bias only).
@@ -103,13 +103,13 @@ def test_score_sampler_separates_good_and_bad_generators(classifier, digits_mome
     assert good["precision"] > 0.8 and good["recall"] > 0.8 and noisy["precision"] < good["precision"]
     assert abs(good["kid_mean"]) < 0.1 * noisy["kid_mean"]
     # Deterministic: the same sampler and seed give the same numbers.
-    again = evaluate.score_sampler(FakeDigitsSampler(), net, truncation=1.0, **kwargs)
+    again = evaluation.score_sampler(FakeDigitsSampler(), net, truncation=1.0, **kwargs)
     assert again == good
 
 
 def test_score_sampler_defaults_to_no_truncation_without_reference(classifier):
     sampler = FakeDigitsSampler()
-    result = evaluate.score_sampler(sampler, classifier.feature_network(), num_samples=20, batch_size=20,
+    result = evaluation.score_sampler(sampler, classifier.feature_network(), num_samples=20, batch_size=20,
                                     progress=False)
     assert sampler.calls[0][1] is None and result["truncation"] is None
     assert set(result) == {"truncation", "num_samples", "feature_network", "is_mean", "is_std",
@@ -124,10 +124,10 @@ def test_evaluate_generator_refuses_mismatched_reference(classifier, digits_mome
         return np.zeros((num, 64, 64, 3), np.float32)
 
     with pytest.raises(ValueError, match="samples are 64x64 but the reference moments are for 32x32"):
-        evaluate.evaluate_generator(sample_64px, net, reference, 16, batch_size=16, progress=False)
+        evaluation.evaluate_generator(sample_64px, net, reference, 16, batch_size=16, progress=False)
     reference.feature_network = "inception-2015-12-05/pool3"
     with pytest.raises(ValueError, match="computed with 'inception-2015-12-05/pool3'"):
-        evaluate.evaluate_generator(sample_64px, net, reference, 16, progress=False)
+        evaluation.evaluate_generator(sample_64px, net, reference, 16, progress=False)
 
 
 def test_parse_truncations():

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from biggan import inception
+from biggan.images import to_uint8
 
 torch = pytest.importorskip("torch")
 
@@ -139,11 +140,11 @@ def test_resize_matches_torch_interpolate(size):
 
 def test_quantisation_is_round_half_up_and_clipped():
     x = jnp.asarray([-2.0, -1.0, -1.0 + 0.5 / 127.5, 0.0, 1.0, 3.0])
-    np.testing.assert_array_equal(np.asarray(inception.quantize_to_uint8(x)), [0, 0, 1, 128, 255, 255])
+    np.testing.assert_array_equal(np.asarray(to_uint8(x)), [0, 0, 1, 128, 255, 255])
     # Data stored as uint8 and mapped to [-1, 1] as u8 / 127.5 - 1 (biggan.data) round-trips exactly.
     u8 = np.arange(256, dtype=np.uint8)
     as_float = jnp.asarray(u8).astype(jnp.float32) / 127.5 - 1.0
-    np.testing.assert_array_equal(np.asarray(inception.quantize_to_uint8(as_float)), u8)
+    np.testing.assert_array_equal(np.asarray(to_uint8(as_float)), u8)
 
 
 @pytest.mark.slow
@@ -157,7 +158,7 @@ def test_jax_inception_equals_pytorch_fid(reference, tmp_path):
     # Samples as the generator gives them: float NHWC in [-1, 1], 64x64.
     samples = np.random.default_rng(2).uniform(-1, 1, (2, 64, 64, 3)).astype(np.float32)
     # pytorch-fid's view of the same samples: saved as uint8 PNG, read back with ToTensor (u8 / 255).
-    u8 = np.array(inception.quantize_to_uint8(jnp.asarray(samples)))
+    u8 = np.array(to_uint8(jnp.asarray(samples)))
     x01 = torch.from_numpy(u8).permute(0, 3, 1, 2).float() / 255.0
     with torch.no_grad():
         pool3_torch = model(x01)[0].flatten(1)

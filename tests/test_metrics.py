@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from biggan import metrics
+from biggan.feature_network import FeatureNetwork
 
 
 def _import_reference(module):
@@ -249,7 +250,7 @@ def test_feature_network_shards_batch_on_data_axis_and_pads():
         flat = images.reshape(images.shape[0], -1)
         return jnp.tanh(flat @ params), flat @ params
 
-    net = metrics.FeatureNetwork("toy", apply_fn, w, feature_dim=5, num_classes=5, batch_size=16)
+    net = FeatureNetwork("toy", apply_fn, w, feature_dim=5, num_classes=5, batch_size=16)
     images = np.random.default_rng(11).normal(size=(37, 2, 2, 3)).astype(np.float32)
     features, logits = net(images)
     assert features.shape == (37, 5) and logits.shape == (37, 5)

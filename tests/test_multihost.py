@@ -88,13 +88,13 @@ def _cache_vars(env):
 
 def load_checkpoint(workdir, step):
     """(TrainState as numpy, data state) of `workdir`'s checkpoint `step`, restored in this process."""
-    from biggan import checkpoints, sharding, trainer
+    from biggan import checkpoints, sharding
     with open(os.path.join(workdir, "config.json")) as f:
         config = ml_collections.ConfigDict(json.load(f))
     ckpt = checkpoints.Checkpointer(workdir)
     try:
         assert step in ckpt.all_steps(), f"{workdir} has checkpoints {ckpt.all_steps()}, not {step}"
-        state, data_state = ckpt.restore(step, trainer.abstract_state(config, sharding.make_mesh()))
+        state, data_state = ckpt.restore(step, checkpoints.abstract_state(config, sharding.make_mesh()))
     finally:
         ckpt.close()
     return jax.device_get(state), data_state

@@ -17,7 +17,7 @@ import jax
 import numpy as np
 import pytest
 
-from biggan import evaluate
+from biggan import distributed, evaluation
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
@@ -30,7 +30,7 @@ import launch_local  # noqa: E402
 @pytest.mark.parametrize("num_items,batch_size,processes", [(60, 16, 2), (60, 16, 3), (64, 16, 4), (5, 16, 3),
                                                            (100, 7, 5), (0, 4, 2), (33, 1, 1)])
 def test_deal_chunks_disjoint_covering_in_order(num_items, batch_size, processes):
-    rounds = evaluate.deal_chunks(num_items, batch_size, processes)
+    rounds = distributed.deal_chunks(num_items, batch_size, processes)
     assert all(len(row) == processes for row in rounds)
     # Rounds in order, processes in order: the chunks of one process, in item order, none missing.
     flat = [chunk for row in rounds for chunk in row if chunk is not None]
@@ -48,7 +48,7 @@ def test_deal_chunks_disjoint_covering_in_order(num_items, batch_size, processes
 def test_deal_chunks_rejects_bad_arguments():
     for args in ((10, 0, 2), (10, 4, 0), (-1, 4, 2)):
         with pytest.raises(ValueError, match="deal_chunks"):
-            evaluate.deal_chunks(*args)
+            distributed.deal_chunks(*args)
 
 
 class _ThreadJob:
@@ -93,12 +93,12 @@ def test_chunk_results_in_order_on_every_process(processes):
         def compute(start, num):
             computed.append((p, start))
             return {"x": np.arange(start, start + num, dtype=np.float64) / 3}
-        return [c["x"] for c in evaluate.chunk_results_in_order(
+        return [c["x"] for c in distributed.chunk_results_in_order(
             compute, num_items, batch_size, process_index=p, process_count=processes, allgather=allgather)]
 
     results, errors = _ThreadJob(processes).run(run)
     assert errors == [None] * processes
-    single = [c["x"] for c in evaluate.chunk_results_in_order(
+    single = [c["x"] for c in distributed.chunk_results_in_order(
         lambda s, n: {"x": np.arange(s, s + n, dtype=np.float64) / 3}, num_items, batch_size, process_count=1)]
     for got in results:
         assert len(got) == len(single) and all(np.array_equal(a, b) for a, b in zip(got, single))
@@ -113,7 +113,7 @@ def test_chunk_failure_is_raised_on_every_process():
             if start == 24:  # chunk 3: process 1 of 2, round 1
                 raise ValueError("bad chunk")
             return {"x": np.zeros(num)}
-        return list(evaluate.chunk_results_in_order(compute, 40, 8, process_index=p, process_count=2,
+        return list(distributed.chunk_results_in_order(compute, 40, 8, process_index=p, process_count=2,
                                                     allgather=allgather))
 
     _, errors = _ThreadJob(2).run(run)
@@ -166,8 +166,8 @@ def evaluation_inputs(tmp_path_factory):
     digits_classifier._save(str(base / "classifier" / "digits_cnn_v1_seed0.npz"), model,
                             {"seed": 0, "test_accuracy": accuracy, "name": digits_classifier.DIGITS_CLASSIFIER_NAME})
     net = digits_classifier.load_or_train_digits_classifier(base / "classifier", log=None).feature_network()
-    batches, count, _ = evaluate.data_batches("digits", resolution=32, batch_size=100, max_images=300)
-    metrics.save_moments(base / "moments.npz", evaluate.compute_moments(batches, net, total=count, progress=False))
+    batches, count, _ = evaluation.data_batches("digits", resolution=32, batch_size=100, max_images=300)
+    metrics.save_moments(base / "moments.npz", evaluation.compute_moments(batches, net, total=count, progress=False))
 
     config = cfg.load_config_file(os.path.join(ROOT, "configs", "digits.py:runlocal"))
     workdir = str(base / "workdir")

@@ -198,13 +198,12 @@ def test_extras_are_built_checkpointed_and_restored(tmp_path):
     with pytest.raises(ValueError, match=r"expected \(batch, 32, 32, 6\) \(2 samples packed"):
         D(jnp.zeros((2, 32, 32, 3)), jnp.zeros((2,), jnp.int32), train=False)
     # Orbax round trip into the trainer's abstract state (what resuming does).
-    from biggan import trainer
     mesh = sharding.make_mesh()
     state = state.replace(extras=dict(state.extras, replay=dict(state.extras[ts.REPLAY],
                                                                 size=jnp.asarray(5, jnp.int32))))
     ckpt = checkpoints.Checkpointer(str(tmp_path))
     ckpt.save(1, sharding.replicate(state, mesh), {"position": 0}, wait=True)
-    restored, _ = ckpt.restore(1, trainer.abstract_state(c, mesh))
+    restored, _ = ckpt.restore(1, checkpoints.abstract_state(c, mesh))
     ckpt.close()
     assert jax.tree.structure(restored) == jax.tree.structure(state)
     for a, b in zip(leaves(restored), leaves(state)):

@@ -10,7 +10,7 @@ import jax
 import numpy as np
 import pytest
 
-from biggan import checkpoints, config as cfg, train_step as ts, trainer
+from biggan import checkpoints, config as cfg, sharding, train_step as ts, trainer
 
 TINY = ["--config.model.ch_g=8", "--config.model.ch_d=8", "--config.model.dim_z=16",
         "--config.train.batch_size=8", "--config.train.num_d_steps=1", "--config.log.sv_every=0",
@@ -30,7 +30,7 @@ def saved_state(workdir, step=None):
     c = cfg.ml_collections.ConfigDict(json.load(open(os.path.join(workdir, "config.json"))))
     ck = checkpoints.Checkpointer(workdir)
     step = ck.latest_step() if step is None else step
-    state, data = ck.restore(step, trainer.abstract_state(c, __import__("biggan.sharding").sharding.make_mesh()))
+    state, data = ck.restore(step, checkpoints.abstract_state(c, sharding.make_mesh()))
     ck.close()
     return step, state, data
 

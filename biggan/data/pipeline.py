@@ -24,6 +24,7 @@ from biggan.data.cache import CacheSource
 from biggan.data.parallel import ordered_map
 from biggan.data.preprocess import CorruptImageError
 from biggan.data.sources import DataSourceError, DigitsSource, FolderSource, ImageSource
+from biggan.data.tfds_source import TfdsSource  # imports tensorflow_datasets only when a TFDS source is built
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +95,6 @@ def make_source(data_config) -> ImageSource:
   elif kind == "cache":
     source = CacheSource(path, resolution)
   elif kind == "tfds":
-    from biggan.data.tfds_source import TfdsSource  # lazy: keeps TFDS out of every other path
     source = TfdsSource(data_config.tfds_name, data_config.get("split", "train"), resolution,
                         data_dir=data_config.get("tfds_data_dir", "") or None)
   else:

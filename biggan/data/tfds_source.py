@@ -1,6 +1,6 @@
 """TFDS datasets (imagenet2012, cifar10, ...) through `tfds.data_source` (random access).
 
-Imported lazily: nothing else in biggan imports tensorflow_datasets. Reading a prepared dataset
+Only this module imports tensorflow_datasets, and only when a TFDS source is built. Reading a prepared dataset
 needs only `tensorflow-datasets` + `array-record` (no TensorFlow); PREPARING one (`tfds build`)
 runs the TFDS builders, which need TensorFlow (`pip install tensorflow-cpu`). See
 scripts/prepare_imagenet.sh, and the TF-free alternative there (extract to an image folder).
