@@ -14,10 +14,12 @@ torch is imported lazily, only to read the file.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
 import sys
+from collections.abc import Callable
 
 import jax
 import ml_collections
@@ -94,6 +96,62 @@ def _v_from_u(w_mat, u, eps):
     return _normalize(w_mat.T @ u, eps).astype(np.float32)
 
 
+# ------------------------------------------------------------------------------------- layout tables
+# Each format describes its checkpoint once, as a list of `Entry` rows (one per module); each entry's kind
+# says which state-dict keys it owns (with their shapes) and how they become our leaves. The expected key
+# set (checked before anything is converted) and the mapping are both read off that one table.
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    kind: str            # a key of the format's kind table
+    theirs: str          # state-dict key prefix
+    ours: tuple = ()     # path of the module in our generator
+    shape: tuple = ()    # their weight shape (out, in) / OIHW; BN: channels
+    bias: bool = False   # the layer has a bias
+
+
+@dataclasses.dataclass(frozen=True)
+class Kind:
+    keys: Callable       # entry -> {state-dict key: shape}
+    convert: Callable    # (entry, read(key) -> array, converted: Converted) -> None
+
+
+@dataclasses.dataclass
+class Converted:
+    flat: dict = dataclasses.field(default_factory=dict)    # {our leaf path: array}
+    stats: dict = dataclasses.field(default_factory=dict)   # {'<bn path>/mean'|'/var': (rows, C)}
+
+
+def expected_shapes(layout: list[Entry], kinds: dict[str, Kind]) -> dict:
+    """{state-dict key: shape} that `layout` implies."""
+    shapes = {}
+    for entry in layout:
+        shapes.update(kinds[entry.kind].keys(entry))
+    return shapes
+
+
+def convert_layout(state_dict: dict, layout: list[Entry], kinds: dict[str, Kind], what: str) -> Converted:
+    """Check `state_dict` against the layout's keys and shapes, then map every entry."""
+    check_state_dict(state_dict, expected_shapes(layout, kinds), what)
+    converted = Converted()
+    for entry in layout:
+        kinds[entry.kind].convert(entry, state_dict.__getitem__, converted)
+    return converted
+
+
+def _sn_keys(weight, u_shape, v_shape, extra=()):
+    """Keys of a spectrally normalised layer: weight, SN vectors, optional extras and bias."""
+    def keys(e):
+        out = {f"{e.theirs}.{weight}": e.shape, f"{e.theirs}.{u_shape[0]}": u_shape[1](e.shape)}
+        if v_shape:
+            out[f"{e.theirs}.{v_shape[0]}"] = v_shape[1](e.shape)
+        out.update({f"{e.theirs}.{name}": shape for name, shape in extra})
+        if e.bias:
+            out[f"{e.theirs}.bias"] = (e.shape[0],)
+        return out
+    return keys
+
+
 def _build_generator(config, flat: dict):
     """Generator from `config.model` with every state leaf taken from `flat` ({path tuple: array})."""
     abstract = nnx.eval_shape(lambda: models.make_generator(config.model, nnx.Rngs(0)))
@@ -164,45 +222,84 @@ def _check_hf_config(hc):
     return layers, pos
 
 
-def hf_expected_shapes(hc: dict) -> dict:
-    """Every key → shape of pytorch-pretrained-biggan 0.1.1's BigGAN state dict for config `hc`."""
+def _hf_sn(kernel):
+    """pytorch-pretrained-biggan SN layer: weight_orig, weight_u and the stored, already iterated weight_v."""
+    def convert(e, read, out):
+        w = read(f"{e.theirs}.weight_orig")
+        out.flat[e.ours + ("kernel",)] = w.T if kernel == "linear" else _conv_kernel(w)
+        out.flat[e.ours + ("sn", "u")] = read(f"{e.theirs}.weight_u")
+        v = read(f"{e.theirs}.weight_v")
+        out.flat[e.ours + ("sn", "v")] = v if kernel == "linear" else _conv_v(v, w.shape)
+        if e.bias:
+            out.flat[e.ours + ("bias",)] = read(f"{e.theirs}.bias")
+    return Kind(_sn_keys("weight_orig", ("weight_u", lambda s: (s[0],)),
+                         ("weight_v", lambda s: (math.prod(s[1:]),))), convert)
+
+
+def _hf_bn_stats(e, read, out):
+    key = "/".join(map(str, e.ours))
+    out.stats[f"{key}/mean"] = read(f"{e.theirs}.running_means")
+    out.stats[f"{key}/var"] = read(f"{e.theirs}.running_vars")
+    # Default BN state = the t = 1 row (untruncated); sampling overwrites it per truncation.
+    out.flat[e.ours + ("mean",)] = out.stats[f"{key}/mean"][-1]
+    out.flat[e.ours + ("var",)] = out.stats[f"{key}/var"][-1]
+
+
+def _hf_affine(e, read, out):
+    out.flat[e.ours + ("scale",)] = read(f"{e.theirs}.weight")
+    out.flat[e.ours + ("offset",)] = read(f"{e.theirs}.bias")
+
+
+HF_KINDS = {
+    # Linear(num_classes → z_dim) weight (z_dim, num_classes): our embedding table is its transpose.
+    "embed": Kind(lambda e: {f"{e.theirs}.weight": e.shape},
+                  lambda e, read, out: out.flat.__setitem__(e.ours + ("embedding",), read(f"{e.theirs}.weight").T)),
+    "sn_linear": _hf_sn("linear"),
+    "sn_conv": _hf_sn("conv"),
+    "bn_stats": Kind(lambda e: {f"{e.theirs}.running_means": e.shape, f"{e.theirs}.running_vars": e.shape},
+                     _hf_bn_stats),
+    "affine": Kind(lambda e: {f"{e.theirs}.weight": e.shape, f"{e.theirs}.bias": e.shape}, _hf_affine),
+    "gamma": Kind(lambda e: {f"{e.theirs}.gamma": (1,)},
+                  lambda e, read, out: out.flat.__setitem__(e.ours + ("gamma",), read(f"{e.theirs}.gamma").reshape(()))),
+}
+
+
+def hf_layout(hc: dict) -> list[Entry]:
+    """pytorch-pretrained-biggan 0.1.1's BigGAN state dict for config `hc`, entry by entry."""
     layers, pos = _check_hf_config(hc)
     ch, zd, ncls, n = (_hf_get(hc, k) for k in ("channel_width", "z_dim", "num_classes", "n_stats"))
     cond = 2 * zd
-    s = {"embeddings.weight": (zd, ncls)}
-
-    def sn(prefix, w_shape, bias):
-        s[f"{prefix}.weight_orig"] = w_shape
-        s[f"{prefix}.weight_u"] = (w_shape[0],)
-        s[f"{prefix}.weight_v"] = (math.prod(w_shape[1:]),)
-        if bias:
-            s[f"{prefix}.bias"] = (w_shape[0],)
-
-    sn("generator.gen_z", (4 * 4 * 16 * ch, cond), True)
-    j = 0
+    # The first linear's output is already viewed as (4, 4, C): our HWC order, no permutation.
+    layout = [Entry("embed", "embeddings", ("shared_embed",), (zd, ncls)),
+              Entry("sn_linear", "generator.gen_z", ("linear",), (4 * 4 * 16 * ch, cond), bias=True)]
+    j = 0  # their layer index: the attention layer at list position `pos` shifts the blocks after it
     for i, (_, cin, cout) in enumerate(layers):
-        if i == pos:
+        if i == pos:  # their attention at position `pos` follows our block pos − 1
             c, p = ch * cin, f"generator.layers.{j}"
-            sn(f"{p}.snconv1x1_theta", (c // 8, c, 1, 1), False)
-            sn(f"{p}.snconv1x1_phi", (c // 8, c, 1, 1), False)
-            sn(f"{p}.snconv1x1_g", (c // 2, c, 1, 1), False)
-            sn(f"{p}.snconv1x1_o_conv", (c, c // 2, 1, 1), False)
-            s[f"{p}.gamma"] = (1,)
+            for ours, theirs, shape in (("theta", "theta", (c // 8, c, 1, 1)), ("phi", "phi", (c // 8, c, 1, 1)),
+                                        ("g", "g", (c // 2, c, 1, 1)), ("o", "o_conv", (c, c // 2, 1, 1))):
+                layout.append(Entry("sn_conv", f"{p}.snconv1x1_{theirs}", ("attention", i - 1, ours), shape))
+            layout.append(Entry("gamma", p, ("attention", i - 1)))
             j += 1
         p, cin, cout = f"generator.layers.{j}", ch * cin, ch * cout
         mid = cin // 4
         for k, (c_bn, conv_shape) in enumerate([(cin, (mid, cin, 1, 1)), (mid, (mid, mid, 3, 3)),
                                                 (mid, (mid, mid, 3, 3)), (mid, (cout, mid, 1, 1))]):
-            s[f"{p}.bn_{k}.running_means"] = s[f"{p}.bn_{k}.running_vars"] = (n, c_bn)
-            sn(f"{p}.bn_{k}.scale", (c_bn, cond), False)
-            sn(f"{p}.bn_{k}.offset", (c_bn, cond), False)
-            sn(f"{p}.conv_{k}", conv_shape, True)
+            bn = ("blocks", i, f"bn{k + 1}")
+            layout += [Entry("bn_stats", f"{p}.bn_{k}", bn + ("bn",), (n, c_bn)),
+                       Entry("sn_linear", f"{p}.bn_{k}.scale", bn + ("gain",), (c_bn, cond)),
+                       Entry("sn_linear", f"{p}.bn_{k}.offset", bn + ("bias",), (c_bn, cond)),
+                       Entry("sn_conv", f"{p}.conv_{k}", ("blocks", i, f"conv{k + 1}"), conv_shape, bias=True)]
         j += 1
-    for k in ("weight", "bias"):
-        s[f"generator.bn.{k}"] = (ch,)
-    s["generator.bn.running_means"] = s["generator.bn.running_vars"] = (n, ch)
-    sn("generator.conv_to_rgb", (ch, ch, 3, 3), True)
-    return s
+    layout += [Entry("affine", "generator.bn", ("output_bn",), (ch,)),
+               Entry("bn_stats", "generator.bn", ("output_bn",), (n, ch)),
+               Entry("sn_conv", "generator.conv_to_rgb", ("output_conv",), (ch, ch, 3, 3), bias=True)]
+    return layout
+
+
+def hf_expected_shapes(hc: dict) -> dict:
+    """Every key → shape of pytorch-pretrained-biggan 0.1.1's BigGAN state dict for config `hc`."""
+    return expected_shapes(hf_layout(hc), HF_KINDS)
 
 
 def hf_model_config(hc: dict) -> ml_collections.ConfigDict:
@@ -223,65 +320,12 @@ def hf_model_config(hc: dict) -> ml_collections.ConfigDict:
 
 def convert_hf(state_dict: dict, hc: dict):
     """(config, generator, truncation stats) from a pytorch-pretrained-biggan state dict and its config."""
-    check_state_dict(state_dict, hf_expected_shapes(hc), f"pytorch-pretrained-biggan biggan-deep-{hc['output_dim']}")
-    layers, pos = _check_hf_config(hc)
+    converted = convert_layout(state_dict, hf_layout(hc), HF_KINDS,
+                               f"pytorch-pretrained-biggan biggan-deep-{hc['output_dim']}")
     config = hf_model_config(hc)
-    sd, flat, stats, used = state_dict, {}, {}, set()
-
-    def take(key):
-        used.add(key)
-        return sd[key]
-
-    def sn_linear(path, prefix):
-        w = take(f"{prefix}.weight_orig")
-        flat[path + ("kernel",)] = w.T
-        flat[path + ("sn", "u")] = take(f"{prefix}.weight_u")
-        flat[path + ("sn", "v")] = take(f"{prefix}.weight_v")
-        if f"{prefix}.bias" in sd:
-            flat[path + ("bias",)] = take(f"{prefix}.bias")
-
-    def sn_conv(path, prefix):
-        w = take(f"{prefix}.weight_orig")
-        flat[path + ("kernel",)] = _conv_kernel(w)
-        flat[path + ("sn", "u")] = take(f"{prefix}.weight_u")
-        flat[path + ("sn", "v")] = _conv_v(take(f"{prefix}.weight_v"), w.shape)
-        if f"{prefix}.bias" in sd:
-            flat[path + ("bias",)] = take(f"{prefix}.bias")
-
-    def bn_stats(path, prefix):
-        key = "/".join(map(str, path))
-        stats[f"{key}/mean"] = take(f"{prefix}.running_means")
-        stats[f"{key}/var"] = take(f"{prefix}.running_vars")
-        # Default BN state = the t = 1 row (untruncated); sampling overwrites it per truncation.
-        flat[path + ("mean",)] = stats[f"{key}/mean"][-1]
-        flat[path + ("var",)] = stats[f"{key}/var"][-1]
-
-    flat[("shared_embed", "embedding")] = take("embeddings.weight").T  # Linear(1000→128) weight (128, 1000)
-    sn_linear(("linear",), "generator.gen_z")  # its output is already viewed as (4, 4, C): our HWC order
-    j = 0
-    for i in range(len(layers)):
-        if i == pos:  # the reference's attention at list position `pos` follows our block pos − 1
-            p = f"generator.layers.{j}"
-            for ours, theirs in (("theta", "theta"), ("phi", "phi"), ("g", "g"), ("o", "o_conv")):
-                sn_conv(("attention", i - 1, ours), f"{p}.snconv1x1_{theirs}")
-            flat[("attention", i - 1, "gamma")] = take(f"{p}.gamma").reshape(())
-            j += 1
-        p = f"generator.layers.{j}"
-        for k in range(4):
-            bn = ("blocks", i, f"bn{k + 1}")
-            bn_stats(bn + ("bn",), f"{p}.bn_{k}")
-            sn_linear(bn + ("gain",), f"{p}.bn_{k}.scale")
-            sn_linear(bn + ("bias",), f"{p}.bn_{k}.offset")
-            sn_conv(("blocks", i, f"conv{k + 1}"), f"{p}.conv_{k}")
-        j += 1
-    flat[("output_bn", "scale")] = take("generator.bn.weight")
-    flat[("output_bn", "offset")] = take("generator.bn.bias")
-    bn_stats(("output_bn",), "generator.bn")
-    sn_conv(("output_conv",), "generator.conv_to_rgb")
-    assert used == set(sd), f"unmapped keys: {sorted(set(sd) - used)}"
-    generator = _build_generator(config, flat)
-    truncation_stats.check_stats_match(generator, stats)
-    return config, generator, stats
+    generator = _build_generator(config, converted.flat)
+    truncation_stats.check_stats_match(generator, converted.stats)
+    return config, generator, converted.stats
 
 
 def convert_hf_files(model_path, config_path=None, out_dir=None):
@@ -311,44 +355,91 @@ def convert_hf_files(model_path, config_path=None, out_dir=None):
 
 # ------------------------------------------------------------------------------- BigGAN-PyTorch (BigGAN)
 
-def biggan_pytorch_expected_shapes(m: ml_collections.ConfigDict) -> dict:
-    """Every key → shape of BigGAN-PyTorch's BigGAN.Generator state dict (num_G_SVs=1, G_shared)."""
+def _bp_sn(kernel, eps):
+    """BigGAN-PyTorch SN layer (num_svs=1): weight, u0 (1, out) and sv0 (a logging buffer, not used).
+    Only u is stored: v = normalize(Wᵀu), what its next power-iteration step computes. "linear_chw": the
+    first linear, whose output BigGAN-PyTorch views channel-major (C, 4, 4) while ours is (4, 4, C): its
+    output rows (weight, bias and u, which indexes rows) are permuted so our reshape sees the same tensor."""
+    def convert(e, read, out):
+        w, u = read(f"{e.theirs}.weight"), read(f"{e.theirs}.u0")[0]
+        b = read(f"{e.theirs}.bias") if e.bias else None
+        if kernel == "linear_chw":
+            c0 = w.shape[0] // 16
+            to_hwc = np.arange(w.shape[0]).reshape(c0, 4, 4).transpose(1, 2, 0).reshape(-1)
+            w, u, b = w[to_hwc], u[to_hwc], b[to_hwc]
+        if kernel == "conv":
+            k = _conv_kernel(w)
+            out.flat[e.ours + ("kernel",)] = k
+            w_mat = k.reshape(-1, k.shape[-1]).T
+        else:
+            out.flat[e.ours + ("kernel",)] = w.T
+            w_mat = w
+        out.flat[e.ours + ("sn", "u")] = u
+        out.flat[e.ours + ("sn", "v")] = _v_from_u(w_mat, u, eps)
+        if e.bias:
+            out.flat[e.ours + ("bias",)] = b
+    return Kind(_sn_keys("weight", ("u0", lambda s: (1, s[0])), None, extra=(("sv0", (1,)),)), convert)
+
+
+def _bp_bn(e, read, out):
+    out.flat[e.ours + ("mean",)] = read(f"{e.theirs}.stored_mean")
+    out.flat[e.ours + ("var",)] = read(f"{e.theirs}.stored_var")
+
+
+def _bp_output_bn(e, read, out):
+    _bp_bn(e, read, out)
+    out.flat[e.ours + ("scale",)] = read(f"{e.theirs}.gain")
+    out.flat[e.ours + ("offset",)] = read(f"{e.theirs}.bias")
+
+
+def biggan_pytorch_kinds(eps: float) -> dict[str, Kind]:
+    return {
+        "embed": Kind(lambda e: {f"{e.theirs}.weight": e.shape},
+                      lambda e, read, out: out.flat.__setitem__(e.ours + ("embedding",), read(f"{e.theirs}.weight"))),
+        "sn_linear_chw": _bp_sn("linear_chw", eps),
+        "sn_linear": _bp_sn("linear", eps),
+        "sn_conv": _bp_sn("conv", eps),
+        "bn": Kind(lambda e: {f"{e.theirs}.stored_mean": e.shape, f"{e.theirs}.stored_var": e.shape}, _bp_bn),
+        "output_bn": Kind(lambda e: {f"{e.theirs}.{k}": e.shape for k in ("gain", "bias", "stored_mean", "stored_var")},
+                          _bp_output_bn),
+        "gamma": Kind(lambda e: {f"{e.theirs}.gamma": ()},
+                      lambda e, read, out: out.flat.__setitem__(e.ours + ("gamma",), read(f"{e.theirs}.gamma").reshape(()))),
+    }
+
+
+def biggan_pytorch_layout(m: ml_collections.ConfigDict) -> list[Entry]:
+    """BigGAN-PyTorch's BigGAN.Generator state dict (num_G_SVs=1, G_shared), entry by entry."""
     _check_biggan_pytorch_model(m)
     ch, plan = m.ch_g, biggan_arch.G_CHANNELS[m.resolution]
     num_slots = len(plan) + 1 if m.hier else 1
     z_chunk = m.dim_z // num_slots
     cond = m.shared_dim + (z_chunk if m.hier else 0)
-    s = {"shared.weight": (m.num_classes, m.shared_dim)}
-
-    def sn(prefix, w_shape, bias):
-        s[f"{prefix}.weight"] = w_shape
-        s[f"{prefix}.u0"] = (1, w_shape[0])
-        s[f"{prefix}.sv0"] = (1,)
-        if bias:
-            s[f"{prefix}.bias"] = (w_shape[0],)
-
-    sn("linear", (plan[0][0] * ch * 16, z_chunk if m.hier else m.dim_z), True)
+    layout = [Entry("embed", "shared", ("shared_embed",), (m.num_classes, m.shared_dim)),
+              Entry("sn_linear_chw", "linear", ("linear",), (plan[0][0] * ch * 16, z_chunk if m.hier else m.dim_z),
+                    bias=True)]
     for i, (cin, cout) in enumerate(plan):
         p, cin, cout = f"blocks.{i}.0", cin * ch, cout * ch
         for bn, c in (("bn1", cin), ("bn2", cout)):
-            sn(f"{p}.{bn}.gain", (c, cond), False)
-            sn(f"{p}.{bn}.bias", (c, cond), False)
-            s[f"{p}.{bn}.stored_mean"] = s[f"{p}.{bn}.stored_var"] = (c,)
-        sn(f"{p}.conv1", (cout, cin, 3, 3), True)
-        sn(f"{p}.conv2", (cout, cout, 3, 3), True)
-        sn(f"{p}.conv_sc", (cout, cin, 1, 1), True)
+            layout += [Entry("bn", f"{p}.{bn}", ("blocks", i, bn, "bn"), (c,)),
+                       Entry("sn_linear", f"{p}.{bn}.gain", ("blocks", i, bn, "gain"), (c, cond)),
+                       Entry("sn_linear", f"{p}.{bn}.bias", ("blocks", i, bn, "bias"), (c, cond))]
+        for conv, shape in (("conv1", (cout, cin, 3, 3)), ("conv2", (cout, cout, 3, 3)), ("conv_sc", (cout, cin, 1, 1))):
+            layout.append(Entry("sn_conv", f"{p}.{conv}", ("blocks", i, conv), shape, bias=True))
         if 8 * 2 ** i in m.g_attn:
             p = f"blocks.{i}.1"
-            sn(f"{p}.theta", (cout // 8, cout, 1, 1), False)
-            sn(f"{p}.phi", (cout // 8, cout, 1, 1), False)
-            sn(f"{p}.g", (cout // 2, cout, 1, 1), False)
-            sn(f"{p}.o", (cout, cout // 2, 1, 1), False)
-            s[f"{p}.gamma"] = ()
+            for name, shape in (("theta", (cout // 8, cout, 1, 1)), ("phi", (cout // 8, cout, 1, 1)),
+                                ("g", (cout // 2, cout, 1, 1)), ("o", (cout, cout // 2, 1, 1))):
+                layout.append(Entry("sn_conv", f"{p}.{name}", ("attention", i, name), shape))
+            layout.append(Entry("gamma", p, ("attention", i)))
     c = plan[-1][1] * ch
-    for k in ("gain", "bias", "stored_mean", "stored_var"):
-        s[f"output_layer.0.{k}"] = (c,)
-    sn("output_layer.2", (3, c, 3, 3), True)
-    return s
+    layout += [Entry("output_bn", "output_layer.0", ("output_bn",), (c,)),
+               Entry("sn_conv", "output_layer.2", ("output_conv",), (3, c, 3, 3), bias=True)]
+    return layout
+
+
+def biggan_pytorch_expected_shapes(m: ml_collections.ConfigDict) -> dict:
+    """Every key → shape of BigGAN-PyTorch's BigGAN.Generator state dict (num_G_SVs=1, G_shared)."""
+    return expected_shapes(biggan_pytorch_layout(m), biggan_pytorch_kinds(m.sn_eps))
 
 
 def _check_biggan_pytorch_model(m):
@@ -395,67 +486,10 @@ def biggan_pytorch_config(config_spec=None, *, bn_eps=1e-5, sn_eps=1e-6) -> ml_c
 def convert_biggan_pytorch(state_dict: dict, config: ml_collections.ConfigDict):
     """(config, generator) from a BigGAN-PyTorch BigGAN G state dict; its stored BN statistics are used."""
     m = config.model
-    check_state_dict(state_dict, biggan_pytorch_expected_shapes(m), f"BigGAN-PyTorch BigGAN G "
-                     f"({m.resolution}², ch {m.ch_g}, dim_z {m.dim_z}, attention {tuple(m.g_attn)})")
-    sd, flat, used = state_dict, {}, set()
-    eps = m.sn_eps
-
-    def take(key):
-        used.add(key)
-        return sd[key]
-
-    def sn_common(path, prefix, w_mat, u):
-        take(f"{prefix}.sv0")  # logging-only buffer in BigGAN-PyTorch
-        flat[path + ("sn", "u")] = u
-        flat[path + ("sn", "v")] = _v_from_u(w_mat, u, eps)
-        if f"{prefix}.bias" in sd:
-            flat[path + ("bias",)] = take(f"{prefix}.bias")
-
-    def sn_linear(path, prefix):
-        w = take(f"{prefix}.weight")
-        flat[path + ("kernel",)] = w.T
-        sn_common(path, prefix, w, take(f"{prefix}.u0")[0])
-
-    def sn_conv(path, prefix):
-        kernel = _conv_kernel(take(f"{prefix}.weight"))
-        flat[path + ("kernel",)] = kernel
-        sn_common(path, prefix, kernel.reshape(-1, kernel.shape[-1]).T, take(f"{prefix}.u0")[0])
-
-    def bn(path, prefix):
-        flat[path + ("mean",)] = take(f"{prefix}.stored_mean")
-        flat[path + ("var",)] = take(f"{prefix}.stored_var")
-
-    flat[("shared_embed", "embedding")] = take("shared.weight")
-    # First linear: BigGAN-PyTorch views its output channel-major (C, 4, 4); ours is (4, 4, C). Permute the
-    # output rows (weight, bias and the SN u, which indexes rows) so that our reshape sees the same tensor.
-    w, b, u = take("linear.weight"), take("linear.bias"), take("linear.u0")[0]
-    c0 = w.shape[0] // 16
-    to_hwc = np.arange(w.shape[0]).reshape(c0, 4, 4).transpose(1, 2, 0).reshape(-1)
-    w, b, u = w[to_hwc], b[to_hwc], u[to_hwc]
-    flat[("linear", "kernel")] = w.T
-    flat[("linear", "bias")] = b
-    take("linear.sv0")
-    flat[("linear", "sn", "u")] = u
-    flat[("linear", "sn", "v")] = _v_from_u(w, u, eps)
-    plan = biggan_arch.G_CHANNELS[m.resolution]
-    for i in range(len(plan)):
-        p = f"blocks.{i}.0"
-        for name in ("bn1", "bn2"):
-            bn(("blocks", i, name, "bn"), f"{p}.{name}")
-            sn_linear(("blocks", i, name, "gain"), f"{p}.{name}.gain")
-            sn_linear(("blocks", i, name, "bias"), f"{p}.{name}.bias")
-        for name in ("conv1", "conv2", "conv_sc"):
-            sn_conv(("blocks", i, name), f"{p}.{name}")
-        if 8 * 2 ** i in m.g_attn:
-            for name in ("theta", "phi", "g", "o"):
-                sn_conv(("attention", i, name), f"blocks.{i}.1.{name}")
-            flat[("attention", i, "gamma")] = take(f"blocks.{i}.1.gamma").reshape(())
-    flat[("output_bn", "scale")] = take("output_layer.0.gain")
-    flat[("output_bn", "offset")] = take("output_layer.0.bias")
-    bn(("output_bn",), "output_layer.0")
-    sn_conv(("output_conv",), "output_layer.2")
-    assert used == set(sd), f"unmapped keys: {sorted(set(sd) - used)}"
-    return config, _build_generator(config, flat)
+    converted = convert_layout(state_dict, biggan_pytorch_layout(m), biggan_pytorch_kinds(m.sn_eps),
+                               f"BigGAN-PyTorch BigGAN G ({m.resolution}², ch {m.ch_g}, dim_z {m.dim_z}, "
+                               f"attention {tuple(m.g_attn)})")
+    return config, _build_generator(config, converted.flat)
 
 
 def convert_biggan_pytorch_file(pth_path, config_spec=None, out_dir=None, *, bn_eps=1e-5, sn_eps=1e-6):
