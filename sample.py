@@ -7,7 +7,7 @@ r"""Sample from a BigGAN: our training checkpoints (the EMA generator) or conver
 
 --truncation: for released models t in (0, 1]: z = t·truncnorm(−2, 2) and t selects the stored BN statistics
 (TF Hub convention); for our checkpoints the re-sampling threshold of a truncated normal (default: none),
-with standing statistics accumulated at that threshold and cached in the checkpoint directory (SPEC §5).
+with standing statistics accumulated at that threshold and cached in the checkpoint directory (paper appendix C.1).
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Input pipeline throughput (SPEC §4): images/s at 128² from an image folder of JPEGs and from
+"""Input pipeline throughput: images/s at 128² from an image folder of JPEGs and from
 the preprocessed memmap cache, on this machine.
 
     python bench/input_pipeline.py            # writes bench/results/input_pipeline.json

@@ -23,7 +23,7 @@ from common import in_own_process, report, timeit  # noqa: E402
 
 
 def reference(seed=0):
-    """pytorch-pretrained-biggan biggan-deep-128 with random weights and advanced SN vectors (SPEC §6)."""
+    """pytorch-pretrained-biggan biggan-deep-128 with random weights and advanced SN vectors (tests/test_convert_hf.py explains why)."""
     import torch
     import pytorch_pretrained_biggan as ppb
     from torch.nn.utils.spectral_norm import SpectralNorm

@@ -1,4 +1,4 @@
-"""Ablation studies like the paper's Table 1 (SPEC §8): variants × seeds, one run after another.
+"""Ablation studies like the paper's table 1: variants × seeds, one run after another.
 
     python -m biggan.ablate configs/digits_ablation.py --seeds 2 [--workdir DIR]
     python -m biggan.ablate configs/digits_ablation.py --list          # the variants and their overrides

@@ -1,7 +1,7 @@
-"""BigGAN generator and discriminator (SPEC §1), written as explicit per-resolution tables.
+"""BigGAN generator and discriminator (paper appendix B), written as explicit per-resolution tables.
 
-Layouts follow the author's BigGAN-PyTorch (G_arch / D_arch), in NHWC. Parameter counts match
-SPEC §1 exactly (tests/test_param_counts.py).
+Layouts follow the author's BigGAN-PyTorch (BigGAN.py: G_arch / D_arch), in NHWC. Parameter counts match
+BigGAN-PyTorch's and google/compare_gan's exactly (tests/test_models.py).
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ D_CHANNELS = {
     64: [(0, 1, True), (1, 2, True), (2, 4, True), (4, 8, True), (8, 16, False)],
     128: [(0, 1, True), (1, 2, True), (2, 4, True), (4, 8, True), (8, 16, True), (16, 16, False)],
     256: [(0, 1, True), (1, 2, True), (2, 4, True), (4, 8, True), (8, 8, True), (8, 16, True), (16, 16, False)],
-    # BigGAN-PyTorch has no 512 D; the paper's table 6 does (SPEC §1).
+    # BigGAN-PyTorch has no 512 D; the paper's table 6 does.
     512: [(0, 1, True), (1, 1, True), (1, 2, True), (2, 4, True), (4, 8, True), (8, 8, True), (8, 16, True),
           (16, 16, False)],
 }
@@ -93,7 +93,7 @@ class GBlock(nnx.Module):
 
 
 class Generator(nnx.Module):
-    """BigGAN G (SPEC §1). `hier` = skip-z, `shared` = shared class embedding (both paper defaults)."""
+    """BigGAN G (paper appendix B, table 4). `hier` = skip-z, `shared` = shared class embedding (both paper defaults)."""
 
     def __init__(self, *, resolution=128, ch=96, dim_z=120, shared_dim=128, num_classes=1000, attn_res=(64,),
                  hier=True, shared=True, bn_eps=1e-4, bn_momentum=0.1, bn_group_size=None, sn_eps=1e-4,
@@ -113,7 +113,7 @@ class Generator(nnx.Module):
         conv_kw = dict(sn_eps=sn_eps, sn_eval_mode=sn_eval_mode, dtype=dtype)
         bn_kw = dict(eps=bn_eps, momentum=bn_momentum, group_size=bn_group_size, sn_eps=sn_eps,
                      sn_eval_mode=sn_eval_mode, dtype=dtype)
-        # The shared embedding is NOT spectrally normalised (SPEC §1).
+        # The shared embedding is NOT spectrally normalised (BigGAN-PyTorch BigGAN.py: `shared` is a plain embedding).
         self.shared_embed = nnx.Embed(num_classes, shared_dim, embedding_init=layers.orthogonal_init,
                                       rngs=rngs) if shared else None
         self.bottom_ch = plan[0][0] * ch
@@ -138,7 +138,7 @@ class Generator(nnx.Module):
         zs = jnp.split(z, self.num_slots, axis=-1)
         embed = embed_classes(self.shared_embed, y, self.num_classes) if self.shared else None
         if self.hier:
-            # BigGAN-PyTorch order: cond = [embed(y), z_i] (SPEC §1; TF Hub uses [z, embed]).
+            # BigGAN-PyTorch order: cond = [embed(y), z_i] (BigGAN.py; TF Hub uses [z, embed]).
             conds = [jnp.concatenate([embed, zi], -1) if self.shared else zi for zi in zs[1:]]
         else:
             conds = [embed] * len(self.blocks)
@@ -167,7 +167,7 @@ class DBlock(nnx.Module):
         if self.downsample:
             h = layers.avg_pool2x(h)
             # Average pooling commutes with a 1×1 conv (both linear), so pool first whatever the
-            # pre-activation order of SPEC §1: identical output, 4× fewer FLOPs.
+            # pre-activation order of BigGAN.py's DBlock: identical output, 4× fewer FLOPs.
             x = layers.avg_pool2x(x)
         if self.conv_sc is not None:
             x = self.conv_sc(x, train)
@@ -175,7 +175,7 @@ class DBlock(nnx.Module):
 
 
 class ProjectionDiscriminator(nnx.Module):
-    """What BigGAN's and BigGAN-deep's D share (SPEC §1, §2): stem → blocks with optional attention →
+    """What BigGAN's and BigGAN-deep's D share (paper appendix B): stem → blocks with optional attention →
     h = Σ_hw ReLU(features) → linear(h) + ⟨embed(y), h⟩. Subclasses build `blocks`, `attention` and `stem`."""
 
     def init_head(self, feature_dim, num_classes, resolution, in_channels, minibatch_kernels, minibatch_kernel_dim,
@@ -208,7 +208,7 @@ class ProjectionDiscriminator(nnx.Module):
 
 
 class Discriminator(ProjectionDiscriminator):
-    """BigGAN projection discriminator (SPEC §1): D(x, y) = linear(h) + ⟨embed(y), h⟩, h = Σ_hw ReLU(features)."""
+    """BigGAN projection discriminator (Miyato & Koyama 2018; paper appendix B): D(x, y) = linear(h) + ⟨embed(y), h⟩, h = Σ_hw ReLU(features)."""
 
     def __init__(self, *, resolution=128, ch=96, num_classes=1000, attn_res=(64,), sn_eps=1e-4,
                  sn_eval_mode="iterate", dtype=jnp.float32, in_channels=3, minibatch_kernels=0,
@@ -257,7 +257,7 @@ def check_d_input(x, resolution, in_channels):
 
 def projection_head_linear(feature_dim, minibatch_kernels, minibatch_kernel_dim, conv_kw, rngs):
     """D's unconditional linear output and, when minibatch_kernels > 0, the minibatch discrimination
-    layer (Salimans et al. 2016 §3.2, SPEC §9) whose B features the linear also reads (A + B inputs)."""
+    layer (Salimans et al. 2016 §3.2) whose B features the linear also reads (A + B inputs)."""
     if not minibatch_kernels:
         return layers.SNLinear(feature_dim, 1, rngs=rngs, **conv_kw), None
     minibatch = techniques.MinibatchDiscrimination(feature_dim, minibatch_kernels, minibatch_kernel_dim, rngs=rngs)

@@ -1,8 +1,9 @@
-"""BigGAN-deep generator and discriminator (SPEC §2), written as explicit per-resolution tables.
+"""BigGAN-deep generator and discriminator (paper appendix B), written as explicit per-resolution tables.
 
 G follows the released TF Hub / pytorch-pretrained-biggan layout (so converted weights run unchanged:
 biggan.convert), D follows the author's BigGAN-PyTorch BigGANdeep.py. NHWC throughout. Parameter counts
-match SPEC §1's table exactly (tests/test_biggan_deep.py).
+match the paper's 50.4M / 34.6M exactly: pytorch-pretrained-biggan's G, BigGAN-PyTorch's D
+(tests/test_biggan_deep.py).
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from biggan.biggan import (ProjectionDiscriminator, check_attention, check_d_opt
                            embed_classes)
 
 # G blocks: (upsample, in multiplier, out multiplier) of ch, from 4×4. Two blocks per resolution: the
-# first keeps resolution and width, the second upsamples and changes width (SPEC §2). 128/256/512 are
+# first keeps resolution and width, the second upsamples and changes width (paper appendix B, fig. 16). 128/256/512 are
 # pytorch-pretrained-biggan's `layers` lists; 32/64 are BigGAN-PyTorch's BigGANdeep G_arch.
 _G128 = [(False, 16, 16), (True, 16, 16), (False, 16, 16), (True, 16, 8), (False, 8, 8), (True, 8, 4),
          (False, 4, 4), (True, 4, 2), (False, 2, 2), (True, 2, 1)]
@@ -31,7 +32,7 @@ G_BLOCKS = {
 
 # D stages: (in multiplier, out multiplier, downsample); each stage is two blocks, the first changes width
 # and downsamples, the second keeps both (BigGAN-PyTorch BigGANdeep.py D_arch). BigGAN-PyTorch has no 512
-# D: ours prepends a 1→1 downsampling stage to the 256 plan, as the paper's 512 D does for BigGAN (SPEC §1).
+# D: ours prepends a 1→1 downsampling stage to the 256 plan, as the paper's 512 D does for BigGAN.
 D_STAGES = {
     32: [(4, 4, True), (4, 4, True), (4, 4, False)],
     64: [(1, 2, True), (2, 4, True), (4, 8, True), (8, 16, True)],
@@ -64,7 +65,7 @@ def d_stage_resolutions(resolution):
 class GBlock(nnx.Module):
     """cBN → ReLU → 1×1 (in→in/4) → cBN → ReLU → [up ×2] → 3×3 → cBN → ReLU → 3×3 → cBN → ReLU → 1×1 (→out).
 
-    Skip: keep the first `out` channels of x (drop the rest), [up ×2], add. No learned shortcut (SPEC §2).
+    Skip: keep the first `out` channels of x (drop the rest), [up ×2], add. No learned shortcut (paper appendix B).
     """
 
     def __init__(self, in_ch, out_ch, cond_dim, *, upsample, conv_kw, bn_kw, rngs):
@@ -96,12 +97,12 @@ class GBlock(nnx.Module):
 
 
 class Generator(nnx.Module):
-    """BigGAN-deep G (SPEC §2): cond = concat(z, embed(y)) feeds the first linear and every cBN.
+    """BigGAN-deep G (paper appendix B): cond = concat(z, embed(y)) feeds the first linear and every cBN.
 
     `y` is either integer class indices (B,) or a float class vector (B, num_classes), one-hot or soft,
     multiplied into the embedding table (the released models' bias-free Linear(1000→128)).
-    `rgb_channels`: the output conv's width; the first 3 channels are kept (128 in the released weights,
-    SPEC §2). Attention after the upsampling block reaching each resolution in `attn_res`
+    `rgb_channels`: the output conv's width; the first 3 channels are kept (128 in the released weights).
+    Attention after the upsampling block reaching each resolution in `attn_res`
     (64 = list position 8 of the released layouts).
     """
 
@@ -120,7 +121,7 @@ class Generator(nnx.Module):
         conv_kw = dict(sn_eps=sn_eps, sn_eval_mode=sn_eval_mode, dtype=dtype)
         bn_kw = dict(eps=bn_eps, momentum=bn_momentum, group_size=bn_group_size, sn_eps=sn_eps,
                      sn_eval_mode=sn_eval_mode, dtype=dtype)
-        # The shared embedding is NOT spectrally normalised (SPEC §1).
+        # The shared embedding is NOT spectrally normalised (as in BigGAN).
         self.shared_embed = nnx.Embed(num_classes, shared_dim, embedding_init=layers.orthogonal_init, rngs=rngs)
         self.bottom_ch = plan[0][1] * ch
         self.linear = layers.SNLinear(cond_dim, 4 * 4 * self.bottom_ch, rngs=rngs, **conv_kw)
@@ -147,7 +148,7 @@ class Generator(nnx.Module):
         embed = self.embed(y)
         if embed.shape[0] != z.shape[0]:
             raise ValueError(f"{z.shape[0]} latents but {embed.shape[0]} class labels; give one label per z")
-        # z first: TF Hub / pytorch-pretrained-biggan order (SPEC §2), so released weights convert unpermuted.
+        # z first: TF Hub / pytorch-pretrained-biggan order, so released weights convert unpermuted.
         cond = jnp.concatenate([z.astype(jnp.float32), embed.astype(jnp.float32)], axis=-1)
         h = self.linear(cond, train).reshape(z.shape[0], 4, 4, self.bottom_ch)  # HWC order (TF Hub)
         for block, attention in zip(self.blocks, self.attention):
@@ -190,7 +191,7 @@ class DBlock(nnx.Module):
 
 
 class Discriminator(ProjectionDiscriminator):
-    """BigGAN-deep projection D (SPEC §2): stem 3×3 conv, two blocks per stage, attention after the stage
+    """BigGAN-deep projection D (BigGAN-PyTorch BigGANdeep.py): stem 3×3 conv, two blocks per stage, attention after the stage
     reaching each resolution in `attn_res`, head ReLU → sum pool → linear + ⟨embed(y), h⟩."""
 
     def __init__(self, *, resolution=128, ch=128, num_classes=1000, attn_res=(64,), sn_eps=1e-4,

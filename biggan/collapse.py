@@ -1,4 +1,4 @@
-"""Training-collapse monitor (paper §4 and appendix G; SPEC §8).
+"""Training-collapse monitor (paper §4 and appendix G).
 
 The paper sees a collapse as a sharp jump of G's top singular values σ0 together with D's loss dropping
 towards zero and G's loss spiking. It gives no numeric rule, so ours is (documented, configurable in

@@ -1,6 +1,6 @@
 """The configuration schema shared by every experiment file in configs/.
 
-`base_config()` holds every key with the paper's row-8 defaults (SPEC §4); an experiment file copies
+`base_config()` holds every key with the paper's row-8 defaults (table 1 row 8, appendix C); an experiment file copies
 it and overrides. Unknown keys are refused with the closest valid ones (`check_keys`).
 """
 from __future__ import annotations
@@ -23,13 +23,13 @@ def model_config() -> ml_collections.ConfigDict:
         ch_g=96,                    # channel multiplier of G
         ch_d=96,                    # channel multiplier of D
         dim_z=120,
-        shared_dim=128,             # shared class embedding width (SPEC §1)
+        shared_dim=128,             # shared class embedding width (paper appendix B)
         num_classes=1000,
         g_attn=(64,),               # resolutions with self-attention in G
         d_attn=(64,),
         hier=True,                  # skip-z (hierarchical latent)
         shared=True,                # shared class embedding
-        bn_eps=1e-4,                # SPEC §3: paper raises BN eps to 1e-4
+        bn_eps=1e-4,                # paper appendix C raises BN eps to 1e-4
         bn_momentum=0.1,
         bn_group_size=0,            # 0: cross-replica statistics over the global batch; k: per group of k
         sn_eps=1e-4,
@@ -55,11 +55,11 @@ def base_config() -> ml_collections.ConfigDict:
         num_steps=250_000,
         lr_g=5e-5, lr_d=2e-4,
         beta1_g=0.0, beta1_d=0.0, beta2=0.999, adam_eps=1e-6,
-        ortho_beta=1e-4,            # SPEC §3 eq. 3 (exact gradient of R; see BUILD_NOTES)
+        ortho_beta=1e-4,            # paper eq. 3 (exact gradient of R; see BUILD_NOTES)
         ema_decay=0.9999, ema_start=20_000,
         loss="hinge",
         latent="normal",
-        # Ablation toolkit (SPEC §8, §9; issue 7). Every default is neutral: the step is paper row 8.
+        # Ablation toolkit (README, Ablations). Every default is neutral: the step is paper row 8.
         hinge_margin=1.0,           # hinge / rahinge margin
         latent_kwargs="",           # sampler options "k=v,k=v" (biggan.latents; variance_annealing gets the step)
         label_smoothing=0.0,        # one-sided: real target 1 − s (losses with targets only)
@@ -75,7 +75,7 @@ def base_config() -> ml_collections.ConfigDict:
         instance_noise_anneal_steps=0,  # 0: constant σ
         feature_matching_weight=0.0,    # + w·‖E f(x) − E f(G(z))‖² on D's pooled features, in G's loss
         label_noise=0.0,            # probability of flipping each of D's real/fake targets (losses with targets)
-        soft_labels=False,          # targets real ~ U[0.7, 1.2], fake ~ U[0, 0.3] (SPEC §9; losses with targets)
+        soft_labels=False,          # targets real ~ U[0.7, 1.2], fake ~ U[0, 0.3] (Salimans et al. 2016 / ganhacks; losses with targets)
         historical_averaging_weight=0.0,    # + w·‖θ − mean of past θ‖² in D's and G's losses (Salimans 2016)
         historical_averaging_decay=0.0,     # 0: exact mean of all past θ; d ∈ (0, 1): exponential, m ← d·m + (1−d)·θ
         replay_capacity=0,          # experience replay: buffer of past fakes (0 = off) ...
@@ -106,6 +106,22 @@ def base_config() -> ml_collections.ConfigDict:
     ))
     c.sample = ml_collections.ConfigDict(dict(standing_stats_batches=100, standing_stats_batch_size=256,
                                               truncation=1.0))
+    return c
+
+
+def imagenet_config(arg, *, arch: str, resolution: int, ch: int, dim_z: int, g_attn: tuple, lr_g: float,
+                    lr_d: float, smoke_batch_size: int = 2) -> ml_collections.ConfigDict:
+    """An ImageNet experiment with the paper's recipe (table 1 row 8, appendix C): batch 2048, 2 D steps per
+    G step, Adam β1 0 β2 0.999, ortho β 1e-4, G EMA 0.9999 from step 20k, D attention at 64², FID every
+    2000 steps picking the best checkpoint. `arg == "runlocal"` shrinks it for a CPU smoke run."""
+    c = base_config()
+    c.model.update(arch=arch, resolution=resolution, ch_g=ch, ch_d=ch, dim_z=dim_z, g_attn=g_attn, d_attn=(64,))
+    c.data.update(source="tfds", tfds_name="imagenet2012", resolution=resolution)
+    c.train.update(batch_size=2048, num_d_steps=2, lr_g=lr_g, lr_d=lr_d, ortho_beta=1e-4, ema_decay=0.9999,
+                   ema_start=20_000)
+    c.log.update(eval_every=2000, best_metric="fid")
+    if arg == "runlocal":
+        shrink_for_smoke_run(c, batch_size=smoke_batch_size)
     return c
 
 

@@ -1,8 +1,8 @@
 """Convert released PyTorch generator weights into an exported generator (biggan.export).
 
   python -m biggan.convert hf PYTORCH_MODEL_BIN [CONFIG_JSON] --out DIR
-      pytorch-pretrained-biggan 0.1.1 BigGAN-deep 128/256/512 (SPEC §6); CONFIG_JSON defaults to the
-      config.json beside the .bin. Writes the 51-row per-truncation BN statistics (SPEC §5).
+      pytorch-pretrained-biggan 0.1.1 BigGAN-deep 128/256/512; CONFIG_JSON defaults to the
+      config.json beside the .bin. Writes the 51-row per-truncation BN statistics (biggan/truncation_stats.py).
   python -m biggan.convert biggan-pytorch G_EMA_PTH [--config CONFIG] --out DIR
       BigGAN-PyTorch's BigGAN G / G_ema state dict; CONFIG is a configs/*.py file (path[:arg]) or a JSON
       of config.model keys (default: the paper's 128² model, which is the released one).
@@ -313,8 +313,8 @@ def hf_model_config(hc: dict) -> ml_collections.ConfigDict:
         shared_dim=_hf_get(hc, "z_dim"), num_classes=_hf_get(hc, "num_classes"),
         g_attn=(biggan_deep.g_block_resolutions(res)[pos - 1],), hier=False,
         bn_eps=float(_hf_get(hc, "eps")), sn_eps=float(_hf_get(hc, "eps")),
-        sn_eval_mode="stored",       # TF Hub weights: σ = uᵀWv with the stored, already iterated u and v (SPEC §6)
-        rgb_channels=ch)             # the released 128-channel rgb conv, first 3 channels kept (SPEC §2)
+        sn_eval_mode="stored",       # TF Hub weights: σ = uᵀWv with the stored, already iterated u and v (pytorch-pretrained-biggan, model.py)
+        rgb_channels=ch)             # the released 128-channel rgb conv, first 3 channels kept (model.py, conv_to_rgb)
     return c
 
 
@@ -459,7 +459,7 @@ def biggan_pytorch_config(config_spec=None, *, bn_eps=1e-5, sn_eps=1e-6) -> ml_c
     """Our config for a BigGAN-PyTorch G: a configs/*.py file (path[:arg]), a JSON file (a full config with a
     'model' section, or just config.model keys), or None for the defaults (the released 128² model).
     BigGAN-PyTorch evaluates SN by one power step from the stored u ('iterate'); its scripts use BN eps
-    1e-5 and SN eps 1e-6 (SPEC §3), recorded here."""
+    1e-5 and SN eps 1e-6 (their train_fns/launch scripts), recorded here."""
     if config_spec is None:
         c = cfg.base_config()
     elif config_spec.split(":")[0].endswith(".py"):

@@ -1,4 +1,4 @@
-"""A small CNN classifier of scikit-learn's digits: the offline stand-in for Inception (SPEC §7).
+"""A small CNN classifier of scikit-learn's digits: the offline stand-in for Inception.
 
 The digits runs have no Inception weights offline, so they log a Fréchet distance in this classifier's
 penultimate features (128-d) and the accuracy with which it recognises the requested class in samples.

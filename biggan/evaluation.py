@@ -252,7 +252,7 @@ def evaluate_generator(sample_fn: Callable, feature_net: FeatureNetwork,
 
 def make_training_evaluator(config, workdir):
     """`evaluator(generator, step) -> metrics` for the training loop: the EMA generator with standing
-    statistics (SPEC §5), balanced classes, fixed latents. Digits (no Inception weights offline): the
+    statistics (paper appendix C.1), balanced classes, fixed latents. Digits (no Inception weights offline): the
     digits classifier's features give a Fréchet distance and the recognised-class accuracy."""
     eval_dir = os.path.join(workdir, "eval")
     if config.data.source == "digits":
@@ -314,7 +314,7 @@ def score_sampler(sampler, feature_net: FeatureNetwork, *, num_samples: int = 50
                   truncation: float | None = None, seed: int = 0, batch_size: int = 500,
                   reference_moments: metrics.Moments | None = None, num_classes: int | None = None,
                   progress: bool = True, **kwargs) -> dict:
-    """`evaluate_generator` for a sampler object at one truncation (None: none, for our models; SPEC §5:
+    """`evaluate_generator` for a sampler object at one truncation (None: none, for our models; paper §3.1:
     a threshold for our models, t of z = t·truncnorm(−2, 2) for released ones — the sampler knows which).
 
     Classes are balanced (sample i gets class i mod num_classes; num_classes defaults to

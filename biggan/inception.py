@@ -1,4 +1,4 @@
-"""The FID Inception-v3 ("inception-2015-12-05", SPEC §7) as pure JAX functions over a params pytree.
+"""The FID Inception-v3 ("inception-2015-12-05" of Heusel et al. 2017, with pytorch-fid's weights) as pure JAX functions over a params pytree.
 
 This is the network pytorch-fid builds with `fid_inception_v3()` (torchvision's Inception3 with the TF
 patches: average pools that ignore padding, a max pool in the last block, 1008 classes) and the weights it

@@ -1,4 +1,4 @@
-"""Latent distributions: the truncation trick (SPEC §5) and the paper's appendix-E latents (SPEC §8).
+"""Latent distributions: the truncation trick (paper §3.1) and the paper's appendix-E latents.
 
 Every sampler is `f(rng, shape, ..., dtype=float32) -> Array` and jit-able (keyword options are
 static Python values, except `step` of variance annealing, which may be a traced int).
@@ -15,13 +15,13 @@ import jax.numpy as jnp
 Array = jax.Array
 
 
-# --------------------------------------------------------------------------- truncation (SPEC §5)
+# --------------------------------------------------------------------------- truncation (paper §3.1)
 
 def truncated_normal(rng: Array, shape: tuple[int, ...], threshold: float | None,
                      dtype=jnp.float32) -> Array:
     """N(0, 1) restricted to |z| ≤ threshold; `threshold=None` (or inf) is the plain normal.
 
-    SPEC §5 asks for re-sampling, not clipping. `jax.random.truncated_normal` samples by inverse CDF
+    The paper (§3.1) re-samples values above the threshold; it does not clip. `jax.random.truncated_normal` samples by inverse CDF
     (u ~ U[Φ(−t), Φ(t)], z = Φ⁻¹(u)), which has exactly the density of rejection re-sampling,
     φ(z)/(Φ(t) − Φ(−t)) on [−t, t] — no mass piles up at ±t as clipping would do. Verified by a KS
     test against scipy.stats.truncnorm in tests/test_latents.py for t = 2, 1, 0.5, 0.04.
@@ -34,14 +34,14 @@ def truncated_normal(rng: Array, shape: tuple[int, ...], threshold: float | None
 
 
 def tfhub_truncated_latent(rng: Array, shape: tuple[int, ...], truncation: float, dtype=jnp.float32) -> Array:
-    """TF Hub / pytorch-pretrained-biggan convention (SPEC §5): z = t · truncnorm(−2, 2), 0 < t ≤ 1.
+    """TF Hub / pytorch-pretrained-biggan convention (pytorch_pretrained_biggan/utils.py, truncated_noise_sample): z = t · truncnorm(−2, 2), 0 < t ≤ 1.
     The same t must also be given to those generators (it selects their BN statistics)."""
     if not 0.0 < truncation <= 1.0:
         raise ValueError(f"TF Hub truncation must be in (0, 1], got {truncation}.")
     return truncation * jax.random.truncated_normal(rng, -2.0, 2.0, shape, dtype)
 
 
-# --------------------------------------------------------------------------- appendix E latents (SPEC §8)
+# --------------------------------------------------------------------------- appendix E latents
 
 def normal(rng, shape, dtype=jnp.float32):
     """N(0, I), the default."""

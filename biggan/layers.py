@@ -3,7 +3,7 @@
 Every layer takes `train` explicitly: in training, spectral norm advances its power iteration by one
 step and batch norm uses batch statistics (and updates its running averages); in evaluation neither
 state changes. Parameters are float32; `dtype` is the activation dtype (bfloat16 for the mixed
-precision switch). BN and SN arithmetic always runs in float32 (SPEC §3).
+precision switch). BN and SN arithmetic always runs in float32 (the paper raises both eps to 1e-4 for low precision, appendix C).
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-orthogonal_init = nnx.initializers.orthogonal()  # SPEC §3: orthogonal init for every weight
+orthogonal_init = nnx.initializers.orthogonal()  # paper §3: orthogonal init (Saxe et al. 2014) for every weight
 zeros_init = nnx.initializers.zeros_init()
 
 
@@ -43,7 +43,7 @@ def spectral_sigma(w_mat, u, v, *, update: bool, eps: float):
 
 
 class SpectralNorm(nnx.Module):
-    """Holds the (u, v) state of one weight and returns W/σ (SPEC §3). Not `nnx.SpectralNorm`, which
+    """Holds the (u, v) state of one weight and returns W/σ (Miyato et al. 2018; paper §3). Not `nnx.SpectralNorm`, which
     writes W/σ back into the parameter (google/flax#5576).
 
     `w_mat_fn` views the stored kernel as (out, in·kh·kw) rows-as-outputs, the PyTorch layout, so u has
@@ -234,7 +234,7 @@ def batch_moments(x, group_size: int | None = None):
     """Per-channel mean and (biased) variance of NHWC `x` in float32.
 
     group_size None: over the whole batch, which under `jax.jit` with the batch sharded over devices is
-    the global (cross-replica) batch — SPEC §4. group_size k: statistics per group of k consecutive
+    the global (cross-replica) batch — the paper's cross-replica BN (appendix C). group_size k: statistics per group of k consecutive
     samples (a per-GPU BN of the PyTorch codebases), returned with a leading group axis.
     """
     x = x.astype(jnp.float32)
@@ -294,10 +294,10 @@ class BatchNorm(nnx.Module):
 
 
 class ConditionalBatchNorm(nnx.Module):
-    """Class-conditional BN (SPEC §1): out = x̂·(1 + Wγ·cond) + Wβ·cond, Wγ/Wβ bias-free SN linears.
+    """Class-conditional BN (paper §3, appendix B): out = x̂·(1 + Wγ·cond) + Wβ·cond, Wγ/Wβ bias-free SN linears.
 
     `cond_dim` 0 drops the linear projections; `num_classes` > 0 adds per-layer class embeddings for
-    gain and bias (the non-shared-embedding baseline of the paper's Table 1; SPEC §8), which are then
+    gain and bias (the non-shared-embedding baseline of the paper's table 1), which are then
     added to the projections of `cond` (the z chunk when skip-z is on).
     """
 
@@ -346,7 +346,7 @@ def max_pool2x(x):
 
 
 class SelfAttention(nnx.Module):
-    """SA-GAN non-local block (SPEC §3): out = x + γ·o, γ initialised to 0, so identity at init.
+    """SA-GAN non-local block (Zhang et al. 2019): out = x + γ·o, γ initialised to 0, so identity at init.
 
     Channel split as BigGAN-PyTorch: θ, φ → C/8, g → C/2; φ and g max-pooled 2×2; all four 1×1 convs SN
     and bias-free. Softmax over keys in float32.

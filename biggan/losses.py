@@ -1,4 +1,4 @@
-"""GAN losses on discriminator logits (SPEC §3 hinge default; §8 margin; §9 catalogue).
+"""GAN losses on discriminator logits (hinge default, paper §3; margin ablation; the catalogue in README, Ablations).
 
 Every loss takes raw D outputs ("logits", shape (B,)) and returns a scalar mean over the batch.
 `get_loss(name, **options)` returns `(d_loss_fn, g_loss_fn)`:
@@ -6,7 +6,7 @@ Every loss takes raw D outputs ("logits", shape (B,)) and returns a scalar mean 
     d_loss_fn(d_real, d_fake, rng=None) -> (loss, aux)   # aux: dict of scalars for logging
     g_loss_fn(d_fake, d_real=None)      -> loss          # d_real only for relativistic losses
 
-Label techniques (SPEC §9) act on losses that have targets (non_saturating, minimax,
+Label techniques (Salimans et al. 2016; ganhacks) act on losses that have targets (non_saturating, minimax,
 least_squares); asking for them with a target-free loss (hinge, wasserstein, rahinge) raises.
 All functions are pure and jit-able (options are Python values fixed at construction).
 """
@@ -25,7 +25,7 @@ GLossFn = Callable[..., Array]
 # --------------------------------------------------------------------------- metrics
 
 def discriminator_accuracy(d_real: Array, d_fake: Array, threshold: float = 0.0) -> tuple[Array, Array]:
-    """Fraction of reals with D > threshold and of fakes with D < threshold (SPEC §8 memorisation test)."""
+    """Fraction of reals with D > threshold and of fakes with D < threshold (paper §4.2 memorisation test)."""
     acc_real = jnp.mean((d_real > threshold).astype(jnp.float32))
     acc_fake = jnp.mean((d_fake < threshold).astype(jnp.float32))
     return acc_real, acc_fake
@@ -65,7 +65,7 @@ def _targets(
     """Per-sample targets for the real and fake halves of a D batch.
 
     Plain: real = real_target (1.0, or 0.9 for one-sided label smoothing), fake = 0.
-    Noisy (SPEC §9 "soft and noisy labels"): each sample's target is swapped for the other side's
+    Noisy (ganhacks "soft and noisy labels"): each sample's target is swapped for the other side's
     with probability flip_prob; with `soft` the targets are drawn, real ~ U[real_range] and
     fake ~ U[fake_range], otherwise they are the plain real_target and 0 (flips only).
     """
@@ -97,14 +97,14 @@ def _bce_with_logits(logits: Array, target: Array) -> Array:
 # --------------------------------------------------------------------------- the losses
 
 def hinge_d_loss(d_real: Array, d_fake: Array, margin: float = 1.0) -> tuple[Array, dict]:
-    """L_D = E[relu(m − D(x))] + E[relu(m + D(G(z)))] (SPEC §3, m = 1; §8 ablates the margin)."""
+    """L_D = E[relu(m − D(x))] + E[relu(m + D(G(z)))] (paper §3, m = 1; the margin is an ablation axis)."""
     loss_real = jnp.mean(jax.nn.relu(margin - d_real))
     loss_fake = jnp.mean(jax.nn.relu(margin + d_fake))
     return loss_real + loss_fake, _aux(loss_real, loss_fake, d_real, d_fake)
 
 
 def hinge_g_loss(d_fake: Array, d_real: Array | None = None) -> Array:
-    """L_G = −E[D(G(z))] (SPEC §3)."""
+    """L_G = −E[D(G(z))] (paper §3)."""
     del d_real
     return -jnp.mean(d_fake)
 
@@ -218,10 +218,10 @@ def get_loss(
 ) -> tuple[DLossFn, GLossFn]:
     """Return (d_loss_fn, g_loss_fn) for a loss name in LOSS_NAMES (aliases: ns, lsgan, wgan, …).
 
-    margin: hinge / rahinge margin (1 in the paper; SPEC §8 ablates it).
-    real_target: real label for target losses; 0.9 is one-sided label smoothing (SPEC §9).
+    margin: hinge / rahinge margin (1 in the paper).
+    real_target: real label for target losses; 0.9 is one-sided label smoothing (Salimans et al. 2016).
     noisy_labels: soft and noisy labels — real ~ U[0.7, 1.2], fake ~ U[0, 0.3], flip_prob (5%)
-      flipped; the D loss then needs `rng=` (SPEC §9). Only for non_saturating / minimax / least_squares.
+      flipped; the D loss then needs `rng=`. Only for non_saturating / minimax / least_squares.
       soft_labels=False keeps the plain targets (real_target, 0) and only flips them.
     """
     key = canonical_loss_name(name)

@@ -1,4 +1,4 @@
-"""Sample-quality metrics (SPEC §7): Inception Score, FID, KID, improved precision & recall.
+"""Sample-quality metrics (paper §4): Inception Score, FID, KID, improved precision & recall.
 
 Everything here works on features/logits as numpy arrays and computes in float64. FID statistics are
 accumulated in a streaming way (`FeatureMoments`: n, sum, sum of outer products), so 50k samples never
@@ -245,7 +245,7 @@ def fid_from_moments(generated: Moments, reference: Moments) -> float:
             warnings.warn(
                 f"FID from {m.n} {which} samples < feature dimension {dim}: the covariance is "
                 "rank-deficient and the FID is strongly biased upwards; use >= 50,000 samples for "
-                "numbers comparable with the paper (SPEC §7).", FIDSampleSizeWarning, stacklevel=2)
+                "numbers comparable with the paper (§4: 50k samples).", FIDSampleSizeWarning, stacklevel=2)
     return frechet_distance(generated.mu, generated.sigma, reference.mu, reference.sigma)
 
 

@@ -1,4 +1,4 @@
-"""Regularisers and weight-spectrum tools (SPEC §3 orthogonal regularisation, §8 σ0 clamping, R1 and
+"""Regularisers and weight-spectrum tools (orthogonal regularisation, paper eq. 3; σ0 clamping, §4.1; R1 and
 monitoring, §9 DRAGAN / WGAN-GP / historical averaging). All functions are pure and jit-able.
 
 Weight layout. Parameter trees are plain pytrees or `nnx.State` (pass `nnx.state(G, nnx.Param)`,
@@ -11,7 +11,7 @@ not the whole state: SN's u/v and BN statistics are not weights). A leaf is view
 The order of the fan-in axis does not matter for any quantity here (Gram matrices and singular
 values are invariant to permuting columns).
 
-Orthogonal regularisation convention (SPEC §3). We minimise
+Orthogonal regularisation convention (paper eq. 3). We minimise
     R = β Σ_W ‖(W Wᵀ) ⊙ (1 − I)‖²_F            (W: (out, fan_in), i.e. the paper's eq. 3 with
                                                  filters as the columns of its W)
 and take its EXACT gradient by autodiff: ∂R/∂W = 4β ((W Wᵀ) ⊙ (1 − I)) W. BigGAN-PyTorch's
@@ -64,7 +64,7 @@ def _named_leaves(tree: PyTree) -> list[tuple[str, Array]]:
 def default_weight_filter(path: str, leaf: Array, exclude: tuple[str, ...] = ("shared",)) -> bool:
     """True for ≥2-d leaves not under a path component named in `exclude`.
 
-    SPEC §3: ortho reg applies to G's weights but not the shared embedding and not 1-d params.
+    Paper §3.1: ortho reg applies to G's weights but not the shared embedding and not 1-d params.
     """
     parts = path.split("/")
     return jnp.ndim(leaf) >= 2 and not any(e in parts for e in exclude)
@@ -131,7 +131,7 @@ ortho_penalty_matrix.defvjp(_ortho_fwd, _ortho_bwd)
 
 
 def ortho_penalty(params: PyTree, beta: float = 1e-4, leaf_filter: LeafFilter = default_weight_filter) -> Array:
-    """R = β Σ_W ‖(W Wᵀ) ⊙ (1 − I)‖²_F over the leaves `leaf_filter(path, leaf)` accepts (SPEC §3).
+    """R = β Σ_W ‖(W Wᵀ) ⊙ (1 − I)‖²_F over the leaves `leaf_filter(path, leaf)` accepts (paper eq. 3).
 
     Differentiate it with the rest of G's loss (exact gradient 4β(WWᵀ⊙(1−I))W). To reproduce
     BigGAN-PyTorch's `ortho(strength=s)` use beta = s / 2 (module docstring).
@@ -175,7 +175,7 @@ def _sq_norms(g: Array) -> Array:
 
 def r1_penalty(d_fn: Callable[[Array], Array], x_real: Array, gamma: float) -> Array:
     """R1 zero-centred gradient penalty γ/2 · E_x ‖∇_x D(x)‖² on real data (Mescheder et al. 2018;
-    SPEC §8 sweeps γ 1e-3…10). `d_fn(x) -> (B,)` closes over D's params and labels; differentiate the
+    the paper (§4.2) sweeps γ 1e-3…10). `d_fn(x) -> (B,)` closes over D's params and labels; differentiate the
     result w.r.t. D's params (double backprop works under jax.grad)."""
     return 0.5 * gamma * jnp.mean(_sq_norms(_per_sample_input_grads(d_fn, x_real)))
 
@@ -236,7 +236,7 @@ def _gram_side(w_mat: Array) -> tuple[Array, bool]:
 
 def top_singular_values(w: Array, k: int = 3, method: str = "gram", name: str = "kernel",
                         iters: int = 50, rng: Array | None = None) -> Array:
-    """The k largest singular values of a weight, viewed as (out, fan_in) (SPEC §8 monitoring).
+    """The k largest singular values of a weight, viewed as (out, fan_in) (paper §4.1 monitoring).
 
     method: 'gram' (default) — √ of the top eigenvalues of the smaller Gram matrix; fastest on CPU
     for a 1536×13824 weight (≈3× faster than 'svd', see BUILD_NOTES); its error is float32
@@ -318,7 +318,7 @@ def sigma0_penalty_matrix(w_mat: Array, sigma_target: float | None = None, ratio
 def sigma0_penalty(params: PyTree, strength: float, sigma_target: float | None = None,
                    ratio: float | None = None, one_sided: bool = False,
                    leaf_filter: LeafFilter = default_weight_filter) -> Array:
-    """strength · Σ_W (σ0(W) − σ_target)²: SPEC §8 (paper §4.1) regularisation of each weight's top
+    """strength · Σ_W (σ0(W) − σ_target)²: paper §4.1 regularisation of each weight's top
     singular value towards a fixed σ_reg or r·sg(σ1). The paper gives no formula; the squared
     distance is our reading of "regularise towards" (one_sided=True only penalises σ0 above)."""
     total = jnp.zeros((), jnp.float32)
@@ -329,7 +329,7 @@ def sigma0_penalty(params: PyTree, strength: float, sigma_target: float | None =
 
 
 def sigma0_clamp_matrix(w_mat: Array, sigma_clamp: float | None = None, ratio: float | None = None) -> Array:
-    """W ← W − max(0, σ0 − σ_clamp)·u0 v0ᵀ (paper §4.1 / SPEC §8, written there as v0 u0ᵀ for the
+    """W ← W − max(0, σ0 − σ_clamp)·u0 v0ᵀ (paper §4.1, written there as v0 u0ᵀ for the
     transposed layout): σ0 becomes min(σ0, max(σ_clamp, σ1)); the other singular triplets are
     unchanged. σ_clamp = fixed value or r·sg(σ1)."""
     s, u, v = top_singular_pairs(w_mat, 2)
@@ -374,7 +374,7 @@ def historical_average_update(state: HistoricalAverage, params: PyTree,
 
 
 def historical_average_penalty(params: PyTree, state: HistoricalAverage, weight: float = 1.0) -> Array:
-    """weight · Σ ‖θ − mean of past θ‖² (Salimans et al. 2016; SPEC §9). The mean is a constant."""
+    """weight · Σ ‖θ − mean of past θ‖² (Salimans et al. 2016). The mean is a constant."""
     sq = jax.tree.map(lambda p, m: jnp.sum(jnp.square(p.astype(jnp.float32) - jax.lax.stop_gradient(m))),
                       params, state.mean)
     return weight * sum(jax.tree.leaves(sq), jnp.zeros((), jnp.float32))

@@ -1,6 +1,6 @@
 """Sampling: standing statistics, truncation, samplers for our checkpoints and released weights, grids.
 
-Truncation has two meanings (SPEC §5):
+Truncation has two meanings (paper §3.1; TF Hub modules):
 - our models: z ~ N(0, I) truncated at `threshold` by RE-SAMPLING (biggan.latents.truncated_normal);
   None = no truncation. G's batch norms use standing statistics accumulated at that threshold.
 - released models (an export with truncation_stats.npz): z = t·truncnorm(−2, 2) and t also selects

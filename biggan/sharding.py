@@ -2,7 +2,7 @@
 
 The batch is sharded on `data`, parameters and optimiser state are replicated. Under `jax.jit`,
 reductions over the batch axis (BN statistics, loss means) are then global — cross-replica BN comes
-for free (SPEC §4). Multi-host: each process supplies its local slice of the global batch.
+for free (the paper's cross-replica BN, appendix C). Multi-host: each process supplies its local slice of the global batch.
 """
 from __future__ import annotations
 

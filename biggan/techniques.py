@@ -1,4 +1,4 @@
-"""The wider catalogue of GAN training techniques (SPEC §9), as pure jit-able pieces the train step
+"""The wider catalogue of GAN training techniques (Salimans et al. 2016 and after; README, Ablations), as pure jit-able pieces the train step
 composes by config switch (the switch in brackets; all off by default).
 
   minibatch discrimination   MinibatchDiscrimination (NNX module on D's flat features) [model.d_minibatch_kernels]
@@ -6,7 +6,7 @@ composes by config switch (the switch in brackets; all off by default).
   instance noise             instance_noise_sigma, add_instance_noise [train.instance_noise_sigma]
   experience replay          ReplayBuffer, replay_init / replay_add / replay_sample / replay_mix [train.replay_capacity]
   PacGAN                     pack_samples, unpack_samples, pacgan_in_channels [train.pacgan_pack]
-  dropout on D's last layer  feature_dropout (SPEC §8: keep 0.5…0.95) [model.d_dropout_keep]
+  dropout on D's last layer  feature_dropout (paper §4.2: keep 0.5…0.95) [model.d_dropout_keep]
   unrolled D steps           unroll_discriminator [train.unrolled_d_steps]
   virtual batch norm         reference_batch_stats, virtual_batch_norm (not wired into the step)
 
@@ -14,8 +14,8 @@ Label smoothing / soft / noisy labels live in losses.py, historical averaging in
 
 Two-time-scale update rule (TTUR, Heusel et al. 2017) needs no code: it is D and G optimisers
 with different learning rates (e.g. optax.adam(4e-4, b1=0, b2=0.999) for D and optax.adam(1e-4, …)
-for G — BigGAN's own recipe is TTUR, SPEC §4). Several D steps per G step is a loop count in the
-train step (SPEC §4: 2 in the paper).
+for G — BigGAN's own recipe is TTUR, paper appendix C). Several D steps per G step is a loop count in the
+train step (2 in the paper, table 1 row 8).
 """
 from __future__ import annotations
 
@@ -186,7 +186,7 @@ def unpack_samples(x: Array, pack: int) -> Array:
 # --------------------------------------------------------------------------- dropout on D's features
 
 def feature_dropout(rng: Array | None, h: Array, keep_prob: float, train: bool) -> Array:
-    """Inverted dropout on D's final features (SPEC §8, keep 0.5…0.95): each unit kept with
+    """Inverted dropout on D's final features (paper §4.2, keep 0.5…0.95): each unit kept with
     probability keep_prob and scaled by 1/keep_prob in training; identity in evaluation."""
     if not 0.0 < keep_prob <= 1.0:
         raise ValueError(f"keep_prob must be in (0, 1], got {keep_prob}.")

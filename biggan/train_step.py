@@ -1,11 +1,11 @@
 """The BigGAN train step: a pure function of (state, batch, rng), jitted once.
 
 One step = `num_d_steps` D updates, each on its own real batch with fresh z and y, then one G update
-(SPEC §4). Each update averages gradients over `num_accumulations` micro-batches (lax.scan); batch norm
+(paper table 1 row 8, appendix C). Each update averages gradients over `num_accumulations` micro-batches (lax.scan); batch norm
 statistics are those of each micro-batch, as in BigGAN-PyTorch's accumulation (a micro-batch is what
 one forward pass sees). G's EMA copy follows G exactly before `ema_start` and decays after it.
 
-The SPEC §8/§9 switches (config.train, config.model) add terms, and state in TrainState.extras; at
+The ablation switches (README, Ablations) (config.train, config.model) add terms, and state in TrainState.extras; at
 their neutral values the step is the plain one bit for bit (tests/test_ablation.py,
 tests/test_techniques_in_step.py).
 """
@@ -38,7 +38,7 @@ class TrainState:
     ema_params: Any
     g_opt: Any
     d_opt: Any
-    # State of the SPEC §9 techniques that have one, keyed by name (HIST_D, HIST_G, REPLAY); empty — no
+    # State of the catalogue techniques that have one, keyed by name (HIST_D, HIST_G, REPLAY); empty — no
     # leaves, so the default config's state, trees and checkpoints are unchanged — when they are off.
     extras: dict = flax.struct.field(default_factory=dict)
 
@@ -55,7 +55,7 @@ class Models:
 
 
 def make_optimizers(t: ml_collections.ConfigDict):
-    # Adam with β1 = 0, β2 = 0.999 (SPEC §4); separate learning rates (TTUR in the paper's sense).
+    # Adam with β1 = 0, β2 = 0.999 (paper appendix C); separate learning rates (TTUR in the paper's sense).
     g_tx = optax.adam(t.lr_g, b1=t.beta1_g, b2=t.beta2, eps=t.adam_eps)
     d_tx = optax.adam(t.lr_d, b1=t.beta1_d, b2=t.beta2, eps=t.adam_eps)
     return g_tx, d_tx
@@ -81,7 +81,7 @@ def init_state(config: ml_collections.ConfigDict, rng) -> tuple[Models, TrainSta
 
 
 def technique_state(config: ml_collections.ConfigDict, g_params, d_params, extras=None) -> dict:
-    """TrainState.extras for the switched-on SPEC §9 techniques: the entries of `extras` are kept, missing
+    """TrainState.extras for the switched-on catalogue techniques: the entries of `extras` are kept, missing
     ones start now (historical averages at the given params, an empty replay buffer)."""
     t, m = config.train, config.model
     extras = dict(extras or {})
@@ -105,7 +105,7 @@ def split(module):
 
 
 def ortho_filter(path: str, leaf) -> bool:
-    # Not the shared class embedding (G's `shared_embed`), not 1-d parameters (SPEC §3).
+    # Not the shared class embedding (G's `shared_embed`), not 1-d parameters (paper §3.1).
     return regularisers.default_weight_filter(path, leaf, exclude=("shared_embed", "class_embed"))
 
 
@@ -175,7 +175,7 @@ def parse_kwargs(text: str, what: str) -> dict:
 
 
 def check_toolkit(t: ml_collections.ConfigDict) -> None:
-    """Refuse contradictory ablation switches (SPEC §8) before tracing."""
+    """Refuse contradictory ablation switches before tracing."""
     for key in ("r1_gamma", "dragan_weight", "gp_weight", "sigma0_reg_strength", "sigma0_clamp",
                 "sigma0_clamp_ratio", "instance_noise_sigma", "feature_matching_weight", "label_smoothing",
                 "historical_averaging_weight", "replay_capacity", "unrolled_d_steps"):
@@ -195,7 +195,7 @@ def check_toolkit(t: ml_collections.ConfigDict) -> None:
 
 
 def check_techniques(t: ml_collections.ConfigDict) -> None:
-    """Refuse bad values of the SPEC §9 technique switches, naming the key and the fix."""
+    """Refuse bad values of the catalogue technique switches, naming the key and the fix."""
     micro = micro_batch_size(t)
     for key in ("replay_capacity", "unrolled_d_steps", "pacgan_pack"):
         if int(t[key]) != t[key]:
@@ -253,7 +253,7 @@ def make_train_step(config: ml_collections.ConfigDict, mdl: Models, mesh=None, u
     loss_options = dict(margin=t.hinge_margin, real_target=1.0 - t.label_smoothing)
     noisy_targets = bool(t.label_noise or t.soft_labels)
     if noisy_targets:
-        # SPEC §9 soft and noisy labels: each target flipped with probability label_noise; soft_labels
+        # Soft and noisy labels (ganhacks): each target flipped with probability label_noise; soft_labels
         # draws them from U[0.7, 1.2] (real) and U[0, 0.3] (fake). The D loss then takes a key.
         loss_options.update(noisy_labels=True, flip_prob=float(t.label_noise), soft_labels=bool(t.soft_labels))
     d_loss_fn, g_loss_fn = losses.get_loss(t.loss, **loss_options)
@@ -278,7 +278,7 @@ def make_train_step(config: ml_collections.ConfigDict, mdl: Models, mesh=None, u
         kz, ky = jax.random.split(rng)
         if t.latent == "normal" and not latent_kwargs:
             z = jax.random.normal(kz, (batch_size, m.dim_z), jnp.float32)
-        else:  # SPEC §8 appendix E latents; variance annealing follows the training step
+        else:  # appendix E latents; variance annealing follows the training step
             kw = dict(latent_kwargs, step=step) if t.latent == "variance_annealing" else latent_kwargs
             z = latents.sample_latent(t.latent, kz, (batch_size, m.dim_z), **kw).astype(jnp.float32)
         y = jax.random.randint(ky, (batch_size,), 0, m.num_classes)
@@ -289,7 +289,7 @@ def make_train_step(config: ml_collections.ConfigDict, mdl: Models, mesh=None, u
     NOISE, DROPOUT, PENALTY, LABELS, REPLAY_DRAW, UNROLL = 1, 2, 3, 4, 5, 6
 
     def packed(x, y):
-        """PacGAN (Lin et al. 2018, SPEC §9): D scores packs of `pack` consecutive samples stacked on
+        """PacGAN (Lin et al. 2018): D scores packs of `pack` consecutive samples stacked on
         channels (pack_samples). A projection D needs one class per pack, and the samples of a pack have
         their own classes: we project with the FIRST sample's label (our choice; the paper's D is
         unconditional). Packs never mix real and fake: the micro-batch is a multiple of `pack`."""
@@ -298,7 +298,7 @@ def make_train_step(config: ml_collections.ConfigDict, mdl: Models, mesh=None, u
         return techniques.pack_samples(x, pack), y[::pack]
 
     def d_logits(D, x, y, rng, step, groups=1):
-        """D(x, y) in training mode with the optional instance noise and feature dropout (SPEC §8, §9).
+        """D(x, y) in training mode with the optional instance noise and feature dropout (paper §4.2).
         `groups`: x is that many equal batches (all fake / all real) for minibatch discrimination."""
         if t.instance_noise_sigma:
             sigma = (techniques.instance_noise_sigma(step, t.instance_noise_sigma, t.instance_noise_anneal_steps)
@@ -311,7 +311,7 @@ def make_train_step(config: ml_collections.ConfigDict, mdl: Models, mesh=None, u
         return D.head(h, y, train=True, groups=groups)
 
     def d_penalties(d_params, d_state, real, fake, labels, rng):
-        """Gradient penalties on D (SPEC §8/§9). A fresh copy of D from the same params and state: its SN
+        """Gradient penalties on D (R1: paper §4.2; WGAN-GP, DRAGAN). A fresh copy of D from the same params and state: its SN
         power iteration gives the same normalised weights as the main pass, and its state is dropped.
         Under PacGAN the penalised input is the pack. With minibatch discrimination D's output for one
         sample also depends on the others of its batch, so ∇_x Σ D holds those cross terms too."""
@@ -341,7 +341,7 @@ def make_train_step(config: ml_collections.ConfigDict, mdl: Models, mesh=None, u
         fake = jax.lax.stop_gradient(G(z, y_fake, train=True))
         real = to_model_range(images, dtype)
         if buffer is not None:
-            # Experience replay (SPEC §9): the first round(replay_fraction·B) fakes are replaced by past
+            # Experience replay (Pfau & Vinyals 2016; ganhacks): the first round(replay_fraction·B) fakes are replaced by past
             # fakes (with their labels) while the buffer holds any; this micro-batch's fresh fakes join it.
             fresh, fresh_y = fake, y_fake
             fake, y_fake = techniques.replay_mix(jax.random.fold_in(rng, REPLAY_DRAW), buffer, fake, y_fake,
@@ -380,7 +380,7 @@ def make_train_step(config: ml_collections.ConfigDict, mdl: Models, mesh=None, u
         return loss, (aux, split(G), split(D))
 
     def g_param_regularisers(g_params):
-        """Terms on G's weights added to its loss: ortho (SPEC §3) and the σ0 regulariser (SPEC §8)."""
+        """Terms on G's weights added to its loss: ortho (paper eq. 3) and the σ0 regulariser (paper §4.1)."""
         terms = {}
         if t.ortho_beta:
             terms["ortho_penalty"] = ortho_penalty(g_params, t.ortho_beta)
@@ -391,7 +391,7 @@ def make_train_step(config: ml_collections.ConfigDict, mdl: Models, mesh=None, u
         return terms
 
     def clamp_g(g_params):
-        """Partial-SVD clamp of every G weight's σ0 after the update (paper §4.1, SPEC §8)."""
+        """Partial-SVD clamp of every G weight's σ0 after the update (paper §4.1)."""
         pure = regularisers.sigma0_clamp(nnx.to_pure_dict(g_params), sigma_clamp=t.sigma0_clamp or None,
                                          ratio=t.sigma0_clamp_ratio or None, leaf_filter=ortho_filter)
         g_params = jax.tree.map(lambda x: x, g_params)  # a copy to write into
@@ -399,7 +399,7 @@ def make_train_step(config: ml_collections.ConfigDict, mdl: Models, mesh=None, u
         return g_params
 
     def historical_average_term(params, extras, key):
-        """Salimans et al. 2016 historical averaging (SPEC §9): value and gradient of
+        """Salimans et al. 2016 historical averaging: value and gradient of
         w·‖θ − mean of past θ‖² (the mean, a constant, lives in TrainState.extras[key])."""
         average = regularisers.HistoricalAverage(**extras[key])
         value, grads = jax.value_and_grad(regularisers.historical_average_penalty)(params, average, hist_weight)
@@ -433,7 +433,7 @@ def make_train_step(config: ml_collections.ConfigDict, mdl: Models, mesh=None, u
         return (d_params, d_state, d_opt, g_state, g_params, extras), metrics
 
     def unrolled_discriminator(state, rng, real_batch):
-        """Unrolled GAN (Metz et al. 2017, SPEC §9): D's params and SN state after `unrolled_d_steps`
+        """Unrolled GAN (Metz et al. 2017): D's params and SN state after `unrolled_d_steps`
         further D updates (the full update: optimiser, penalties, replay, historical averaging) on the
         current real batch with fresh z. First-order version: the unrolled D is a constant for G
         (stop_gradient), i.e. no gradient through the unrolling (Metz et al.'s full version
@@ -504,7 +504,7 @@ def make_train_step(config: ml_collections.ConfigDict, mdl: Models, mesh=None, u
         g_params, g_state, d_state, g_opt, extras, g_metrics = g_update(state, g_rng,
                                                                         (batch["image"][-1], batch["label"][-1]))
         step = state.step + 1
-        # EMA of G's weights (SPEC §4): equal to G until ema_start, then decay.
+        # EMA of G's weights (paper appendix C): equal to G until ema_start, then decay.
         decay = jnp.where(step > t.ema_start, t.ema_decay, 0.0)
         ema = jax.tree.map(lambda e, p: decay * e + (1 - decay) * p, state.ema_params, g_params)
         new_state = state.replace(step=step, g_params=g_params, g_state=g_state, d_state=d_state, g_opt=g_opt,

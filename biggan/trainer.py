@@ -66,7 +66,7 @@ def _make_grid_fn(mdl):
     @jax.jit
     def grid_fn(ema_params, g_state, z, y):
         # Training-mode BN over the grid batch (fixed z, y): cheap and independent of the running stats
-        # of the non-averaged G; the evaluation path uses standing statistics instead (SPEC §5).
+        # of the non-averaged G; the evaluation path uses standing statistics instead (paper appendix C.1).
         return nnx.merge(mdl.g_graphdef, ema_params, g_state, copy=True)(z, y, train=True)
     return grid_fn
 

@@ -1,18 +1,18 @@
-"""Per-truncation batch-norm statistics of the released BigGAN-deep models (SPEC §5).
+"""Per-truncation batch-norm statistics of the released BigGAN-deep models (TF Hub; pytorch-pretrained-biggan 0.1.1).
 
 TF Hub / pytorch-pretrained-biggan store, for every BN of G, the statistics measured at 51 truncation
 values t = k/50 (k = 0…50), shape (51, C). An export keeps them in `truncation_stats.npz` under
 '<bn path>/mean' and '<bn path>/var' (the nnx path of the BN's `mean`/`var` state, e.g.
 'blocks/0/bn1/bn/mean'); `apply_truncation_stats` writes the ones for a truncation into G's BN state.
 
-Interpolation reproduces pytorch-pretrained-biggan 0.1.1 exactly, quirk included (SPEC §5):
+Interpolation reproduces pytorch-pretrained-biggan 0.1.1 exactly, quirk included (pytorch_pretrained_biggan/model.py, BigGANBatchNorm):
     coef, idx = math.modf(t / (1 / (n − 1)))        # float64 Python arithmetic
     coef == 0: row[idx];  else: row[idx]·coef + row[idx+1]·(1 − coef)
 The fraction weights the LOWER row, the reverse of a linear interpolation: t = 0.425 (21.25 rows) gives
 row21·0.25 + row22·0.75 (= 21.75 rows' worth), not 21.25; midpoints (t = 0.41, 20.5 rows) agree either way.
 We keep it because the released weights' samples are defined by that code. Pass t as a Python float:
 in float64, 0.3/0.02 and 0.6/0.02 are exactly 15 and 30, but the float32 value 0.3 (0.30000001…) gives
-15.0000006 → coef ≈ 6e-7 → ≈ row 16 (SPEC §5's float32 trap); `float(t)` keeps whatever value it is given,
+15.0000006 → coef ≈ 6e-7 → ≈ row 16 (the float32 trap); `float(t)` keeps whatever value it is given,
 exactly as the reference does.
 """
 from __future__ import annotations
@@ -47,7 +47,7 @@ def interpolate(rows, truncation):
     idx, coef = interpolation(truncation, rows.shape[0])
     if coef == 0.0:
         return rows[idx]
-    # Reversed weights on purpose: the fraction multiplies the LOWER row (module docstring, SPEC §5).
+    # Reversed weights on purpose: the fraction multiplies the LOWER row (module docstring).
     return rows[idx] * np.float32(coef) + rows[idx + 1] * np.float32(1.0 - coef)
 
 

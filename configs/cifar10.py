@@ -1,4 +1,4 @@
-r"""BigGAN on CIFAR-10 32×32, the paper's appendix C.2 setup (SPEC §1, §7).
+r"""BigGAN on CIFAR-10 32×32, the paper's appendix C.2 setup.
 
 Architecture: G 4→4→4 ×ch, D 3→4 (down), 4→4 (down), 4→4, 4→4, ch 64; skip-z as in the paper's row-8 setup
 (4 chunks of 32 of dim_z 128), shared embedding; no attention (BigGAN-PyTorch's CIFAR script: attn '0').

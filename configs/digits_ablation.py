@@ -1,4 +1,4 @@
-r"""A small ablation study on the embedded digits (SPEC §8, the paper's Table 1 in miniature).
+r"""A small ablation study on the embedded digits (the paper's table 1 in miniature).
 
 4 variants × 2 seeds of a SHORT digits run (200 steps, evaluation once at the end on 1,000 samples):
 baseline, no shared embedding, no skip-z, no orthogonal regularisation. On 2 shared CPU cores the whole

@@ -1,4 +1,4 @@
-"""Test setup: simulate 8 CPU devices before JAX initialises (DEVELOPERS.md, 'This machine')."""
+"""Test setup: simulate 8 CPU devices before JAX initialises (JAX_NUM_CPU_DEVICES-style, via XLA_FLAGS)."""
 import os
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")

@@ -1,4 +1,5 @@
 """The ablation toolkit (issue 7): switches wired into the train step, collapse monitor, study runner."""
+import functools
 import importlib.util
 import json
 import os
@@ -22,8 +23,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PRE_TOOLKIT_COMMIT = "85ad4d68a07c3eaa1000b3e926aeb4bab809f779"
 
 
-def tiny_config(**train):
-    return stepping.tiny_config(ch=4, batch_size=4, **train)
+small_config = functools.partial(stepping.tiny_config, ch=4, batch_size=4)  # the step-tracing tests' size
 
 
 def one_step(c, step_module=ts, seed=0, edit_state=None):
@@ -54,7 +54,7 @@ def load_pre_toolkit_train_step():
 
 @pytest.mark.slow
 def test_default_step_is_bit_identical_to_the_pre_toolkit_step():
-    c = tiny_config(num_d_steps=2)
+    c = small_config(num_d_steps=2)
     old = load_pre_toolkit_train_step()
     _, _, new_old, m_old = one_step(c, old)
     _, _, new_new, m_new = one_step(c)
@@ -101,7 +101,7 @@ def g_weight_matrices(g_params):
 @pytest.mark.slow
 def test_penalties_and_sigma0_switches_in_one_step():
     clamp = 0.5
-    c = tiny_config(r1_gamma=3.0, dragan_weight=10.0, gp_weight=5.0, sigma0_reg_strength=0.1, sigma0_target=0.5,
+    c = small_config(r1_gamma=3.0, dragan_weight=10.0, gp_weight=5.0, sigma0_reg_strength=0.1, sigma0_target=0.5,
                     sigma0_clamp=clamp, feature_matching_weight=1.0)
     spiked = []
 
@@ -148,12 +148,12 @@ def test_penalties_and_sigma0_switches_in_one_step():
 
 @pytest.mark.slow
 def test_each_switch_adds_its_metric_and_no_other():
-    base = set(trace_step(tiny_config()))
+    base = set(trace_step(small_config()))
     for switch, key in ((dict(r1_gamma=1.0), "r1_penalty"), (dict(dragan_weight=1.0), "dragan_penalty"),
                         (dict(gp_weight=1.0), "gp_penalty"), (dict(feature_matching_weight=1.0), "feature_matching"),
                         (dict(sigma0_reg_strength=1.0, sigma0_ratio=0.5), "sigma0_penalty")):
-        assert set(trace_step(tiny_config(**switch))) - base == {key}, switch
-    assert "ortho_penalty" not in trace_step(tiny_config(ortho_beta=0.0))
+        assert set(trace_step(small_config(**switch))) - base == {key}, switch
+    assert "ortho_penalty" not in trace_step(small_config(ortho_beta=0.0))
 
 
 @pytest.mark.slow  # traces the step several times (~10 s idle, ~50 s on the shared 2 cores)
@@ -162,12 +162,12 @@ def test_loss_options_reach_get_loss(monkeypatch):
     calls = []
     real_get_loss = losses.get_loss
     monkeypatch.setattr(losses, "get_loss", lambda name, **kw: calls.append((name, kw)) or real_get_loss(name, **kw))
-    trace_step(tiny_config(hinge_margin=2.0))
-    trace_step(tiny_config(loss="non_saturating", label_smoothing=0.1))
+    trace_step(small_config(hinge_margin=2.0))
+    trace_step(small_config(loss="non_saturating", label_smoothing=0.1))
     assert calls == [("hinge", dict(margin=2.0, real_target=1.0)),
                      ("non_saturating", dict(margin=1.0, real_target=0.9))]
     with pytest.raises(ValueError, match="label smoothing"):
-        trace_step(tiny_config(label_smoothing=0.1))  # hinge has no targets
+        trace_step(small_config(label_smoothing=0.1))  # hinge has no targets
 
 
 @pytest.mark.slow  # traces the step several times (~10 s idle, ~50 s on the shared 2 cores)
@@ -180,14 +180,14 @@ def test_latent_name_and_kwargs_reach_the_sampler(monkeypatch):
         return real_sampler(name, rng, shape, **kw)
 
     monkeypatch.setattr(latents, "sample_latent", recording)
-    trace_step(tiny_config(latent="variance_annealing", latent_kwargs="anneal_steps=100,sigma_start=2.0"))
+    trace_step(small_config(latent="variance_annealing", latent_kwargs="anneal_steps=100,sigma_start=2.0"))
     assert calls and all(n == "variance_annealing" for n, _, _ in calls)
     assert all(kw == ["anneal_steps", "sigma_start", "step"] for _, _, kw in calls)  # the step is passed
     calls.clear()
-    trace_step(tiny_config(latent="bernoulli_pm1"))
+    trace_step(small_config(latent="bernoulli_pm1"))
     assert {n for n, _, _ in calls} == {"bernoulli_pm1"} and calls[0][1] == (4, 16)
     with pytest.raises(ValueError, match="latent"):
-        trace_step(tiny_config(latent="gaussian"))
+        trace_step(small_config(latent="gaussian"))
 
 
 @pytest.mark.slow  # traces the step several times (~10 s idle, ~50 s on the shared 2 cores)
@@ -199,7 +199,7 @@ def test_dropout_and_instance_noise_reach_d(monkeypatch):
                         lambda rng, h, keep, train: seen.append(("dropout", keep)) or real_dropout(rng, h, keep, train))
     monkeypatch.setattr(techniques, "add_instance_noise",
                         lambda rng, x, sigma: seen.append(("noise", x.shape[0])) or real_noise(rng, x, sigma))
-    c = tiny_config(instance_noise_sigma=0.1, instance_noise_anneal_steps=10)
+    c = small_config(instance_noise_sigma=0.1, instance_noise_anneal_steps=10)
     c.model.d_dropout_keep = 0.5
     trace_step(c)
     # D update: one pass over [fake; real] (8); G update: fakes (4). Both get noise and dropout.
@@ -212,11 +212,11 @@ def test_dropout_and_instance_noise_reach_d(monkeypatch):
 
 def test_contradictory_switches_are_refused():
     with pytest.raises(ValueError, match="exactly one"):
-        trace_step(tiny_config(sigma0_reg_strength=0.1))
+        trace_step(small_config(sigma0_reg_strength=0.1))
     with pytest.raises(ValueError, match="not both"):
-        trace_step(tiny_config(sigma0_clamp=1.0, sigma0_clamp_ratio=0.5))
+        trace_step(small_config(sigma0_clamp=1.0, sigma0_clamp_ratio=0.5))
     with pytest.raises(ValueError, match="r1_gamma"):
-        trace_step(tiny_config(r1_gamma=-1.0))
+        trace_step(small_config(r1_gamma=-1.0))
 
 
 def test_parse_kwargs():
@@ -263,7 +263,7 @@ def test_collapse_rule_on_synthetic_series():
 
 
 def test_sigma0_max_is_the_largest_top_singular_value():
-    c = tiny_config()
+    c = small_config()
     mdl, state = ts.init_state(c, jax.random.key(0))
     expected = max(np.linalg.svd(w, compute_uv=False)[0] for w in g_weight_matrices(state.g_params).values())
     np.testing.assert_allclose(collapse.make_sigma0_max_fn(ts.ortho_filter)(state.g_params), expected, rtol=1e-4)
@@ -283,7 +283,7 @@ def test_pick_rollback_step_and_overrides():
 @pytest.mark.slow
 def test_forced_collapse_rolls_back_and_continues_with_the_override(tmp_path):
     from biggan import trainer
-    c = tiny_config()
+    c = small_config()
     c.train.update(batch_size=8, num_steps=6, rollback_steps=2, rollback_overrides="train.lr_g=1e-5")
     c.log.update(log_every=1, sv_every=0, sample_every=0, checkpoint_every=2, keep_checkpoints=5,
                  collapse_window=3, collapse_force_step=5)
@@ -301,7 +301,7 @@ def fake_study(tmp_path):
     ablation = ml_collections.ConfigDict(dict(
         metrics=("fid", "g_loss"),
         variants=dict(base=ablate.variant({}), lower_lr=ablate.variant({"train.lr_g": 1e-5}))))
-    return tiny_config(), ablation, str(tmp_path / "study")
+    return small_config(), ablation, str(tmp_path / "study")
 
 
 def test_study_runs_every_variant_and_seed_skips_finished_and_tabulates(tmp_path):
@@ -338,4 +338,4 @@ def test_study_cli_list_jobs_and_bad_keys(tmp_path, capsys):
     jobs = capsys.readouterr().out.strip().splitlines()
     assert len(jobs) == 8 and all("--only" in j and "--seed-index" in j for j in jobs)
     with pytest.raises(KeyError, match="did you mean train.lr_g"):
-        ablate.apply_overrides(tiny_config(), {"train.lr_gg": 1.0})
+        ablate.apply_overrides(small_config(), {"train.lr_gg": 1.0})

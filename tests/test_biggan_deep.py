@@ -1,4 +1,4 @@
-"""BigGAN-deep G and D (SPEC §2): exact parameter counts, forward shapes at every resolution, bad input.
+"""BigGAN-deep G and D (paper appendix B; BigGAN-PyTorch BigGANdeep.py): exact parameter counts, forward shapes at every resolution, bad input.
 
 Numerical parity of G with pytorch-pretrained-biggan is in tests/test_convert_hf.py.
 """
@@ -41,7 +41,7 @@ def test_factory_builds_biggan_deep():
 
 def test_layout_tables():
     # Two blocks per resolution, the second upsampling; attention at list position 8 = after block 7,
-    # which reaches 64² in all three released layouts (SPEC §2).
+    # which reaches 64² in all three released layouts (pytorch-pretrained-biggan attention_layer_position 8).
     for res in (128, 256, 512):
         plan = biggan_deep.G_BLOCKS[res]
         assert [up for up, _, _ in plan] == [False, True] * (len(plan) // 2)
@@ -93,7 +93,7 @@ class ZeroConv(nnx.Module):
 
 
 def test_generator_skip_drops_channels_then_upsamples():
-    # With the residual branch switched off, a block is exactly its skip path (SPEC §2).
+    # With the residual branch switched off, a block is exactly its skip path (paper appendix B, fig. 16).
     G = Generator(resolution=128, ch=4, dim_z=16, shared_dim=8, num_classes=5, rngs=nnx.Rngs(0))
     block = G.blocks[3]  # 16ch → 8ch, upsampling
     block.conv4 = ZeroConv(32)

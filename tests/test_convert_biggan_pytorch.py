@@ -1,4 +1,4 @@
-"""`python -m biggan.convert biggan-pytorch` (SPEC §6): BigGAN-PyTorch's BigGAN G state dict.
+"""`python -m biggan.convert biggan-pytorch` (ajbrock/BigGAN-PyTorch, BigGAN.py): BigGAN-PyTorch's BigGAN G state dict.
 
 The reference is an independent functional torch re-statement of BigGAN-PyTorch's evaluation forward
 (BigGAN.py Generator.forward, layers.py SN/ccbn/bn/GBlock/Attention), reading the state dict by the key
@@ -185,7 +185,7 @@ def test_released_128_key_table_counts_the_paper_parameters():
     shapes = convert.biggan_pytorch_expected_shapes(config.model)
     buffers = ("u0", "sv0", "stored_mean", "stored_var")
     n_params = sum(int(np.prod(s)) for k, s in shapes.items() if not k.endswith(buffers))
-    assert n_params == 70_433_988  # SPEC §1, = BigGAN-PyTorch's own count
+    assert n_params == 70_433_988  # BigGAN-PyTorch's own count for this model
     assert shapes["linear.weight"] == (16 * 96 * 16, 20) and shapes["shared.weight"] == (1000, 128)
     assert shapes["blocks.0.0.bn1.gain.weight"] == (1536, 148) and shapes["blocks.3.1.gamma"] == ()
     assert shapes["output_layer.2.u0"] == (1, 3)

@@ -1,7 +1,7 @@
-"""`python -m biggan.convert hf` against pytorch-pretrained-biggan 0.1.1 (SPEC §5, §6).
+"""`python -m biggan.convert hf` against pytorch-pretrained-biggan 0.1.1.
 
 The reference is built offline with SEEDED RANDOM weights (`BigGAN(BigGANConfig(...))`), made usable as
-SPEC §6 says: its final BN affine (created uninitialised) is set, its SN u/v are advanced by 30 training-mode
+follows. Its final BN affine (created uninitialised) is set, its SN u/v are advanced by 30 training-mode
 power-iteration steps before `.eval()`, and all 51-row BN statistics are randomised so that the truncation
 interpolation is really exercised. Its state dict goes through the real file-reading converter path.
 """
@@ -25,7 +25,7 @@ TRUNCATIONS = (1.0, 0.4, 0.41, 0.3)
 
 
 def reference_model(res, ch=128, seed=0, attention_position=8):
-    """pytorch-pretrained-biggan BigGAN with seeded random weights, ready for eval (SPEC §6's two traps)."""
+    """pytorch-pretrained-biggan BigGAN with seeded random weights, ready for eval (the two traps of building it with random weights, above)."""
     from torch.nn.utils.spectral_norm import SpectralNorm
 
     torch.manual_seed(seed)
@@ -104,7 +104,7 @@ def check_parity(res, ch, tmp_path, truncations=TRUNCATIONS, batch=2, attention_
 def test_parity_released_layout_small_width(tmp_path):
     # The released 128 layout at channel width 8 (the reference hard-wires 16·ch → 1·ch, so no smaller
     # layout exists). 0.425 (21.25 rows) is where the reference's reversed weighting differs from a linear
-    # interpolation (SPEC §5).
+    # interpolation (pytorch_pretrained_biggan/model.py, BigGANBatchNorm).
     check_parity(128, 8, tmp_path, truncations=TRUNCATIONS + (0.425,))
 
 
@@ -161,10 +161,10 @@ def test_interpolation_quirk_by_hand():
     # 0.41/0.02 = 20.5: the midpoint, whichever row the fraction weights.
     np.testing.assert_allclose(truncation_stats.interpolate(rows, 0.41), [20.5, 20.5], atol=1e-5)
     # 0.425/0.02 = 21.25: a normal lerp gives 21.25, the reference weights the LOWER row by the fraction:
-    # 21·0.25 + 22·0.75 = 21.75 (SPEC §5).
+    # 21·0.25 + 22·0.75 = 21.75 (biggan/truncation_stats.py).
     assert truncation_stats.interpolation(0.425, 51) == (21, 0.25)
     np.testing.assert_allclose(truncation_stats.interpolate(rows, 0.425), [21.75, 21.75], atol=1e-5)
-    # Float64 division: 0.3 and 0.6 are exact rows 15 and 30; their float32 values are not (SPEC §5's trap):
+    # Float64 division: 0.3 and 0.6 are exact rows 15 and 30; their float32 values are not (the trap biggan/truncation_stats.py documents):
     # float32 0.3 = 0.30000001 → 15.0000006 → coef ≈ 6e-7 on row 15, the rest on row 16.
     assert truncation_stats.interpolation(0.3, 51) == (15, 0.0)
     assert truncation_stats.interpolation(0.6, 51) == (30, 0.0)

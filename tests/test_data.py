@@ -1,4 +1,4 @@
-"""Tests for biggan.data (SPEC §4 input pipeline) on data generated here and TFDS mock data."""
+"""Tests for biggan.data on data generated here and TFDS mock data."""
 from __future__ import annotations
 
 import io

@@ -1,4 +1,4 @@
-"""BigGAN architectures and layers: parameter counts (SPEC §1), shapes, SN, cross-replica BN, bad input."""
+"""BigGAN architectures and layers: parameter counts (BigGAN-PyTorch's BigGAN.py and google/compare_gan's test give them), shapes, SN, cross-replica BN, bad input."""
 import subprocess
 import sys
 

@@ -9,15 +9,14 @@ import pytest
 from flax import nnx
 
 import sample as sample_cli
-from biggan import config as cfg, export, imagenet_classes, models, sampling
+from biggan import export, imagenet_classes, models, sampling
+from stepping import tiny_config
 
 
-def tiny_config(num_classes=10):
-    c = cfg.base_config()
-    c.model.update(resolution=32, ch_g=8, ch_d=8, dim_z=16, shared_dim=8, num_classes=num_classes, g_attn=(16,),
-                   d_attn=())
-    c.sample.update(standing_stats_batches=3, standing_stats_batch_size=16)
-    return c
+def sampling_config(num_classes=10):
+    """The tiny config with attention at 16² in G (sampled with γ set, below) and 3 × 16 standing-stats batches."""
+    return tiny_config(model=dict(num_classes=num_classes, g_attn=(16,)),
+                       sample=dict(standing_stats_batches=3, standing_stats_batch_size=16))
 
 
 def trained_like_generator(c, seed=0):
@@ -30,7 +29,7 @@ def trained_like_generator(c, seed=0):
 
 
 def test_standing_stats_make_samples_independent_of_batch_size():
-    c = tiny_config()
+    c = sampling_config()
     sampler = sampling.Sampler(c, trained_like_generator(c))
     z = np.asarray(jax.random.normal(jax.random.key(1), (32, 16)))
     y = np.arange(32) % 10
@@ -43,7 +42,7 @@ def test_standing_stats_make_samples_independent_of_batch_size():
 
 
 def test_standing_stats_are_the_mean_of_batch_statistics():
-    c = tiny_config()
+    c = sampling_config()
     G = trained_like_generator(c)
     key = jax.random.key(3)
     stats = sampling.standing_stats(G, num_batches=2, batch_size=8, rng=key)
@@ -71,7 +70,7 @@ def test_standing_stats_are_the_mean_of_batch_statistics():
 
 
 def test_one_hot_class_vector_equals_integer_label():
-    c = tiny_config()
+    c = sampling_config()
     G = trained_like_generator(c)
     z = jax.random.normal(jax.random.key(0), (3, 16))
     y = jnp.array([1, 4, 9])
@@ -94,7 +93,7 @@ def test_imagenet_class_names():
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    c = tiny_config(num_classes=1000)
+    c = sampling_config(num_classes=1000)
     d = str(tmp_path_factory.mktemp("export") / "g")
     export.save_generator(d, c, trained_like_generator(c))
     return d

@@ -1,4 +1,4 @@
-"""SPEC §9 techniques against hand computations."""
+"""The catalogue techniques (README, Ablations) against hand computations."""
 import jax
 import jax.numpy as jnp
 import numpy as np

@@ -11,19 +11,16 @@ import numpy as np
 import pytest
 
 from biggan import checkpoints, config as cfg, sharding, train_step as ts, trainer
+import stepping
 
-TINY = ["--config.model.ch_g=8", "--config.model.ch_d=8", "--config.model.dim_z=16",
-        "--config.train.batch_size=8", "--config.train.num_d_steps=1", "--config.log.sv_every=0",
-        "--config.log.sample_every=0"]
+# EMA from step 1 (runlocal's ema_start), so the resume tests cover the EMA weights too.
+TINY = stepping.tiny_flags(ema_start=1, log=dict(sv_every=0, sample_every=0))
 
 
-def tiny_config(num_steps, **log):
-    c = cfg.load_config_file("configs/digits.py:runlocal")
-    c.model.update(ch_g=8, ch_d=8, dim_z=16)
-    c.train.update(batch_size=8, num_steps=num_steps, num_d_steps=1)
-    c.log.update(sv_every=0, sample_every=0, checkpoint_every=1000, log_every=1)
-    c.log.update(**log)
-    return c
+def run_config(num_steps, **log):
+    """The tiny config for `num_steps` trainer steps, logging every step, checkpoints only when asked."""
+    return stepping.tiny_config(num_steps=num_steps, ema_start=1,
+                                log=dict(sv_every=0, sample_every=0, checkpoint_every=1000, log_every=1, **log))
 
 
 def saved_state(workdir, step=None):
@@ -45,10 +42,10 @@ def assert_states_identical(a, b):
 @pytest.mark.slow
 def test_resume_reaches_the_same_parameters_bit_for_bit(tmp_path):
     s = 2
-    trainer.train(tiny_config(2 * s), str(tmp_path / "straight"), progress=False)
-    trainer.train(tiny_config(s), str(tmp_path / "resumed"), progress=False)
+    trainer.train(run_config(2 * s), str(tmp_path / "straight"), progress=False)
+    trainer.train(run_config(s), str(tmp_path / "resumed"), progress=False)
     assert saved_state(str(tmp_path / "resumed"))[0] == s
-    trainer.train(tiny_config(2 * s), str(tmp_path / "resumed"), progress=False)
+    trainer.train(run_config(2 * s), str(tmp_path / "resumed"), progress=False)
     step_a, state_a, data_a = saved_state(str(tmp_path / "straight"))
     step_b, state_b, data_b = saved_state(str(tmp_path / "resumed"))
     assert step_a == step_b == 2 * s
@@ -74,15 +71,15 @@ def test_sigterm_saves_and_the_resumed_run_matches_an_uninterrupted_one(tmp_path
     assert "SIGTERM: saved step" in out
     stopped = saved_state(workdir)[0]
     assert 2 <= stopped < 100000
-    trainer.train(tiny_config(stopped + 2), workdir, progress=False)
-    trainer.train(tiny_config(stopped + 2), str(tmp_path / "straight"), progress=False)
+    trainer.train(run_config(stopped + 2), workdir, progress=False)
+    trainer.train(run_config(stopped + 2), str(tmp_path / "straight"), progress=False)
     assert_states_identical(saved_state(workdir)[1], saved_state(str(tmp_path / "straight"))[1])
 
 
 @pytest.mark.slow
 def test_non_finite_guard_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     workdir = str(tmp_path / "nan")
-    trainer.train(tiny_config(2, checkpoint_every=1), workdir, progress=False)
+    trainer.train(run_config(2, checkpoint_every=1), workdir, progress=False)
     real = ts.make_train_step
 
     def poisoned(config, mdl, mesh=None, unroll=None):
@@ -98,7 +95,7 @@ def test_non_finite_guard_stops_and_keeps_the_last_good_checkpoint(tmp_path, mon
     monkeypatch.setattr(ts, "make_train_step", poisoned)
     with pytest.raises(trainer.NonFiniteError, match=r"non-finite loss or parameter at step 3.*"
                                                       r"last good checkpoint is step 2"):
-        trainer.train(tiny_config(4, checkpoint_every=1), workdir, progress=False)
+        trainer.train(run_config(4, checkpoint_every=1), workdir, progress=False)
     step, state, _ = saved_state(workdir)
     assert step == 2
     assert all(np.all(np.isfinite(np.asarray(x))) for x in jax.tree.leaves(state.g_params))
@@ -106,10 +103,10 @@ def test_non_finite_guard_stops_and_keeps_the_last_good_checkpoint(tmp_path, mon
 
 def test_workdir_of_another_architecture_is_refused_and_untouched(tmp_path):
     workdir = str(tmp_path / "w")
-    c = tiny_config(1)
+    c = run_config(1)
     checkpoints.check_workdir_config(workdir, c)
     before = open(os.path.join(workdir, "config.json")).read()
-    other = tiny_config(1)
+    other = run_config(1)
     other.model.update(arch="biggan_deep", ch_g=8)
     with pytest.raises(ValueError, match=r"different model: biggan 32² vs the requested biggan_deep 32².*"
                                          r"arch: 'biggan' → 'biggan_deep'.*Nothing was overwritten"):
@@ -126,7 +123,7 @@ def test_unknown_config_key_on_the_command_line_names_the_closest_key():
 @pytest.mark.slow
 def test_failed_save_keeps_the_previous_checkpoint_and_stops_with_a_message(tmp_path, monkeypatch):
     workdir = str(tmp_path / "full")
-    trainer.train(tiny_config(1, checkpoint_every=1), workdir, progress=False)
+    trainer.train(run_config(1, checkpoint_every=1), workdir, progress=False)
     real_save = checkpoints.ocp.CheckpointManager.save
 
     def disk_full(self, step, *a, **k):
@@ -135,7 +132,7 @@ def test_failed_save_keeps_the_previous_checkpoint_and_stops_with_a_message(tmp_
     monkeypatch.setattr(checkpoints.ocp.CheckpointManager, "save", disk_full)
     with pytest.raises(checkpoints.CheckpointError, match=r"saving the checkpoint of step 2 .* failed "
                                                           r"\(OSError.*No space left.*last good checkpoint is step 1"):
-        trainer.train(tiny_config(3, checkpoint_every=1), workdir, progress=False)
+        trainer.train(run_config(3, checkpoint_every=1), workdir, progress=False)
     monkeypatch.setattr(checkpoints.ocp.CheckpointManager, "save", real_save)
     step, state, _ = saved_state(workdir)
     assert step == 1 and all(np.all(np.isfinite(np.asarray(x))) for x in jax.tree.leaves(state.g_params))
@@ -143,7 +140,7 @@ def test_failed_save_keeps_the_previous_checkpoint_and_stops_with_a_message(tmp_
 
 def test_workdir_written_before_a_model_key_existed_still_resumes(tmp_path):
     workdir = str(tmp_path / "old")
-    c = tiny_config(1)
+    c = run_config(1)
     checkpoints.check_workdir_config(workdir, c)
     path = os.path.join(workdir, "config.json")
     old = json.load(open(path))

@@ -1,4 +1,4 @@
-"""Input pipelines for biggan-jax (SPEC §4): sources, preprocessing, cache, sharded iterators.
+"""Input pipelines for biggan-jax: sources, preprocessing, cache, sharded iterators.
 
     config.data = data.default_data_config(); config.data.source = 'folder'; ...
     it = data.make_pipeline(config.data, local_batch_size=B // jax.process_count(), seed=0,

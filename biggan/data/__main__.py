@@ -1,6 +1,6 @@
-"""Command line: ``python -m biggan.data build-cache --source SPEC --resolution R --out DIR``.
+"""Command line: ``python -m biggan.data build-cache --source SOURCE --resolution R --out DIR``.
 
-SPEC is one of: ``digits``, ``folder:/path/to/root``, ``cache:/path/to/cache``,
+SOURCE is one of: ``digits``, ``folder:/path/to/root``, ``cache:/path/to/cache``,
 ``tfds:NAME`` (with ``--split``, ``--tfds-data-dir``).
 """
 from __future__ import annotations

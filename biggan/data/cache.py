@@ -1,6 +1,6 @@
 """Preprocessed cache: a memory-mapped uint8 ``images.npy`` (N, r, r, 3) + ``labels.npy`` (N,) int32
 + ``manifest.json`` (resolution, source, class names, count). Built once with
-``python -m biggan.data build-cache --source SPEC --resolution R --out DIR``; epochs then cost a
+``python -m biggan.data build-cache --source SOURCE --resolution R --out DIR``; epochs then cost a
 memory gather instead of JPEG decodes.
 """
 from __future__ import annotations
@@ -141,7 +141,7 @@ def read_manifest(cache_dir: str | os.PathLike) -> dict:
   if not os.path.isfile(path):
     raise DataSourceError(
         f"no image cache at {cache_dir!r}: {MANIFEST} is missing (an interrupted build leaves "
-        "none). Build it with `python -m biggan.data build-cache --source SPEC --resolution R "
+        "none). Build it with `python -m biggan.data build-cache --source SOURCE --resolution R "
         f"--out {cache_dir}`.")
   with open(path) as f:
     manifest = json.load(f)
