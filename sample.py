@@ -4,6 +4,12 @@ r"""Sample from a BigGAN: our training checkpoints (the EMA generator) or conver
   python sample.py --checkpoint biggan-deep-128 --classes "golden retriever",980 --truncation 0.4 --output dogs.png
   python sample.py --checkpoint biggan-deep-128 --latents z.npy --classes 207 --truncation 0.4 --output x.npy
   python sample.py --checkpoint biggan-deep-128 --interpolate both --classes 207,980 --steps 8 --output strip.png
+  python sample.py --checkpoint workdirs/digits --truncation 0.25:1.0:0.25 --classes 0,1,2,3,4,5,6,7,8,9 --n 10 \
+      --output truncation.png
+
+Several truncations (`a,b,c` or `start:stop:step`) make a truncation grid: one row per value, the same seed
+and classes in every row (for our models the same uniforms through the truncated normal's inverse CDF, so a
+row is the row above drawn closer to the mode; for released models the same base z scaled by t).
 
 --truncation: for released models t in (0, 1]: z = t·truncnorm(−2, 2) and t selects the stored BN statistics
 (TF Hub convention); for our checkpoints the re-sampling threshold of a truncated normal (default: none),
@@ -55,7 +61,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True, help="train.py workdir or biggan.convert --out directory")
     p.add_argument("--classes", default="", help="comma-separated indices or ImageNet class names")
-    p.add_argument("--truncation", type=float, default=None)
+    p.add_argument("--truncation", default=None,
+                   help="a value, or several (a,b,c or start:stop:step) for a truncation grid; default: none")
     p.add_argument("--n", type=int, default=16, help="number of samples (rows for --interpolate)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--latents", default=None, help=".npy of z (n, dim_z), used as given (unscaled)")
@@ -72,12 +79,23 @@ def main(argv=None):
     import jax
     from biggan import sampling
     from biggan.images import save_grid
+    try:
+        truncations = sampling.parse_truncations(args.truncation) if args.truncation else [None]
+    except ValueError as e:
+        p.error(f"--truncation: {e}")
     sampler = sampling.load_sampler(args.checkpoint)
-    truncation = args.truncation
-    if sampler.released and truncation is None:
-        truncation = 1.0
+    if sampler.released and truncations == [None]:
+        truncations = [1.0]
+    truncation = truncations[0]
     classes = parse_classes(args.classes, sampler.num_classes)
-    if args.interpolate:
+    if len(truncations) > 1:
+        if args.interpolate or args.latents:
+            p.error("several --truncation values make a truncation grid; use one value with --interpolate or "
+                    "--latents")
+        rows = [sampler.sample(args.n, truncation=t, seed=args.seed, batch_size=args.batch_size, classes=classes)
+                for t in truncations]
+        images, ncol = np.concatenate(rows), args.n
+    elif args.interpolate:
         z, y = interpolation_inputs(jax.random.key(args.seed), sampler, args.interpolate, classes, args.n,
                                     args.steps, truncation)
         images = sampler.generate(z, y, truncation, args.batch_size)

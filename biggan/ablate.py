@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import glob
-import importlib.util
 import json
 import math
 import os
@@ -50,13 +49,8 @@ def variant(overrides: dict) -> ml_collections.ConfigDict:
 
 def load_study(spec: str):
     """(base experiment config, ablation section) from `path/to/study.py[:arg]`."""
-    path, _, arg = spec.partition(":")
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"study config {path!r} not found; e.g. configs/digits_ablation.py")
-    module_spec = importlib.util.spec_from_file_location(os.path.splitext(os.path.basename(path))[0], path)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    config = module.get_config(arg or None)
+    path = spec.partition(":")[0]
+    config = cfg.run_config_file(spec)
     if "ablation" not in config or not len(config.ablation.get("variants", {})):
         raise ValueError(f"{path} has no config.ablation.variants; a study config must list "
                          f"{{name: ablate.variant({{'dotted.key': value}})}}")

@@ -167,8 +167,8 @@ def config_hash(config: ml_collections.ConfigDict) -> str:
     return hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def load_config_file(spec: str) -> ml_collections.ConfigDict:
-    """Load `path/to/config.py[:arg]` (the same syntax as train.py's --config) and check its keys."""
+def run_config_file(spec: str) -> ml_collections.ConfigDict:
+    """`get_config(arg)` of `path/to/config.py[:arg]` (the syntax of train.py's --config), keys unchecked."""
     path, _, arg = spec.partition(":")
     if not os.path.exists(path):
         raise FileNotFoundError(f"config file {path!r} not found; shipped configs: "
@@ -176,7 +176,12 @@ def load_config_file(spec: str) -> ml_collections.ConfigDict:
     module_spec = importlib.util.spec_from_file_location(os.path.splitext(os.path.basename(path))[0], path)
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)
-    config = module.get_config(arg or None)
+    return module.get_config(arg or None)
+
+
+def load_config_file(spec: str) -> ml_collections.ConfigDict:
+    """Load `path/to/config.py[:arg]` and check its keys against the schema."""
+    config = run_config_file(spec)
     check_keys(config, base_config())
     return config
 

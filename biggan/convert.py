@@ -55,6 +55,14 @@ def load_torch_state_dict(path) -> dict:
     return {k: v.detach().to(torch.float32).numpy() for k, v in obj.items()}
 
 
+def _read_json(path, expected: str):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, json.JSONDecodeError) as e:
+        raise ConversionError(f"{path} is not a readable JSON file ({e}); expected {expected}") from e
+
+
 def check_state_dict(state_dict: dict, expected: dict, what: str):
     """Raise listing every missing key, unexpected key and wrong shape; `expected` maps key → shape."""
     missing = sorted(set(expected) - set(state_dict))
@@ -335,12 +343,7 @@ def convert_hf_files(model_path, config_path=None, out_dir=None):
         beside = os.path.join(os.path.dirname(os.path.abspath(model_path)), "config.json")
         config_path = beside if os.path.exists(beside) else None
     if config_path is not None:
-        try:
-            with open(config_path) as f:
-                hc = json.load(f)
-        except (OSError, json.JSONDecodeError) as e:
-            raise ConversionError(f"{config_path} is not a readable JSON config ({e}); expected "
-                                  f"pytorch-pretrained-biggan's config.json") from e
+        hc = _read_json(config_path, "pytorch-pretrained-biggan's config.json")
         print(f"[convert] config {config_path}: biggan-deep-{hc.get('output_dim')}", flush=True)
     else:
         hc = hf_config_from_state_dict(sd)
@@ -465,12 +468,7 @@ def biggan_pytorch_config(config_spec=None, *, bn_eps=1e-5, sn_eps=1e-6) -> ml_c
     elif config_spec.split(":")[0].endswith(".py"):
         c = cfg.load_config_file(config_spec)
     else:
-        try:
-            with open(config_spec) as f:
-                data = json.load(f)
-        except (OSError, json.JSONDecodeError) as e:
-            raise ConversionError(f"--config {config_spec!r}: expected a configs/*.py file or a JSON file "
-                                  f"({e})") from e
+        data = _read_json(config_spec, "a configs/*.py file or a JSON file of config.model keys")
         c = cfg.base_config()
         model = data.get("model", data) if isinstance(data, dict) else None
         if not isinstance(model, dict):

@@ -21,25 +21,6 @@ import numpy as np
 from biggan import distributed, evaluation, host_memory, metrics, reports, sampling
 
 
-def parse_truncations(text: str) -> list[float]:
-    """'0.1:1.0:0.1' (start:stop:step, stop included) or '0.25,0.5,1.0'."""
-    try:
-        if ":" in text:
-            start, stop, step = (float(v) for v in text.split(":"))
-            if step <= 0 or stop < start:
-                raise ValueError
-            count = int(round((stop - start) / step)) + 1
-            values = [round(start + i * step, 10) for i in range(count)]
-        else:
-            values = [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise ValueError(f"--truncations {text!r}: expected start:stop:step with step > 0 and "
-                         "stop >= start (e.g. 0.1:1.0:0.1) or a comma list (e.g. 0.25,0.5,1.0)") from None
-    if not values or any(v <= 0 for v in values):
-        raise ValueError(f"--truncations {text!r} gives {values}; expected positive values")
-    return values
-
-
 
 def _add_feature_args(parser):
     parser.add_argument("--feature_network", default="auto",
@@ -140,7 +121,7 @@ def main(argv=None) -> int:
             print(f"wrote {args.out}: n={moments.n}, {moments.feature_network}, resolution {moments.resolution}")
         return 0
 
-    truncations = parse_truncations(args.truncations) if args.command == "sweep" else None
+    truncations = sampling.parse_truncations(args.truncations) if args.command == "sweep" else None
     moments_path = args.moments
     feature_net = _feature_network_for(args, moments_path=moments_path)
     reference = metrics.load_moments(moments_path, feature_network=feature_net.name) if moments_path else None

@@ -28,6 +28,25 @@ def sample_latents(rng, num, dim_z, truncation=None, *, released=False):
     return latents.truncated_normal(rng, (num, dim_z), truncation if truncation else None)
 
 
+def parse_truncations(text: str) -> list[float]:
+    """'0.1:1.0:0.1' (start:stop:step, stop included) or '0.25,0.5,1.0'."""
+    try:
+        if ":" in text:
+            start, stop, step = (float(v) for v in text.split(":"))
+            if step <= 0 or stop < start:
+                raise ValueError
+            count = int(round((stop - start) / step)) + 1
+            values = [round(start + i * step, 10) for i in range(count)]
+        else:
+            values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"truncations {text!r}: expected start:stop:step with step > 0 and "
+                         "stop >= start (e.g. 0.1:1.0:0.1) or a comma list (e.g. 0.25,0.5,1.0)") from None
+    if not values or any(v <= 0 for v in values):
+        raise ValueError(f"truncations {text!r} gives {values}; expected positive values")
+    return values
+
+
 def _eval_forward(graphdef):
     @jax.jit
     def forward(state, z, y):

@@ -6,18 +6,15 @@ study takes about 25 minutes. At this length the differences between variants ar
 Command: python -m biggan.ablate configs/digits_ablation.py --seeds 2 --workdir workdirs/digits_ablation
 Smoke run: python -m biggan.ablate configs/digits_ablation.py:runlocal --seeds 1 --workdir /tmp/ablation_smoke
 """
-import importlib.util
 import os
 
+from biggan import config as cfg
 from biggan.ablate import variant
 
 
 def _digits_config(arg):
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "digits.py")
-    spec = importlib.util.spec_from_file_location("digits", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
+    return cfg.load_config_file(path + (f":{arg}" if arg else ""))
 
 
 def get_config(arg=None):

@@ -7,7 +7,7 @@ import types
 import numpy as np
 import pytest
 
-from biggan import digits_classifier, evaluate, evaluation, metrics
+from biggan import digits_classifier, evaluate, evaluation, metrics, sampling
 from biggan.data import digits_arrays
 
 
@@ -131,11 +131,11 @@ def test_evaluate_generator_refuses_mismatched_reference(classifier, digits_mome
 
 
 def test_parse_truncations():
-    assert evaluate.parse_truncations("0.1:1.0:0.1") == pytest.approx([0.1 * i for i in range(1, 11)])
-    assert evaluate.parse_truncations("0.25,0.5,1") == [0.25, 0.5, 1.0]
+    assert sampling.parse_truncations("0.1:1.0:0.1") == pytest.approx([0.1 * i for i in range(1, 11)])
+    assert sampling.parse_truncations("0.25,0.5,1") == [0.25, 0.5, 1.0]
     for bad in ("1.0:0.1:0.1", "0:1:0.5", "a,b", "0.5:1:0"):
-        with pytest.raises(ValueError, match="--truncations"):
-            evaluate.parse_truncations(bad)
+        with pytest.raises(ValueError, match="truncations .* expected"):
+            sampling.parse_truncations(bad)
 
 
 def test_score_and_sweep_cli_with_a_fake_checkpoint(tmp_path, monkeypatch, capsys, cache_dir,
