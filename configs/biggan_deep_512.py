@@ -1,10 +1,8 @@
-r"""BigGAN-deep at 512×512 on ImageNet (paper appendix B): ch 128, dim_z 128 unchunked, attention at 64.
+r"""BigGAN-deep at 512×512 on ImageNet (paper appendix B; ch 128, dim_z 128 unchunked, attention at 64) with
+appendix C's learning rate of 2.5e-5 for both G and D.
 
-Optimiser per the paper's appendix C: lr_g=2.5e-5, lr_d=2.5e-5.
 Command: python train.py --config configs/biggan_deep_512.py --workdir /shared/runs/biggan_deep_512
-Expected: IS/FID better than BigGAN 512 (paper table 4).
-Sampling the released weights instead: python -m biggan.convert hf pytorch_model.bin config.json --out DIR,
-then python sample.py --checkpoint DIR (see README).
+Expected: IS/FID better than BigGAN 512 (paper table 2). Released weights: see configs/biggan_deep_128.py.
 Smoke run on a CPU: python train.py --config configs/biggan_deep_512.py:runlocal
 """
 from biggan import config as cfg
