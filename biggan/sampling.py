@@ -1,4 +1,4 @@
-"""Sampling: standing statistics, truncation, samplers for our checkpoints and released weights, grids.
+"""Sampling: standing statistics, truncation and samplers for our checkpoints and released weights.
 
 Truncation has two meanings (paper §3.1; TF Hub modules):
 - our models: z ~ N(0, I) truncated at `threshold` by RE-SAMPLING (biggan.latents.truncated_normal);

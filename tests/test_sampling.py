@@ -121,6 +121,18 @@ def test_sample_cli_png_npy_latents_and_interpolation(exported, tmp_path):
     zr, yr = sample_cli.interpolation_inputs(jax.random.key(0), sampler, "class", [1, 2], 2, 4, None)
     end = sampler.generate(zr[3:4], np.array([2]), None)[0]
     np.testing.assert_allclose(s[3], end, atol=1e-5)
+    # A truncation grid: one row per threshold, each the sampler's draw at that threshold with the same seed.
+    grid = tmp_path / "truncation.npy"
+    sample_cli.main(["--checkpoint", exported, "--truncation", "0.5:1.5:0.5", "--classes", "1,2", "--n", "2",
+                     "--output", str(grid)])
+    g = np.load(grid)
+    assert g.shape == (6, 32, 32, 3)
+    for row, t in enumerate((0.5, 1.0, 1.5)):
+        np.testing.assert_allclose(g[2 * row:2 * row + 2], sampler.sample(2, truncation=t, seed=0, classes=[1, 2]),
+                                   atol=1e-5, err_msg=f"row {row} (truncation {t})")
+    assert np.abs(g[:2] - g[4:]).max() > 1e-3  # the rows differ
+    with pytest.raises(SystemExit):  # a grid needs sampled latents
+        sample_cli.main(["--checkpoint", exported, "--truncation", "0.5,1", "--latents", str(tmp_path / "z.npy")])
 
 
 def test_sample_cli_bad_input(exported):
