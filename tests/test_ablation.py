@@ -1,4 +1,4 @@
-"""The ablation toolkit (issue 7): switches wired into the train step, collapse monitor, study runner."""
+"""The ablation toolkit: switches wired into the train step, collapse monitor, study runner."""
 import functools
 import importlib.util
 import json

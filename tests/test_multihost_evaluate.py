@@ -1,4 +1,4 @@
-"""Multi-process evaluation (issue 8): `python -m biggan.evaluate` run unchanged as N processes.
+"""Multi-process evaluation: `python -m biggan.evaluate` run unchanged as N processes.
 
 Reference: the 1-process run of the same command and seed. Chunk k of `batch_size` samples is computed by
 process k mod P and every process feeds the gathered chunks in chunk order, so the numbers must be the

@@ -1,4 +1,4 @@
-"""Sampling: standing statistics, soft classes, class names, sample.py (issue 5)."""
+"""Sampling: standing statistics, soft classes, class names, sample.py."""
 import subprocess
 import sys
 

@@ -1,4 +1,4 @@
-"""Catalogue techniques wired into the train step as switches (issue 7): minibatch discrimination, noisy
+"""Catalogue techniques wired into the train step as switches: minibatch discrimination, noisy
 labels, historical averaging, experience replay, PacGAN packing, unrolled D steps.
 
 The mathematics of each piece is tested in test_techniques.py / test_regularisers.py / test_losses.py;

@@ -1,4 +1,4 @@
-"""The train step: data-parallel equivalence, gradient accumulation, EMA (issue 3)."""
+"""The train step: data-parallel equivalence, gradient accumulation, EMA."""
 import jax
 import jax.numpy as jnp
 import numpy as np
