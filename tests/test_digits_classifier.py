@@ -1,8 +1,6 @@
 """The digits classifier (offline feature network) and the evaluation pipeline on digits."""
 import csv
 import json
-import sys
-import types
 
 import numpy as np
 import pytest
@@ -141,9 +139,7 @@ def test_parse_truncations():
 def test_score_and_sweep_cli_with_a_fake_checkpoint(tmp_path, monkeypatch, capsys, cache_dir,
                                                     digits_moments):
     sampler = FakeDigitsSampler(noise=0.5)
-    fake_module = types.ModuleType("biggan.sampling")
-    fake_module.load_sampler = lambda checkpoint_dir: sampler if checkpoint_dir == "ckpt" else None
-    monkeypatch.setitem(sys.modules, "biggan.sampling", fake_module)
+    monkeypatch.setattr(sampling, "load_sampler", lambda checkpoint_dir: sampler if checkpoint_dir == "ckpt" else None)
     common = ["--checkpoint", "ckpt", "--num_samples", "300", "--batch_size", "150", "--moments",
               str(digits_moments), "--digits_cache_dir", str(cache_dir)]
 

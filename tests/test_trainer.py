@@ -20,7 +20,7 @@ TINY = stepping.tiny_flags(ema_start=1, log=dict(sv_every=0, sample_every=0))
 def run_config(num_steps, **log):
     """The tiny config for `num_steps` trainer steps, logging every step, checkpoints only when asked."""
     return stepping.tiny_config(num_steps=num_steps, ema_start=1,
-                                log=dict(sv_every=0, sample_every=0, checkpoint_every=1000, log_every=1, **log))
+                                log={"sv_every": 0, "sample_every": 0, "checkpoint_every": 1000, "log_every": 1, **log})
 
 
 def saved_state(workdir, step=None):
