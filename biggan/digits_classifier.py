@@ -181,7 +181,7 @@ class DigitsClassifier:
         return np.asarray(self._apply(self.params, jnp.asarray(images))[1])
 
     def feature_network(self, *, batch_size: int = 512, mesh=None):
-        """This classifier as a sharded `biggan.metrics.FeatureNetwork`."""
+        """This classifier as a sharded `biggan.feature_network.FeatureNetwork`."""
         return FeatureNetwork(DIGITS_CLASSIFIER_NAME, self.apply_fn, self.params, feature_dim=FEATURE_DIM,
                               num_classes=NUM_CLASSES, batch_size=batch_size, mesh=mesh,
                               predicts_dataset_classes=True)

@@ -366,7 +366,7 @@ def inception_features(params, images):
 
 def inception_feature_network(weights_path: str | os.PathLike | None = None, *, batch_size: int = 200,
                               mesh=None, params=None):
-    """The FID Inception as a sharded `biggan.metrics.FeatureNetwork` (params: already loaded ones)."""
+    """The FID Inception as a sharded `biggan.feature_network.FeatureNetwork` (params: already loaded ones)."""
     if params is None:
         params = load_inception_params(weights_path)
     return FeatureNetwork(INCEPTION_NAME, inception_features, params, feature_dim=POOL3_DIM,
