@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import glob
 import json
+import logging
 import math
 import os
 import shlex
@@ -210,7 +211,6 @@ def main(argv=None):
     if args.jobs:
         print("\n".join(job_commands(args.config, variants, seeds, study_dir)))
         return 0
-    import logging
     logging.basicConfig(level=logging.INFO)
     rows = run_study(base, ablation, study_dir, seeds, only=args.only, seed_index=args.seed_index)
     with open(os.path.join(study_dir, "results.md")) as f:

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from tqdm import tqdm
 
 from biggan import checkpoints, distributed, export, latents
 from biggan.truncation_stats import apply_truncation_stats, batchnorm_paths, check_truncation
@@ -76,7 +77,6 @@ def standing_stats(generator, *, num_batches: int, batch_size: int, rng, truncat
     sums = None
     it = range(num_batches)
     if progress:
-        from tqdm import tqdm
         it = tqdm(it, desc="standing stats", unit="batch")
     for i in it:
         kz, ky = jax.random.split(jax.random.fold_in(rng, i))

@@ -11,6 +11,7 @@ tests/test_techniques_in_step.py).
 """
 from __future__ import annotations
 
+import ast
 import functools
 from typing import Any
 
@@ -161,7 +162,6 @@ def accumulate_gradients(loss_fn, params, carry_states, micro_inputs, unroll=Non
 
 def parse_kwargs(text: str, what: str) -> dict:
     """"k=v,k=v" → {k: literal v} (config strings that stay overridable from the command line)."""
-    import ast
     out = {}
     for item in filter(None, (s.strip() for s in text.split(","))):
         key, eq, value = item.partition("=")

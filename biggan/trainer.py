@@ -16,6 +16,7 @@ import ml_collections
 import numpy as np
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
+from tqdm import tqdm
 
 from biggan import checkpoints, collapse, distributed, evaluation, images, regularisers, sharding
 from biggan import train_step as ts
@@ -34,7 +35,7 @@ class MetricWriter:
     def __init__(self, workdir):
         self.enabled = jax.process_index() == 0
         if self.enabled:
-            from tensorboardX import SummaryWriter
+            from tensorboardX import SummaryWriter  # process 0 only: its protobuf import is slow
             self.jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
             self.tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
 
@@ -129,7 +130,6 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
     previous_handler = signal.signal(signal.SIGTERM, lambda signum, frame: stop.update(signal=signum))
     bar = None
     if progress and jax.process_index() == 0:
-        from tqdm import tqdm
         bar = tqdm(total=t.num_steps, initial=start, unit="step", dynamic_ncols=True)
     base_key = jax.random.key(config.seed)
     last = {}
