@@ -91,6 +91,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.log = ml_collections.ConfigDict(dict(
         log_every=50, sv_every=500, sample_every=1000, checkpoint_every=1000, keep_checkpoints=3,
         eval_every=0, best_metric="",
+        # Host reads of device values happen only on log/checkpoint/sample/eval steps (the non-finite
+        # guard is checked there and before every save). Multi-process: the hosts agree on a SIGTERM
+        # (an all-gather) every this many steps, so all save the same step.
+        preemption_check_every=10,
         # Collapse monitor (biggan/collapse.py): off while collapse_window = 0.
         collapse_window=0,          # trailing log points compared against (their median)
         collapse_sigma_jump=2.0,    # flag when max σ0 of G's weights > this × its trailing median

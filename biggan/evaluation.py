@@ -285,9 +285,9 @@ def make_training_evaluator(config, workdir):
     truncation = config.eval.truncation or None
 
     def evaluator(generator, step):
-        # Multi-process: each process samples its own chunks (evaluate_generator), so G must not be a
-        # job-wide array that every process would have to enter together.
-        sampler = sampling.Sampler(config, sampling.process_local_generator(generator), cache_dir=None)
+        # Multi-process: each process samples its own chunks (evaluate_generator) on its own devices (the
+        # Sampler copies G there). The forward and standing-statistics programs are compiled once per run.
+        sampler = sampling.Sampler(config, generator, cache_dir=None, progress=False)
 
         def sample_fn(start, num):
             z = np.asarray(sampling.sample_latents(jax.random.fold_in(jax.random.key(2024), start), num, dim_z,

@@ -19,7 +19,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
 
-from biggan import models
+from biggan import models, sharding
 
 
 def _state_dict(module):
@@ -60,9 +60,10 @@ def load_generator(directory):
     config = load_config(directory)
     abstract = nnx.eval_shape(lambda: models.make_generator(config.model, nnx.Rngs(0)))
     graphdef, abstract_state = nnx.split(abstract)
-    # On this process's first device: sampling is process-local, and in a multi-process job a target
-    # without a sharding makes orbax refuse the checkpoint ("Topology mismatch").
-    local = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    # Replicated on this process's devices (biggan.sampling shards each batch over them): sampling is
+    # process-local, and in a multi-process job a target without a sharding makes orbax refuse the
+    # checkpoint ("Topology mismatch").
+    local = sharding.replicated(sharding.make_mesh(jax.local_devices()))
     target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=local),
                           nnx.to_pure_dict(abstract_state))
     with ocp.StandardCheckpointer() as ckptr:

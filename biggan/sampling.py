@@ -8,6 +8,7 @@ Truncation has two meanings (paper §3.1; TF Hub modules):
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 
@@ -17,7 +18,7 @@ import numpy as np
 from flax import nnx
 from tqdm import tqdm
 
-from biggan import checkpoints, distributed, export, latents
+from biggan import checkpoints, export, latents, sharding
 from biggan.truncation_stats import apply_truncation_stats, batchnorm_paths, check_truncation
 
 log = logging.getLogger(__name__)
@@ -48,41 +49,76 @@ def parse_truncations(text: str) -> list[float]:
     return values
 
 
-def _eval_forward(graphdef):
-    @jax.jit
-    def forward(state, z, y):
-        return nnx.merge(graphdef, state, copy=True)(z, y, train=False)
-    return forward
+def sampling_mesh():
+    """The devices sampling and evaluation shard their batch over: all of them (one process) or this
+    process's (multi-process: each process samples its own chunks, biggan/evaluation.py)."""
+    return sharding.make_mesh(jax.local_devices())
+
+
+def place_generator(generator, mesh=None):
+    """`generator` with its arrays replicated on `mesh` (default `sampling_mesh()`). Arrays of a
+    multi-process checkpoint restore span every process; this process's copy is taken (no collective)."""
+    mesh = mesh or sampling_mesh()
+    replicated = sharding.replicated(mesh)
+
+    def place(x):
+        if isinstance(x, jax.Array) and not x.is_fully_addressable:
+            x = x.addressable_data(0)
+        return jax.device_put(x, replicated)
+
+    graphdef, state = nnx.split(generator)
+    return nnx.merge(graphdef, jax.tree.map(place, state))
+
+
+# Built once per (generator structure, mesh): jit caches on the static graphdef, so every Sampler, every
+# in-training evaluation and every truncation reuse the compiled forward (no fresh closures to re-trace).
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _eval_forward(graphdef, mesh, state, z, y):
+    images = nnx.merge(graphdef, state, copy=True)(z, y, train=False)
+    return jax.lax.with_sharding_constraint(images, sharding.batch_sharding(mesh))
+
+
+@functools.partial(jax.jit, static_argnums=(0,))
+def _bn_batch_stats(graphdef, state, z, y):
+    generator = nnx.merge(graphdef, state, copy=True)
+    generator(z, y, train=True)
+    return {path: (bn.mean[...], bn.var[...]) for path, bn in batchnorm_paths(generator).items()}
+
+
+def _shard_batch(mesh, *arrays):
+    batch = sharding.batch_sharding(mesh)
+    return [jax.device_put(np.asarray(a), batch) for a in arrays]
 
 
 def standing_stats(generator, *, num_batches: int, batch_size: int, rng, truncation=None, num_classes=None,
-                   progress: bool = False) -> dict:
+                   progress: bool = False, mesh=None) -> dict:
     """Paper appendix C.1: average the per-batch BN means and variances of G run in training mode on
     `num_batches` batches of fresh noise (at the truncation that will be sampled). Returns
     {'<bn path>/mean'|'/var': (C,)} — the format `apply_bn_stats` writes back. `generator` is unchanged.
+
+    Each batch is sharded over `mesh` (default `sampling_mesh()`; the largest leading group of its devices
+    that divides `batch_size`): a device holds batch_size / devices samples, and the statistics are those
+    of the whole batch (cross-device reductions under jit), as on one device.
     """
-    gen = nnx.clone(generator)
+    mesh = mesh or sampling_mesh()
+    devices = mesh.devices.ravel()
+    count = max(k for k in range(1, len(devices) + 1) if batch_size % k == 0)
+    mesh = sharding.make_mesh(devices[:count])
+    gen = place_generator(nnx.clone(generator), mesh)
     bns = batchnorm_paths(gen)
     for bn in bns.values():
         bn.momentum = 1.0  # after a training forward, mean/var hold exactly that batch's statistics
     graphdef, state = nnx.split(gen)
     num_classes = num_classes or gen.num_classes
-
-    @jax.jit
-    def batch_stats(state, z, y):
-        g = nnx.merge(graphdef, state, copy=True)
-        g(z, y, train=True)
-        return {path: (bn.mean[...], bn.var[...]) for path, bn in batchnorm_paths(g).items()}
-
-    sums = None
-    it = range(num_batches)
     if progress:
-        it = tqdm(it, desc="standing stats", unit="batch")
-    for i in it:
+        log.info("standing statistics: %d batches of %d at truncation %s on %d device(s)",
+                 num_batches, batch_size, truncation, count)
+    sums = None
+    for i in tqdm(range(num_batches), desc="standing stats", unit="batch", disable=not progress):
         kz, ky = jax.random.split(jax.random.fold_in(rng, i))
         z = sample_latents(kz, batch_size, gen.dim_z, truncation)
         y = jax.random.randint(ky, (batch_size,), 0, num_classes)
-        stats = batch_stats(state, z, y)
+        stats = _bn_batch_stats(graphdef, state, *_shard_batch(mesh, z, y))
         sums = stats if sums is None else jax.tree.map(jnp.add, sums, stats)
     out = {}
     for path, (m, v) in sums.items():
@@ -101,14 +137,17 @@ def apply_bn_stats(generator, stats: dict):
 class Sampler:
     """Batched evaluation-mode sampling from a generator with the right BN statistics for a truncation."""
 
-    def __init__(self, config, generator, *, truncation_stats=None, cache_dir=None, use_standing_stats=True):
-        self.config, self.generator = config, generator
+    def __init__(self, config, generator, *, truncation_stats=None, cache_dir=None, use_standing_stats=True,
+                 progress=True, mesh=None):
+        self.config = config
         self.truncation_stats = truncation_stats
         self.released = truncation_stats is not None
         self.cache_dir = cache_dir
+        self.progress = progress
         self.use_standing_stats = use_standing_stats and not self.released
         self.num_classes = config.model.num_classes
-        self._forward = _eval_forward(nnx.graphdef(generator))
+        self.mesh = mesh or sampling_mesh()
+        self.generator = place_generator(generator, self.mesh)
         self._stats_for = None
 
     def prepare(self, truncation):
@@ -125,7 +164,7 @@ class Sampler:
                 s = self.config.sample
                 stats = standing_stats(self.generator, num_batches=s.standing_stats_batches,
                                        batch_size=s.standing_stats_batch_size, rng=jax.random.key(12345),
-                                       truncation=truncation, progress=True)
+                                       truncation=truncation, progress=self.progress, mesh=self.mesh)
                 if path and jax.process_index() == 0:
                     os.makedirs(self.cache_dir, exist_ok=True)
                     np.savez(path + ".tmp.npz", **stats)
@@ -134,13 +173,25 @@ class Sampler:
         self._stats_for = (truncation,)
 
     def generate(self, z, y, truncation=None, batch_size=64):
-        """Images (N, H, W, 3) float32 in [-1, 1] for given latents and classes (indices or class vectors)."""
+        """Images (N, H, W, 3) float32 in [-1, 1] for given latents and classes (indices or class vectors).
+
+        Each batch is sharded over the sampler's devices (padded to a multiple of their number; G's
+        evaluation forward is per sample, so the padding changes nothing else)."""
         self.prepare(truncation)
-        state = nnx.state(self.generator)
+        graphdef, state = nnx.split(self.generator)
+        # Statistics written by prepare() may sit on one device: replicate (a no-op for the rest).
+        state = jax.device_put(state, sharding.replicated(self.mesh))
+        num_devices = self.mesh.devices.size
         outs = []
         for i in range(0, len(z), batch_size):
-            outs.append(np.asarray(self._forward(state, jnp.asarray(z[i:i + batch_size]),
-                                                 jnp.asarray(y[i:i + batch_size]))))
+            zb, yb = np.asarray(z[i:i + batch_size]), np.asarray(y[i:i + batch_size])
+            num = len(zb)
+            pad = -num % num_devices
+            if pad:
+                zb = np.concatenate([zb, np.repeat(zb[-1:], pad, axis=0)])
+                yb = np.concatenate([yb, np.repeat(yb[-1:], pad, axis=0)])
+            images = _eval_forward(graphdef, self.mesh, state, *_shard_batch(self.mesh, zb, yb))
+            outs.append(np.asarray(images)[:num])
         return np.concatenate(outs)
 
     def sample(self, num, *, truncation=None, seed=0, batch_size=64, classes=None, latents=None):
@@ -162,15 +213,6 @@ class Sampler:
         return self.generate(z, y, truncation, batch_size)
 
 
-def process_local_generator(generator):
-    """`generator` with its arrays on this process's devices (distributed.process_local): sampling from
-    it is then a process-local computation. One process: `generator` itself."""
-    if jax.process_count() == 1:
-        return generator
-    graphdef, state = nnx.split(generator)
-    return nnx.merge(graphdef, distributed.process_local(state))
-
-
 def load_sampler(directory, **kw) -> Sampler:
     """A sampler for an exported generator (biggan.export, e.g. converted released weights) or for the
     latest checkpoint of a training workdir (its EMA generator)."""
@@ -180,7 +222,7 @@ def load_sampler(directory, **kw) -> Sampler:
     if os.path.isdir(os.path.join(directory, "checkpoints")):
         config, generator, step = checkpoints.load_ema_generator(directory)
         # Multi-process: every process takes part in the restore, which yields arrays replicated over
-        # all processes' devices; keep this process's copy so that sampling stays inside the process.
-        return Sampler(config, process_local_generator(generator), cache_dir=os.path.join(directory, "standing_stats", f"step_{step}"), **kw)
+        # all processes' devices; the Sampler keeps this process's copy, so sampling stays inside it.
+        return Sampler(config, generator, cache_dir=os.path.join(directory, "standing_stats", f"step_{step}"), **kw)
     raise FileNotFoundError(f"{directory} is neither an exported generator (config.json + generator/) nor a "
                             f"training workdir (checkpoints/); pass the --out of biggan.convert or a train.py --workdir")

@@ -12,13 +12,14 @@ import signal
 import time
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 from tqdm import tqdm
 
-from biggan import checkpoints, collapse, distributed, evaluation, images, regularisers, sharding
+from biggan import checkpoints, collapse, distributed, evaluation, images, prefetch, regularisers, sharding
 from biggan import train_step as ts
 from biggan.data import make_pipeline
 
@@ -117,14 +118,29 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
         pipeline.set_state(distributed.local_data_state(data_state, jax.process_index(), jax.process_count()))
         log.info("resumed from %s at step %d", ckpt.directory, start)
 
-    step_fn = jax.jit(ts.make_train_step(config, mdl, mesh), donate_argnums=0)
-    batch_sharding = NamedSharding(mesh, P(None, None, sharding.DATA_AXIS))
+    step_fn = _jit_step(config, mdl, mesh)
+    batches = prefetch.GlobalBatchPrefetcher(pipeline, (t.num_d_steps, t.num_accumulations),
+                                             NamedSharding(mesh, P(None, None, sharding.DATA_AXIS)),
+                                             depth=config.data.get("prefetch_steps", 2))
+    first_nonfinite = jax.device_put(np.int32(-1), sharding.replicated(mesh))
     writer = MetricWriter(workdir)
     grid_z, grid_y = _fixed_grid_inputs(config, config.seed)
     grid_fn, sv_fn = _make_grid_fn(mdl), _make_sv_fn()
     evaluator = evaluation.make_training_evaluator(config, workdir) if lg.eval_every else None
     monitor = collapse.CollapseMonitor.from_config(lg) if lg.collapse_window else None
     sigma0_fn = collapse.make_sigma0_max_fn(ts.ortho_filter) if monitor else None
+
+    def check_finite(step, host_metrics=None):
+        """Raise if any step so far had a non-finite loss or parameter (a host read: log/save/eval steps)."""
+        bad, host_metrics = jax.device_get((first_nonfinite, host_metrics))
+        if int(bad) >= 0:
+            shown = {k: float(v) for k, v in (host_metrics or {}).items() if k != "all_finite"}
+            raise NonFiniteError(
+                f"non-finite loss or parameter at step {int(bad)} (metrics at step {step}: {shown}); "
+                f"nothing was saved. The last good checkpoint is step {ckpt.latest_step()} in {ckpt.directory}: "
+                f"resume from it with a changed setting (for example a lower --config.train.lr_g), see "
+                f"BUILD_NOTES 'collapse'")
+        return host_metrics
 
     stop = {"signal": None}
     previous_handler = signal.signal(signal.SIGTERM, lambda signum, frame: stop.update(signal=signum))
@@ -136,26 +152,28 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
     images_per_step = t.num_d_steps * t.batch_size
     tic, steps_since = time.time(), 0
     step = start
+    stopping = False
     try:
         while step < t.num_steps:
-            local = [next(pipeline) for _ in range(t.num_d_steps * t.num_accumulations)]
-            batch = {k: np.stack([b[k] for b in local]).reshape(
-                (t.num_d_steps, t.num_accumulations) + local[0][k].shape) for k in ("image", "label")}
-            batch = {k: jax.make_array_from_process_local_data(batch_sharding, v) for k, v in batch.items()}
-            state, metrics = step_fn(state, batch, jax.random.fold_in(base_key, step))
+            # No device->host read on a plain step: the batch comes from the prefetch thread and the
+            # non-finite guard stays on the device (`first_nonfinite`) until a log/save/eval step reads it.
+            state, first_nonfinite, metrics = step_fn(state, first_nonfinite, next(batches),
+                                                      jax.random.fold_in(base_key, step))
             step += 1
             steps_since += 1
-            if not bool(metrics["all_finite"]):
-                raise NonFiniteError(
-                    f"non-finite loss or parameter at step {step} ({ {k: float(v) for k, v in metrics.items()} }); "
-                    f"nothing was saved. The last good checkpoint is step {ckpt.latest_step()} in {ckpt.directory}: "
-                    f"resume from it with a changed setting (for example a lower --config.train.lr_g), see "
-                    f"BUILD_NOTES 'collapse'")
             if bar is not None:
                 bar.update(1)
+            if jax.process_count() == 1:
+                stopping = bool(stop["signal"])
+            elif step % lg.preemption_check_every == 0 or step % lg.checkpoint_every == 0:
+                # A signal reaches the hosts at different steps; they agree every few steps (a collective
+                # at the same step on all), so all save the same step together.
+                stopping = distributed.any_process(bool(stop["signal"]))
+            save_now = step % lg.checkpoint_every == 0 or step == t.num_steps or stopping
             if step % lg.log_every == 0 or step == t.num_steps:
+                host_metrics = check_finite(step, metrics)
                 dt = time.time() - tic
-                last = {k: float(v) for k, v in metrics.items() if k != "all_finite"}
+                last = {k: float(v) for k, v in host_metrics.items() if k != "all_finite"}
                 last.update(lr_g=t.lr_g, lr_d=t.lr_d, images_per_sec=images_per_step * steps_since / max(dt, 1e-9))
                 writer.write(step, last)
                 if bar is not None:
@@ -168,8 +186,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
                     writer.write(step, {"collapse_flagged": 1.0})
                     if t.rollback_steps:
                         num_rollbacks += 1
-                        state, step = _rollback(config, workdir, ckpt, mesh, pipeline, event, num_rollbacks)
-                        step_fn = jax.jit(ts.make_train_step(config, mdl, mesh), donate_argnums=0)
+                        state, step = _rollback(config, workdir, ckpt, mesh, batches, event, num_rollbacks)
+                        step_fn = _jit_step(config, mdl, mesh)
                         monitor.reset()
                         if bar is not None:
                             bar.n = step
@@ -186,16 +204,16 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
                                      ncol=8, scale=max(1, 64 // config.model.resolution))
             eval_metrics = None
             if evaluator is not None and (step % lg.eval_every == 0 or step == t.num_steps):
+                check_finite(step)
                 eval_metrics = evaluator(nnx.merge(mdl.g_graphdef, state.ema_params, state.g_state), step)
                 writer.write(step, eval_metrics)
                 last.update(eval_metrics)
-            if jax.process_count() > 1 and distributed.any_process(bool(stop["signal"])):
-                # A signal reaches the hosts at different steps; all must save the same step together.
+            if save_now:
+                check_finite(step)  # nothing non-finite is ever saved
+                ckpt.save(step, state, distributed.gather_data_state(batches.consumed_state), eval_metrics,
+                          wait=stopping)
+            if stopping:
                 stop["signal"] = stop["signal"] or signal.SIGTERM
-            if step % lg.checkpoint_every == 0 or step == t.num_steps or stop["signal"]:
-                ckpt.save(step, state, distributed.gather_data_state(pipeline.get_state()), eval_metrics,
-                          wait=bool(stop["signal"]))
-            if stop["signal"]:
                 log.warning("SIGTERM: saved step %d to %s; exiting (restart the same command to resume)",
                             step, ckpt.directory)
                 break
@@ -205,14 +223,29 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
         if bar is not None:
             bar.close()
         writer.close()
+        batches.close()
         pipeline.close()
         ckpt.close()
     last["step"] = step
-    last["preempted"] = bool(stop["signal"])
+    last["preempted"] = bool(stopping)
     return last
 
 
-def _rollback(config, workdir, ckpt, mesh, pipeline, event, num_rollbacks):
+def _jit_step(config, mdl, mesh):
+    """The jitted train step plus the on-device non-finite guard: `first_nonfinite` keeps the first step
+    whose loss or parameters were non-finite (-1: none), so the host need not read every step's flag."""
+    step_fn = ts.make_train_step(config, mdl, mesh)
+
+    def guarded_step(state, first_nonfinite, batch, rng):
+        state, metrics = step_fn(state, batch, rng)
+        newly_bad = jnp.logical_and(first_nonfinite < 0, jnp.logical_not(metrics["all_finite"]))
+        first_nonfinite = jnp.where(newly_bad, state.step, first_nonfinite).astype(first_nonfinite.dtype)
+        return state, first_nonfinite, metrics
+
+    return jax.jit(guarded_step, donate_argnums=0)
+
+
+def _rollback(config, workdir, ckpt, mesh, batches, event, num_rollbacks):
     """Return to the checkpoint ≥ train.rollback_steps before a flagged collapse and apply
     train.rollback_overrides to `config` in place (biggan/collapse.py). Newer checkpoints are deleted:
     they hold the collapsing run."""
@@ -226,7 +259,7 @@ def _rollback(config, workdir, ckpt, mesh, pipeline, event, num_rollbacks):
         if s > target:
             ckpt.manager.delete(s)
     state, data_state = ckpt.restore(target, checkpoints.abstract_state(config, mesh))
-    pipeline.set_state(distributed.local_data_state(data_state, jax.process_index(), jax.process_count()))
+    batches.restart_from(distributed.local_data_state(data_state, jax.process_index(), jax.process_count()))
     overrides = ts.parse_kwargs(t.rollback_overrides, "train.rollback_overrides")
     collapse.apply_overrides(config, overrides)
     if jax.process_index() == 0:

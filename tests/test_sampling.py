@@ -9,7 +9,7 @@ import pytest
 from flax import nnx
 
 import sample as sample_cli
-from biggan import export, imagenet_classes, models, sampling
+from biggan import evaluation, export, imagenet_classes, models, sampling
 from stepping import tiny_config
 
 
@@ -145,3 +145,68 @@ def test_sample_cli_bad_input(exported):
     out = subprocess.run([sys.executable, "sample.py", "--checkpoint", exported, "--latents", "/nonexistent.npy"],
                          capture_output=True, text=True)
     assert out.returncode != 0
+
+
+# Every jit trace and backend compilation reports its duration under these event names (jax._src.dispatch);
+# a persistent-cache hit skips the backend compile but not the trace, so both are counted.
+COMPILE_EVENTS = ("/jax/core/compile/jaxpr_trace_duration", "/jax/core/compile/backend_compile_duration")
+_compile_events: list | None = None
+
+
+def _record_compile_event(event, duration, **kwargs):
+    if _compile_events is not None and event in COMPILE_EVENTS:
+        _compile_events.append(event)
+
+
+jax.monitoring.register_event_duration_secs_listener(_record_compile_event)
+
+
+def compile_events(fn):
+    """(fn(), the compile events it caused)."""
+    global _compile_events
+    _compile_events = []
+    try:
+        result = fn()
+        return result, list(_compile_events)
+    finally:
+        _compile_events = None
+
+
+@pytest.mark.slow
+def test_evaluation_forward_is_batch_sharded_equals_one_device_and_compiles_once(tmp_path):
+    assert jax.local_device_count() == 8  # tests/conftest.py
+    c = sampling_config()
+    generator = trained_like_generator(c)
+    sharded = sampling.Sampler(c, generator)
+    single = sampling.Sampler(c, generator, mesh=sampling.sharding.make_mesh(jax.local_devices()[:1]))
+    assert sharded.mesh.devices.size == 8
+    z = np.asarray(jax.random.normal(jax.random.key(1), (20, 16)))  # 20: padded to 24 for 8 devices
+    y = np.arange(20) % 10
+
+    # The compiled forward takes and returns the batch split over the 8 devices.
+    sharded.prepare(None)
+    graphdef, state = nnx.split(sharded.generator)
+    zs, ys = sampling._shard_batch(sharded.mesh, z[:16], y[:16])
+    compiled = sampling._eval_forward.lower(graphdef, sharded.mesh, state, zs, ys).compile()
+    batch = sampling.sharding.batch_sharding(sharded.mesh)
+    (_, z_in, y_in), _ = compiled.input_shardings
+    assert z_in.is_equivalent_to(batch, 2) and y_in.is_equivalent_to(batch, 1)
+    assert compiled.output_shardings.is_equivalent_to(batch, 4)
+    assert len(zs.sharding.device_set) == 8
+
+    # Same images as one device (standing statistics included): the batch and the BN statistics'
+    # reductions are split differently, float32 rounding only (|x| <= 1 images).
+    np.testing.assert_allclose(sharded.generate(z, y, batch_size=16), single.generate(z, y, batch_size=16),
+                               atol=1e-5, rtol=0)
+
+    # In training: the second evaluation (new Sampler, standing statistics, forward, features) traces and
+    # compiles nothing.
+    t = tiny_config(model=dict(num_classes=10), sample=dict(standing_stats_batches=2, standing_stats_batch_size=16))
+    t.eval.num_samples = 24
+    evaluator = evaluation.make_training_evaluator(t, str(tmp_path))
+    ema = models.make_generator(t.model, nnx.Rngs(0))
+    first, events = compile_events(lambda: evaluator(ema, 1))
+    assert events, "the first evaluation compiled nothing: the compile-event seam no longer works"
+    second, events = compile_events(lambda: evaluator(ema, 2))
+    assert events == [], events
+    assert first == second

@@ -1,6 +1,8 @@
 """The training loop: resume bit for bit (also after SIGTERM), non-finite guard, bad workdirs, failed saves."""
+import collections
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -99,6 +101,47 @@ def test_non_finite_guard_stops_and_keeps_the_last_good_checkpoint(tmp_path, mon
     step, state, _ = saved_state(workdir)
     assert step == 2
     assert all(np.all(np.isfinite(np.asarray(x))) for x in jax.tree.leaves(state.g_params))
+
+
+# The conversions of a jax.Array that copy its value to the host (np.asarray goes through __array__).
+HOST_READS = ("__bool__", "__float__", "__int__", "__index__", "__complex__", "__array__", "item", "tolist",
+              "block_until_ready")
+
+
+def count_host_reads(monkeypatch) -> collections.Counter:
+    counts = collections.Counter()
+    array_class = type(jax.numpy.zeros(()))  # the concrete jax.Array
+
+    def counting(name, real):
+        def wrapper(self, *args, **kwargs):
+            counts[name] += 1
+            return real(self, *args, **kwargs)
+        return wrapper
+
+    for name in HOST_READS:
+        monkeypatch.setattr(array_class, name, counting(name, getattr(array_class, name)))
+    return counts
+
+
+@pytest.mark.slow
+def test_host_reads_do_not_grow_with_the_number_of_steps(tmp_path, monkeypatch):
+    """The loop never waits on the host in steady state: with logging, checkpoint, samples and evaluation
+    only at the last step, 10 and 40 steps read device values equally often."""
+    counts = count_host_reads(monkeypatch)
+    reads = {}
+    for num_steps in (2, 10, 40):
+        workdir = tmp_path / f"steps{num_steps}"
+        if num_steps > 2:  # the digits classifier and reference moments the first run cached: equal work
+            shutil.copytree(tmp_path / "steps2" / "eval", workdir / "eval")
+        c = run_config(num_steps, log_every=num_steps, checkpoint_every=num_steps, sample_every=num_steps,
+                       eval_every=num_steps)
+        c.eval.num_samples = 16
+        counts.clear()
+        trainer.train(c, str(workdir), progress=False)
+        reads[num_steps] = dict(counts)
+        assert os.path.exists(workdir / "samples" / f"step_{num_steps:07d}.png")
+    assert sum(reads[10].values()) > 0, "the counting seam saw no read at all: it no longer wraps jax.Array"
+    assert reads[40] == reads[10], reads
 
 
 def test_workdir_of_another_architecture_is_refused_and_untouched(tmp_path):

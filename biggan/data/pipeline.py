@@ -48,7 +48,9 @@ def default_data_config() -> ml_collections.ConfigDict:
       "random_flip": False,      # horizontal flip with p=0.5, replayable from the seed
       "fast_jpeg": False,        # 'folder': DCT-domain JPEG downscale (faster, not bit-exact)
       "num_workers": 0,          # decode threads for folder/tfds; 0 = min(8, CPU count)
-      "prefetch_batches": 2,     # batches prepared ahead in a background thread; 0 = none
+      "prefetch_batches": 2,     # local batches decoded ahead in a background thread; 0 = none
+      "prefetch_steps": 2,       # the trainer's global batches (a step's worth each) stacked and placed
+                                 # on the devices ahead by a background thread (biggan/prefetch.py); 0 = none
       "max_examples": 0,         # use only the first N examples (debugging); 0 = all
   })
 
