@@ -71,13 +71,16 @@ def main(argv=None):
     p.add_argument("--interpolate", choices=["z", "class", "both"], default=None)
     p.add_argument("--steps", type=int, default=8, help="images per interpolation strip")
     p.add_argument("--ncol", type=int, default=8)
+    p.add_argument("--compile_cache", default=None, help="persistent XLA compilation cache directory "
+                   "(default: $JAX_COMPILATION_CACHE_DIR or ~/.cache/biggan-jax/xla); empty turns it off")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     from biggan import host_memory
     host_memory.retain_freed_memory()  # before the first JAX computation (biggan/host_memory.py)
 
     import jax
-    from biggan import sampling
+    from biggan import compile_cache, sampling
+    compile_cache.enable(args.compile_cache)
     from biggan.images import save_grid
     try:
         truncations = sampling.parse_truncations(args.truncation) if args.truncation else [None]

@@ -29,19 +29,23 @@ flags.DEFINE_integer("num_processes", None, "multi-process: number of processes"
 flags.DEFINE_integer("process_id", None, "multi-process: index of this process")
 flags.DEFINE_integer("local_device_count", None, "CPU only: simulated devices in this process")
 flags.DEFINE_integer("initialization_timeout", 120, "multi-process: seconds to wait for the coordinator")
+flags.DEFINE_string("compile_cache", None, "persistent XLA compilation cache directory (default: "
+                    "$JAX_COMPILATION_CACHE_DIR or ~/.cache/biggan-jax/xla); empty turns it off")
 FLAGS = flags.FLAGS
 
 
 def main(argv):
     del argv
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
+                        force=True)  # absl.app installs its own handler, which would hide these lines
     absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every file operation at INFO
     from biggan import distributed, host_memory
     if host_memory.retain_freed_memory():  # before JAX starts its threads (biggan/host_memory.py)
         logging.info("CPU run: malloc keeps freed memory (%s=default turns this off)", host_memory.ENV)
     distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id,
                            local_device_count=FLAGS.local_device_count, timeout=FLAGS.initialization_timeout)
-    from biggan import config as cfg, trainer
+    from biggan import compile_cache, config as cfg, trainer
+    compile_cache.enable(FLAGS.compile_cache)
     config = FLAGS.config
     cfg.check_keys(config, cfg.base_config())
     name = os.path.splitext(os.path.basename(FLAGS["config"].config_filename))[0]

@@ -117,16 +117,31 @@ def imagenet_config(arg, *, arch: str, resolution: int, ch: int, dim_z: int, g_a
                     lr_d: float, smoke_batch_size: int = 2) -> ml_collections.ConfigDict:
     """An ImageNet experiment with the paper's recipe (table 1 row 8, appendix C): batch 2048, 2 D steps per
     G step, Adam β1 0 β2 0.999, ortho β 1e-4, G EMA 0.9999 from step 20k, D attention at 64², FID every
-    2000 steps picking the best checkpoint. `arg == "runlocal"` shrinks it for a CPU smoke run."""
+    2000 steps picking the best checkpoint. `arg`: comma-separated options, "runlocal" (shrink for a CPU
+    smoke run) and "bf16" (bfloat16 activations; parameters, optimiser state and BN statistics stay
+    float32), e.g. `configs/biggan_deep_128.py:bf16` or `:runlocal,bf16`."""
+    options = parse_config_arg(arg, ("runlocal", "bf16"))
     c = base_config()
     c.model.update(arch=arch, resolution=resolution, ch_g=ch, ch_d=ch, dim_z=dim_z, g_attn=g_attn, d_attn=(64,))
     c.data.update(source="tfds", tfds_name="imagenet2012", resolution=resolution)
     c.train.update(batch_size=2048, num_d_steps=2, lr_g=lr_g, lr_d=lr_d, ortho_beta=1e-4, ema_decay=0.9999,
                    ema_start=20_000)
     c.log.update(eval_every=2000, best_metric="fid")
-    if arg == "runlocal":
+    if "bf16" in options:
+        c.model.dtype = "bfloat16"
+    if "runlocal" in options:
         shrink_for_smoke_run(c, batch_size=smoke_batch_size)
     return c
+
+
+def parse_config_arg(arg: str | None, valid: tuple[str, ...]) -> set[str]:
+    """The options of a config argument `a,b` (`path.py:a,b` on the command line); unknown ones raise."""
+    options = {part.strip() for part in (arg or "").split(",") if part.strip()}
+    unknown = sorted(options - set(valid))
+    if unknown:
+        raise ValueError(f"config argument {arg!r}: unknown option(s) {unknown}; valid: {', '.join(valid)} "
+                         "(comma-separated, e.g. runlocal,bf16)")
+    return options
 
 
 def shrink_for_smoke_run(c: ml_collections.ConfigDict, *, ch=8, batch_size=4):

@@ -18,7 +18,7 @@ import sys
 import jax
 import numpy as np
 
-from biggan import distributed, evaluation, host_memory, metrics, reports, sampling
+from biggan import compile_cache, distributed, evaluation, host_memory, metrics, reports, sampling
 
 
 
@@ -40,7 +40,7 @@ def _truncation_arg(text: str) -> float | None:
 
 
 def _multiprocess_parser():
-    """train.py's multi-process flags (biggan/distributed.py; scripts/launch_local.py appends them)."""
+    """The compile-cache flag and train.py's multi-process flags (biggan/distributed.py; scripts/launch_local.py appends them)."""
     parser = argparse.ArgumentParser(add_help=False)
     group = parser.add_argument_group("multi-process (default: the JAX_* / cluster environment, else one "
                                       "process)")
@@ -51,6 +51,7 @@ def _multiprocess_parser():
                        help="CPU only: simulated devices in this process")
     group.add_argument("--initialization_timeout", type=int, default=120,
                        help="seconds to wait for the coordinator")
+    parser.add_argument("--compile_cache", default=None, help=compile_cache.HELP)
     return parser
 
 
@@ -109,6 +110,7 @@ def main(argv=None) -> int:
     # Join a multi-process job exactly like train.py (flags, else the environment; else a no-op).
     distributed.initialize(args.coordinator_address, args.num_processes, args.process_id,
                            local_device_count=args.local_device_count, timeout=args.initialization_timeout)
+    compile_cache.enable(args.compile_cache)
     lead = jax.process_index() == 0  # prints and writes; every process computes the same results
     if args.command == "moments":
         feature_net = _feature_network_for(args, data=args.data)

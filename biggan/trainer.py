@@ -153,12 +153,18 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
     tic, steps_since = time.time(), 0
     step = start
     stopping = False
+    compiled_step, compile_seconds = None, None
     try:
         while step < t.num_steps:
             # No device->host read on a plain step: the batch comes from the prefetch thread and the
             # non-finite guard stays on the device (`first_nonfinite`) until a log/save/eval step reads it.
-            state, first_nonfinite, metrics = step_fn(state, first_nonfinite, next(batches),
-                                                      jax.random.fold_in(base_key, step))
+            args = (state, first_nonfinite, next(batches), jax.random.fold_in(base_key, step))
+            if compiled_step is None:  # compiled ahead of the first call, to report its time
+                tic_compile = time.perf_counter()
+                compiled_step = step_fn.lower(*args).compile()
+                compile_seconds = time.perf_counter() - tic_compile
+                log.info("train step compiled in %.1f s", compile_seconds)
+            state, first_nonfinite, metrics = compiled_step(*args)
             step += 1
             steps_since += 1
             if bar is not None:
@@ -187,7 +193,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
                     if t.rollback_steps:
                         num_rollbacks += 1
                         state, step = _rollback(config, workdir, ckpt, mesh, batches, event, num_rollbacks)
-                        step_fn = _jit_step(config, mdl, mesh)
+                        step_fn, compiled_step = _jit_step(config, mdl, mesh), None
                         monitor.reset()
                         if bar is not None:
                             bar.n = step
@@ -228,6 +234,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
         ckpt.close()
     last["step"] = step
     last["preempted"] = bool(stopping)
+    last["compile_seconds"] = compile_seconds
     return last
 
 

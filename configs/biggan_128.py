@@ -5,6 +5,7 @@ Command (TPU v3-128 / 8×GPU hosts; see README "Scaling out"):
 Expected: IS 166.5 / FID 7.4 at the best pre-collapse checkpoint (paper, ~150k-200k iterations of
 batch 2048; BigGAN-PyTorch's 8×V100 log: IS/FID 93.1/9.91 at 138k its with batch 256×8).
 Smoke run on a CPU: python train.py --config configs/biggan_128.py:runlocal
+Mixed precision (bfloat16 activations, float32 parameters/optimiser/BN statistics): --config configs/biggan_128.py:bf16
 """
 from biggan import config as cfg
 

@@ -3,6 +3,7 @@ r"""BigGAN at 256×256 on ImageNet (paper appendix B, table 5): ch 96, dim_z 140
 Command: python train.py --config configs/biggan_256.py --workdir /shared/runs/biggan_256
 Expected: IS 232.5 / FID 8.1 (paper, 256 TPU v3 cores, 24-48 h).
 Smoke run on a CPU: python train.py --config configs/biggan_256.py:runlocal
+Mixed precision (bfloat16 activations, float32 parameters/optimiser/BN statistics): --config configs/biggan_256.py:bf16
 """
 from biggan import config as cfg
 

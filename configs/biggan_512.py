@@ -4,6 +4,7 @@ paper's table 6 (BigGAN-PyTorch has no 512 D).
 Command: python train.py --config configs/biggan_512.py --workdir /shared/runs/biggan_512
 Expected: IS 241.5 / FID 11.5 (paper, 512 TPU v3 cores).
 Smoke run on a CPU: python train.py --config configs/biggan_512.py:runlocal
+Mixed precision (bfloat16 activations, float32 parameters/optimiser/BN statistics): --config configs/biggan_512.py:bf16
 """
 from biggan import config as cfg
 

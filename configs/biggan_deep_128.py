@@ -6,6 +6,7 @@ Expected: IS/FID better than BigGAN 128 (paper table 2: BigGAN-deep beats BigGAN
 Sampling the released weights instead: python -m biggan.convert hf pytorch_model.bin config.json --out DIR,
 then python sample.py --checkpoint DIR (see README).
 Smoke run on a CPU: python train.py --config configs/biggan_deep_128.py:runlocal
+Mixed precision (bfloat16 activations, float32 parameters/optimiser/BN statistics): --config configs/biggan_deep_128.py:bf16
 """
 from biggan import config as cfg
 

@@ -4,6 +4,7 @@ appendix C's learning rate of 2.5e-5 for both G and D.
 Command: python train.py --config configs/biggan_deep_256.py --workdir /shared/runs/biggan_deep_256
 Expected: IS/FID better than BigGAN 256 (paper table 2). Released weights: see configs/biggan_deep_128.py.
 Smoke run on a CPU: python train.py --config configs/biggan_deep_256.py:runlocal
+Mixed precision (bfloat16 activations, float32 parameters/optimiser/BN statistics): --config configs/biggan_deep_256.py:bf16
 """
 from biggan import config as cfg
 
