@@ -1,6 +1,7 @@
 """Command line of the evaluation library (biggan/evaluation.py).
 
-  python -m biggan.evaluate moments --data DIR_OR_digits --out moments.npz [--resolution R]
+  python -m biggan.evaluate moments --config configs/biggan_128.py --out moments.npz   # the config's training data
+  python -m biggan.evaluate moments --data folder:DIR|cache:DIR|tfds:NAME[:SPLIT]|digits --out moments.npz
   python -m biggan.evaluate score --checkpoint DIR --num_samples 50000 --truncation 1.0 --moments F
   python -m biggan.evaluate sweep --checkpoint DIR --truncations 0.1:1.0:0.1 --moments F
 
@@ -18,7 +19,8 @@ import sys
 import jax
 import numpy as np
 
-from biggan import compile_cache, distributed, evaluation, host_memory, metrics, reports, sampling
+from biggan import compile_cache, config as cfg, distributed, evaluation, host_memory, metrics, reports, sampling
+from biggan.data import DataSourceError
 
 
 
@@ -60,10 +62,15 @@ def _build_parser():
     sub = parser.add_subparsers(dest="command", required=True)
     multiprocess = _multiprocess_parser()
 
-    p = sub.add_parser("moments", help="reference moments of a dataset", parents=[multiprocess])
-    p.add_argument("--data", required=True, help="'digits' or an image folder (ROOT/<class>/<image>)")
+    p = sub.add_parser("moments", help="reference moments of a dataset (the paper: the training set)",
+                       parents=[multiprocess])
+    p.add_argument("--data", default=None, help=evaluation.DATA_SPEC_HELP + "; default: the --config's data")
+    p.add_argument("--config", default=None,
+                   help="training config file[:arg]: its data section and model.resolution (e.g. "
+                        "configs/biggan_128.py: ImageNet train at 128x128)")
     p.add_argument("--out", required=True, help="output .npz")
-    p.add_argument("--resolution", type=int, default=None, help="image resolution (digits default 32)")
+    p.add_argument("--resolution", type=int, default=None,
+                   help="image resolution (default: the --config's, a cache's own, 32 for digits)")
     p.add_argument("--batch_size", type=int, default=500)
     p.add_argument("--max_images", type=int, default=None)
     p.add_argument("--keep_features", type=int, default=10_000,
@@ -105,7 +112,8 @@ def _feature_network_for(args, moments_path=None, data=None):
 
 
 def main(argv=None) -> int:
-    args = _build_parser().parse_args(argv)
+    parser = _build_parser()
+    args = parser.parse_args(argv)
     host_memory.retain_freed_memory()  # before the first JAX computation (biggan/host_memory.py)
     # Join a multi-process job exactly like train.py (flags, else the environment; else a no-op).
     distributed.initialize(args.coordinator_address, args.num_processes, args.process_id,
@@ -113,14 +121,22 @@ def main(argv=None) -> int:
     compile_cache.enable(args.compile_cache)
     lead = jax.process_index() == 0  # prints and writes; every process computes the same results
     if args.command == "moments":
-        feature_net = _feature_network_for(args, data=args.data)
-        load_chunk, count, description = evaluation.data_chunks(args.data, resolution=args.resolution,
-                                                     max_images=args.max_images)
+        try:  # a bad spec, path or config: one line and exit status 2, before any work
+            config = cfg.load_config_file(args.config) if args.config else None
+            load_chunk, count, description = evaluation.data_chunks(args.data, resolution=args.resolution,
+                                                                    max_images=args.max_images, config=config)
+            source = evaluation.data_section(args.data, resolution=args.resolution, config=config).source
+        except (ValueError, KeyError, FileNotFoundError, DataSourceError) as e:
+            parser.error(f"moments: {e}")
+        feature_net = _feature_network_for(args, data=source)
         moments = evaluation.compute_moments_of_chunks(load_chunk, count, feature_net, batch_size=args.batch_size,
                                             description=description, keep_features=args.keep_features)
         if lead:
             metrics.save_moments(args.out, moments)
-            print(f"wrote {args.out}: n={moments.n}, {moments.feature_network}, resolution {moments.resolution}")
+            if moments.skipped:
+                print(f"skipped {len(moments.skipped)} corrupt or unreadable images (first: {moments.skipped[0]})")
+            print(f"wrote {args.out}: n={moments.n}, {moments.feature_network}, resolution {moments.resolution}, "
+                  f"{description}")
         return 0
 
     truncations = sampling.parse_truncations(args.truncations) if args.command == "sweep" else None

@@ -17,18 +17,21 @@ holds the metrics of the 1-process run with the same seed.
 """
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import jax
+import ml_collections
 import numpy as np
 from tqdm import tqdm
 
 from biggan import digits_classifier, distributed, inception, metrics, sampling
-from biggan.data import digits_arrays
-from biggan.data.sources import FolderSource
+from biggan.data import CorruptImageError, digits_arrays, make_source, pipeline, read_manifest
 from biggan.feature_network import FeatureNetwork
+
+log = logging.getLogger(__name__)
 
 # Kinds accepted on the command line -> the feature-network name stored in moments files.
 FEATURE_NETWORK_KINDS = {"inception": inception.INCEPTION_NAME,
@@ -79,20 +82,27 @@ def compute_moments(batches: Iterable[np.ndarray], feature_net: FeatureNetwork, 
                                 total=total, progress=progress)
 
 
-def compute_moments_of_chunks(load_chunk: Callable[[int, int], np.ndarray], count: int,
+def compute_moments_of_chunks(load_chunk: Callable[[int, int], tuple[np.ndarray, list]], count: int,
                               feature_net: FeatureNetwork, *, batch_size: int, description: str = "",
                               keep_features: int = 10_000, progress: bool = True) -> metrics.Moments:
-    """`compute_moments` of images 0..count-1, `load_chunk(start, num)` giving images start..start+num-1.
+    """`compute_moments` of images 0..count-1, `load_chunk(start, num)` giving (the readable images of
+    start..start+num-1, the locations of those it skipped as corrupt) — see `data_chunks`.
 
-    Multi-process: the chunks are dealt to the processes (`distributed.chunk_results_in_order`), so every process
-    gets the moments of one process reading all chunks (a collective: all must call)."""
+    Multi-process: the chunks are dealt to the processes (`distributed.chunk_results_in_order`), so every
+    process gets the moments of one process reading all chunks (a collective: all must call). The moments'
+    `skipped` lists every skipped image."""
     _check_process_local(feature_net)
 
     def features_of_chunk(start, num):
-        images = np.asarray(load_chunk(start, num))
-        if images.shape[0] != num:
-            raise ValueError(f"load_chunk({start}, {num}) returned {images.shape[0]} images")
-        return {"features": feature_net(images)[0], "resolution": np.int64(images.shape[1])}
+        images, skipped = load_chunk(start, num)
+        images = np.asarray(images)
+        if images.shape[0] + len(skipped) != num:
+            raise ValueError(f"load_chunk({start}, {num}) returned {images.shape[0]} images and "
+                             f"{len(skipped)} skipped")
+        chunk = {"skipped": np.asarray(skipped, dtype=np.str_)}
+        if len(images):
+            chunk.update(features=feature_net(images)[0], resolution=np.int64(images.shape[1]))
+        return chunk
 
     chunks = distributed.chunk_results_in_order(features_of_chunk, count, batch_size, what="images")
     return _moments_from_chunks(chunks, feature_net, description=description, keep_features=keep_features,
@@ -105,9 +115,14 @@ def _moments_from_chunks(chunks: Iterable[dict], feature_net, *, description, ke
     kept: list[np.ndarray] = []
     num_kept = 0
     resolution = None
+    skipped: list[str] = []
     with tqdm(total=total, desc=f"moments ({feature_net.name})", unit="img",
               disable=not progress or jax.process_index() != 0) as bar:
         for chunk in chunks:
+            skipped.extend(str(where) for where in chunk.get("skipped", ()))
+            bar.update(len(chunk.get("skipped", ())))
+            if "features" not in chunk:
+                continue
             features = chunk["features"]
             if resolution is None:
                 resolution = int(chunk["resolution"])
@@ -122,6 +137,7 @@ def _moments_from_chunks(chunks: Iterable[dict], feature_net, *, description, ke
         raise ValueError("compute_moments got no images")
     moments = metrics.Moments.from_accumulator(acc, feature_net.name, resolution, description)
     moments.features = np.concatenate(kept) if kept else None
+    moments.skipped = skipped
     return moments
 
 
@@ -130,34 +146,70 @@ def _iterate_array(images: np.ndarray, batch_size: int):
         yield images[start:start + batch_size]
 
 
-def data_chunks(data: str, *, resolution: int | None, max_images: int | None = None
-                ) -> tuple[Callable[[int, int], np.ndarray], int, str]:
-    """('digits' or an image folder) -> (load(start, num) -> uint8 NHWC images start..start+num-1,
-    number of images, description): random access, for chunks dealt to several processes."""
-    if data == "digits":
-        images, _ = digits_arrays(resolution or 32)
-        images = images[:max_images]
-        return (lambda start, num: images[start:start + num]), len(images), f"digits@{resolution or 32}"
-    if not os.path.isdir(data):
-        raise ValueError(f"--data {data!r} is neither 'digits' nor an existing image folder")
+DATA_SPEC_HELP = (f"a data.source spec: {pipeline.SOURCE_SPEC_HELP} (a bare existing DIR means "
+                  "folder:DIR)")
+
+
+def data_section(data: str | None = None, *, resolution: int | None = None, config=None):
+    """The `data` config section to read reference images from: `data` a source spec (`DATA_SPEC_HELP`),
+    else a training config's data section (the paper's FID reference is the training set). The resolution:
+    `resolution`, else the config's model.resolution, else a cache's own, else 32 for digits."""
+    if data:
+        if data != "digits" and ":" not in data and os.path.isdir(data):
+            data = f"folder:{data}"
+        section = pipeline.data_config_from_spec(data, 0)
+    elif config is not None:
+        section = ml_collections.ConfigDict(config.data.to_dict())
+    else:
+        raise ValueError(f"no data: pass --data ({DATA_SPEC_HELP}) or --config (a training config file)")
+    if resolution is None and config is not None:
+        resolution = config.model.resolution
+    if resolution is None and section.source == "cache":
+        resolution = read_manifest(section.path)["resolution"]
+    if resolution is None and section.source == "digits":
+        resolution = 32
     if resolution is None:
-        raise ValueError(f"--data {data!r} is a folder: pass --resolution (the sample resolution; images "
-                         "are centre-cropped and resized to it as for training)")
-    source = FolderSource(data, resolution)
+        raise ValueError(f"--data {data!r} ({section.source}): pass --resolution (the sample resolution; images are "
+                         "centre-cropped and resized to it as for training) or --config (its model.resolution)")
+    section.resolution = int(resolution)
+    return section
+
+
+def data_chunks(data: str | None = None, *, resolution: int | None = None, max_images: int | None = None,
+                config=None) -> tuple[Callable[[int, int], tuple[np.ndarray, list]], int, str]:
+    """(load(start, num) -> (uint8 NHWC images of start..start+num-1 that decode, the locations of those
+    that do not), number of images, description) of `data_section(data, ...)`: random access, for chunks
+    dealt to several processes. Corrupt images are skipped and reported, as the training pipeline does."""
+    section = data_section(data, resolution=resolution, config=config)
+    source = make_source(section)
     count = min(len(source), max_images or len(source))
+    arrays = source.arrays()
+    if arrays is not None:
+        return (lambda start, num: (np.asarray(arrays[0][start:start + num]), [])), count, source.description
+
+    def load_one(index):
+        try:
+            return source.load(index)[0]
+        except CorruptImageError as error:
+            log.warning("skipping corrupt or unreadable image %s (%s)", error.where, error.cause)
+            return error
 
     def load(start, num):
         with ThreadPoolExecutor(max_workers=min(16, os.cpu_count() or 1)) as pool:
-            return np.stack([image for image, _ in pool.map(source.load, range(start, start + num))])
+            results = list(pool.map(load_one, range(start, start + num)))
+        images = [r for r in results if not isinstance(r, CorruptImageError)]
+        skipped = [r.where for r in results if isinstance(r, CorruptImageError)]
+        shape = (0, section.resolution, section.resolution, 3)
+        return (np.stack(images) if images else np.zeros(shape, np.uint8)), skipped
 
     return load, count, source.description
 
 
-def data_batches(data: str, *, resolution: int | None, batch_size: int, max_images: int | None = None
-                 ) -> tuple[Iterable[np.ndarray], int, str]:
-    """('digits' or an image folder) -> (uint8 NHWC batches, number of images, description)."""
-    load, count, description = data_chunks(data, resolution=resolution, max_images=max_images)
-    batches = (load(start, min(batch_size, count - start)) for start in range(0, count, batch_size))
+def data_batches(data: str | None = None, *, resolution: int | None = None, batch_size: int,
+                 max_images: int | None = None, config=None) -> tuple[Iterable[np.ndarray], int, str]:
+    """`data_chunks` as consecutive uint8 NHWC batches (corrupt images left out): (batches, count, description)."""
+    load, count, description = data_chunks(data, resolution=resolution, max_images=max_images, config=config)
+    batches = (load(start, min(batch_size, count - start))[0] for start in range(0, count, batch_size))
     return batches, count, description
 
 

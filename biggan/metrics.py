@@ -180,6 +180,7 @@ class Moments:
     resolution: int
     description: str = ""
     features: np.ndarray | None = None  # optional subset of the feature vectors (for KID and PR)
+    skipped: list = dataclasses.field(default_factory=list)  # images left out as corrupt (not saved)
 
     @classmethod
     def from_accumulator(cls, acc: FeatureMoments, feature_network: str, resolution: int,

@@ -163,7 +163,7 @@ def test_score_and_sweep_cli_with_a_fake_checkpoint(tmp_path, monkeypatch, capsy
     capsys.readouterr()
 
 
-def test_moments_cli_on_an_image_folder_equals_array_moments(tmp_path, cache_dir, classifier):
+def test_moments_cli_on_an_image_folder_equals_array_moments(tmp_path, cache_dir, classifier, capsys):
     from PIL import Image
 
     images, labels = digits_arrays(32)
@@ -181,6 +181,73 @@ def test_moments_cli_on_an_image_folder_equals_array_moments(tmp_path, cache_dir
     assert moments.n == 40
     np.testing.assert_allclose(moments.mu, features.mean(0), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(moments.sigma, np.cov(features, rowvar=False), rtol=1e-4, atol=1e-4)
-    with pytest.raises(ValueError, match="pass --resolution"):
+    with pytest.raises(SystemExit) as exit_info:
         evaluate.main(["moments", "--data", str(tmp_path / "data"), "--out", str(out),
                        "--feature_network", "digits", "--digits_cache_dir", str(cache_dir)])
+    assert exit_info.value.code == 2
+    assert "pass --resolution" in capsys.readouterr().err
+
+
+def _feature_moments(features):
+    features = np.asarray(features, np.float64)
+    return features.mean(0), np.cov(features, rowvar=False)
+
+
+def test_moments_take_every_training_source_and_skip_corrupt_images(tmp_path, cache_dir, classifier, capsys):
+    """folder:, cache: and tfds: specs (as data.source takes them) and --config; corrupt files are skipped
+    and counted as the training pipeline does; the moments are the mean/covariance of the readable images'
+    features."""
+    from biggan.data import FolderSource, __main__ as data_cli
+    from test_data import _add_bad_files, _make_folder
+    root = _make_folder(tmp_path / "f", {"a": 6, "b": 7})
+    bad = _add_bad_files(root)
+    common = ["--feature_network", "digits", "--digits_cache_dir", str(cache_dir), "--batch_size", "5"]
+    name = digits_classifier.DIGITS_CLASSIFIER_NAME
+
+    assert evaluate.main(["moments", "--data", f"folder:{root}", "--resolution", "32",
+                          "--out", str(tmp_path / "folder.npz")] + common) == 0
+    assert "skipped 3 corrupt or unreadable images" in capsys.readouterr().out
+    folder = FolderSource(root, 32)
+    good = np.stack([folder.load(i)[0] for i, p in enumerate(folder.paths) if p not in bad])
+    mu, sigma = _feature_moments(classifier.features(good))
+    from_folder = metrics.load_moments(tmp_path / "folder.npz", feature_network=name, resolution=32)
+    assert from_folder.n == 13
+    np.testing.assert_allclose(from_folder.mu, mu, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(from_folder.sigma, sigma, rtol=1e-4, atol=1e-4)
+
+    # The same images through a cache (its resolution from the cache itself).
+    assert data_cli.main(["build-cache", "--source", f"folder:{root}", "--resolution", "32",
+                          "--out", str(tmp_path / "cache"), "--no-progress"]) == 0
+    assert evaluate.main(["moments", "--data", f"cache:{tmp_path / 'cache'}",
+                          "--out", str(tmp_path / "cache.npz")] + common) == 0
+    from_cache = metrics.load_moments(tmp_path / "cache.npz", feature_network=name, resolution=32)
+    np.testing.assert_allclose(from_cache.mu, from_folder.mu, rtol=1e-6, atol=1e-6)
+
+    # A TFDS dataset (mock data) with its split in the spec.
+    tfds = pytest.importorskip("tensorflow_datasets")
+    with tfds.testing.mock_data(num_examples=12):
+        assert evaluate.main(["moments", "--data", "tfds:cifar10:train", "--resolution", "32",
+                              "--out", str(tmp_path / "tfds.npz")] + common) == 0
+        raw = tfds.data_source("cifar10", split="train")
+        images = np.stack([raw[i]["image"] for i in range(12)])  # 32x32 already: preprocessing is identity
+    from_tfds = metrics.load_moments(tmp_path / "tfds.npz", feature_network=name, resolution=32)
+    mu, _ = _feature_moments(classifier.features(images))
+    assert from_tfds.n == 12
+    np.testing.assert_allclose(from_tfds.mu, mu, rtol=1e-5, atol=1e-5)
+
+    # A training config: its data section and resolution (digits: every embedded image).
+    assert evaluate.main(["moments", "--config", "configs/digits.py", "--out", str(tmp_path / "config.npz")]
+                         + common[:-2] + ["--batch_size", "500"]) == 0
+    from_config = metrics.load_moments(tmp_path / "config.npz", feature_network=name, resolution=32)
+    mu, _ = _feature_moments(classifier.features(digits_arrays(32)[0]))
+    assert from_config.n == 1797
+    np.testing.assert_allclose(from_config.mu, mu, rtol=1e-5, atol=1e-5)
+
+    for argv, message in ((["--data", "s3://bucket/train"], "expected digits | folder:PATH | cache:PATH"),
+                          (["--data", "cache:/nowhere"], "manifest"),
+                          ([], "pass --data")):
+        with pytest.raises(SystemExit) as exit_info:
+            evaluate.main(["moments", "--out", str(tmp_path / "x.npz")] + argv + common)
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, err

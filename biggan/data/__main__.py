@@ -10,28 +10,8 @@ import logging
 import sys
 
 from biggan.data.cache import build_cache
-from biggan.data.pipeline import default_data_config, make_source
+from biggan.data.pipeline import data_config_from_spec, make_source
 from biggan.data.sources import DataSourceError
-
-
-def data_config_from_spec(spec: str, resolution: int, *, split: str = "train",
-                          tfds_data_dir: str = "", fast_jpeg: bool = False):
-  """'digits' | 'folder:PATH' | 'cache:PATH' | 'tfds:NAME' -> a data ConfigDict."""
-  config = default_data_config()
-  kind, _, rest = spec.partition(":")
-  if kind not in ("digits", "folder", "cache", "tfds") or (kind != "digits" and not rest):
-    raise DataSourceError(f"--source {spec!r}; expected 'digits', 'folder:/path', "
-                          "'cache:/path' or 'tfds:NAME' (e.g. tfds:imagenet2012).")
-  config.source = kind
-  config.resolution = int(resolution)
-  config.split = split
-  config.tfds_data_dir = tfds_data_dir
-  config.fast_jpeg = fast_jpeg
-  if kind == "tfds":
-    config.tfds_name = rest
-  elif kind in ("folder", "cache"):
-    config.path = rest
-  return config
 
 
 def main(argv=None) -> int:

@@ -55,6 +55,31 @@ def default_data_config() -> ml_collections.ConfigDict:
   })
 
 
+SOURCE_SPEC_HELP = "digits | folder:PATH | cache:PATH | tfds:NAME[:SPLIT]"
+
+
+def data_config_from_spec(spec: str, resolution: int, *, split: str = "train",
+                          tfds_data_dir: str = "", fast_jpeg: bool = False) -> ml_collections.ConfigDict:
+  """A source spec ('digits' | 'folder:PATH' | 'cache:PATH' | 'tfds:NAME[:SPLIT]') -> a data ConfigDict
+  (the spec's split, when given, wins over ``split``)."""
+  config = default_data_config()
+  kind, _, rest = spec.partition(":")
+  if kind not in SOURCES or (kind == "digits") != (not rest):
+    raise DataSourceError(f"data source {spec!r}; expected {SOURCE_SPEC_HELP} (e.g. "
+                          "folder:/data/imagenet/train or tfds:imagenet2012).")
+  config.source = kind
+  config.resolution = int(resolution)
+  config.split = split
+  config.tfds_data_dir = tfds_data_dir
+  config.fast_jpeg = fast_jpeg
+  if kind == "tfds":
+    config.tfds_name, _, spec_split = rest.partition(":")
+    config.split = spec_split or split
+  elif kind in ("folder", "cache"):
+    config.path = rest
+  return config
+
+
 class SubsetSource(ImageSource):
   """The first ``count`` examples of another source (for debugging runs)."""
 
