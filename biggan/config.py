@@ -108,6 +108,10 @@ def base_config() -> ml_collections.ConfigDict:
         reference_moments="",       # moments .npz of the training data (python -m biggan.evaluate moments)
         inception_weights="",       # pt_inception-2015-12-05-6726825d.pth; '' = default cache path
     ))
+    # Standing statistics (paper appendix C.1; biggan.sampling.standing_stats): batches x batch size
+    # samples through G in training mode, once per truncation, cached beside the checkpoint. Each batch
+    # is split over the devices: memory is one training-mode G forward at batch_size / devices, time
+    # about batches x that forward (BigGAN-128: 100 x 256 ~ 25,600 samples).
     c.sample = ml_collections.ConfigDict(dict(standing_stats_batches=100, standing_stats_batch_size=256,
                                               truncation=1.0))
     return c

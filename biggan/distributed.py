@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable, Iterator
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
 
@@ -233,27 +232,6 @@ def allgather_arrays(arrays: dict) -> list[dict]:
         with np.load(io.BytesIO(row.tobytes()), allow_pickle=False) as f:
             out.append({k: f[k] for k in f.files})
     return out
-
-
-def process_local(tree):
-    """`tree` with every array that spans several processes replaced by this process's full copy on
-    its default device, so that what is computed from it stays inside this process (no collective
-    per call, any number of calls per process). Single process: `tree` unchanged.
-
-    Arrays restored from a checkpoint in a multi-process job are global (replicated over every
-    process's devices); a jit over them is a job-wide computation that every process must enter
-    together. A sharded (not replicated) array is all-gathered first: then this is a collective.
-    """
-    if jax.process_count() == 1:
-        return tree
-    def local(x):
-        if not isinstance(x, jax.Array) or x.is_fully_addressable:
-            return x
-        if x.is_fully_replicated:
-            return jnp.asarray(np.asarray(x.addressable_data(0)))
-        return jnp.asarray(multihost_utils.process_allgather(x))
-
-    return jax.tree.map(local, tree)
 
 
 def barrier(name: str) -> None:

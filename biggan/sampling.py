@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -110,9 +111,10 @@ def standing_stats(generator, *, num_batches: int, batch_size: int, rng, truncat
         bn.momentum = 1.0  # after a training forward, mean/var hold exactly that batch's statistics
     graphdef, state = nnx.split(gen)
     num_classes = num_classes or gen.num_classes
-    if progress:
-        log.info("standing statistics: %d batches of %d at truncation %s on %d device(s)",
-                 num_batches, batch_size, truncation, count)
+    if progress and jax.process_index() == 0:  # a long accumulation is announced, never silent
+        print(f"standing statistics (paper appendix C.1): {num_batches} batches x {batch_size} samples at "
+              f"truncation {truncation}, {batch_size // count} per device on {count} device(s); "
+              "sample.standing_stats_batches / _batch_size change it", file=sys.stderr, flush=True)
     sums = None
     for i in tqdm(range(num_batches), desc="standing stats", unit="batch", disable=not progress):
         kz, ky = jax.random.split(jax.random.fold_in(rng, i))
