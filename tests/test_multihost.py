@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -73,7 +74,7 @@ def run_single(env, workdir, steps, devices=8):
 def run_multi(env, workdir, steps, processes=2, devices=4):
     """The same through scripts/launch_local.py: `processes` processes x `devices` CPU devices."""
     cmd = [sys.executable, "scripts/launch_local.py", "-n", str(processes), "--devices", str(devices), "--",
-           *TRAIN_ARGS, f"--config.train.num_steps={steps}", f"--workdir={workdir}"]
+           *TRAIN_ARGS, f"--config.train.num_steps={steps}", f"--workdir={workdir}", "--compile_cache="]
     # No persistent cache here: it would only serve process 0 (the cache key holds the process's devices).
     plain = {k: v for k, v in env.items() if k not in _cache_vars(env)}
     proc = subprocess.run(cmd, cwd=ROOT, env=plain, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -384,3 +385,41 @@ def test_processes_with_different_configs_refuse_to_train(tmp_path):
         assert "started with different configs" in out, out[-3000:]
         assert "train.lr_g (0.001 vs 0.0002)" in out, out[-3000:]
     assert not os.path.exists(tmp_path / "run" / "checkpoints")
+
+
+@pytest.mark.slow
+def test_sigterm_to_one_process_saves_the_same_step_on_all(tmp_path):
+    """A preemption notice reaches one host: the processes agree on it at the next multiple of
+    log.preemption_check_every, all save that step together and exit 0 (no host read per step between)."""
+    port, every = launch_local.free_port(), 3
+    workdir = tmp_path / "run"
+    procs, logs = [], []
+    for i in range(2):
+        cmd = [sys.executable, *TRAIN_ARGS, "--config.train.num_steps=100000", "--config.log.checkpoint_every=100000",
+               "--config.log.sample_every=0", "--config.log.log_every=1",
+               f"--config.log.preemption_check_every={every}", f"--workdir={workdir}",
+               f"--coordinator_address=localhost:{port}", "--num_processes=2", f"--process_id={i}",
+               "--local_device_count=4", "--initialization_timeout=60"]
+        logs.append(open(tmp_path / f"process{i}.log", "w+"))
+        procs.append(subprocess.Popen(cmd, cwd=ROOT, env=launch_local.process_env(4), stdout=logs[-1],
+                                      stderr=subprocess.STDOUT))
+    try:
+        metrics_path = workdir / "metrics.jsonl"
+        deadline = time.time() + RUN_TIMEOUT_S
+        while not (metrics_path.exists() and metrics_path.read_text().count("\n") >= 2):
+            assert time.time() < deadline and all(p.poll() is None for p in procs), \
+                (tmp_path / "process0.log").read_text()[-3000:]
+            time.sleep(0.2)
+        procs[1].send_signal(signal.SIGTERM)  # process 1 only
+        for p in procs:
+            p.wait(timeout=RUN_TIMEOUT_S)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    outs = [(tmp_path / f"process{i}.log").read_text() for i in range(2)]
+    assert [p.returncode for p in procs] == [0, 0], [out[-3000:] for out in outs]
+    saved = [int(out.split("SIGTERM: saved step ")[1].split()[0]) for out in outs]
+    assert saved[0] == saved[1] and saved[0] % every == 0 and saved[0] >= 2, saved
+    state, _ = load_checkpoint(str(workdir), saved[0])
+    assert int(state.step) == saved[0]
