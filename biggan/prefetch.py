@@ -8,17 +8,10 @@ in the consumer's `next()` with its own type and message.
 """
 from __future__ import annotations
 
-import queue
-import threading
-
 import jax
 import numpy as np
 
-
-class _Failure:
-    def __init__(self, error: BaseException):
-        self.error = error
-
+from biggan.data.parallel import BackgroundIterator
 
 
 class GlobalBatchPrefetcher:
@@ -32,7 +25,7 @@ class GlobalBatchPrefetcher:
         self.pipeline, self.lead_shape, self.sharding = pipeline, tuple(lead_shape), sharding
         self.depth = int(depth)
         self.consumed_state = pipeline.get_state()
-        self._thread = self._queue = self._stop = None
+        self._background: BackgroundIterator | None = None
 
     def _build(self):
         """One global batch and the pipeline position after it."""
@@ -42,22 +35,9 @@ class GlobalBatchPrefetcher:
         batch = {k: jax.make_array_from_process_local_data(self.sharding, v) for k, v in batch.items()}
         return batch, self.pipeline.get_state()
 
-    def _produce(self, out: queue.Queue, stop: threading.Event) -> None:
-        def put(item) -> bool:
-            while not stop.is_set():
-                try:
-                    out.put(item, timeout=0.05)
-                    return True
-                except queue.Full:
-                    pass
-            return False
-
-        try:
-            while not stop.is_set():
-                if not put(self._build()):
-                    return
-        except BaseException as error:  # noqa: BLE001 - handed to the consumer, raised in __next__
-            put(_Failure(error))
+    def _built_batches(self):
+        while True:
+            yield self._build()
 
     def __iter__(self):
         return self
@@ -66,32 +46,21 @@ class GlobalBatchPrefetcher:
         if self.depth <= 0:
             batch, self.consumed_state = self._build()
             return batch
-        if self._thread is None:
-            self._stop = threading.Event()
-            self._queue = queue.Queue(maxsize=self.depth)
-            self._thread = threading.Thread(target=self._produce, args=(self._queue, self._stop),
-                                            name="biggan-global-batch-prefetch", daemon=True)
-            self._thread.start()
-        while True:
-            try:
-                item = self._queue.get(timeout=1.0)
-                break
-            except queue.Empty:
-                if not self._thread.is_alive() and self._queue.empty():
-                    self.close()
-                    raise RuntimeError("the global-batch prefetch thread ended without a batch or an error")
-        if isinstance(item, _Failure):
+        if self._background is None:
+            self._background = BackgroundIterator(self._built_batches(), depth=self.depth,
+                                                  name="biggan-global-batch-prefetch")
+        try:
+            batch, self.consumed_state = next(self._background)
+        except BaseException:
             self.close()
-            raise item.error
-        batch, self.consumed_state = item
+            raise
         return batch
 
     def close(self) -> None:
         """Stop the producer and rewind the pipeline to the consumed position (a later `next()` restarts)."""
-        if self._thread is not None:
-            self._stop.set()
-            self._thread.join()
-            self._thread = self._queue = self._stop = None
+        if self._background is not None:
+            self._background.close()
+            self._background = None
             self.pipeline.set_state(self.consumed_state)
 
     def restart_from(self, data_state: dict) -> None:

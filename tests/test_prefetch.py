@@ -1,6 +1,5 @@
 """Global-batch prefetch (biggan/prefetch.py): same batches as without it, the consumed position saved,
 producer errors raised in the consumer, in the trainer too."""
-import jax
 import numpy as np
 import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
@@ -50,39 +49,33 @@ def test_prefetched_batches_and_positions_equal_the_synchronous_ones():
     resumed.close()
 
 
-def test_a_producer_error_reaches_the_consumer_with_its_message():
-    batches = prefetch.GlobalBatchPrefetcher(digits_pipeline(), (1, 1), global_sharding(), depth=2)
+def fail_on_call(monkeypatch, failing_call):
+    """Make the pipeline's `failing_call`-th batch raise a DataSourceError; returns the call counter."""
     real = ShardedBatchIterator.__next__
     calls = {"n": 0}
 
     def failing(self):
         calls["n"] += 1
-        if calls["n"] == 3:
-            raise DataSourceError("/data/train/n01440764/broken.JPEG: the disk went away")
-        return real(self)
-
-    ShardedBatchIterator.__next__ = failing
-    try:
-        take(batches, 2)
-        with pytest.raises(DataSourceError, match="broken.JPEG: the disk went away"):
-            take(batches, 1)
-    finally:
-        ShardedBatchIterator.__next__ = real
-        batches.close()
-
-
-@pytest.mark.slow
-def test_the_trainer_stops_with_the_producers_message(tmp_path, monkeypatch):
-    real = ShardedBatchIterator.__next__
-    calls = {"n": 0}
-
-    def failing(self):
-        calls["n"] += 1
-        if calls["n"] == 4:
+        if calls["n"] == failing_call:
             raise DataSourceError("/data/train/n01440764/broken.JPEG: the disk went away")
         return real(self)
 
     monkeypatch.setattr(ShardedBatchIterator, "__next__", failing)
+    return calls
+
+
+def test_a_producer_error_reaches_the_consumer_with_its_message(monkeypatch):
+    batches = prefetch.GlobalBatchPrefetcher(digits_pipeline(), (1, 1), global_sharding(), depth=2)
+    fail_on_call(monkeypatch, 3)
+    take(batches, 2)
+    with pytest.raises(DataSourceError, match="broken.JPEG: the disk went away"):
+        take(batches, 1)
+    batches.close()
+
+
+@pytest.mark.slow
+def test_the_trainer_stops_with_the_producers_message(tmp_path, monkeypatch):
+    calls = fail_on_call(monkeypatch, 4)
     c = stepping.tiny_config(num_steps=10, log={"sv_every": 0, "sample_every": 0, "checkpoint_every": 2})
     assert c.data.prefetch_steps > 0
     with pytest.raises(DataSourceError, match="broken.JPEG: the disk went away"):

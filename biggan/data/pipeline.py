@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import queue
 import threading
 from typing import Any
 
@@ -21,7 +20,7 @@ import ml_collections
 import numpy as np
 
 from biggan.data.cache import CacheSource
-from biggan.data.parallel import ordered_map
+from biggan.data.parallel import BackgroundIterator, ordered_map
 from biggan.data.preprocess import CorruptImageError
 from biggan.data.sources import DataSourceError, DigitsSource, FolderSource, ImageSource
 from biggan.data.tfds_source import TfdsSource  # imports tensorflow_datasets only when a TFDS source is built
@@ -169,11 +168,6 @@ def save_or_check_class_mapping(run_dir: str | os.PathLike, source: ImageSource,
   return path
 
 
-class _Failure:
-  def __init__(self, error: BaseException):
-    self.error = error
-
-
 class ShardedBatchIterator:
   """Infinite iterator of ``{'image': uint8 (b, r, r, 3), 'label': int32 (b,)}`` for one process.
 
@@ -215,10 +209,8 @@ class ShardedBatchIterator:
     self._state = (0, 0)  # (epoch, offset) of the next example to deliver
     self._lock = threading.Lock()
     self._skipped: dict[str, int] = {}
-    self._thread: threading.Thread | None = None
-    self._queue: queue.Queue | None = None
     self._stop: threading.Event | None = None
-    self._sync_batches = None
+    self._batch_iter = None  # a generator of (batch, state after it), or a BackgroundIterator of it
 
   # -- order -----------------------------------------------------------------------------------
   def _seed_words(self, epoch: int, stream: int) -> list[int]:
@@ -324,46 +316,22 @@ class ShardedBatchIterator:
     return self._decoded_batches(state, stop)
 
   # -- background prefetch ---------------------------------------------------------------------
-  @staticmethod
-  def _produce(batches, out: queue.Queue, stop: threading.Event) -> None:
-    def put(item) -> bool:
-      while not stop.is_set():
-        try:
-          out.put(item, timeout=0.05)
-          return True
-        except queue.Full:
-          pass
-      return False
-
-    try:
-      for item in batches:
-        if not put(item):
-          return
-    except BaseException as error:  # handed to the consumer, re-raised in __next__
-      put(_Failure(error))
-    finally:
-      batches.close()
-
   def _start(self) -> None:
     self._stop = threading.Event()
+    batches = self._batches(self._state, self._stop)
     if self.prefetch_batches <= 0:
-      self._sync_batches = self._batches(self._state, self._stop)
-      return
-    self._queue = queue.Queue(maxsize=self.prefetch_batches)
-    self._thread = threading.Thread(
-        target=self._produce, args=(self._batches(self._state, self._stop), self._queue,
-                                    self._stop), name="biggan-data-prefetch", daemon=True)
-    self._thread.start()
+      self._batch_iter = batches
+    else:
+      self._batch_iter = BackgroundIterator(batches, depth=self.prefetch_batches, name="biggan-data-prefetch",
+                                            stop=self._stop)
 
   def close(self) -> None:
     """Stop background work (restarted on the next ``next()``)."""
     if self._stop is not None:
       self._stop.set()
-    if self._thread is not None:
-      self._thread.join()
-    if self._sync_batches is not None:
-      self._sync_batches.close()
-    self._thread = self._queue = self._stop = self._sync_batches = None
+    if self._batch_iter is not None:
+      self._batch_iter.close()
+    self._batch_iter = self._stop = None
 
   def __enter__(self):
     return self
@@ -377,21 +345,11 @@ class ShardedBatchIterator:
   def __next__(self) -> dict[str, np.ndarray]:
     if self._stop is None:
       self._start()
-    if self._sync_batches is not None:
-      batch, self._state = next(self._sync_batches)
-      return batch
-    while True:
-      try:
-        item = self._queue.get(timeout=1.0)
-        break
-      except queue.Empty:
-        if not self._thread.is_alive() and self._queue.empty():
-          self.close()
-          raise RuntimeError("the data prefetch thread ended without a batch or an error")
-    if isinstance(item, _Failure):
+    try:
+      batch, self._state = next(self._batch_iter)
+    except BaseException:
       self.close()
-      raise item.error
-    batch, self._state = item
+      raise
     return batch
 
   # -- state -----------------------------------------------------------------------------------
