@@ -234,6 +234,25 @@ def allgather_arrays(arrays: dict) -> list[dict]:
     return out
 
 
+def wait_for_all_processes(name: str, timeout_s: float = 3600.0) -> None:
+    """Block until every process reaches `name`, through the coordination service (no device collective;
+    no-op for one process). Before a program's first run: its collectives set up their CPU (gloo)
+    communicators waiting only 30 s for the slowest process, which a process that compiled longer (another
+    load, a compilation-cache miss) would exceed. `name` must be new to the job (a barrier is used once)."""
+    if jax.process_count() == 1:
+        return
+    try:
+        from jax._src import distributed as jax_distributed  # the coordination-service client JAX joined
+        client = jax_distributed.global_state.client
+    except Exception as e:  # noqa: BLE001 - a private API: when it moves, fall back to a device barrier
+        log.debug("coordination-service client unavailable: %s", e)
+        client = None
+    if client is None:
+        barrier(name)
+        return
+    client.wait_at_barrier(name, int(timeout_s * 1000))
+
+
 def barrier(name: str) -> None:
     """Wait until every process reaches the barrier `name` (no-op for one process)."""
     if jax.process_count() > 1:

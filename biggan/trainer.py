@@ -164,6 +164,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
                 compiled_step = step_fn.lower(*args).compile()
                 compile_seconds = time.perf_counter() - tic_compile
                 log.info("train step compiled in %.1f s", compile_seconds)
+                # All processes start the step together (its collectives' set-up tolerates little skew).
+                distributed.wait_for_all_processes(f"biggan.trainer.step_compiled:{step}:{num_rollbacks}")
             state, first_nonfinite, metrics = compiled_step(*args)
             step += 1
             steps_since += 1
