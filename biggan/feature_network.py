@@ -47,12 +47,8 @@ class FeatureNetwork:
             raise ValueError(f"{self.name}: images have shape {images.shape}; expected NHWC")
         features, logits = [], []
         for start in range(0, len(images), self.batch_size):
-            chunk = images[start:start + self.batch_size]
-            n = len(chunk)
-            padded_n = _round_up(n, self.num_devices)
-            if padded_n != n:  # repeat the last image; its outputs are dropped below
-                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], padded_n - n, axis=0)])
-            f, l = self._apply(self.params, jax.device_put(chunk, self.input_sharding))
+            (chunk,), n = sharding.shard_padded(self.mesh, images[start:start + self.batch_size])
+            f, l = self._apply(self.params, chunk)
             features.append(np.asarray(f)[:n])
             logits.append(np.asarray(l)[:n])
         if not features:

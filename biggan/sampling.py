@@ -86,11 +86,6 @@ def _bn_batch_stats(graphdef, state, z, y):
     return {path: (bn.mean[...], bn.var[...]) for path, bn in batchnorm_paths(generator).items()}
 
 
-def _shard_batch(mesh, *arrays):
-    batch = sharding.batch_sharding(mesh)
-    return [jax.device_put(np.asarray(a), batch) for a in arrays]
-
-
 def standing_stats(generator, *, num_batches: int, batch_size: int, rng, truncation=None, num_classes=None,
                    progress: bool = False, mesh=None) -> dict:
     """Paper appendix C.1: average the per-batch BN means and variances of G run in training mode on
@@ -120,7 +115,8 @@ def standing_stats(generator, *, num_batches: int, batch_size: int, rng, truncat
         kz, ky = jax.random.split(jax.random.fold_in(rng, i))
         z = sample_latents(kz, batch_size, gen.dim_z, truncation)
         y = jax.random.randint(ky, (batch_size,), 0, num_classes)
-        stats = _bn_batch_stats(graphdef, state, *_shard_batch(mesh, z, y))
+        batch = sharding.batch_sharding(mesh)  # batch_size divides over `mesh`: no padding (it would change BN)
+        stats = _bn_batch_stats(graphdef, state, jax.device_put(z, batch), jax.device_put(y, batch))
         sums = stats if sums is None else jax.tree.map(jnp.add, sums, stats)
     out = {}
     for path, (m, v) in sums.items():
@@ -183,17 +179,10 @@ class Sampler:
         graphdef, state = nnx.split(self.generator)
         # Statistics written by prepare() may sit on one device: replicate (a no-op for the rest).
         state = jax.device_put(state, sharding.replicated(self.mesh))
-        num_devices = self.mesh.devices.size
         outs = []
         for i in range(0, len(z), batch_size):
-            zb, yb = np.asarray(z[i:i + batch_size]), np.asarray(y[i:i + batch_size])
-            num = len(zb)
-            pad = -num % num_devices
-            if pad:
-                zb = np.concatenate([zb, np.repeat(zb[-1:], pad, axis=0)])
-                yb = np.concatenate([yb, np.repeat(yb[-1:], pad, axis=0)])
-            images = _eval_forward(graphdef, self.mesh, state, *_shard_batch(self.mesh, zb, yb))
-            outs.append(np.asarray(images)[:num])
+            (zb, yb), num = sharding.shard_padded(self.mesh, z[i:i + batch_size], y[i:i + batch_size])
+            outs.append(np.asarray(_eval_forward(graphdef, self.mesh, state, zb, yb))[:num])
         return np.concatenate(outs)
 
     def sample(self, num, *, truncation=None, seed=0, batch_size=64, classes=None, latents=None):

@@ -39,6 +39,18 @@ def global_batch_from_local(local_batch, mesh: Mesh):
     return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), local_batch)
 
 
+def shard_padded(mesh: Mesh, *arrays):
+    """Place `arrays` (one leading length n) batch-sharded on `mesh`, padded to a multiple of its device count
+    by repeating the last row: for per-sample computations, whose rows n: are then dropped. Returns
+    ([placed arrays], n)."""
+    n = len(arrays[0])
+    pad = -n % mesh.devices.size
+    if pad:
+        arrays = [np.concatenate([a, np.repeat(a[-1:], pad, axis=0)]) for a in map(np.asarray, arrays)]
+    placement = batch_sharding(mesh)
+    return [jax.device_put(a, placement) for a in arrays], n
+
+
 def replicate(tree, mesh: Mesh):
     """Place a pytree (identical on every process) replicated on the mesh."""
     sharding = replicated(mesh)

@@ -186,7 +186,7 @@ def test_evaluation_forward_is_batch_sharded_equals_one_device_and_compiles_once
     # The compiled forward takes and returns the batch split over the 8 devices.
     sharded.prepare(None)
     graphdef, state = nnx.split(sharded.generator)
-    zs, ys = sampling._shard_batch(sharded.mesh, z[:16], y[:16])
+    (zs, ys), _ = sampling.sharding.shard_padded(sharded.mesh, z[:16], y[:16])
     compiled = sampling._eval_forward.lower(graphdef, sharded.mesh, state, zs, ys).compile()
     batch = sampling.sharding.batch_sharding(sharded.mesh)
     (_, z_in, y_in), _ = compiled.input_shardings
