@@ -112,8 +112,15 @@ def base_config() -> ml_collections.ConfigDict:
     # samples through G in training mode, once per truncation, cached beside the checkpoint. Each batch
     # is split over the devices: memory is one training-mode G forward at batch_size / devices, time
     # about batches x that forward (BigGAN-128: 100 x 256 ~ 25,600 samples).
-    c.sample = ml_collections.ConfigDict(dict(standing_stats_batches=100, standing_stats_batch_size=256,
-                                              truncation=1.0))
+    c.sample = ml_collections.ConfigDict(dict(
+        standing_stats_batches=100, standing_stats_batch_size=256, truncation=1.0,
+        # Which BN statistics evaluation-mode sampling uses (biggan.sampling.Sampler; sample.py
+        # --standing_stats overrides): 'standing' (accumulated, above; our runs), 'stored' (the mean/var
+        # in the weights: BigGAN-PyTorch's eval mode), 'truncation_table' (TF Hub modules' per-truncation
+        # statistics, biggan/truncation_stats.py, grid named by truncation_table).
+        bn_stats="standing", truncation_table="",
+        latents="ours",             # 'ours': truncated normal by re-sampling; 'tfhub': z = t·truncnorm(−2, 2)
+    ))
     return c
 
 

@@ -3,8 +3,9 @@
 Truncation has two meanings (paper §3.1; TF Hub modules):
 - our models: z ~ N(0, I) truncated at `threshold` by RE-SAMPLING (biggan.latents.truncated_normal);
   None = no truncation. G's batch norms use standing statistics accumulated at that threshold.
-- released models (an export with truncation_stats.npz): z = t·truncnorm(−2, 2) and t also selects
-  the stored per-truncation BN statistics (biggan.truncation_stats).
+- released TF Hub models (config.sample.latents 'tfhub'): z = t·truncnorm(−2, 2) and t also selects the
+  stored per-truncation BN statistics (biggan.truncation_stats).
+BN statistics: see `Sampler` (standing, stored, or the per-truncation table).
 """
 from __future__ import annotations
 
@@ -26,8 +27,8 @@ log = logging.getLogger(__name__)
 
 
 def sample_latents(rng, num, dim_z, truncation=None, *, released=False):
-    if released:
-        return latents.tfhub_truncated_latent(rng, (num, dim_z), check_truncation(truncation))
+    if released:  # t = 1 when none is given: untruncated (the TF Hub modules' default)
+        return latents.tfhub_truncated_latent(rng, (num, dim_z), float(1.0 if truncation is None else truncation))
     return latents.truncated_normal(rng, (num, dim_z), truncation if truncation else None)
 
 
@@ -87,7 +88,7 @@ def _bn_batch_stats(graphdef, state, z, y):
 
 
 def standing_stats(generator, *, num_batches: int, batch_size: int, rng, truncation=None, num_classes=None,
-                   progress: bool = False, mesh=None) -> dict:
+                   progress: bool = False, mesh=None, released: bool = False) -> dict:
     """Paper appendix C.1: average the per-batch BN means and variances of G run in training mode on
     `num_batches` batches of fresh noise (at the truncation that will be sampled). Returns
     {'<bn path>/mean'|'/var': (C,)} — the format `apply_bn_stats` writes back. `generator` is unchanged.
@@ -97,6 +98,8 @@ def standing_stats(generator, *, num_batches: int, batch_size: int, rng, truncat
     of the whole batch (cross-device reductions under jit), as on one device.
     """
     mesh = mesh or sampling_mesh()
+    if num_batches < 1 or batch_size < 1:
+        raise ValueError(f"standing statistics need at least one batch of one sample; got {num_batches} x {batch_size}")
     devices = mesh.devices.ravel()
     count = max(k for k in range(1, len(devices) + 1) if batch_size % k == 0)
     mesh = sharding.make_mesh(devices[:count])
@@ -113,7 +116,7 @@ def standing_stats(generator, *, num_batches: int, batch_size: int, rng, truncat
     sums = None
     for i in tqdm(range(num_batches), desc="standing stats", unit="batch", disable=not progress):
         kz, ky = jax.random.split(jax.random.fold_in(rng, i))
-        z = sample_latents(kz, batch_size, gen.dim_z, truncation)
+        z = sample_latents(kz, batch_size, gen.dim_z, truncation, released=released)
         y = jax.random.randint(ky, (batch_size,), 0, num_classes)
         batch = sharding.batch_sharding(mesh)  # batch_size divides over `mesh`: no padding (it would change BN)
         stats = _bn_batch_stats(graphdef, state, jax.device_put(z, batch), jax.device_put(y, batch))
@@ -132,37 +135,87 @@ def apply_bn_stats(generator, stats: dict):
         bn.var.set_value(jnp.asarray(stats[f"{path}/var"]))
 
 
-class Sampler:
-    """Batched evaluation-mode sampling from a generator with the right BN statistics for a truncation."""
+def stats_source(config, truncation_stats=None) -> tuple[str, str, str]:
+    """(bn_stats, latents, truncation_table) of a run or export: its config.sample, or for exports written
+    before those keys existed, what their files imply (a per-truncation table: a converted TF Hub model)."""
+    s = config.sample
+    if truncation_stats is not None:
+        default = ("truncation_table", "tfhub", "pytorch_pretrained_biggan")
+    else:
+        default = ("standing", "ours", "")
+    return (s.get("bn_stats", default[0]), s.get("latents", default[1]),
+            s.get("truncation_table", default[2]) or default[2])
 
-    def __init__(self, config, generator, *, truncation_stats=None, cache_dir=None, use_standing_stats=True,
+
+class Sampler:
+    """Batched evaluation-mode sampling from a generator with the right BN statistics for a truncation.
+
+    Which statistics (`config.sample.bn_stats`, or `standing_stats` here): 'truncation_table' (TF Hub
+    exports), 'stored' (the BN state as loaded: BigGAN-PyTorch's eval mode) or 'standing' (paper appendix
+    C.1: accumulated once per truncation, cached in `cache_dir`). `standing_stats`: None keeps the config's
+    choice; 0 uses the stored statistics; N > 0 accumulates standing statistics over N batches.
+    """
+
+    def __init__(self, config, generator, *, truncation_stats=None, cache_dir=None, standing_stats=None,
                  progress=True, mesh=None):
         self.config = config
         self.truncation_stats = truncation_stats
-        self.released = truncation_stats is not None
+        self.bn_stats, latents_kind, self.truncation_table = stats_source(config, truncation_stats)
+        self.released = latents_kind == "tfhub"
+        self.standing_batches = int(config.sample.standing_stats_batches)
+        if standing_stats is not None:
+            self.bn_stats = "standing" if standing_stats > 0 else "stored"
+            self.standing_batches = int(standing_stats) or self.standing_batches
+        if self.bn_stats == "truncation_table" and truncation_stats is None:
+            raise ValueError("config.sample.bn_stats='truncation_table' but the export has no truncation_stats.npz; "
+                             "re-run biggan.convert, or sample with --standing_stats N")
         self.cache_dir = cache_dir
         self.progress = progress
-        self.use_standing_stats = use_standing_stats and not self.released
         self.num_classes = config.model.num_classes
         self.mesh = mesh or sampling_mesh()
         self.generator = place_generator(generator, self.mesh)
         self._stats_for = None
 
+    def check_truncation(self, truncation):
+        """Raise ValueError for a truncation this model cannot sample (released: outside its table's range)."""
+        if self.released:
+            check_truncation(1.0 if truncation is None else truncation, self.truncation_table or
+                             "pytorch_pretrained_biggan")
+        elif truncation is not None and truncation < 0:
+            raise ValueError(f"truncation {truncation} is negative; expected a re-sampling threshold > 0 (or none)")
+
+    def describe_stats(self, truncation) -> str:
+        """One line saying which BN statistics a forward at `truncation` uses."""
+        if self.bn_stats == "truncation_table":
+            return f"BN statistics: the module's per-truncation table at t={truncation} ({self.truncation_table})"
+        if self.bn_stats == "stored":
+            return "BN statistics: stored in the weights (evaluation mode of the source code)"
+        s = self.config.sample
+        return (f"BN statistics: standing statistics (paper appendix C.1), {self.standing_batches} batches x "
+                f"{s.standing_stats_batch_size} at truncation {truncation}, cached in {self.cache_dir}")
+
+    def _standing_cache_path(self, truncation):
+        if not self.cache_dir:
+            return None
+        size = f"{self.standing_batches}x{self.config.sample.standing_stats_batch_size}"
+        return os.path.join(self.cache_dir, f"standing_stats_t{truncation or 0:g}_{size}.npz")
+
     def prepare(self, truncation):
-        """Set G's BN statistics for `truncation` (released: stored table; ours: cached standing stats)."""
+        """Set G's BN statistics for `truncation` (table row, stored, or cached standing statistics)."""
         if self._stats_for == (truncation,):
             return
-        if self.released:
-            apply_truncation_stats(self.generator, self.truncation_stats, truncation)
-        elif self.use_standing_stats:
-            path = os.path.join(self.cache_dir, f"standing_stats_t{truncation or 0:g}.npz") if self.cache_dir else None
+        self.check_truncation(truncation)
+        if self.bn_stats == "truncation_table":
+            apply_truncation_stats(self.generator, self.truncation_stats, truncation, self.truncation_table)
+        elif self.bn_stats == "standing":
+            path = self._standing_cache_path(truncation)
             if path and os.path.exists(path):
                 stats = dict(np.load(path))
             else:
-                s = self.config.sample
-                stats = standing_stats(self.generator, num_batches=s.standing_stats_batches,
-                                       batch_size=s.standing_stats_batch_size, rng=jax.random.key(12345),
-                                       truncation=truncation, progress=self.progress, mesh=self.mesh)
+                stats = standing_stats(self.generator, num_batches=self.standing_batches,
+                                       batch_size=self.config.sample.standing_stats_batch_size,
+                                       rng=jax.random.key(12345), truncation=truncation, progress=self.progress,
+                                       mesh=self.mesh, released=self.released)
                 if path and jax.process_index() == 0:
                     os.makedirs(self.cache_dir, exist_ok=True)
                     np.savez(path + ".tmp.npz", **stats)
@@ -185,22 +238,33 @@ class Sampler:
             outs.append(np.asarray(_eval_forward(graphdef, self.mesh, state, zb, yb))[:num])
         return np.concatenate(outs)
 
-    def sample(self, num, *, truncation=None, seed=0, batch_size=64, classes=None, latents=None):
-        kz, ky = jax.random.split(jax.random.key(seed))
-        if latents is not None:
-            z = np.asarray(latents, np.float32)
-            if z.ndim != 2 or z.shape[1] != self.generator.dim_z:
-                raise ValueError(f"latents have shape {z.shape}; expected (n, {self.generator.dim_z})")
-            num = len(z)
-        else:
-            z = np.asarray(sample_latents(kz, num, self.generator.dim_z, truncation, released=self.released))
+    def latents(self, num, *, truncation=None, seed=0):
+        """The z `sample` draws for `seed` (the model's convention: see the module docstring)."""
+        self.check_truncation(truncation)
+        kz, _ = jax.random.split(jax.random.key(seed))
+        return np.asarray(sample_latents(kz, num, self.generator.dim_z, truncation, released=self.released))
+
+    def check_latents(self, latents):
+        z = np.asarray(latents, np.float32)
+        if z.ndim != 2 or z.shape[1] != self.generator.dim_z:
+            raise ValueError(f"latents have shape {z.shape}; expected (n, {self.generator.dim_z}) for this model's "
+                             f"dim_z={self.generator.dim_z}")
+        return z
+
+    def labels(self, num, *, seed=0, classes=None):
+        """Class indices (num,): `classes` repeated, or uniform draws for `seed`."""
+        _, ky = jax.random.split(jax.random.key(seed))
         if classes is None or len(classes) == 0:
-            y = np.asarray(jax.random.randint(ky, (num,), 0, self.num_classes))
-        else:
-            y = np.resize(np.asarray(classes, np.int32), num)
+            return np.asarray(jax.random.randint(ky, (num,), 0, self.num_classes))
+        y = np.resize(np.asarray(classes, np.int32), num)
         bad = [int(c) for c in np.ravel(y) if not 0 <= c < self.num_classes]
         if bad:
             raise ValueError(f"class index {bad[0]} is outside [0, {self.num_classes}); valid: 0..{self.num_classes - 1}")
+        return y
+
+    def sample(self, num, *, truncation=None, seed=0, batch_size=64, classes=None, latents=None):
+        z = self.check_latents(latents) if latents is not None else self.latents(num, truncation=truncation, seed=seed)
+        y = self.labels(len(z), seed=seed, classes=classes)
         return self.generate(z, y, truncation, batch_size)
 
 

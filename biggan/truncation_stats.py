@@ -1,11 +1,20 @@
-"""Per-truncation batch-norm statistics of the released BigGAN-deep models (TF Hub; pytorch-pretrained-biggan 0.1.1).
+"""Per-truncation batch-norm statistics of the released TF Hub models.
 
-TF Hub / pytorch-pretrained-biggan store, for every BN of G, the statistics measured at 51 truncation
-values t = k/50 (k = 0…50), shape (51, C). An export keeps them in `truncation_stats.npz` under
-'<bn path>/mean' and '<bn path>/var' (the nnx path of the BN's `mean`/`var` state, e.g.
-'blocks/0/bn1/bn/mean'); `apply_truncation_stats` writes the ones for a truncation into G's BN state.
+The TF Hub modules store, for every BN of G, statistics measured at a grid of truncation values t (the
+module's `truncation` input both scales z and selects them). An export keeps them in `truncation_stats.npz`
+under '<bn path>/mean' and '<bn path>/var' (the nnx path of the BN's `mean`/`var` state, e.g.
+'blocks/0/bn1/bn/mean'), and names the grid in `config.sample.truncation_table`:
 
-Interpolation reproduces pytorch-pretrained-biggan 0.1.1 exactly, quirk included (pytorch_pretrained_biggan/model.py, BigGANBatchNorm):
+- 'pytorch_pretrained_biggan' (BigGAN-deep, biggan-deep-*/1): 51 rows, t = k/50 (k = 0…50), shape (51, C),
+  interpolated as pytorch-pretrained-biggan 0.1.1 does (below).
+- 'tfhub_biggan' (BigGAN, biggan-*/2): 50 rows, t = 0.02·(k+1) (k = 0…49), as
+  ivclab/BigGAN-Generator-Pretrained-Pytorch found them (src/batch_normalization.py); linear interpolation
+  between rows, t < 0.02 refused. That code's own in-between rule (weight round(residual/0.02, 2) ∈ [0.5, 1.5]
+  on the lower row) equals ours on the rows only; between rows it extrapolates, so we do not copy it.
+
+`apply_truncation_stats` writes the statistics for a truncation into G's BN state.
+
+BigGAN-deep interpolation reproduces pytorch-pretrained-biggan 0.1.1 exactly, quirk included (pytorch_pretrained_biggan/model.py, BigGANBatchNorm):
     coef, idx = math.modf(t / (1 / (n − 1)))        # float64 Python arithmetic
     coef == 0: row[idx];  else: row[idx]·coef + row[idx+1]·(1 − coef)
 The fraction weights the LOWER row, the reverse of a linear interpolation: t = 0.425 (21.25 rows) gives
@@ -25,29 +34,38 @@ from flax import nnx
 from biggan import layers
 
 
-def check_truncation(truncation) -> float:
+TABLES = ("pytorch_pretrained_biggan", "tfhub_biggan")
+
+
+def check_truncation(truncation, table="pytorch_pretrained_biggan") -> float:
     t = float(truncation)
-    if not 0.0 < t <= 1.0:
-        raise ValueError(f"truncation={truncation!r} is outside (0, 1]: the released models store BN statistics "
-                         f"for 0 < t ≤ 1 only (t=1 means untruncated z); choose a value in (0, 1]")
+    low = 0.02 if table == "tfhub_biggan" else 0.0
+    if not (low <= t if low else 0.0 < t) or t > 1.0:
+        lower = "0.02 ≤ t" if low else "0 < t"
+        raise ValueError(f"truncation {truncation!r} is outside the released model's range {lower} ≤ 1 (t = 1: "
+                         f"untruncated z; its BN statistics are stored for that range only); choose a value in it")
     return t
 
 
-def interpolation(truncation, n_stats: int):
-    """(lower row index, coefficient of the lower row) as pytorch-pretrained-biggan 0.1.1 computes them."""
-    t = check_truncation(truncation)
+def interpolation(truncation, n_stats: int, table="pytorch_pretrained_biggan"):
+    """(lower row index, coefficient of the lower row) for `truncation` in an `n_stats`-row table."""
+    t = check_truncation(truncation, table)
+    if table == "tfhub_biggan":
+        position = t / 0.02 - 1.0                 # row k holds t = 0.02·(k+1)
+        idx = min(int(math.floor(position)), n_stats - 2)
+        return idx, 1.0 - (position - idx)       # a linear interpolation: the lower row gets 1 − fraction
     step = 1.0 / (n_stats - 1)
     coef, idx = math.modf(t / step)  # float64, as in BigGANBatchNorm.forward
     return int(idx), coef
 
 
-def interpolate(rows, truncation):
-    """Statistics (C,) for `truncation` from the (n_stats, C) table, float32 (the reference's tensor dtype)."""
+def interpolate(rows, truncation, table="pytorch_pretrained_biggan"):
+    """Statistics (C,) for `truncation` from the (n_stats, C) table, float32 (the references' tensor dtype)."""
     rows = np.asarray(rows, np.float32)
-    idx, coef = interpolation(truncation, rows.shape[0])
-    if coef == 0.0:
-        return rows[idx]
-    # Reversed weights on purpose: the fraction multiplies the LOWER row (module docstring).
+    idx, coef = interpolation(truncation, rows.shape[0], table)
+    if table == "pytorch_pretrained_biggan" and coef == 0.0:
+        return rows[idx]  # exactly on a row (BigGANBatchNorm's `coef != 0` test)
+    # pytorch_pretrained_biggan: reversed weights on purpose, the fraction multiplies the LOWER row (module docstring).
     return rows[idx] * np.float32(coef) + rows[idx + 1] * np.float32(1.0 - coef)
 
 
@@ -74,10 +92,12 @@ def check_stats_match(generator, stats: dict):
     return bns
 
 
-def apply_truncation_stats(generator, stats: dict, truncation) -> None:
+def apply_truncation_stats(generator, stats: dict, truncation, table="pytorch_pretrained_biggan") -> None:
     """Write the interpolated statistics for `truncation` into every BN's `mean`/`var` of `generator`
     (in place; evaluation-mode forwards then use them)."""
-    check_truncation(truncation)
+    if table not in TABLES:
+        raise ValueError(f"sample.truncation_table={table!r}: expected one of {TABLES}")
+    check_truncation(truncation, table)
     for path, bn in check_stats_match(generator, stats).items():
-        bn.mean.set_value(interpolate(stats[f"{path}/mean"], truncation))
-        bn.var.set_value(interpolate(stats[f"{path}/var"], truncation))
+        bn.mean.set_value(interpolate(stats[f"{path}/mean"], truncation, table))
+        bn.var.set_value(interpolate(stats[f"{path}/var"], truncation, table))
