@@ -1,4 +1,9 @@
-"""Convert released PyTorch generator weights into an exported generator (biggan.export).
+"""Convert released generator weights into an exported generator (biggan.export).
+
+  python -m biggan.convert tfhub MODULE_DIR --out DIR [--standing_stats]
+      an unpacked TF Hub module: deepmind/biggan-{128,256,512}/2 or biggan-deep-{128,256,512}/1, read without
+      TensorFlow (biggan/tf_checkpoint.py); family, resolution and widths from the variables; the per-truncation
+      BN statistics from the graph (--standing_stats: without them, sampling accumulates standing statistics).
 
   python -m biggan.convert hf PYTORCH_MODEL_BIN [CONFIG_JSON] --out DIR
       pytorch-pretrained-biggan 0.1.1 BigGAN-deep 128/256/512; CONFIG_JSON defaults to the
@@ -7,9 +12,9 @@
       BigGAN-PyTorch's BigGAN G / G_ema state dict; CONFIG is a configs/*.py file (path[:arg]) or a JSON
       of config.model keys (default: the paper's 128² model, which is the released one).
 
-Every key and shape of the state dict is checked against what the config implies; missing, unexpected
-and wrongly shaped entries are all reported, and nothing is ever left randomly initialised.
-torch is imported lazily, only to read the file.
+Every key and shape is checked against what the config implies; missing, unexpected and wrongly shaped
+entries are reported on one line, and nothing is ever left randomly initialised. Errors exit with status 2.
+torch is imported lazily, only to read PyTorch files.
 """
 from __future__ import annotations
 

@@ -85,6 +85,9 @@ def _build_parser():
         p.add_argument("--moments", default=None, help="reference moments .npz (needed for FID)")
         p.add_argument("--batch_size", type=int, default=500)
         p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--standing_stats", type=int, default=None, metavar="BATCHES",
+                       help="accumulate standing statistics over BATCHES batches (0: the stored statistics); "
+                            "default: what the checkpoint ships with (as sample.py)")
         if name == "score":
             p.add_argument("--truncation", type=_truncation_arg, default=None,
                            help="threshold (our models) or t (released models); default: none")
@@ -139,13 +142,29 @@ def main(argv=None) -> int:
                   f"{description}")
         return 0
 
-    truncations = sampling.parse_truncations(args.truncations) if args.command == "sweep" else None
+    # Cheap checks first (one line, exit status 2): nothing is loaded or sampled for a command that cannot succeed.
+    try:
+        truncations = sampling.parse_truncations(args.truncations) if args.command == "sweep" else None
+    except ValueError as e:
+        parser.error(f"--truncations: {e}")
+    if not os.path.isdir(args.checkpoint):
+        parser.error(f"--checkpoint {args.checkpoint}: no such directory; pass a train.py --workdir or the --out "
+                     f"directory of python -m biggan.convert")
     moments_path = args.moments
+    if moments_path and not os.path.isfile(moments_path):
+        parser.error(f"--moments {moments_path}: no such file; compute it with `python -m biggan.evaluate moments`")
     feature_net = _feature_network_for(args, moments_path=moments_path)
     reference = metrics.load_moments(moments_path, feature_network=feature_net.name) if moments_path else None
     # Every process loads the same checkpoint (a collective restore in a multi-process job); the
     # sampler then runs on this process's devices only (biggan.sampling.load_sampler).
-    sampler = sampling.load_sampler(args.checkpoint)
+    try:
+        sampler = sampling.load_sampler(args.checkpoint, standing_stats=args.standing_stats)
+        for t in truncations or [args.truncation]:
+            sampler.check_truncation(t)
+    except (FileNotFoundError, ValueError) as e:
+        parser.error(f"{args.command}: {str(e).splitlines()[0]}")
+    if lead:
+        print(sampler.describe_stats(truncations[0] if truncations else args.truncation), file=sys.stderr, flush=True)
     common = dict(num_samples=args.num_samples, seed=args.seed, batch_size=args.batch_size,
                   reference_moments=reference, progress=lead)
     if args.command == "score":

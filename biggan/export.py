@@ -3,9 +3,9 @@
 Layout of DIR:
   config.json             the full experiment ConfigDict (model section builds G)
   generator/              orbax PyTree checkpoint of nnx.state(G) as plain arrays (params, SN u/v, BN stats)
-  truncation_stats.npz    optional: per-truncation BN statistics of released models (biggan/truncation_stats.py), keys
-                          '<bn path>/mean' and '<bn path>/var', each (51, C)
-  standing_stats_t<t>.npz optional: standing statistics cached per truncation (paper appendix C.1)
+  truncation_stats.npz    optional: per-truncation BN statistics of TF Hub models (biggan/truncation_stats.py), keys
+                          '<bn path>/mean' and '<bn path>/var', each (rows, C); config.sample names the grid
+  standing_stats_t<t>_<batches>x<batch>.npz  optional: standing statistics cached per truncation (appendix C.1)
 Converters (biggan.convert) and train.py (from its EMA generator) write this format.
 """
 from __future__ import annotations

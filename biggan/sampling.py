@@ -202,6 +202,8 @@ class Sampler:
 
     def prepare(self, truncation):
         """Set G's BN statistics for `truncation` (table row, stored, or cached standing statistics)."""
+        if self.released and truncation is None:
+            truncation = 1.0  # the TF Hub modules' untruncated default
         if self._stats_for == (truncation,):
             return
         self.check_truncation(truncation)

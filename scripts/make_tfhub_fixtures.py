@@ -44,7 +44,7 @@ DEEP_LAYERS = {  # pytorch-pretrained-biggan's BigGAN128/256/512 configs: (upsam
           (False, 8, 8), (True, 8, 4), (False, 4, 4), (True, 4, 2), (False, 2, 2), (True, 2, 1),
           (False, 1, 1), (True, 1, 1)],
 }
-CH, NUM_CLASSES, SHARED, DEEP_Z = 4, 10, 8, 8
+CH, NUM_CLASSES, SHARED, DEEP_Z = 4, 1000, 8, 8  # ImageNet's 1000 classes: class names work
 DEEP_CH = 8  # pytorch-pretrained-biggan's conversion needs attention's theta/phi (ch·2/8 channels) wider than 1
 
 

@@ -217,3 +217,49 @@ def test_config_errors(tmp_path):
         convert.biggan_pytorch_config(str(tmp_path / "deep.json"))
     (tmp_path / "full.json").write_text(cfg.base_config().to_json())  # a whole config with a model section
     assert convert.biggan_pytorch_config(str(tmp_path / "full.json")).model.resolution == 128
+
+
+def test_sample_cli_defaults_reproduce_eval_mode(tmp_path):
+    """The user's path: convert a G_ema.pth and draw four images with sample.py's defaults. BigGAN-PyTorch's
+    eval mode uses the stored statistics, so must we: no standing statistics, images equal its forward."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    model = dict(SMALL, num_classes=1000)  # ImageNet's classes, so the issue's class list and names work
+    (tmp_path / "model.json").write_text(json.dumps(model))
+    config = convert.biggan_pytorch_config(str(tmp_path / "model.json"))
+    sd = random_state_dict(convert.biggan_pytorch_expected_shapes(config.model), seed=3)
+    reference = Reference(sd, resolution=128, ch=4, hier=True, attn=(64,))
+    g = torch.Generator().manual_seed(7)
+    reference.calibrate(torch.randn(16, 120, generator=g), torch.randint(0, 1000, (16,), generator=g))
+    torch.save(sd, tmp_path / "G_ema.pth")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    run = dict(capture_output=True, text=True, cwd=root)
+    result = subprocess.run([sys.executable, "-m", "biggan.convert", "biggan-pytorch", str(tmp_path / "G_ema.pth"),
+                             "--config", str(tmp_path / "model.json"), "--out", str(tmp_path / "ckpt")], **run)
+    assert result.returncode == 0, result.stderr
+    z = np.random.default_rng(0).standard_normal((4, 120)).astype(np.float32)
+    np.save(tmp_path / "z.npy", z)
+    start = time.perf_counter()
+    result = subprocess.run([sys.executable, "sample.py", "--checkpoint", str(tmp_path / "ckpt"), "--latents",
+                             str(tmp_path / "z.npy"), "--classes", "1,207,980,999", "--output", str(tmp_path / "x.npy"),
+                             "--compile_cache="], **run)
+    elapsed = time.perf_counter() - start
+    assert result.returncode == 0, result.stderr
+    assert "stored in the weights" in result.stderr and "standing statistics" not in result.stderr
+    print(f"sample.py, 4 images at 128² (ch 4), cold compile: {elapsed:.1f} s")
+    assert elapsed < 60  # the draw is a single evaluation forward (no accumulation), compile included
+    expected = reference(torch.from_numpy(z), torch.tensor([1, 207, 980, 999]))
+    assert expected.std() > 0.05
+    err = float(np.abs(np.load(tmp_path / "x.npy") - expected).max())
+    print(f"sample.py vs BigGAN-PyTorch eval mode: max |diff| = {err:.2e}")
+    assert err <= 1e-4
+    # A state dict of another architecture: one line naming the right converter, exit status 2.
+    ppb_like = {"generator.layers.0.bn_0.running_means": torch.zeros(51, 4)}
+    torch.save(ppb_like, tmp_path / "deep.bin")
+    result = subprocess.run([sys.executable, "-m", "biggan.convert", "biggan-pytorch", str(tmp_path / "deep.bin"),
+                             "--out", str(tmp_path / "bad")], **run)
+    assert result.returncode == 2 and "convert hf" in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "bad").exists()

@@ -171,7 +171,7 @@ def test_interpolation_quirk_by_hand():
     np.testing.assert_allclose(truncation_stats.interpolate(rows, 0.3), [15, 15])
     np.testing.assert_allclose(truncation_stats.interpolate(rows, np.float32(0.3)), [16, 16], atol=1e-5)
     for bad in (0.0, -0.5, 1.01, 2):
-        with pytest.raises(ValueError, match="outside \\(0, 1\\]"):
+        with pytest.raises(ValueError, match="outside the released model.s range 0 < t ≤ 1"):
             truncation_stats.interpolation(bad, 51)
 
 
@@ -235,7 +235,7 @@ def test_rejects_corrupt_and_non_state_dict_files(small_reference, tmp_path):
     # The command line reports the same error and exits non-zero.
     result = subprocess.run([sys.executable, "-m", "biggan.convert", "hf", str(corrupt), "--out",
                              str(tmp_path / "out4")], capture_output=True, text=True)
-    assert result.returncode == 1 and "could not be read as a PyTorch state dict" in result.stderr
+    assert result.returncode == 2 and "could not be read as a PyTorch state dict" in result.stderr
 
 
 def test_config_inferred_when_no_config_json(small_reference, tmp_path):

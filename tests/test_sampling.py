@@ -118,7 +118,7 @@ def test_sample_cli_png_npy_latents_and_interpolation(exported, tmp_path):
     s = np.load(strip)
     assert s.shape == (8, 32, 32, 3)
     # A class strip keeps z fixed: its ends are the two classes' images for that z.
-    zr, yr = sample_cli.interpolation_inputs(jax.random.key(0), sampler, "class", [1, 2], 2, 4, None)
+    zr, yr = sample_cli.interpolation_inputs(sampler, 0, "class", [1, 2], 2, 4, None)
     end = sampler.generate(zr[3:4], np.array([2]), None)[0]
     np.testing.assert_allclose(s[3], end, atol=1e-5)
     # A truncation grid: one row per threshold, each the sampler's draw at that threshold with the same seed.
@@ -135,16 +135,42 @@ def test_sample_cli_png_npy_latents_and_interpolation(exported, tmp_path):
         sample_cli.main(["--checkpoint", exported, "--truncation", "0.5,1", "--latents", str(tmp_path / "z.npy")])
 
 
-def test_sample_cli_bad_input(exported):
-    with pytest.raises(ValueError, match="unknown ImageNet class name 'golden retreiver'"):
-        sample_cli.main(["--checkpoint", exported, "--classes", "golden retreiver"])
-    with pytest.raises(ValueError, match=r"class index 1000 is outside"):
-        sample_cli.main(["--checkpoint", exported, "--classes", "1000"])
-    with pytest.raises(FileNotFoundError, match="neither an exported generator"):
-        sample_cli.main(["--checkpoint", "/nonexistent/dir"])
-    out = subprocess.run([sys.executable, "sample.py", "--checkpoint", exported, "--latents", "/nonexistent.npy"],
-                         capture_output=True, text=True)
-    assert out.returncode != 0
+def test_sample_cli_bad_input(exported, tmp_path, capsys):
+    """Every user error: one line naming the problem and the fix, exit status 2, no traceback, nothing drawn."""
+    np.save(tmp_path / "z_wrong.npy", np.zeros((2, 7), np.float32))
+    cases = [
+        (["--classes", "golden retreiver"], "closest: 'golden retriever' (207)"),
+        (["--classes", "1000"], "class index 1000 is outside"),
+        (["--latents", str(tmp_path / "z_wrong.npy")], "latents have shape (2, 7); expected (n, 16)"),
+        (["--latents", "/nonexistent.npy"], "--latents /nonexistent.npy: no such file"),
+        (["--truncation", "-1"], "expected positive values"),
+        (["--sheet", "--interpolate", "z"], "--sheet and --interpolate draw different pictures"),
+        (["--output", "x.gif"], "expected a .png/.jpg grid, a .npz or a .npy file"),
+    ]
+    for args, message in cases:
+        with pytest.raises(SystemExit) as exit_info:
+            sample_cli.main(["--checkpoint", exported, "--output", str(tmp_path / "never.png"), *args])
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and message in err, (args, err)
+        assert err.strip().splitlines()[-1].startswith("sample.py: error:") or "error:" in err
+        assert not (tmp_path / "never.png").exists()
+    for missing in ("/nonexistent/dir", str(tmp_path)):  # no directory; a directory that holds no model
+        out = subprocess.run([sys.executable, "sample.py", "--checkpoint", missing], capture_output=True, text=True)
+        assert out.returncode == 2 and "Traceback" not in out.stderr and "--checkpoint" in out.stderr, out.stderr
+
+
+def test_class_sheet_rows_are_classes_columns_share_latents(exported, tmp_path):
+    sheet = tmp_path / "sheet.npz"
+    sample_cli.main(["--checkpoint", exported, "--sheet", "--classes", "1,207,980", "--n", "3", "--seed", "4",
+                     "--output", str(sheet)])
+    saved = np.load(sheet)
+    assert saved["images"].shape == (9, 32, 32, 3) and list(saved["classes"]) == [1] * 3 + [207] * 3 + [980] * 3
+    z = saved["z"].reshape(3, 3, -1)
+    np.testing.assert_array_equal(z[0], z[1])  # every row (class) uses the same latents, column by column
+    np.testing.assert_array_equal(z[0], z[2])
+    sampler = sampling.load_sampler(exported)
+    np.testing.assert_allclose(saved["images"][3:6], sampler.generate(z[1], np.full(3, 207), None), atol=1e-5)
+    assert np.all(np.isnan(saved["truncation"]))  # no truncation (our models' default), recorded as NaN
 
 
 # Every jit trace and backend compilation reports its duration under these event names (jax._src.dispatch);
