@@ -33,7 +33,7 @@ import numpy as np
 from flax import nnx, traverse_util
 
 from biggan import biggan as biggan_arch
-from biggan import biggan_deep, export, models, truncation_stats
+from biggan import biggan_deep, export, models, tf_checkpoint, truncation_stats
 from biggan import config as cfg
 
 
@@ -210,8 +210,9 @@ def hf_config_from_state_dict(state_dict) -> dict:
     n_layers = len({k.split(".")[2] for k in state_dict if k.startswith("generator.layers.")})
     n_blocks = n_layers - 1
     if n_blocks not in HF_RESOLUTION_BY_BLOCKS:
+        hint = _other_format_hint(state_dict) or "pass its config.json"
         raise ConversionError(f"the state dict has {n_layers} generator.layers entries; the released BigGAN-deep "
-                              f"models have {sorted(n + 1 for n in HF_RESOLUTION_BY_BLOCKS)} — pass its config.json")
+                              f"models have {sorted(n + 1 for n in HF_RESOLUTION_BY_BLOCKS)} — {hint}")
     res = HF_RESOLUTION_BY_BLOCKS[n_blocks]
     hc = dict(HF_DEFAULTS, output_dim=res, layers=[list(b) for b in biggan_deep.G_BLOCKS[res]])
     if "generator.conv_to_rgb.weight_orig" in state_dict:
@@ -782,8 +783,6 @@ def convert_tfhub(variables: dict, constants: dict | None):
 
 def read_tfhub_module(module_dir, *, with_constants=True):
     """(variables, graph constants or None) of an unpacked TF Hub module directory, without TensorFlow."""
-    from biggan import tf_checkpoint
-
     if not os.path.isdir(module_dir):
         raise FileNotFoundError(f"{module_dir} is not a directory; expected an unpacked TF Hub module (saved_model.pb, "
                                 f"tfhub_module.pb, variables/) — extract the downloaded .tar.gz first")
@@ -834,8 +833,7 @@ def main(argv=None):
                     help="do not read the per-truncation BN statistics from saved_model.pb; sampling then "
                          "accumulates standing statistics (paper appendix C.1)")
     args = parser.parse_args(argv)
-    from biggan import export as export_lib
-    if export_lib.is_exported_generator(args.out):
+    if export.is_exported_generator(args.out):
         parser.exit(2, f"error: --out {args.out} already holds an exported generator; choose a new directory\n")
     try:
         if args.source == "hf":

@@ -153,8 +153,6 @@ def main(argv=None) -> int:
     moments_path = args.moments
     if moments_path and not os.path.isfile(moments_path):
         parser.error(f"--moments {moments_path}: no such file; compute it with `python -m biggan.evaluate moments`")
-    feature_net = _feature_network_for(args, moments_path=moments_path)
-    reference = metrics.load_moments(moments_path, feature_network=feature_net.name) if moments_path else None
     # Every process loads the same checkpoint (a collective restore in a multi-process job); the
     # sampler then runs on this process's devices only (biggan.sampling.load_sampler).
     try:
@@ -165,6 +163,8 @@ def main(argv=None) -> int:
         parser.error(f"{args.command}: {str(e).splitlines()[0]}")
     if lead:
         print(sampler.describe_stats(truncations[0] if truncations else args.truncation), file=sys.stderr, flush=True)
+    feature_net = _feature_network_for(args, moments_path=moments_path)
+    reference = metrics.load_moments(moments_path, feature_network=feature_net.name) if moments_path else None
     common = dict(num_samples=args.num_samples, seed=args.seed, batch_size=args.batch_size,
                   reference_moments=reference, progress=lead)
     if args.command == "score":

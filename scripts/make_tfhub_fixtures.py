@@ -24,6 +24,7 @@ The values are a pure function of the seed: the tests rebuild them with `non_dee
 for their references, which therefore never read the module through our reader. Only the 128² modules are
 committed (about 0.5 MB each); the 256² and 512² layouts are tested from the same builders in memory.
 """
+import functools
 import os
 import sys
 
@@ -64,6 +65,15 @@ class Values:
         u = self.rng.standard_normal((1, n)).astype(np.float32)
         self.variables[name] = u / np.linalg.norm(u)
 
+    def sn(self, prefix, shape, fan_in, bias, *, ema, second_u):
+        """A spectrally normalised layer: w (+ b), u0 (+ u1, the non-deep modules' second vector)."""
+        self.weight(f"{prefix}/w{ema}", shape, fan_in)
+        if bias:
+            self.near(f"{prefix}/b{ema}", (shape[-1],), 0.0, 0.1)
+        self.u(f"{prefix}/u0", shape[-1])
+        if second_u:
+            self.u(f"{prefix}/u1", shape[-1])
+
     def near(self, name, shape, centre, spread, twin=True):
         self.variables[name] = (centre + spread * self.rng.standard_normal(shape)).astype(np.float32)
         if twin:
@@ -86,13 +96,7 @@ def non_deep(resolution, seed):
     v.u("Generator/G_Z/G_linear/u0", 4 * 4 * bottom)
     v.u("Generator/G_Z/G_linear/u1", 4 * 4 * bottom)
     bn_channels = []
-
-    def sn(prefix, shape, fan_in, bias):
-        v.weight(f"{prefix}/w{ema}", shape, fan_in)
-        if bias:
-            v.near(f"{prefix}/b{ema}", (shape[-1],), 0.0, 0.1)
-        v.u(f"{prefix}/u0", shape[-1])
-        v.u(f"{prefix}/u1", shape[-1])
+    sn = functools.partial(v.sn, ema=ema, second_u=True)
 
     for i, (cin, cout) in enumerate(plan):
         if i == attention_before:
@@ -133,12 +137,7 @@ def deep(resolution, seed):
     v.near("Generator/GenZ/G_linear/b" + ema, (4 * 4 * 16 * DEEP_CH,), 0.0, 0.1)
     v.u("Generator/GenZ/G_linear/u0", 4 * 4 * 16 * DEEP_CH)
     bn_channels = []
-
-    def sn(prefix, shape, fan_in, bias):
-        v.weight(f"{prefix}/w{ema}", shape, fan_in)
-        if bias:
-            v.near(f"{prefix}/b{ema}", (shape[-1],), 0.0, 0.1)
-        v.u(f"{prefix}/u0", shape[-1])
+    sn = functools.partial(v.sn, ema=ema, second_u=False)
 
     for i, (_, cin, cout) in enumerate(layers):
         p = "Generator/GBlock" + (f"_{i}" if i else "")

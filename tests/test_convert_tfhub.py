@@ -350,3 +350,22 @@ def test_sample_cli_on_converted_module_npz_and_standing_stats(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "standing statistics (paper appendix C.1), 2 batches" in result.stderr
     assert any(name.startswith("standing_stats_t0.5_2x") for name in os.listdir(out))
+
+
+def test_evaluate_cli_errors_are_one_line_exit_2(tmp_path, capsys):
+    from biggan import evaluate
+
+    out = str(tmp_path / "export")
+    assert convert.main(["tfhub", os.path.join(FIXTURES, "biggan-128"), "--out", out]) == 0
+    cases = [
+        (["score", "--checkpoint", str(tmp_path / "missing")], "no such directory"),
+        (["score", "--checkpoint", out, "--moments", str(tmp_path / "m.npz")], "no such file"),
+        (["score", "--checkpoint", out, "--truncation", "0.01"], "0.02 ≤ t"),
+        (["sweep", "--checkpoint", out, "--truncations", "1:0.1:0.1"], "--truncations"),
+        (["sweep", "--checkpoint", out, "--truncations", "0.01,0.5"], "0.02 ≤ t"),
+    ]
+    for argv, message in cases:
+        with pytest.raises(SystemExit) as exit_info:
+            evaluate.main(argv + ["--compile_cache="])
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and message in err and "Traceback" not in err, (argv, err)
