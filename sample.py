@@ -19,7 +19,8 @@ re-sampling threshold of a truncated normal (default: none).
 
 BN statistics: what the weights ship with — TF Hub exports their per-truncation table, BigGAN-PyTorch
 exports their stored statistics (its evaluation mode), our training runs standing statistics (paper
-appendix C.1, config.sample.standing_stats_batches, cached beside the checkpoint). --standing_stats N
+appendix C.1, config.sample.standing_stats_batches, cached beside the checkpoint; more than 4,096 samples
+not yet cached run only when asked for with --standing_stats). --standing_stats N
 accumulates standing statistics over N batches instead (announced, with a progress bar; cached);
 --standing_stats 0 uses the stored ones. The line printed first says which are in use.
 """
@@ -31,6 +32,11 @@ import os
 import sys
 
 import numpy as np
+
+
+# Standing statistics larger than this (training-mode samples) run only when asked for with --standing_stats:
+# about a minute of a small model on a CPU; the paper's 100 x 256 at 128² is over an hour there.
+STANDING_STATS_UNASKED = 4096
 
 
 def parse_classes(text, num_classes):
@@ -179,6 +185,14 @@ def main(argv=None):
             sampler.check_latents(np.load(args.latents))
     except ValueError as e:
         p.error(str(e).splitlines()[0])
+    # No command that draws a handful of images starts a long accumulation unasked (it is cached afterwards).
+    pending = sum(sampler.pending_standing_samples(t) for t in dict.fromkeys(truncations))
+    if args.standing_stats is None and pending > STANDING_STATS_UNASKED:
+        s = sampler.config.sample
+        p.error(f"this draw would first accumulate standing statistics (paper appendix C.1) over {pending:,} "
+                f"training-mode samples ({s.standing_stats_batches} batches x {s.standing_stats_batch_size} per "
+                f"truncation, not cached yet); pass --standing_stats {s.standing_stats_batches} to run it (cached "
+                f"afterwards), fewer batches for a quicker estimate, or --standing_stats 0 for the stored statistics")
     for t in dict.fromkeys(truncations):
         print(sampler.describe_stats(t), file=sys.stderr, flush=True)
     images, z, y, ts, ncol = draw(args, sampler, classes, truncations)

@@ -200,6 +200,15 @@ class Sampler:
         size = f"{self.standing_batches}x{self.config.sample.standing_stats_batch_size}"
         return os.path.join(self.cache_dir, f"standing_stats_t{truncation or 0:g}_{size}.npz")
 
+    def pending_standing_samples(self, truncation) -> int:
+        """Training-mode samples `prepare(truncation)` would first run (0: none, or already cached)."""
+        if self.bn_stats != "standing":
+            return 0
+        path = self._standing_cache_path(truncation)
+        if path and os.path.exists(path):
+            return 0
+        return self.standing_batches * int(self.config.sample.standing_stats_batch_size)
+
     def prepare(self, truncation):
         """Set G's BN statistics for `truncation` (table row, stored, or cached standing statistics)."""
         if self.released and truncation is None:

@@ -73,6 +73,12 @@ class FakeDigitsSampler:
         x = x + self.noise * (1.0 if truncation is None else truncation) * rng.normal(size=x.shape)
         return np.clip(x, -1, 1).astype(np.float32)
 
+    def check_truncation(self, truncation):  # any truncation is drawable here
+        pass
+
+    def describe_stats(self, truncation):
+        return "BN statistics: none (a fake sampler)"
+
 
 @pytest.fixture(scope="module")
 def digits_moments(tmp_path_factory, cache_dir, classifier):
@@ -144,7 +150,9 @@ def test_parse_truncations():
 def test_score_and_sweep_cli_with_a_fake_checkpoint(tmp_path, monkeypatch, capsys, cache_dir,
                                                     digits_moments):
     sampler = FakeDigitsSampler(noise=0.5)
-    monkeypatch.setattr(sampling, "load_sampler", lambda checkpoint_dir: sampler if checkpoint_dir == "ckpt" else None)
+    monkeypatch.setattr(sampling, "load_sampler", lambda checkpoint_dir, **kw: sampler if checkpoint_dir == "ckpt" else None)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "ckpt").mkdir()  # the CLI checks that the checkpoint directory exists before loading it
     common = ["--checkpoint", "ckpt", "--num_samples", "300", "--batch_size", "150", "--moments",
               str(digits_moments), "--digits_cache_dir", str(cache_dir)]
 

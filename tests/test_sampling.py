@@ -1,4 +1,5 @@
 """Sampling: standing statistics, soft classes, class names, sample.py."""
+import os
 import subprocess
 import sys
 
@@ -236,3 +237,22 @@ def test_evaluation_forward_is_batch_sharded_equals_one_device_and_compiles_once
     second, events = compile_events(lambda: evaluator(ema, 2))
     assert events == [], events
     assert first == second
+
+
+def test_sample_cli_never_starts_a_long_accumulation_unasked(tmp_path, capsys):
+    c = sampling_config(num_classes=10)
+    c.sample.update(standing_stats_batches=100, standing_stats_batch_size=256)  # the ImageNet configs' size
+    d = str(tmp_path / "g")
+    export.save_generator(d, c, trained_like_generator(c))
+    with pytest.raises(SystemExit) as exit_info:
+        sample_cli.main(["--checkpoint", d, "--n", "2", "--output", str(tmp_path / "x.png")])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "25,600 training-mode samples" in err and "--standing_stats 100" in err
+    assert not (tmp_path / "x.png").exists()
+    # Asked for: runs (announced), and is cached, so the default command then proceeds without asking.
+    sample_cli.main(["--checkpoint", d, "--n", "2", "--standing_stats", "1", "--output", str(tmp_path / "x.png")])
+    err = capsys.readouterr().err
+    assert "standing statistics (paper appendix C.1), 1 batches x 256" in err and (tmp_path / "x.png").exists()
+    assert os.path.exists(os.path.join(d, "standing_stats_t0_1x256.npz"))
+    sample_cli.main(["--checkpoint", d, "--n", "2", "--standing_stats", "0", "--output", str(tmp_path / "y.png")])
+    assert "stored in the weights" in capsys.readouterr().err
