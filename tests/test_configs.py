@@ -44,3 +44,11 @@ def test_config_runlocal_builds_and_steps(name):
         compiler_options={"xla_backend_optimization_level": 0} if jax.default_backend() == "cpu" else None)
     new, metrics = step(state, batch, key)
     assert bool(metrics["all_finite"]) and int(new.step) == 1
+
+
+def test_cifar10_trains_500_epochs_of_d_images():
+    # launch_cifar_ema.sh: --num_epochs 500; BigGAN-PyTorch's epoch is a pass over D's data, and each G step
+    # consumes num_d_steps × batch_size images (its train.py D_batch_size).
+    t = cfg.load_config_file("configs/cifar10.py").train
+    assert t.num_steps * t.num_d_steps * t.batch_size * t.num_accumulations == 500 * 50_000
+    assert t.num_steps == 125_000
