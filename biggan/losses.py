@@ -185,6 +185,7 @@ def least_squares_g_loss(d_fake: Array, d_real: Array | None = None) -> Array:
 
 _WITH_TARGETS = ("non_saturating", "minimax", "least_squares")
 _WITH_MARGIN = ("hinge", "rahinge")
+G_LOSS_NEEDS_REAL = ("rahinge",)  # relativistic G losses compare D(fake) with D(real)
 LOSS_NAMES = ("hinge", "non_saturating", "minimax", "least_squares", "wasserstein", "rahinge")
 _ALIASES = {"ns": "non_saturating", "nonsaturating": "non_saturating", "lsgan": "least_squares",
             "ls": "least_squares", "wgan": "wasserstein", "relativistic_average_hinge": "rahinge",

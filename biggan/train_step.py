@@ -257,6 +257,7 @@ def make_train_step(config: ml_collections.ConfigDict, mdl: Models, mesh=None, u
         # draws them from U[0.7, 1.2] (real) and U[0, 0.3] (fake). The D loss then takes a key.
         loss_options.update(noisy_labels=True, flip_prob=float(t.label_noise), soft_labels=bool(t.soft_labels))
     d_loss_fn, g_loss_fn = losses.get_loss(t.loss, **loss_options)
+    g_needs_real = losses.canonical_loss_name(t.loss) in losses.G_LOSS_NEEDS_REAL
     latent_kwargs = parse_kwargs(t.latent_kwargs, "train.latent_kwargs")
     keep = m.d_dropout_keep
     if not 0.0 < keep <= 1.0:
@@ -366,8 +367,18 @@ def make_train_step(config: ml_collections.ConfigDict, mdl: Models, mesh=None, u
         D = merge(mdl.d_graphdef, d_params, d_state)
         z, y = sample_zy(rng, micro_batch, step)
         fake = G(z, y, train=True)
-        d_fake = d_logits(D, fake, y, rng, step)
-        loss, aux = g_loss_fn(d_fake), {}
+        if g_needs_real:
+            # A relativistic G loss scores the step's last real micro-batch beside the fakes: one D pass over
+            # [fake; real] as in D's step (SN steps once; groups=2 for minibatch discrimination). D(real) holds
+            # no G parameter, so it only shifts G's targets.
+            real = to_model_range(images, dtype)
+            out = d_logits(D, jnp.concatenate([fake.astype(real.dtype), real]), jnp.concatenate([y, labels]),
+                           rng, step, groups=2)
+            d_fake, d_real = jnp.split(out, 2)
+            loss, aux = g_loss_fn(d_fake, jax.lax.stop_gradient(d_real)), {}
+        else:
+            d_fake = d_logits(D, fake, y, rng, step)
+            loss, aux = g_loss_fn(d_fake), {}
         if t.feature_matching_weight:
             # Salimans et al. 2016: match the mean of D's pooled features on a real batch (the last D
             # step's) — the real features are a constant for G.
@@ -461,7 +472,7 @@ def make_train_step(config: ml_collections.ConfigDict, mdl: Models, mesh=None, u
                                                                  state.step, *real)
             return loss, (aux, g_state_new, d_state_new)
 
-        micro_inputs = (rngs,) + (real_batch if t.feature_matching_weight else ())
+        micro_inputs = (rngs,) + (real_batch if t.feature_matching_weight or g_needs_real else ())
         grads, (g_state, d_state), loss, aux = accumulate_gradients(
             loss_fn, state.g_params, (state.g_state, d_state_for_g), micro_inputs, unroll)
         if unrolled_steps:

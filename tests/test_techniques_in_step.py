@@ -327,3 +327,36 @@ def test_every_switch_in_one_step_by_hand(default_step, monkeypatch):
     against = lambda p, s: softplus(-np.asarray(d_of(mdl, p, s)(fake, y[::2], train=True))).mean()
     np.testing.assert_allclose(m["g_loss"], against(ahead_params, ahead_state), rtol=1e-5)
     assert abs(against(ahead_params, ahead_state) - against(new.d_params, new.d_state)) > 1e-5
+
+
+def test_rahinge_trains_with_a_real_batch_in_the_g_step(monkeypatch):
+    """train.loss=rahinge: the G step scores the step's last real micro-batch beside its fakes (one D pass)
+    and feeds both to the relativistic G loss; three steps stay finite and move G."""
+    captured = []
+    real_get_loss = losses.get_loss
+
+    def capturing_get_loss(name, **kw):
+        d_loss, g_loss = real_get_loss(name, **kw)
+
+        def g_loss_capturing(d_fake, d_real=None):
+            jax.debug.callback(lambda f, r: captured.append((np.asarray(f), np.asarray(r))), d_fake, d_real)
+            return g_loss(d_fake, d_real)
+        return d_loss, g_loss_capturing
+
+    monkeypatch.setattr(losses, "get_loss", capturing_get_loss)
+    c = tiny_config(loss="rahinge")
+    mdl, state = ts.init_state(c, jax.random.key(0))
+    step = jax.jit(ts.make_train_step(c, mdl))
+    before = leaves(state.g_params)
+    for i in range(3):
+        state, m = step(state, random_batch(c, seed=i), jax.random.key(i))
+        jax.effects_barrier()
+        assert bool(m["all_finite"])
+        d_fake, d_real = captured[-1]
+        assert d_fake.shape == d_real.shape == (c.train.batch_size,)
+        # The logged G loss is the relativistic average hinge of exactly these scores (paper's margin 1).
+        want = (np.maximum(0, 1 + (d_real - d_fake.mean())).mean()
+                + np.maximum(0, 1 - (d_fake - d_real.mean())).mean())
+        np.testing.assert_allclose(m["g_loss"], want, rtol=1e-5)
+        assert abs(want - np.maximum(0, 1 - d_fake).mean()) > 1e-4  # the real scores matter
+    assert any(np.abs(a - b).max() > 0 for a, b in zip(before, leaves(state.g_params)))
