@@ -335,6 +335,8 @@ def make_training_evaluator(config, workdir):
                                          resolution=config.model.resolution)
     num_classes, dim_z = config.model.num_classes, config.model.dim_z
     truncation = config.eval.truncation or None
+    latent = sampling.latent_of(config)  # the run's own latent (paper appendix E), as everywhere it samples
+    sampling.check_latent_truncation(latent, truncation)
 
     def evaluator(generator, step):
         # Multi-process: each process samples its own chunks (evaluate_generator) on its own devices (the
@@ -343,7 +345,7 @@ def make_training_evaluator(config, workdir):
 
         def sample_fn(start, num):
             z = np.asarray(sampling.sample_latents(jax.random.fold_in(jax.random.key(2024), start), num, dim_z,
-                                                   truncation))
+                                                   truncation, latent=latent))
             y = (np.arange(start, start + num) % num_classes).astype(np.int32)
             return sampler.generate(z, y, truncation, batch_size=500), y
 

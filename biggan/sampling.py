@@ -2,7 +2,8 @@
 
 Truncation has two meanings (paper §3.1; TF Hub modules):
 - our models: z ~ N(0, I) truncated at `threshold` by RE-SAMPLING (biggan.latents.truncated_normal);
-  None = no truncation. G's batch norms use standing statistics accumulated at that threshold.
+  None = no truncation. G's batch norms use standing statistics accumulated at that threshold. A run trained
+  with an appendix-E latent (`train.latent`) is sampled from that latent everywhere (`latent_of`).
 - released TF Hub models (config.sample.latents 'tfhub'): z = t·truncnorm(−2, 2) and t also selects the
   stored per-truncation BN statistics (biggan.truncation_stats).
 BN statistics: see `Sampler` (standing, stored, or the per-truncation table).
@@ -20,16 +21,45 @@ import numpy as np
 from flax import nnx
 from tqdm import tqdm
 
-from biggan import checkpoints, export, latents, sharding
+from biggan import checkpoints, export, latents, sharding, train_step
 from biggan.truncation_stats import apply_truncation_stats, batchnorm_paths, check_truncation
 
 log = logging.getLogger(__name__)
 
 
-def sample_latents(rng, num, dim_z, truncation=None, *, released=False):
+NORMAL = ("normal", {})
+
+
+def latent_of(config) -> tuple[str, dict]:
+    """(name, kwargs) of the latent distribution a run was trained with (`train.latent`, paper appendix E):
+    every place the run samples draws from it. Variance annealing samples at the end of its schedule (σ_end,
+    the distribution G is annealed towards)."""
+    t = config.get("train")
+    if not t or t.get("latent", "normal") == "normal":
+        return NORMAL
+    kwargs = train_step.parse_kwargs(t.get("latent_kwargs", ""), "train.latent_kwargs")
+    if t.latent == "variance_annealing":
+        kwargs = dict(kwargs, step=kwargs["anneal_steps"])
+    return t.latent, kwargs
+
+
+def check_latent_truncation(latent, truncation):
+    if truncation and latent[0] != "normal":
+        raise ValueError(f"truncation {truncation}: the truncation trick re-samples a normal latent (paper §3.1), "
+                         f"but this run was trained with train.latent={latent[0]!r} (appendix E); sample it "
+                         f"without --truncation")
+
+
+def sample_latents(rng, num, dim_z, truncation=None, *, released=False, latent=NORMAL):
+    """z for `num` samples: released TF Hub models z = t·truncnorm(−2, 2); ours the run's latent (`latent_of`),
+    for the normal one truncated at `truncation` by re-sampling."""
     if released:  # t = 1 when none is given: untruncated (the TF Hub modules' default)
         return latents.tfhub_truncated_latent(rng, (num, dim_z), float(1.0 if truncation is None else truncation))
-    return latents.truncated_normal(rng, (num, dim_z), truncation if truncation else None)
+    if latent == NORMAL:
+        return latents.truncated_normal(rng, (num, dim_z), truncation if truncation else None)
+    check_latent_truncation(latent, truncation)
+    name, kwargs = latent
+    return latents.sample_latent(name, rng, (num, dim_z), **kwargs).astype(jnp.float32)
 
 
 def parse_truncations(text: str) -> list[float]:
@@ -88,7 +118,7 @@ def _bn_batch_stats(graphdef, state, z, y):
 
 
 def standing_stats(generator, *, num_batches: int, batch_size: int, rng, truncation=None, num_classes=None,
-                   progress: bool = False, mesh=None, released: bool = False) -> dict:
+                   progress: bool = False, mesh=None, released: bool = False, latent=NORMAL) -> dict:
     """Paper appendix C.1: average the per-batch BN means and variances of G run in training mode on
     `num_batches` batches of fresh noise (at the truncation that will be sampled). Returns
     {'<bn path>/mean'|'/var': (C,)} — the format `apply_bn_stats` writes back. `generator` is unchanged.
@@ -116,7 +146,7 @@ def standing_stats(generator, *, num_batches: int, batch_size: int, rng, truncat
     sums = None
     for i in tqdm(range(num_batches), desc="standing stats", unit="batch", disable=not progress):
         kz, ky = jax.random.split(jax.random.fold_in(rng, i))
-        z = sample_latents(kz, batch_size, gen.dim_z, truncation, released=released)
+        z = sample_latents(kz, batch_size, gen.dim_z, truncation, released=released, latent=latent)
         y = jax.random.randint(ky, (batch_size,), 0, num_classes)
         batch = sharding.batch_sharding(mesh)  # batch_size divides over `mesh`: no padding (it would change BN)
         stats = _bn_batch_stats(graphdef, state, jax.device_put(z, batch), jax.device_put(y, batch))
@@ -162,6 +192,7 @@ class Sampler:
         self.truncation_stats = truncation_stats
         self.bn_stats, latents_kind, self.truncation_table = stats_source(config, truncation_stats)
         self.released = latents_kind == "tfhub"
+        self.latent = NORMAL if self.released else latent_of(config)
         self.standing_batches = int(config.sample.standing_stats_batches)
         if standing_stats is not None:
             self.bn_stats = "standing" if standing_stats > 0 else "stored"
@@ -183,6 +214,8 @@ class Sampler:
                              "pytorch_pretrained_biggan")
         elif truncation is not None and truncation < 0:
             raise ValueError(f"truncation {truncation} is negative; expected a re-sampling threshold > 0 (or none)")
+        else:
+            check_latent_truncation(self.latent, truncation)
 
     def describe_stats(self, truncation) -> str:
         """One line saying which BN statistics a forward at `truncation` uses."""
@@ -226,7 +259,7 @@ class Sampler:
                 stats = standing_stats(self.generator, num_batches=self.standing_batches,
                                        batch_size=self.config.sample.standing_stats_batch_size,
                                        rng=jax.random.key(12345), truncation=truncation, progress=self.progress,
-                                       mesh=self.mesh, released=self.released)
+                                       mesh=self.mesh, released=self.released, latent=self.latent)
                 if path and jax.process_index() == 0:
                     os.makedirs(self.cache_dir, exist_ok=True)
                     np.savez(path + ".tmp.npz", **stats)
@@ -253,7 +286,8 @@ class Sampler:
         """The z `sample` draws for `seed` (the model's convention: see the module docstring)."""
         self.check_truncation(truncation)
         kz, _ = jax.random.split(jax.random.key(seed))
-        return np.asarray(sample_latents(kz, num, self.generator.dim_z, truncation, released=self.released))
+        return np.asarray(sample_latents(kz, num, self.generator.dim_z, truncation, released=self.released,
+                                         latent=self.latent))
 
     def check_latents(self, latents):
         z = np.asarray(latents, np.float32)

@@ -19,7 +19,7 @@ from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 from tqdm import tqdm
 
-from biggan import checkpoints, collapse, distributed, evaluation, images, prefetch, regularisers, sharding
+from biggan import checkpoints, collapse, distributed, evaluation, images, prefetch, regularisers, sampling, sharding
 from biggan import train_step as ts
 from biggan.data import make_pipeline
 
@@ -60,7 +60,8 @@ def _fixed_grid_inputs(config, seed):
     m = config.model
     rows = min(m.num_classes, 10)
     classes = np.repeat(np.arange(rows) * (m.num_classes // rows), 8).astype(np.int32)
-    z = np.asarray(jax.random.normal(jax.random.key(seed + 777), (len(classes), m.dim_z)))
+    z = np.asarray(sampling.sample_latents(jax.random.key(seed + 777), len(classes), m.dim_z,
+                                           latent=sampling.latent_of(config)))  # the run's latent (appendix E)
     return z, classes
 
 

@@ -256,3 +256,33 @@ def test_sample_cli_never_starts_a_long_accumulation_unasked(tmp_path, capsys):
     assert os.path.exists(os.path.join(d, "standing_stats_t0_1x256.npz"))
     sample_cli.main(["--checkpoint", d, "--n", "2", "--standing_stats", "0", "--output", str(tmp_path / "y.png")])
     assert "stored in the weights" in capsys.readouterr().err
+
+
+def test_a_latent_ablation_is_sampled_from_its_own_latent():
+    """Paper appendix E: a run trained with train.latent draws that latent wherever it samples — the Sampler,
+    its standing statistics, the trainer's sample grids (and the in-training evaluator, through the same
+    sampling.sample_latents)."""
+    from biggan import trainer
+
+    c = sampling_config()
+    c.train.latent = "bernoulli01"
+    G = trained_like_generator(c)
+    sampler = sampling.Sampler(c, G)
+    z = sampler.latents(64, seed=0)
+    assert set(np.unique(z)) == {0.0, 1.0}
+    grid_z, _ = trainer._fixed_grid_inputs(c, seed=0)
+    assert set(np.unique(grid_z)) == {0.0, 1.0}
+    # The Sampler's standing statistics are accumulated on that latent (same keys as Sampler.prepare).
+    sampler.prepare(None)
+    key, latent = jax.random.key(12345), sampling.latent_of(c)
+    own = sampling.standing_stats(G, num_batches=3, batch_size=16, rng=key, latent=latent)
+    normal = sampling.standing_stats(G, num_batches=3, batch_size=16, rng=key)
+    np.testing.assert_allclose(np.asarray(sampler.generator.output_bn.mean[...]), own["output_bn/mean"], rtol=1e-5,
+                               atol=1e-6)
+    assert np.abs(own["output_bn/mean"] - normal["output_bn/mean"]).max() > 1e-3
+    with pytest.raises(ValueError, match="appendix E"):  # truncation re-samples a normal latent only
+        sampler.check_truncation(0.5)
+    # Variance annealing samples at the end of its schedule (σ_end).
+    c.train.update(latent="variance_annealing", latent_kwargs="anneal_steps=100,sigma_end=0.5")
+    z = sampling.Sampler(c, G).latents(4000, seed=1)
+    assert abs(float(z.std()) - 0.5) < 0.01  # 4000 × 16 draws: the std's standard error is ~0.0014
