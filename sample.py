@@ -183,7 +183,7 @@ def main(argv=None):
         classes = parse_classes(args.classes, sampler.num_classes)
         if args.latents:
             sampler.check_latents(np.load(args.latents))
-    except ValueError as e:
+    except (ValueError, OSError) as e:  # OSError: --latents is not a .npy file
         p.error(str(e).splitlines()[0])
     # No command that draws a handful of images starts a long accumulation unasked (it is cached afterwards).
     pending = sum(sampler.pending_standing_samples(t) for t in dict.fromkeys(truncations))

@@ -324,5 +324,8 @@ def load_sampler(directory, **kw) -> Sampler:
         # Multi-process: every process takes part in the restore, which yields arrays replicated over
         # all processes' devices; the Sampler keeps this process's copy, so sampling stays inside it.
         return Sampler(config, generator, cache_dir=os.path.join(directory, "standing_stats", f"step_{step}"), **kw)
+    if os.path.exists(os.path.join(directory, "saved_model.pb")):
+        raise FileNotFoundError(f"{directory} is a TF Hub module, not an export: convert it first with "
+                                f"`python -m biggan.convert tfhub {directory} --out OUT` and sample OUT")
     raise FileNotFoundError(f"{directory} is neither an exported generator (config.json + generator/) nor a "
                             f"training workdir (checkpoints/); pass the --out of biggan.convert or a train.py --workdir")
