@@ -88,12 +88,11 @@ def draw(args, sampler, classes, truncations):
         ts = [t] * len(z)
         return sampler.generate(z, y, t, args.batch_size), z, y, ts, n
     if len(truncations) > 1:
-        rows = []
-        for t in truncations:
-            z = sampler.latents(n, truncation=t, seed=args.seed)
-            y = sampler.labels(n, seed=args.seed, classes=classes)
-            rows.append((sampler.generate(z, y, t, args.batch_size), z, y, [t] * n))
-        return (*(np.concatenate([r[k] for r in rows]) for k in range(3)), [t for r in rows for t in r[3]], n)
+        y = sampler.labels(n, seed=args.seed, classes=classes)  # the same classes in every row
+        zs = [sampler.latents(n, truncation=t, seed=args.seed) for t in truncations]
+        images = [sampler.generate(z, y, t, args.batch_size) for z, t in zip(zs, truncations)]
+        return (np.concatenate(images), np.concatenate(zs), np.tile(y, len(truncations)),
+                [t for t in truncations for _ in range(n)], n)
     t = truncations[0]
     if args.interpolate:
         z, y = interpolation_inputs(sampler, args.seed, args.interpolate, classes, n, args.steps, t)
