@@ -1,4 +1,5 @@
-"""Result files people read: CSV tables and the truncation-sweep plot (matplotlib, imported when used)."""
+"""Result files people read: CSV tables, the truncation-sweep plot and training curves (matplotlib, imported
+when used)."""
 from __future__ import annotations
 
 import csv
@@ -35,6 +36,34 @@ def plot_sweep(path: str, rows: list[dict]) -> None:
     ax.set_ylabel(y_label)
     ax.set_title(f"Truncation sweep, {rows[0]['num_samples']} samples per point")
     ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_curves(path: str, rows: list[dict], panels=(("d_loss", "g_loss"), ("fid",), ("classifier_accuracy",))) -> None:
+    """Training curves from metrics.jsonl rows ({"step": ..., key: value}): one panel per group of keys,
+    each key drawn at the steps that logged it; groups no row has are left out."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    present = [group for group in panels if any(k in row for row in rows for k in group)]
+    if not present:
+        raise ValueError(f"no rows hold any of {[k for group in panels for k in group]}")
+    fig, axes = plt.subplots(1, len(present), figsize=(4 * len(present), 3.2), dpi=120, squeeze=False)
+    for ax, group in zip(axes[0], present):
+        for key in group:
+            points = [(row["step"], row[key]) for row in rows if key in row]
+            if points:
+                steps, values = zip(*points)
+                ax.plot(steps, values, "-" if len(points) > 20 else "o-", label=key, lw=1)
+        ax.set_xlabel("step")
+        ax.set_title(", ".join(group))
+        ax.grid(alpha=0.3)
+        if len(group) > 1:
+            ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

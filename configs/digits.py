@@ -2,9 +2,10 @@ r"""The embedded default: a conditional BigGAN at 32×32 on scikit-learn's bundl
 
 1,797 real labelled 8×8 images (10 classes), upscaled to 32×32; no download. Trains on a 2-core CPU.
 Command: python train.py            (same as: python train.py --config configs/digits.py)
-Expected: in under 20 minutes on 2 CPU cores, workdirs/digits/samples/step_*.png show one row per class
-in which the digit is recognisably the requested class; metrics.jsonl logs the digits-classifier Fréchet
-distance and the accuracy with which that classifier recognises the requested class (see BUILD_NOTES).
+Expected: workdirs/digits/samples/step_0002500.png shows one row per class in which the digit is recognisably
+the requested class; metrics.jsonl logs the digits-classifier Fréchet distance (~10–13 at step 2,500) and the
+accuracy with which that classifier recognises the requested class (~0.98–0.99). About 15 minutes on 2 CPU
+cores with AVX-512, 70 on 2 AMD EPYC cores without it, 66 s on one H200 (docs/images/digits_run.json).
 Smoke run: python train.py --config configs/digits.py:runlocal
 """
 from biggan import config as cfg

@@ -11,6 +11,7 @@ import subprocess
 
 import numpy as np
 import pytest
+from PIL import Image
 
 import stepping
 from biggan import convert, export, models
@@ -19,11 +20,12 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("pytorch_pretrained_biggan")
 
 
-def readme_sampling_commands():
+def readme_commands(heading):
+    """The `python ...` commands of the first bash block under a README heading, continuation lines joined."""
     text = open(os.path.join(stepping.REPO, "README.md")).read()
-    section = text.split("## Sampling and released weights", 1)[1].split("\n## ", 1)[0]
-    block = section.split("```bash", 1)[1].split("```", 1)[0]
-    return [line.split("  #")[0].strip() for line in block.splitlines() if line.startswith("python ")]
+    section = text.split(f"## {heading}", 1)[1].split("\n## ", 1)[0]
+    block = section.split("```bash", 1)[1].split("```", 1)[0].replace("\\\n", " ")
+    return [" ".join(line.split("  #")[0].split()) for line in block.splitlines() if line.startswith("python ")]
 
 
 def full_size_biggan_pytorch_state_dict(path):
@@ -46,8 +48,11 @@ def full_size_biggan_pytorch_state_dict(path):
 def test_readme_sampling_commands_run_verbatim(tmp_path):
     from test_convert_hf import reference_model, save_reference
 
-    commands = readme_sampling_commands()
+    commands = readme_commands("Sampling and released weights")
     assert len(commands) == 10 and sum(c.startswith("python sample.py") for c in commands) == 6
+    results = readme_commands("Results")  # the truncation grid of the README's pictures
+    assert len(results) == 1 and "--checkpoint workdirs/digits" in results[0]
+    commands += results
     for name in ("biggan-deep-128", "biggan-128"):
         shutil.copytree(os.path.join(stepping.REPO, "tests", "data", "tfhub", name), tmp_path / f"{name}-module")
     model, config = reference_model(128, ch=8)
@@ -69,6 +74,8 @@ def test_readme_sampling_commands_run_verbatim(tmp_path):
             assert out.stderr.startswith("BN statistics:"), (command, out.stderr[:500])
     for picture in ("dogs.png", "sheet.png", "truncation.png", "strip.png", "digits.png"):
         assert (tmp_path / picture).stat().st_size > 0
+    grid = np.asarray(Image.open(tmp_path / results[0].split("--output ")[1].split()[0]))
+    assert abs(grid.shape[1] / grid.shape[0] - 10 / 4) < 0.1  # 4 thresholds x 10 classes (tiles square)
     saved = np.load(tmp_path / "x.npz")
     assert saved["images"].shape == (4, 128, 128, 3) and list(saved["classes"]) == [1, 207, 980, 999]
     assert export.load_config(str(tmp_path / "biggan-128-pytorch")).sample.bn_stats == "stored"
