@@ -27,11 +27,13 @@ accumulates standing statistics over N batches instead (announced, with a progre
 from __future__ import annotations
 
 import argparse
+import io
 import logging
-import os
 import sys
 
 import numpy as np
+
+from biggan import storage  # no JAX: main sets the host allocator before JAX starts
 
 
 # Standing statistics larger than this (training-mode samples) run only when asked for with --standing_stats:
@@ -98,7 +100,7 @@ def draw(args, sampler, classes, truncations):
         z, y = interpolation_inputs(sampler, args.seed, args.interpolate, classes, n, args.steps, t)
         return sampler.generate(z, y, t, args.batch_size), z, y, [t] * len(z), args.steps
     if args.latents:
-        z = sampler.check_latents(np.load(args.latents))
+        z = sampler.check_latents(storage.load_npy(args.latents))
     else:
         z = sampler.latents(n, truncation=t, seed=args.seed)
     y = sampler.labels(len(z), seed=args.seed, classes=classes)
@@ -109,10 +111,12 @@ def save(path, images, z, y, truncations, ncol):
     from biggan.images import save_grid
     if path.endswith(".npz"):
         t = np.asarray([np.nan if v is None else v for v in truncations], np.float32)
-        np.savez(path, images=images.astype(np.float32), z=z.astype(np.float32), classes=np.asarray(y),
-                 truncation=t)
+        storage.save_npz(path, images=images.astype(np.float32), z=z.astype(np.float32), classes=np.asarray(y),
+                         truncation=t)
     elif path.endswith(".npy"):
-        np.save(path, images.astype(np.float32))
+        buffer = io.BytesIO()
+        np.save(buffer, images.astype(np.float32))
+        storage.write_bytes(path, buffer.getvalue())
     else:
         save_grid(images, path, ncol=ncol, scale=max(1, 64 // images.shape[1]))
 
@@ -142,10 +146,15 @@ def main(argv=None):
                    "(default: $JAX_COMPILATION_CACHE_DIR or ~/.cache/biggan-jax/xla); empty turns it off")
     args = p.parse_args(argv)
     # Cheap checks first: nothing is loaded or compiled for a command that cannot succeed.
-    if not os.path.isdir(args.checkpoint):
+    try:
+        storage.check_bucket(args.checkpoint)
+        storage.check_bucket(args.output)
+    except storage.StorageError as e:
+        p.error(str(e))
+    if not storage.isdir(args.checkpoint):
         p.error(f"--checkpoint {args.checkpoint}: no such directory; pass a train.py --workdir or the --out "
                 f"directory of python -m biggan.convert")
-    if args.latents and not os.path.isfile(args.latents):
+    if args.latents and not storage.isfile(args.latents):
         p.error(f"--latents {args.latents}: no such file; expected a .npy of shape (n, dim_z)")
     if not args.output.endswith((".png", ".jpg", ".npz", ".npy")):
         p.error(f"--output {args.output}: expected a .png/.jpg grid, a .npz or a .npy file")
@@ -181,7 +190,7 @@ def main(argv=None):
             sampler.check_truncation(t)
         classes = parse_classes(args.classes, sampler.num_classes)
         if args.latents:
-            sampler.check_latents(np.load(args.latents))
+            sampler.check_latents(storage.load_npy(args.latents))
     except (ValueError, OSError) as e:  # OSError: --latents is not a .npy file
         p.error(str(e).splitlines()[0])
     # No command that draws a handful of images starts a long accumulation unasked (it is cached afterwards).

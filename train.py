@@ -51,7 +51,12 @@ def main(argv):
     name = os.path.splitext(os.path.basename(FLAGS["config"].config_filename))[0]
     workdir = FLAGS.workdir or config.workdir or os.path.join("workdirs", name)
     distributed.check_same_config(config)
-    result = trainer.train(config, workdir)
+    from biggan import storage
+    try:
+        result = trainer.train(config, workdir)
+    except storage.StorageError as e:  # a missing bucket or no access: one line, nothing started
+        print(f"train.py: {e}", file=sys.stderr)
+        sys.exit(2)
     logging.info("finished at step %d: %s", result["step"], result)
 
 

@@ -17,19 +17,17 @@ std (ddof=1) over the finished seeds of every variant.
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import logging
 import math
 import os
 import shlex
-import shutil
 import sys
 import time
 
 import ml_collections
 
-from biggan import config as cfg, reports, trainer
+from biggan import config as cfg, reports, storage, trainer
 
 DEFAULT_METRICS = ("fid", "classifier_accuracy", "is", "d_loss", "g_loss")
 
@@ -85,30 +83,27 @@ def run_dir(study_dir: str, name: str, seed_index: int) -> str:
 
 def read_result(directory: str):
     path = os.path.join(directory, "result.json")
-    if not os.path.exists(path):
+    if not storage.exists(path):
         return None
-    with open(path) as f:
-        return json.load(f)
+    return json.loads(storage.read_text(path))
 
 
 def _share_eval_cache(study_dir: str, directory: str):
     # The digits classifier and reference moments are identical for every run: train/compute them
     # once (first run) and copy them into later runs' eval dirs instead of redoing it per run.
-    shared = os.path.join(study_dir, "_shared_eval")
-    dst = os.path.join(directory, "eval")
-    if os.path.isdir(shared):
-        os.makedirs(dst, exist_ok=True)
-        for f in glob.glob(os.path.join(shared, "*.npz")):
-            if not os.path.exists(os.path.join(dst, os.path.basename(f))):
-                shutil.copy(f, dst)
+    _copy_new_files(os.path.join(study_dir, "_shared_eval"), os.path.join(directory, "eval"))
 
 
 def _collect_eval_cache(study_dir: str, directory: str):
-    shared = os.path.join(study_dir, "_shared_eval")
-    os.makedirs(shared, exist_ok=True)
-    for f in glob.glob(os.path.join(directory, "eval", "*.npz")):
-        if not os.path.exists(os.path.join(shared, os.path.basename(f))):
-            shutil.copy(f, shared)
+    _copy_new_files(os.path.join(directory, "eval"), os.path.join(study_dir, "_shared_eval"))
+
+
+def _copy_new_files(source_dir: str, destination_dir: str):
+    """Copy the .npz files of `source_dir` that `destination_dir` lacks (local or gs://)."""
+    for f in storage.glob(source_dir, "*.npz"):
+        destination = os.path.join(destination_dir, os.path.basename(f))
+        if not storage.exists(destination):
+            storage.copy(f, destination)
 
 
 def run_study(base, ablation, study_dir: str, seeds: int, *, only: str | None = None,
@@ -131,15 +126,14 @@ def run_study(base, ablation, study_dir: str, seeds: int, *, only: str | None = 
             continue
         log(f"[{k + 1}/{len(todo)}] {name} seed {i}: training in {directory}")
         tic = time.time()
-        os.makedirs(directory, exist_ok=True)
+        storage.makedirs(directory)
         _share_eval_cache(study_dir, directory)
         result = train_fn(run_config(base, variants[name], i), directory)
         if result.get("preempted"):
             log(f"{name} seed {i} was preempted at step {result.get('step')}; re-run the command to resume")
             break
         result = dict(result, variant=name, seed_index=i, seconds=time.time() - tic)
-        with open(os.path.join(directory, "result.json"), "w") as f:
-            json.dump(result, f, indent=1, default=float)
+        storage.write_text(os.path.join(directory, "result.json"), json.dumps(result, indent=1, default=float))
         _collect_eval_cache(study_dir, directory)
         log(f"{name} seed {i}: done in {result['seconds']:.0f} s: "
             + ", ".join(f"{m}={result[m]:.4g}" for m in ablation.get("metrics", DEFAULT_METRICS) if m in result))
@@ -166,7 +160,6 @@ def write_results(study_dir: str, variants: dict, seeds: int, metrics=DEFAULT_ME
             mean, std = summarise([float(r[m]) for r in results if m in r])
             row[f"{m}_mean"], row[f"{m}_std"] = mean, std
         rows.append(row)
-    os.makedirs(study_dir, exist_ok=True)
     reports.write_csv(os.path.join(study_dir, "results.csv"), rows)
     fmt = lambda mean, std: "–" if math.isnan(mean) else (
         f"{mean:.4g}" if math.isnan(std) else f"{mean:.4g} ± {std:.2g}")
@@ -177,8 +170,7 @@ def write_results(study_dir: str, variants: dict, seeds: int, metrics=DEFAULT_ME
                      + " | ".join(fmt(r[f'{m}_mean'], r[f'{m}_std']) for m in metrics) + " |")
     lines.append("")
     lines.append(f"mean ± sample std (ddof=1) over finished seeds; final metrics of each run ({study_dir}).")
-    with open(os.path.join(study_dir, "results.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
+    storage.write_text(os.path.join(study_dir, "results.md"), "\n".join(lines) + "\n")
     return rows
 
 
@@ -203,7 +195,7 @@ def main(argv=None):
         apply_overrides(base, ov)  # fail early on a bad key, before hours of training
     seeds = args.seeds or ablation.get("seeds", 1)
     name = os.path.splitext(os.path.basename(args.config.partition(":")[0]))[0]
-    study_dir = os.path.abspath(args.workdir or os.path.join("workdirs", name))
+    study_dir = storage.resolve(args.workdir or os.path.join("workdirs", name))
     if args.list:
         for n, ov in variants.items():
             print(f"{n}: " + (" ".join(f"--config.{k}={v}" for k, v in ov.items()) or "(base config)"))
@@ -213,8 +205,7 @@ def main(argv=None):
         return 0
     logging.basicConfig(level=logging.INFO)
     rows = run_study(base, ablation, study_dir, seeds, only=args.only, seed_index=args.seed_index)
-    with open(os.path.join(study_dir, "results.md")) as f:
-        print(f.read())
+    print(storage.read_text(os.path.join(study_dir, "results.md")))
     return 0 if rows else 1
 
 

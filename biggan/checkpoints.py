@@ -17,7 +17,7 @@ import orbax.checkpoint as ocp
 from flax import nnx
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 
-from biggan import config as cfg, sharding
+from biggan import config as cfg, sharding, storage
 from biggan import train_step as ts
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,8 @@ class CheckpointError(RuntimeError):
 
 class Checkpointer:
     def __init__(self, workdir: str, *, keep: int = 3, best_metric: str = "", best_mode: str = "min"):
-        self.directory = os.path.join(os.path.abspath(workdir), "checkpoints")
+        self.directory = os.path.join(storage.resolve(workdir), "checkpoints")  # local or gs://
+        storage.refresh(self.directory)  # list what is there now, also what other processes wrote
         policies = [pp.LatestN(keep)]
         if best_metric:
             policies.append(pp.BestN(get_metric_fn=lambda metrics: metrics[best_metric],
@@ -38,6 +39,9 @@ class Checkpointer:
                                                enable_async_checkpointing=True, create=True)
         self.manager = ocp.CheckpointManager(self.directory, options=options, item_names=("state", "data"))
         self.best_metric = best_metric
+        # The newest save known to be complete, and the one in flight (asynchronous): an error names the
+        # former without asking storage, which may be what failed.
+        self._complete, self._in_flight = self.manager.latest_step(), None
 
     def latest_step(self):
         return self.manager.latest_step()
@@ -51,20 +55,32 @@ class Checkpointer:
         if self.best_metric and (metrics is None or self.best_metric not in metrics):
             metrics = None
         try:
+            self._finish(step)  # the previous save: its errors surface here
             self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                                             data=ocp.args.JsonSave(data_state)),
                               metrics=metrics, force=True)
+            self._in_flight = step
             if wait:
-                self.manager.wait_until_finished()
+                self._finish(step)
+        except CheckpointError:
+            raise
         except Exception as e:  # disk full, permissions, a lost bucket...
-            raise CheckpointError(
-                f"saving the checkpoint of step {step} to {self.directory} failed ({type(e).__name__}: {e}); "
-                f"the last good checkpoint is step {self._last_good(step)}, which is intact. The run stops "
-                f"here: fix the cause and restart the same command to resume.") from e
+            self._fail(step, e)
 
-    def _last_good(self, failed_step):
-        steps = [s for s in self.manager.all_steps() if s != failed_step]
-        return max(steps) if steps else "none"
+    def _finish(self, step):
+        try:
+            self.manager.wait_until_finished()
+        except Exception as e:
+            self._fail(self._in_flight if self._in_flight is not None else step, e)
+        if self._in_flight is not None:
+            self._complete, self._in_flight = self._in_flight, None
+
+    def _fail(self, step, error):
+        last = "none" if self._complete is None else f"step {self._complete}"
+        raise CheckpointError(
+            f"saving the checkpoint of step {step} to {self.directory} failed ({type(error).__name__}: "
+            f"{str(error).splitlines()[0] if str(error) else ''}); the last complete checkpoint is {last}, which "
+            f"is intact. The run stops here: fix the cause and restart the same command to resume from it.") from error
 
     def restore(self, step: int, abstract_state):
         """Restore step `step` into the structure/shardings of `abstract_state` (ShapeDtypeStructs)."""
@@ -73,7 +89,7 @@ class Checkpointer:
         return restored["state"], restored["data"]
 
     def wait(self):
-        self.manager.wait_until_finished()
+        self._finish(self._in_flight)
 
     def close(self):
         self.manager.close()
@@ -82,9 +98,8 @@ class Checkpointer:
 def check_workdir_config(workdir: str, config: ml_collections.ConfigDict):
     """Refuse to resume a workdir written by a different architecture; record the config otherwise."""
     path = os.path.join(workdir, "config.json")
-    if os.path.exists(path):
-        with open(path) as f:
-            old = ml_collections.ConfigDict(json.load(f))
+    if storage.exists(path):
+        old = ml_collections.ConfigDict(json.loads(storage.read_text(path)))
         # A key the workdir's config lacks was added to the schema after it was written: it had the
         # schema's default then (every new model key defaults to the old behaviour), so compare that.
         old_m = dict(cfg.model_config().to_dict(), **old.model.to_dict())
@@ -99,10 +114,7 @@ def check_workdir_config(workdir: str, config: ml_collections.ConfigDict):
                 + ", ".join(f"{k}: {a!r} → {b!r}" for k, (a, b) in sorted(diff.items()))
                 + ". Nothing was overwritten; use another --workdir or the matching config.")
     if jax.process_index() == 0:
-        os.makedirs(workdir, exist_ok=True)
-        with open(path + ".tmp", "w") as f:
-            f.write(config.to_json(indent=2))
-        os.replace(path + ".tmp", path)
+        storage.write_text(path, config.to_json(indent=2))
 
 
 def _norm(v):
@@ -118,8 +130,7 @@ def abstract_state(config, mesh):
 
 def load_ema_generator(workdir, step=None):
     """(config, EMA generator with G's SN/BN state, step) from a training workdir's checkpoint."""
-    with open(os.path.join(workdir, "config.json")) as f:
-        config = ml_collections.ConfigDict(json.load(f))
+    config = ml_collections.ConfigDict(json.loads(storage.read_text(os.path.join(workdir, "config.json"))))
     mesh = sharding.make_mesh()
     ckpt = Checkpointer(workdir)
     step = ckpt.latest_step() if step is None else step

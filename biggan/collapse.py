@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from biggan import config as cfg, regularisers
+from biggan import config as cfg, regularisers, storage
 
 
 @dataclasses.dataclass
@@ -112,17 +112,17 @@ def apply_overrides(config, overrides: dict) -> None:
 
 
 def record_rollback(workdir: str, flagged_step: int, restored_step: int, reason: str, overrides: dict) -> None:
-    with open(os.path.join(workdir, ROLLBACK_LOG), "a") as f:
-        f.write(json.dumps(dict(flagged_step=flagged_step, restored_step=restored_step, reason=reason,
-                                overrides=overrides)) + "\n")
+    # Rewritten whole (object storage has no append): earlier rollbacks first.
+    records = read_rollbacks(workdir) + [dict(flagged_step=flagged_step, restored_step=restored_step,
+                                              reason=reason, overrides=overrides)]
+    storage.write_text(os.path.join(workdir, ROLLBACK_LOG), "".join(json.dumps(r) + "\n" for r in records))
 
 
 def read_rollbacks(workdir: str) -> list[dict]:
     path = os.path.join(workdir, ROLLBACK_LOG)
-    if not os.path.exists(path):
+    if not storage.exists(path):
         return []
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+    return [json.loads(line) for line in storage.read_text(path).splitlines() if line.strip()]
 
 
 def reapply_rollbacks(config, workdir: str) -> int:

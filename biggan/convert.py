@@ -33,7 +33,7 @@ import numpy as np
 from flax import nnx, traverse_util
 
 from biggan import biggan as biggan_arch
-from biggan import biggan_deep, export, models, tf_checkpoint, truncation_stats
+from biggan import biggan_deep, export, models, storage, tf_checkpoint, truncation_stats
 from biggan import config as cfg
 
 
@@ -833,6 +833,10 @@ def main(argv=None):
                     help="do not read the per-truncation BN statistics from saved_model.pb; sampling then "
                          "accumulates standing statistics (paper appendix C.1)")
     args = parser.parse_args(argv)
+    try:
+        storage.check_bucket(args.out)
+    except storage.StorageError as e:
+        parser.exit(2, f"error: {e}\n")
     if export.is_exported_generator(args.out):
         parser.exit(2, f"error: --out {args.out} already holds an exported generator; choose a new directory\n")
     try:

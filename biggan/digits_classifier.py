@@ -20,6 +20,7 @@ import numpy as np
 import optax
 from flax import nnx
 
+from biggan import storage
 from biggan.data import digits_arrays
 from biggan.images import to_uint8
 from biggan.feature_network import FeatureNetwork
@@ -134,27 +135,25 @@ def _save(path: str, model: DigitsCNN, metadata: dict) -> None:
     flat = {}
     for keys, value in jax.tree_util.tree_flatten_with_path(nnx.to_pure_dict(nnx.state(model)))[0]:
         flat["/".join(str(k.key) for k in keys)] = np.asarray(value)
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        np.savez(f, __metadata__=np.str_(json.dumps(metadata)), **flat)
-    os.replace(tmp, path)  # atomic: a concurrent reader never sees a half-written file
+    # Written whole (local rename or one object): a concurrent reader never sees a half-written file.
+    storage.save_npz(path, __metadata__=np.str_(json.dumps(metadata)), **flat)
 
 
 def _load(path: str) -> tuple[DigitsCNN, dict]:
     model = nnx.eval_shape(lambda: DigitsCNN(nnx.Rngs(0)))
     state = nnx.state(model)
     pure = nnx.to_pure_dict(state)
-    with np.load(path, allow_pickle=False) as f:
-        metadata = json.loads(str(f["__metadata__"]))
+    f = storage.load_npz(path)
+    metadata = json.loads(str(f["__metadata__"]))
 
-        def fill(keys, leaf):
-            name = "/".join(str(k.key) for k in keys)
-            if name not in f or f[name].shape != leaf.shape:
-                raise ValueError(f"cached digits classifier {path!r} has no array {name} of shape "
-                                 f"{leaf.shape}; delete the file to retrain")
-            return jnp.asarray(f[name])
+    def fill(keys, leaf):
+        name = "/".join(str(k.key) for k in keys)
+        if name not in f or f[name].shape != leaf.shape:
+            raise ValueError(f"cached digits classifier {path!r} has no array {name} of shape "
+                             f"{leaf.shape}; delete the file to retrain")
+        return jnp.asarray(f[name])
 
-        pure = jax.tree_util.tree_map_with_path(fill, pure)
+    pure = jax.tree_util.tree_map_with_path(fill, pure)
     nnx.replace_by_pure_dict(state, pure)
     nnx.update(model, state)
     return model, metadata
@@ -193,12 +192,11 @@ def load_or_train_digits_classifier(cache_dir: str | os.PathLike | None = None, 
     one (about 10 s on CPU) and cache it there."""
     cache_dir = os.fspath(cache_dir) if cache_dir is not None else default_cache_dir()
     path = os.path.join(cache_dir, f"digits_cnn_v1_seed{seed}.npz")
-    if os.path.isfile(path):
+    if storage.isfile(path):
         model, metadata = _load(path)
         return DigitsClassifier(model, metadata["test_accuracy"], path)
     model, accuracy = train_digits_classifier(seed=seed, log=log)
     if log is not None:
         log(f"digits classifier: held-out accuracy {accuracy:.4f}; cached at {path}")
-    os.makedirs(cache_dir, exist_ok=True)
     _save(path, model, {"seed": seed, "test_accuracy": accuracy, "name": DIGITS_CLASSIFIER_NAME})
     return DigitsClassifier(model, accuracy, "trained")

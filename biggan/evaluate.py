@@ -17,9 +17,8 @@ import os
 import sys
 
 import jax
-import numpy as np
 
-from biggan import compile_cache, config as cfg, distributed, evaluation, host_memory, metrics, reports, sampling
+from biggan import compile_cache, config as cfg, distributed, evaluation, host_memory, metrics, reports, sampling, storage
 from biggan.data import DataSourceError
 
 
@@ -103,8 +102,7 @@ def _feature_network_for(args, moments_path=None, data=None):
     kind = args.feature_network
     if kind == "auto":
         if moments_path is not None:
-            with np.load(moments_path, allow_pickle=False) as f:
-                kind = str(f["feature_network"]) if "feature_network" in f else "inception"
+            kind = str(storage.load_npz(moments_path).get("feature_network", "inception"))
         else:
             kind = "digits" if data == "digits" else "inception"
     # Process 0 first: it trains and caches the digits classifier if needed; the others then read it.
@@ -147,11 +145,17 @@ def main(argv=None) -> int:
         truncations = sampling.parse_truncations(args.truncations) if args.command == "sweep" else None
     except ValueError as e:
         parser.error(f"--truncations: {e}")
-    if not os.path.isdir(args.checkpoint):
+    try:
+        for path in (args.checkpoint, args.moments, args.out):
+            if path:
+                storage.check_bucket(path)
+    except storage.StorageError as e:
+        parser.error(str(e))
+    if not storage.isdir(args.checkpoint):
         parser.error(f"--checkpoint {args.checkpoint}: no such directory; pass a train.py --workdir or the --out "
                      f"directory of python -m biggan.convert")
     moments_path = args.moments
-    if moments_path and not os.path.isfile(moments_path):
+    if moments_path and not storage.isfile(moments_path):
         parser.error(f"--moments {moments_path}: no such file; compute it with `python -m biggan.evaluate moments`")
     # Every process loads the same checkpoint (a collective restore in a multi-process job); the
     # sampler then runs on this process's devices only (biggan.sampling.load_sampler).
@@ -172,8 +176,7 @@ def main(argv=None) -> int:
         if lead:
             print(json.dumps(result, indent=2))
             if args.out:
-                with open(args.out, "w") as f:
-                    json.dump(result, f, indent=2)
+                storage.write_text(args.out, json.dumps(result, indent=2))
         return 0
     out_dir = args.out_dir or os.path.join(args.checkpoint, "truncation_sweep")
     rows = evaluation.sweep_sampler(sampler, feature_net, truncations, **common)

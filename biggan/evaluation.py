@@ -27,7 +27,7 @@ import ml_collections
 import numpy as np
 from tqdm import tqdm
 
-from biggan import digits_classifier, distributed, inception, metrics, sampling
+from biggan import digits_classifier, distributed, inception, metrics, sampling, storage
 from biggan.data import CorruptImageError, digits_arrays, make_source, pipeline, read_manifest
 from biggan.feature_network import FeatureNetwork
 
@@ -314,7 +314,7 @@ def make_training_evaluator(config, workdir):
         moments_path = os.path.join(eval_dir, "digits_reference_moments.npz")
 
         def load_or_compute_reference():
-            if os.path.exists(moments_path):
+            if storage.exists(moments_path):
                 return metrics.load_moments(moments_path, feature_network=feature_net.name)
             images, _ = digits_arrays(config.data.resolution)
             moments = compute_moments(_iterate_array(images, 500), feature_net, description="digits",

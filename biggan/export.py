@@ -15,11 +15,10 @@ import os
 
 import jax
 import ml_collections
-import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
 
-from biggan import models, sharding
+from biggan import models, sharding, storage
 
 
 def _state_dict(module):
@@ -27,36 +26,35 @@ def _state_dict(module):
 
 
 def save_generator(directory, config: ml_collections.ConfigDict, generator, *, truncation_stats=None):
-    """Write an exported generator to `directory` (made absolute; must not already hold one)."""
-    directory = os.path.abspath(directory)
-    if os.path.exists(os.path.join(directory, "generator")):
+    """Write an exported generator to `directory` (local, made absolute, or gs://; must not already hold one)."""
+    directory = storage.resolve(directory)
+    if storage.exists(os.path.join(directory, "generator")):
         raise FileExistsError(f"{directory} already holds an exported generator; choose a new --out directory")
-    os.makedirs(directory, exist_ok=True)
+    storage.makedirs(directory)
     with ocp.StandardCheckpointer() as ckptr:
         ckptr.save(os.path.join(directory, "generator"), _state_dict(generator))
     if truncation_stats is not None:
-        np.savez(os.path.join(directory, "truncation_stats.npz"), **truncation_stats)
-    with open(os.path.join(directory, "config.json"), "w") as f:  # written last: marks a complete export
-        f.write(config.to_json(indent=2))
+        storage.save_npz(os.path.join(directory, "truncation_stats.npz"), **truncation_stats)
+    # Written last: marks a complete export.
+    storage.write_text(os.path.join(directory, "config.json"), config.to_json(indent=2))
 
 
 def is_exported_generator(directory) -> bool:
-    return os.path.exists(os.path.join(directory, "config.json")) and os.path.isdir(
+    return storage.exists(os.path.join(directory, "config.json")) and storage.isdir(
         os.path.join(directory, "generator"))
 
 
 def load_config(directory) -> ml_collections.ConfigDict:
     path = os.path.join(directory, "config.json")
-    if not os.path.exists(path):
+    if not storage.exists(path):
         raise FileNotFoundError(f"{path} not found: {directory} is not an exported generator "
                                 f"(expected config.json and generator/ written by biggan.convert or train.py)")
-    with open(path) as f:
-        return ml_collections.ConfigDict(json.load(f))
+    return ml_collections.ConfigDict(json.loads(storage.read_text(path)))
 
 
 def load_generator(directory):
     """Returns (config, generator, truncation_stats or None)."""
-    directory = os.path.abspath(directory)
+    directory = storage.resolve(directory)
     config = load_config(directory)
     abstract = nnx.eval_shape(lambda: models.make_generator(config.model, nnx.Rngs(0)))
     graphdef, abstract_state = nnx.split(abstract)
@@ -71,5 +69,5 @@ def load_generator(directory):
     nnx.replace_by_pure_dict(abstract_state, restored)
     generator = nnx.merge(graphdef, abstract_state)
     stats_path = os.path.join(directory, "truncation_stats.npz")
-    truncation_stats = dict(np.load(stats_path)) if os.path.exists(stats_path) else None
+    truncation_stats = storage.load_npz(stats_path) if storage.exists(stats_path) else None
     return config, generator, truncation_stats

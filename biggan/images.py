@@ -5,11 +5,14 @@ classifier's input all go through it, so every consumer sees the pixels an image
 """
 from __future__ import annotations
 
+import io
 import os
 
 import jax.numpy as jnp
 import numpy as np
 from PIL import Image
+
+from biggan import storage
 
 
 def to_uint8(images):
@@ -35,5 +38,6 @@ def save_grid(images, path, ncol: int, scale: int = 1) -> None:
     img = Image.fromarray(image_grid(images, ncol))
     if scale > 1:
         img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    img.save(path)
+    buffer = io.BytesIO()
+    img.save(buffer, format=Image.registered_extensions().get(os.path.splitext(os.fspath(path))[1].lower(), "PNG"))
+    storage.write_bytes(path, buffer.getvalue())  # local or gs://

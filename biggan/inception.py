@@ -20,6 +20,7 @@ and biases at load time. Convolutions run at `Precision.HIGHEST` so TPU/GPU do n
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 from collections.abc import Mapping
 
@@ -28,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from biggan import storage
 from biggan.images import to_uint8
 from biggan.feature_network import FeatureNetwork
 
@@ -181,7 +183,7 @@ def load_inception_params(path: str | os.PathLike | None = None, *, verify_check
     SHA-256 must start with 6726825d (the prefix in its name).
     """
     path = os.fspath(path) if path is not None else default_weights_path()
-    if not os.path.isfile(path):
+    if not storage.isfile(path):
         raise FileNotFoundError(
             f"FID Inception weights not found at {path!r}. This machine may be offline, so nothing is "
             f"downloaded: fetch {WEIGHTS_URL} (the file pytorch-fid uses; its SHA-256 starts with "
@@ -196,16 +198,12 @@ def load_inception_params(path: str | os.PathLike | None = None, *, verify_check
                 "verify_checksum=False for a converted copy you trust.")
     import torch  # lazily: torch is only needed to unpickle this one file
 
-    state_dict = torch.load(path, map_location="cpu", weights_only=True)
+    state_dict = torch.load(io.BytesIO(storage.read_bytes(path)), map_location="cpu", weights_only=True)
     return params_from_state_dict(state_dict)
 
 
 def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return hashlib.sha256(storage.read_bytes(path)).hexdigest()
 
 
 # ----------------------------------------------------------------------------------------------

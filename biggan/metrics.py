@@ -13,6 +13,8 @@ import warnings
 
 import numpy as np
 
+from biggan import storage
+
 MOMENTS_FORMAT_VERSION = 1
 
 
@@ -191,34 +193,31 @@ class Moments:
 def save_moments(path: str | os.PathLike, moments: Moments) -> None:
     """Write an .npz: mu, sigma (float64), n, feature_network, resolution, description, format_version
     and, if present, features (float32)."""
-    path = os.fspath(path)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     extra = {} if moments.features is None else {"features": np.asarray(moments.features, np.float32)}
-    with open(path, "wb") as f:  # a file object keeps numpy from appending '.npz' to the name
-        np.savez(f, mu=np.asarray(moments.mu, np.float64), sigma=np.asarray(moments.sigma, np.float64),
-                 n=np.int64(moments.n), feature_network=np.str_(moments.feature_network),
-                 resolution=np.int64(moments.resolution), description=np.str_(moments.description),
-                 format_version=np.int64(MOMENTS_FORMAT_VERSION), **extra)
+    storage.save_npz(path, mu=np.asarray(moments.mu, np.float64), sigma=np.asarray(moments.sigma, np.float64),
+                     n=np.int64(moments.n), feature_network=np.str_(moments.feature_network),
+                     resolution=np.int64(moments.resolution), description=np.str_(moments.description),
+                     format_version=np.int64(MOMENTS_FORMAT_VERSION), **extra)
 
 
 def load_moments(path: str | os.PathLike, *, feature_network: str | None = None,
                  resolution: int | None = None) -> Moments:
     """Read a moments file; refuse it if it was made by another feature network or resolution."""
     path = os.fspath(path)
-    if not os.path.isfile(path):
+    if not storage.isfile(path):
         raise FileNotFoundError(f"moments file {path!r} does not exist; create it with "
                                 "`python -m biggan.evaluate moments --data DIR_OR_NAME --out FILE`")
-    with np.load(path, allow_pickle=False) as f:
-        missing = [k for k in ("mu", "sigma", "n", "feature_network", "resolution") if k not in f]
-        if missing:
-            raise ValueError(
-                f"moments file {path!r} lacks {missing} (found {sorted(f.files)}); it was not written "
-                "by biggan.evaluate, so the feature network and resolution it was computed with are "
-                "unknown. Re-create it with `python -m biggan.evaluate moments`.")
-        moments = Moments(mu=f["mu"], sigma=f["sigma"], n=int(f["n"]),
-                          feature_network=str(f["feature_network"]), resolution=int(f["resolution"]),
-                          description=str(f["description"]) if "description" in f else "",
-                          features=f["features"] if "features" in f else None)
+    f = storage.load_npz(path)
+    missing = [k for k in ("mu", "sigma", "n", "feature_network", "resolution") if k not in f]
+    if missing:
+        raise ValueError(
+            f"moments file {path!r} lacks {missing} (found {sorted(f)}); it was not written "
+            "by biggan.evaluate, so the feature network and resolution it was computed with are "
+            "unknown. Re-create it with `python -m biggan.evaluate moments`.")
+    moments = Moments(mu=f["mu"], sigma=f["sigma"], n=int(f["n"]),
+                      feature_network=str(f["feature_network"]), resolution=int(f["resolution"]),
+                      description=str(f["description"]) if "description" in f else "",
+                      features=f.get("features"))
     if feature_network is not None and moments.feature_network != feature_network:
         raise ValueError(
             f"moments file {path!r} was computed with feature network {moments.feature_network!r}, "

@@ -3,17 +3,25 @@ when used)."""
 from __future__ import annotations
 
 import csv
-import os
+import io
+
+from biggan import storage
 
 
 def write_csv(path: str, rows: list[dict]) -> None:
     """`rows` as CSV, columns in order of first appearance (a row may lack some)."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     columns = list(dict.fromkeys(k for row in rows for k in row))
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    storage.write_text(path, text.getvalue())
+
+
+def _save_figure(fig, path) -> None:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    storage.write_bytes(path, buffer.getvalue())
 
 
 def plot_sweep(path: str, rows: list[dict]) -> None:
@@ -37,7 +45,7 @@ def plot_sweep(path: str, rows: list[dict]) -> None:
     ax.set_title(f"Truncation sweep, {rows[0]['num_samples']} samples per point")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path)
+    _save_figure(fig, path)
     plt.close(fig)
 
 
@@ -65,5 +73,5 @@ def plot_curves(path: str, rows: list[dict], panels=(("d_loss", "g_loss"), ("fid
         if len(group) > 1:
             ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path)
+    _save_figure(fig, path)
     plt.close(fig)

@@ -21,7 +21,7 @@ import numpy as np
 from flax import nnx
 from tqdm import tqdm
 
-from biggan import checkpoints, export, latents, sharding, train_step
+from biggan import checkpoints, export, latents, sharding, storage, train_step
 from biggan.truncation_stats import apply_truncation_stats, batchnorm_paths, check_truncation
 
 log = logging.getLogger(__name__)
@@ -238,7 +238,7 @@ class Sampler:
         if self.bn_stats != "standing":
             return 0
         path = self._standing_cache_path(truncation)
-        if path and os.path.exists(path):
+        if path and storage.exists(path):
             return 0
         return self.standing_batches * int(self.config.sample.standing_stats_batch_size)
 
@@ -253,17 +253,15 @@ class Sampler:
             apply_truncation_stats(self.generator, self.truncation_stats, truncation, self.truncation_table)
         elif self.bn_stats == "standing":
             path = self._standing_cache_path(truncation)
-            if path and os.path.exists(path):
-                stats = dict(np.load(path))
+            if path and storage.exists(path):
+                stats = storage.load_npz(path)
             else:
                 stats = standing_stats(self.generator, num_batches=self.standing_batches,
                                        batch_size=self.config.sample.standing_stats_batch_size,
                                        rng=jax.random.key(12345), truncation=truncation, progress=self.progress,
                                        mesh=self.mesh, released=self.released, latent=self.latent)
                 if path and jax.process_index() == 0:
-                    os.makedirs(self.cache_dir, exist_ok=True)
-                    np.savez(path + ".tmp.npz", **stats)
-                    os.replace(path + ".tmp.npz", path)
+                    storage.save_npz(path, **stats)  # written whole: a reader never sees part of it
             apply_bn_stats(self.generator, stats)
         self._stats_for = (truncation,)
 
@@ -319,12 +317,12 @@ def load_sampler(directory, **kw) -> Sampler:
     if export.is_exported_generator(directory):
         config, generator, truncation_stats = export.load_generator(directory)
         return Sampler(config, generator, truncation_stats=truncation_stats, cache_dir=directory, **kw)
-    if os.path.isdir(os.path.join(directory, "checkpoints")):
+    if storage.isdir(os.path.join(directory, "checkpoints")):
         config, generator, step = checkpoints.load_ema_generator(directory)
         # Multi-process: every process takes part in the restore, which yields arrays replicated over
         # all processes' devices; the Sampler keeps this process's copy, so sampling stays inside it.
         return Sampler(config, generator, cache_dir=os.path.join(directory, "standing_stats", f"step_{step}"), **kw)
-    if os.path.exists(os.path.join(directory, "saved_model.pb")):
+    if storage.exists(os.path.join(directory, "saved_model.pb")):
         raise FileNotFoundError(f"{directory} is a TF Hub module, not an export: convert it first with "
                                 f"`python -m biggan.convert tfhub {directory} --out OUT` and sample OUT")
     raise FileNotFoundError(f"{directory} is neither an exported generator (config.json + generator/) nor a "

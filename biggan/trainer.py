@@ -8,7 +8,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import signal
+import tempfile
 import time
 
 import jax
@@ -19,7 +21,7 @@ from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 from tqdm import tqdm
 
-from biggan import checkpoints, collapse, distributed, evaluation, images, prefetch, regularisers, sampling, sharding
+from biggan import checkpoints, collapse, distributed, evaluation, images, prefetch, regularisers, sampling, sharding, storage
 from biggan import train_step as ts
 from biggan.data import make_pipeline
 
@@ -31,14 +33,26 @@ class NonFiniteError(RuntimeError):
 
 
 class MetricWriter:
-    """JSON lines + TensorBoard events, process 0 only."""
+    """metrics.jsonl + TensorBoard events, process 0 only.
+
+    A local workdir's metrics.jsonl is appended to. Object storage has no append (an append through gcsfs
+    overwrites), so for a gs:// workdir both files live in a local staging directory, metrics.jsonl starting
+    from the workdir's existing lines (a resumed run keeps its history), and are uploaded whole after each
+    write. A failed upload is logged and retried at the next write: nothing logged is lost.
+    """
 
     def __init__(self, workdir):
         self.enabled = jax.process_index() == 0
-        if self.enabled:
-            from tensorboardX import SummaryWriter  # process 0 only: its protobuf import is slow
-            self.jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
-            self.tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+        if not self.enabled:
+            return
+        from tensorboardX import SummaryWriter  # process 0 only: its protobuf import is slow
+        self.workdir, self.remote = workdir, storage.is_remote(workdir)
+        self.local = tempfile.mkdtemp(prefix="biggan-metrics-") if self.remote else workdir
+        jsonl = os.path.join(self.local, "metrics.jsonl")
+        if self.remote and storage.exists(os.path.join(workdir, "metrics.jsonl")):
+            storage.copy(os.path.join(workdir, "metrics.jsonl"), jsonl)
+        self.jsonl = open(jsonl, "a")
+        self.tb = SummaryWriter(os.path.join(self.local, "tensorboard"))
 
     def write(self, step, metrics):
         if not self.enabled:
@@ -48,11 +62,29 @@ class MetricWriter:
         self.jsonl.flush()
         for k, v in metrics.items():
             self.tb.add_scalar(k, v, int(step))
+        if self.remote:
+            self._upload()
+
+    def _upload(self):
+        self.tb.flush()
+        names = ["metrics.jsonl"] + [os.path.join("tensorboard", f)
+                                     for f in sorted(os.listdir(os.path.join(self.local, "tensorboard")))]
+        try:
+            for name in names:
+                storage.copy(os.path.join(self.local, name), os.path.join(self.workdir, name))
+        except Exception as e:  # a storage outage must not stop training; the next write retries
+            log.warning("could not upload metrics to %s (%s: %s); they are kept in %s and uploaded at the next "
+                        "write", self.workdir, type(e).__name__, e, self.local)
+            return False
+        return True
 
     def close(self):
-        if self.enabled:
-            self.jsonl.close()
-            self.tb.close()
+        if not self.enabled:
+            return
+        self.jsonl.close()
+        self.tb.close()
+        if self.remote and self._upload():
+            shutil.rmtree(self.local, ignore_errors=True)
 
 
 def _fixed_grid_inputs(config, seed):
@@ -89,7 +121,8 @@ def _make_sv_fn():
 def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = True) -> dict:
     """Train (or resume) `config` in `workdir`. Returns the last logged metrics."""
     t, lg = config.train, config.log
-    workdir = os.path.abspath(workdir)
+    workdir = storage.resolve(workdir)  # local (made absolute) or gs://
+    storage.check_bucket(workdir)
     num_rollbacks = collapse.reapply_rollbacks(config, workdir)  # a resumed run keeps its rollback changes
     mesh = sharding.make_mesh()
     micro = ts.micro_batch_size(t)

@@ -12,7 +12,7 @@ import jax
 import numpy as np
 import pytest
 
-from biggan import checkpoints, config as cfg, sharding, train_step as ts, trainer
+from biggan import checkpoints, config as cfg, sharding, storage, train_step as ts, trainer
 import stepping
 
 # EMA from step 1 (runlocal's ema_start), so the resume tests cover the EMA weights too.
@@ -26,7 +26,7 @@ def run_config(num_steps, **log):
 
 
 def saved_state(workdir, step=None):
-    c = cfg.ml_collections.ConfigDict(json.load(open(os.path.join(workdir, "config.json"))))
+    c = cfg.ml_collections.ConfigDict(json.loads(storage.read_text(os.path.join(workdir, "config.json"))))
     ck = checkpoints.Checkpointer(workdir)
     step = ck.latest_step() if step is None else step
     state, data = ck.restore(step, checkpoints.abstract_state(c, sharding.make_mesh()))
@@ -174,7 +174,7 @@ def test_failed_save_keeps_the_previous_checkpoint_and_stops_with_a_message(tmp_
 
     monkeypatch.setattr(checkpoints.ocp.CheckpointManager, "save", disk_full)
     with pytest.raises(checkpoints.CheckpointError, match=r"saving the checkpoint of step 2 .* failed "
-                                                          r"\(OSError.*No space left.*last good checkpoint is step 1"):
+                                                          r"\(OSError.*No space left.*last complete checkpoint is step 1"):
         trainer.train(run_config(3, checkpoint_every=1), workdir, progress=False)
     monkeypatch.setattr(checkpoints.ocp.CheckpointManager, "save", real_save)
     step, state, _ = saved_state(workdir)

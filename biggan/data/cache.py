@@ -14,6 +14,7 @@ import time
 import numpy as np
 from tqdm import tqdm
 
+from biggan import storage
 from biggan.data.parallel import ordered_map
 from biggan.data.preprocess import CorruptImageError
 from biggan.data.sources import ArraySource, DataSourceError, ImageSource
@@ -156,6 +157,11 @@ class CacheSource(ArraySource):
   """A built cache, memory-mapped read-only."""
 
   def __init__(self, cache_dir: str | os.PathLike, resolution: int | None = None):
+    if storage.is_remote(cache_dir):
+      raise DataSourceError(
+          f"cache {os.fspath(cache_dir)!r} is on object storage, but a cache is memory-mapped, which needs a "
+          "local disk: copy it to each host (e.g. `gcloud storage cp -r`) and point data.path there, or read "
+          "the images themselves with folder:gs://... or tfds (data_dir may be gs://).")
     cache_dir = os.path.abspath(os.fspath(cache_dir))
     manifest = read_manifest(cache_dir)
     if resolution and int(resolution) != manifest["resolution"]:

@@ -19,6 +19,7 @@ from typing import Any
 import ml_collections
 import numpy as np
 
+from biggan import storage
 from biggan.data.cache import CacheSource
 from biggan.data.parallel import BackgroundIterator, ordered_map
 from biggan.data.preprocess import CorruptImageError
@@ -144,9 +145,8 @@ def save_or_check_class_mapping(run_dir: str | os.PathLike, source: ImageSource,
   """
   path = os.path.join(os.fspath(run_dir), CLASS_MAPPING_FILE)
   names = list(source.class_names)
-  if os.path.isfile(path):
-    with open(path) as f:
-      saved = json.load(f)
+  if storage.isfile(path):
+    saved = json.loads(storage.read_text(path))
     saved_names = list(saved["class_names"])
     if saved_names != names:
       differences = [f"index {i}: saved {a!r}, now {b!r}"
@@ -159,12 +159,9 @@ def save_or_check_class_mapping(run_dir: str | os.PathLike, source: ImageSource,
           " the original data, or start a new run directory.")
     return path
   if write:
-    os.makedirs(os.fspath(run_dir), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-      json.dump({"source": source.description, "num_classes": len(names), "class_names": names,
-                 "mapping": {n: i for i, n in enumerate(names)}}, f, indent=1)
-    os.replace(tmp, path)
+    storage.write_text(path, json.dumps({"source": source.description, "num_classes": len(names),
+                                         "class_names": names, "mapping": {n: i for i, n in enumerate(names)}},
+                                        indent=1))
   return path
 
 

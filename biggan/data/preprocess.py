@@ -12,6 +12,7 @@ bilinear is used instead.
 """
 from __future__ import annotations
 
+import io
 import math
 import os
 import struct
@@ -19,6 +20,8 @@ import zlib
 
 import jax.numpy as jnp
 import numpy as np
+
+from biggan import storage
 from PIL import Image
 
 # Errors that mean "this file is not a (complete) image": the example is skipped, counted and
@@ -110,7 +113,8 @@ def load_image_file(path: str | os.PathLike, resolution: int, *, fast_jpeg: bool
   slightly from the exact full-decode + area resize (off by default).
   """
   try:
-    with Image.open(path) as image:
+    # Object storage: read the whole file, decode from memory.
+    with Image.open(io.BytesIO(storage.read_bytes(path)) if storage.is_remote(path) else path) as image:
       if fast_jpeg and image.format == "JPEG":
         width, height = image.size
         short = min(width, height)

@@ -12,6 +12,9 @@ import os
 from collections.abc import Sequence
 
 import numpy as np
+from etils import epath
+
+from biggan import storage
 
 from biggan.data.digits import digits_arrays
 from biggan.data.preprocess import CorruptImageError, load_image_file
@@ -98,14 +101,14 @@ def scan_image_folder(root: str | os.PathLike) -> tuple[list[str], np.ndarray, t
   Returns (paths, labels int32, class_names).
   """
   root = os.fspath(root)
-  if not os.path.isdir(root):
+  if not storage.isdir(root):
     raise DataSourceError(
         f"image folder {root!r} does not exist or is not a directory; expected a directory with "
         "one sub-folder of images per class (e.g. ROOT/cat/1.jpg, ROOT/dog/2.png).")
-  class_names = sorted(e.name for e in os.scandir(root)
-                       if e.is_dir() and not e.name.startswith("."))
+  entries = [(p.name, p.is_dir()) for p in epath.Path(root).iterdir()]  # local or gs://
+  class_names = sorted(name for name, is_dir in entries if is_dir and not name.startswith("."))
   if not class_names:
-    loose = sorted(e.name for e in os.scandir(root) if e.is_file())[:5]
+    loose = sorted(name for name, is_dir in entries if not is_dir)[:5]
     raise DataSourceError(
         f"image folder {root!r} has no class sub-folders; expected one sub-folder of images per "
         f"class (e.g. {root}/cat/1.jpg). Found files {loose} at the top level: move them into "
@@ -114,11 +117,7 @@ def scan_image_folder(root: str | os.PathLike) -> tuple[list[str], np.ndarray, t
   labels: list[int] = []
   for label, name in enumerate(class_names):
     class_dir = os.path.join(root, name)
-    found = []
-    for dirpath, dirnames, filenames in os.walk(class_dir, followlinks=True):
-      dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-      found.extend(os.path.join(dirpath, f) for f in filenames
-                   if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS))
+    found = _image_files(class_dir)
     if not found:
       raise DataSourceError(
           f"class folder {class_dir!r} contains no images; expected files ending in "
@@ -130,11 +129,26 @@ def scan_image_folder(root: str | os.PathLike) -> tuple[list[str], np.ndarray, t
   return paths, np.asarray(labels, dtype=np.int32), tuple(class_names)
 
 
+def _image_files(class_dir: str) -> list[str]:
+  """Image files anywhere below `class_dir`, skipping hidden files and folders (order: caller sorts)."""
+  def wanted(relative_parts):
+    return (not any(part.startswith(".") for part in relative_parts)
+            and relative_parts[-1].lower().endswith(IMAGE_EXTENSIONS))
+  if storage.is_remote(class_dir):  # object storage: one recursive listing of the prefix
+    base = epath.Path(class_dir)
+    return [os.fspath(p) for p in base.rglob("*") if wanted(p.relative_to(base).parts)]
+  found = []
+  for dirpath, dirnames, filenames in os.walk(class_dir, followlinks=True):
+    dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+    found.extend(os.path.join(dirpath, f) for f in filenames if wanted((f,)))
+  return found
+
+
 class FolderSource(ImageSource):
   """Image files under ROOT/<class name>/..., decoded and preprocessed on access."""
 
   def __init__(self, root: str | os.PathLike, resolution: int, *, fast_jpeg: bool = False):
-    self.root = os.path.abspath(os.fspath(root))
+    self.root = storage.resolve(root)
     self.paths, self.labels, self.class_names = scan_image_folder(self.root)
     self.resolution = int(resolution)
     self.fast_jpeg = fast_jpeg

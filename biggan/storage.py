@@ -1,0 +1,134 @@
+"""Run files on a local disk or on object storage (`gs://bucket/run`) through one interface: etils.epath,
+which orbax already depends on (gcsfs for `gs://`: `pip install -e ".[gcs]"`).
+
+Object storage has no append and no rename: a file is written whole, as one object (an upload either
+lands completely or not at all). Local files are written to a temporary name and renamed, so that a
+reader never sees half a file there either. Local paths stay plain absolute paths.
+"""
+from __future__ import annotations
+
+import io
+import os
+
+import numpy as np
+from etils import epath
+from etils.epath import backend as epath_backend
+
+
+class StorageError(RuntimeError):
+    """A bucket that does not exist or cannot be reached with these credentials."""
+
+
+def is_remote(path) -> bool:
+    """True for object-storage URLs (gs://, s3://, ...); False for local paths."""
+    return "://" in os.fspath(path)
+
+
+def resolve(path) -> str:
+    """An absolute local path, or the URL unchanged."""
+    path = os.fspath(path)
+    return path.rstrip("/") if is_remote(path) else os.path.abspath(os.path.expanduser(path))
+
+
+def check_bucket(path) -> None:
+    """Object storage: raise StorageError (one line naming the fix) unless `path`'s bucket exists and these
+    credentials can list it; asked once, before a run writes anything. Local paths: nothing to check."""
+    path = os.fspath(path)
+    if not is_remote(path):
+        return
+    scheme, rest = path.split("://", 1)
+    bucket = f"{scheme}://{rest.split('/')[0]}"
+    try:
+        found = epath.Path(bucket).exists()
+    except Exception as e:  # 401/403, no credentials, an unreachable endpoint
+        detail = str(e).splitlines()[0] if str(e) else ""
+        raise StorageError(f"cannot read bucket {bucket} for {path} ({type(e).__name__}: {detail}); check the "
+                           f"credentials (gcloud auth application-default login) and their access to it") from e
+    if not found:
+        raise StorageError(f"bucket {bucket} does not exist or these credentials cannot see it: create it "
+                           f"(gcloud storage buckets create {bucket}) or fix the path {path}")
+
+
+def refresh(path) -> None:
+    """Object storage: drop the listing cache of etils.epath's fsspec filesystem (one instance per scheme,
+    shared with orbax), since another process or host may have written since this one last listed: a stale
+    listing hides new checkpoints and a stale size reads a file short. Local paths: nothing to do."""
+    path = os.fspath(path)
+    if is_remote(path):
+        try:
+            epath_backend.fsspec_backend.fs(path).invalidate_cache()
+        except ImportError:  # epath reads URLs through TensorFlow here (EPATH_USE_TF): no fsspec cache
+            pass
+
+
+def _current(path) -> epath.Path:
+    refresh(path)
+    return epath.Path(path)
+
+
+def exists(path) -> bool:
+    return _current(path).exists()
+
+
+def isdir(path) -> bool:
+    return _current(path).is_dir()
+
+
+def isfile(path) -> bool:
+    return _current(path).is_file()
+
+
+def makedirs(path) -> None:
+    epath.Path(path).mkdir(parents=True, exist_ok=True)
+
+
+def glob(directory, pattern: str) -> list[str]:
+    """Sorted paths (str) in `directory` matching `pattern`; [] if the directory does not exist."""
+    root = _current(directory)
+    return sorted(os.fspath(p) for p in root.glob(pattern)) if root.exists() else []
+
+
+def read_bytes(path) -> bytes:
+    return _current(path).read_bytes()
+
+
+def read_text(path) -> str:
+    return _current(path).read_text()
+
+
+def write_bytes(path, data: bytes) -> None:
+    """Write a whole file: one object upload remotely, temporary file + rename locally."""
+    path = os.fspath(path)
+    if is_remote(path):
+        epath.Path(path).parent.mkdir(parents=True, exist_ok=True)
+        epath.Path(path).write_bytes(data)
+        return
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path + ".tmp", "wb") as f:
+        f.write(data)
+    os.replace(path + ".tmp", path)
+
+
+def write_text(path, text: str) -> None:
+    write_bytes(path, text.encode())
+
+
+def copy(source, destination) -> None:
+    write_bytes(destination, read_bytes(source))
+
+
+def save_npz(path, **arrays) -> None:
+    """np.savez to `path` exactly (no '.npz' appended), written whole."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    write_bytes(path, buffer.getvalue())
+
+
+def load_npz(path) -> dict[str, np.ndarray]:
+    """All arrays of an .npz file (no pickles)."""
+    with np.load(io.BytesIO(read_bytes(path)), allow_pickle=False) as f:
+        return {k: f[k] for k in f.files}
+
+
+def load_npy(path) -> np.ndarray:
+    return np.load(io.BytesIO(read_bytes(path)), allow_pickle=False)
