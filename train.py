@@ -51,12 +51,19 @@ def main(argv):
     name = os.path.splitext(os.path.basename(FLAGS["config"].config_filename))[0]
     workdir = FLAGS.workdir or config.workdir or os.path.join("workdirs", name)
     distributed.check_same_config(config)
-    from biggan import storage
+    from biggan import checkpoints, storage
     try:
         result = trainer.train(config, workdir)
     except storage.StorageError as e:  # a missing bucket or no access: one line, nothing started
         print(f"train.py: {e}", file=sys.stderr)
         sys.exit(2)
+    except checkpoints.CheckpointError as e:
+        logging.error("%s", e)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # orbax's background threads may still be retrying the failed save against storage that is gone;
+        # interpreter shutdown would wait for them. The message above names the checkpoint to resume from.
+        os._exit(1)
     logging.info("finished at step %d: %s", result["step"], result)
 
 

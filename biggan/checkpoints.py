@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 
 import jax
 import ml_collections
@@ -28,7 +29,8 @@ class CheckpointError(RuntimeError):
 
 
 class Checkpointer:
-    def __init__(self, workdir: str, *, keep: int = 3, best_metric: str = "", best_mode: str = "min"):
+    def __init__(self, workdir: str, *, keep: int = 3, best_metric: str = "", best_mode: str = "min",
+                 timeout_s: float = 1800):
         self.directory = os.path.join(storage.resolve(workdir), "checkpoints")  # local or gs://
         storage.refresh(self.directory)  # list what is there now, also what other processes wrote
         policies = [pp.LatestN(keep)]
@@ -42,6 +44,7 @@ class Checkpointer:
         # The newest save known to be complete, and the one in flight (asynchronous): an error names the
         # former without asking storage, which may be what failed.
         self._complete, self._in_flight = self.manager.latest_step(), None
+        self.timeout_s, self._failed = timeout_s, False
 
     def latest_step(self):
         return self.manager.latest_step()
@@ -69,13 +72,24 @@ class Checkpointer:
 
     def _finish(self, step):
         try:
-            self.manager.wait_until_finished()
+            self._wait_until_finished()
         except Exception as e:
             self._fail(self._in_flight if self._in_flight is not None else step, e)
         if self._in_flight is not None:
             self._complete, self._in_flight = self._in_flight, None
 
+    def _wait_until_finished(self):
+        """orbax's wait, bounded by `timeout_s` (its own waits have no deadline)."""
+        errors, waiter = [], threading.Thread(daemon=True, target=lambda: _capture(self.manager.wait_until_finished, errors))
+        waiter.start()
+        waiter.join(self.timeout_s)
+        if waiter.is_alive():
+            raise TimeoutError(f"the save did not finish within {self.timeout_s:g} s (log.checkpoint_timeout_s)")
+        if errors:
+            raise errors[0]
+
     def _fail(self, step, error):
+        self._failed = True
         last = "none" if self._complete is None else f"step {self._complete}"
         raise CheckpointError(
             f"saving the checkpoint of step {step} to {self.directory} failed ({type(error).__name__}: "
@@ -92,7 +106,15 @@ class Checkpointer:
         self._finish(self._in_flight)
 
     def close(self):
-        self.manager.close()
+        if not self._failed:  # after a failed save orbax's close would wait on the storage that failed
+            self.manager.close()
+
+
+def _capture(fn, errors: list):
+    try:
+        fn()
+    except Exception as e:  # handed to the waiting thread
+        errors.append(e)
 
 
 def check_workdir_config(workdir: str, config: ml_collections.ConfigDict):

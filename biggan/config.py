@@ -95,6 +95,9 @@ def base_config() -> ml_collections.ConfigDict:
         # guard is checked there and before every save). Multi-process: the hosts agree on a SIGTERM
         # (an all-gather) every this many steps, so all save the same step.
         preemption_check_every=10,
+        # A save still unfinished after this many seconds fails the run, naming the last complete checkpoint
+        # (orbax and its storage clients retry a lost bucket or server for a long time on their own).
+        checkpoint_timeout_s=1800,
         # Collapse monitor (biggan/collapse.py): off while collapse_window = 0.
         collapse_window=0,          # trailing log points compared against (their median)
         collapse_sigma_jump=2.0,    # flag when max σ0 of G's weights > this × its trailing median

@@ -129,6 +129,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
     sharding.check_batch_divides(micro, mesh, "train.batch_size / train.num_accumulations")
     checkpoints.check_workdir_config(workdir, config)
     ckpt = checkpoints.Checkpointer(workdir, keep=lg.keep_checkpoints, best_metric=lg.best_metric,
+                                    timeout_s=lg.checkpoint_timeout_s,
                                     best_mode="max" if lg.best_metric in ("is", "classifier_accuracy") else "min")
 
     pipeline = make_pipeline(config.data, local_batch_size=micro // jax.process_count(), seed=config.seed,

@@ -48,18 +48,24 @@ def metric_steps(workdir):
     return [row["step"] for row in rows if "d_loss" in row]
 
 
-@pytest.mark.slow
-def test_train_on_gcs_resumes_after_sigterm_bit_for_bit_then_samples_and_evaluates(gcs, tmp_path):
-    workdir = "gs://bkt/run"
-    command = TRAIN + ["--workdir", workdir, "--config.log.checkpoint_every=100000"]
+def start_until_logged(command, gcs, workdir, steps):
+    """Start a long train.py run in the background; return once `steps` steps are in its gs:// metrics."""
     proc = subprocess.Popen(command + ["--config.train.num_steps=100000"], cwd=stepping.REPO,
                             env=dict(os.environ, **gcs.env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
     deadline = time.time() + 300
     while time.time() < deadline and not (storage.exists(f"{workdir}/metrics.jsonl") and
-                                          len(metric_steps(workdir)) >= 2):
+                                          len(metric_steps(workdir)) >= steps):
         assert proc.poll() is None, proc.stdout.read()
-        time.sleep(0.5)
+        time.sleep(0.2)
+    return proc
+
+
+@pytest.mark.slow
+def test_train_on_gcs_resumes_after_sigterm_bit_for_bit_then_samples_and_evaluates(gcs, tmp_path):
+    workdir = "gs://bkt/run"
+    command = TRAIN + ["--workdir", workdir, "--config.log.checkpoint_every=100000"]
+    proc = start_until_logged(command, gcs, workdir, steps=2)
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0 and "SIGTERM: saved step" in out, out[-3000:]
@@ -143,18 +149,13 @@ def test_a_missing_bucket_is_one_line_and_exit_2(gcs):
 @pytest.mark.slow
 def test_server_lost_mid_run_names_the_last_complete_checkpoint_and_the_rerun_resumes_from_it(gcs):
     workdir = "gs://bkt/fault"
-    command = TRAIN + ["--workdir", workdir, "--config.log.checkpoint_every=1"]
-    proc = subprocess.Popen(command + ["--config.train.num_steps=100000"], cwd=stepping.REPO,
-                            env=dict(os.environ, **gcs.env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
-    deadline = time.time() + 300
-    while time.time() < deadline and not (storage.exists(f"{workdir}/metrics.jsonl") and
-                                          len(metric_steps(workdir)) >= 4):
-        assert proc.poll() is None, proc.stdout.read()
-        time.sleep(0.2)
+    # A save every step; a save that cannot finish fails the run after 60 s (orbax's storage clients would
+    # retry a lost server for many minutes on their own).
+    command = TRAIN + ["--workdir", workdir, "--config.log.checkpoint_every=1", "--config.log.checkpoint_timeout_s=60"]
+    proc = start_until_logged(command, gcs, workdir, steps=4)
     gcs.stop()  # a checkpoint is saved every step: one is being written now
     try:
-        out, _ = proc.communicate(timeout=600)
+        out, _ = proc.communicate(timeout=300)
     finally:
         gcs.start()
     assert proc.returncode != 0, out[-3000:]
@@ -165,3 +166,17 @@ def test_server_lost_mid_run_names_the_last_complete_checkpoint_and_the_rerun_re
     out = run(command + [f"--config.train.num_steps={last + 1}"], gcs)
     assert out.returncode == 0 and f"resumed from {workdir}/checkpoints at step {last}" in out.stderr, out.stderr[-3000:]
     assert saved_state(workdir)[0] == last + 1
+
+
+def test_a_bucket_without_access_is_one_line(monkeypatch):
+    """No access (HTTP 403 from GCS, which the test server does not model): check_bucket turns the client's
+    error into one line naming the credentials, before anything is written."""
+    def denied(self):
+        raise PermissionError("Forbidden: 403 caller does not have storage.objects.list access\nmore detail")
+
+    monkeypatch.setattr(type(storage.epath.Path("gs://private")), "exists", denied)
+    with pytest.raises(storage.StorageError) as error:
+        storage.check_bucket("gs://private/run")
+    message = str(error.value)
+    assert "\n" not in message and "cannot read bucket gs://private" in message and "403" in message
+    assert "application-default login" in message

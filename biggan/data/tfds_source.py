@@ -15,6 +15,7 @@ import os
 
 import numpy as np
 
+from biggan import storage
 from biggan.data.preprocess import CorruptImageError, array_crop_and_resize
 from biggan.data.sources import DataSourceError, ImageSource
 
@@ -48,7 +49,7 @@ def _not_prepared_message(name: str, split: str, data_dir: str | None, error: Ba
   if name.split("/")[0].split(":")[0] == "imagenet2012":
     manual = imagenet_manual_dir(data_dir)
     missing = [os.path.join(manual, f) for f in IMAGENET_MANUAL_FILES.values()
-               if not os.path.isfile(os.path.join(manual, f))]
+               if not storage.isfile(os.path.join(manual, f))]  # data_dir may be gs://
     if missing:
       return base + (
           "ImageNet must be downloaded by hand (image-net.org, ILSVRC2012): missing "
