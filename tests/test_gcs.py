@@ -180,3 +180,26 @@ def test_a_bucket_without_access_is_one_line(monkeypatch):
     message = str(error.value)
     assert "\n" not in message and "cannot read bucket gs://private" in message and "403" in message
     assert "application-default login" in message
+
+
+def test_an_image_folder_on_gcs_reads_as_the_same_folder_on_disk(gcs, tmp_path):
+    """folder:gs://... lists class folders and nested images (hidden ones skipped) and decodes the same pixels."""
+    from PIL import Image
+    from biggan import data
+
+    rng = np.random.default_rng(0)
+    files = ["cat/1.png", "cat/deeper/2.jpg", "dog/3.png", "dog/.hidden.png", ".git/4.png", "dog/notes.txt"]
+    for name in files:
+        local = tmp_path / "images" / name
+        local.parent.mkdir(parents=True, exist_ok=True)
+        if name.endswith(".txt"):
+            local.write_text("not an image")
+        else:
+            Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(local)
+        storage.copy(local, f"gs://bkt/images/{name}")
+    remote, local = data.FolderSource("gs://bkt/images", 16), data.FolderSource(tmp_path / "images", 16)
+    assert remote.class_names == local.class_names == ("cat", "dog") and len(remote) == len(local) == 3
+    assert [p.split("images/")[1] for p in remote.paths] == [p.split("images/")[1] for p in local.paths]
+    for i in range(3):
+        np.testing.assert_array_equal(remote.load(i)[0], local.load(i)[0])
+        assert remote.load(i)[1] == local.load(i)[1]

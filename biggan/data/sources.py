@@ -131,16 +131,18 @@ def scan_image_folder(root: str | os.PathLike) -> tuple[list[str], np.ndarray, t
 
 def _image_files(class_dir: str) -> list[str]:
   """Image files anywhere below `class_dir`, skipping hidden files and folders (order: caller sorts)."""
-  def wanted(relative_parts):
-    return (not any(part.startswith(".") for part in relative_parts)
-            and relative_parts[-1].lower().endswith(IMAGE_EXTENSIONS))
-  if storage.is_remote(class_dir):  # object storage: one recursive listing of the prefix
-    base = epath.Path(class_dir)
-    return [os.fspath(p) for p in base.rglob("*") if wanted(p.relative_to(base).parts)]
+  # Object storage: epath's walk (one listing per folder level; it yields folders without their gs://);
+  # local: os.walk, following symlinked folders.
+  remote = storage.is_remote(class_dir)
+  walk = epath.Path(class_dir).walk() if remote else os.walk(class_dir, followlinks=True)
+  scheme = class_dir.split("://", 1)[0] + "://" if remote else ""
   found = []
-  for dirpath, dirnames, filenames in os.walk(class_dir, followlinks=True):
+  for dirpath, dirnames, filenames in walk:
     dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-    found.extend(os.path.join(dirpath, f) for f in filenames if wanted((f,)))
+    folder = os.fspath(dirpath)
+    folder = folder if not remote or storage.is_remote(folder) else scheme + folder
+    found.extend(os.path.join(folder, f) for f in filenames
+                 if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS))
   return found
 
 
