@@ -132,3 +132,35 @@ def load_npz(path) -> dict[str, np.ndarray]:
 
 def load_npy(path) -> np.ndarray:
     return np.load(io.BytesIO(read_bytes(path)), allow_pickle=False)
+
+
+class NpyRows:
+    """The rows of a .npy file on object storage, each read on demand with one ranged read: what
+    np.load(path, mmap_mode="r") gives for a local file, for `shape`, `dtype`, `ndim`, `len()` and `rows[i]`."""
+
+    def __init__(self, path):
+        self.path = os.fspath(path)
+        with _current(self.path).open("rb") as f:
+            version = np.lib.format.read_magic(f)
+            if version not in ((1, 0), (2, 0)):
+                raise ValueError(f"{self.path}: .npy format version {version} is not supported (1.0 or 2.0)")
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                np.lib.format.read_array_header_2_0
+            self.shape, fortran_order, self.dtype = read_header(f)
+            self._offset = f.tell()
+        if fortran_order or not self.shape:
+            raise ValueError(f"{self.path}: expected a C-ordered array with rows, got shape {self.shape}")
+        self.ndim = len(self.shape)
+        self._row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
+
+    def __len__(self) -> int:
+        return int(self.shape[0])
+
+    def __getitem__(self, index) -> np.ndarray:
+        index = int(index)  # one row (the pipeline reads rows in parallel threads)
+        if not 0 <= index < self.shape[0]:
+            raise IndexError(f"row {index} of {self.path} (it has {self.shape[0]})")
+        start = self._offset + index * self._row_bytes
+        data = epath_backend.fsspec_backend.fs(self.path).cat_file(self.path, start=start,
+                                                                     end=start + self._row_bytes)
+        return np.frombuffer(data, self.dtype).reshape(self.shape[1:])

@@ -182,10 +182,12 @@ def test_a_bucket_without_access_is_one_line(monkeypatch):
     assert "application-default login" in message
 
 
-def test_an_image_folder_on_gcs_reads_as_the_same_folder_on_disk(gcs, tmp_path):
-    """folder:gs://... lists class folders and nested images (hidden ones skipped) and decodes the same pixels."""
+def test_an_image_folder_and_a_cache_on_gcs_read_as_the_same_on_disk(gcs, tmp_path):
+    """folder:gs://... lists class folders and nested images (hidden ones skipped) and decodes the same pixels;
+    cache:gs://... gives the same batches as the cache on disk."""
     from PIL import Image
     from biggan import data
+    from biggan.data import pipeline
 
     rng = np.random.default_rng(0)
     files = ["cat/1.png", "cat/deeper/2.jpg", "dog/3.png", "dog/.hidden.png", ".git/4.png", "dog/notes.txt"]
@@ -203,3 +205,17 @@ def test_an_image_folder_on_gcs_reads_as_the_same_folder_on_disk(gcs, tmp_path):
     for i in range(3):
         np.testing.assert_array_equal(remote.load(i)[0], local.load(i)[0])
         assert remote.load(i)[1] == local.load(i)[1]
+
+    # A cache built from it and copied to gs:// gives the training pipeline the same batches (ranged reads).
+    data.build_cache(local, tmp_path / "cache", progress=False)
+    for name in ("manifest.json", "images.npy", "labels.npy"):
+        storage.copy(tmp_path / "cache" / name, f"gs://bkt/cache/{name}")
+    batches = []
+    for path in ("gs://bkt/cache", str(tmp_path / "cache")):
+        section = pipeline.data_config_from_spec(f"cache:{path}", 16)
+        iterator = data.make_pipeline(section, local_batch_size=2, seed=0)
+        batches.append([next(iterator) for _ in range(3)])
+        iterator.close()
+    for remote_batch, local_batch in zip(*batches):
+        np.testing.assert_array_equal(remote_batch["image"], local_batch["image"])
+        np.testing.assert_array_equal(remote_batch["label"], local_batch["label"])

@@ -139,13 +139,12 @@ def build_cache(source: ImageSource, out_dir: str | os.PathLike, *, num_workers:
 def read_manifest(cache_dir: str | os.PathLike) -> dict:
   cache_dir = os.fspath(cache_dir)
   path = os.path.join(cache_dir, MANIFEST)
-  if not os.path.isfile(path):
+  if not storage.isfile(path):
     raise DataSourceError(
         f"no image cache at {cache_dir!r}: {MANIFEST} is missing (an interrupted build leaves "
         "none). Build it with `python -m biggan.data build-cache --source SOURCE --resolution R "
         f"--out {cache_dir}`.")
-  with open(path) as f:
-    manifest = json.load(f)
+  manifest = json.loads(storage.read_text(path))
   if manifest.get("format") != CACHE_FORMAT or manifest.get("version") != CACHE_VERSION:
     raise DataSourceError(f"{path}: not a version-{CACHE_VERSION} {CACHE_FORMAT!r} manifest "
                           f"(format={manifest.get('format')!r}, version={manifest.get('version')!r});"
@@ -154,15 +153,12 @@ def read_manifest(cache_dir: str | os.PathLike) -> dict:
 
 
 class CacheSource(ArraySource):
-  """A built cache, memory-mapped read-only."""
+  """A built cache, memory-mapped read-only; on object storage (gs://) each image is a ranged read
+  (`storage.NpyRows`) and the pipeline's threads read them in parallel, as they decode image files."""
 
   def __init__(self, cache_dir: str | os.PathLike, resolution: int | None = None):
-    if storage.is_remote(cache_dir):
-      raise DataSourceError(
-          f"cache {os.fspath(cache_dir)!r} is on object storage, but a cache is memory-mapped, which needs a "
-          "local disk: copy it to each host (e.g. `gcloud storage cp -r`) and point data.path there, or read "
-          "the images themselves with folder:gs://... or tfds (data_dir may be gs://).")
-    cache_dir = os.path.abspath(os.fspath(cache_dir))
+    self.remote = storage.is_remote(cache_dir)
+    cache_dir = storage.resolve(cache_dir)
     manifest = read_manifest(cache_dir)
     if resolution and int(resolution) != manifest["resolution"]:
       raise DataSourceError(
@@ -170,8 +166,11 @@ class CacheSource(ArraySource):
           f"{resolution} was asked for; set data.resolution={manifest['resolution']} or build a "
           f"cache at {resolution}px with `python -m biggan.data build-cache --resolution "
           f"{resolution} ...`.")
-    images = np.load(os.path.join(cache_dir, manifest["images"]), mmap_mode="r")
-    labels = np.load(os.path.join(cache_dir, manifest["labels"]), mmap_mode="r")
+    images_path, labels_path = (os.path.join(cache_dir, manifest[k]) for k in ("images", "labels"))
+    if self.remote:
+      images, labels = storage.NpyRows(images_path), storage.load_npy(labels_path)
+    else:
+      images, labels = np.load(images_path, mmap_mode="r"), np.load(labels_path, mmap_mode="r")
     res = manifest["resolution"]
     if images.shape != (manifest["count"], res, res, 3) or labels.shape != (manifest["count"],):
       raise DataSourceError(
@@ -180,3 +179,8 @@ class CacheSource(ArraySource):
     self.manifest = manifest
     self.origin = manifest["source"]
     super().__init__(images, labels, manifest["class_names"], f"cache:{cache_dir}")
+
+  def arrays(self):
+    # Remote rows are single ranged reads: whole-array slicing would fetch them one by one on one
+    # thread, so callers take the per-example path (parallel, as for image files).
+    return None if self.remote else super().arrays()
