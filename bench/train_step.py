@@ -68,7 +68,7 @@ def _their_utils(path):
     return types.SimpleNamespace(**namespace)
 
 
-def biggan_pytorch(path, batch, repeats):
+def biggan_pytorch(path, batch, repeats, device="cpu"):
     import copy
 
     import torch
@@ -84,31 +84,34 @@ def biggan_pytorch(path, batch, repeats):
                          BN_eps=1e-5)
     D = BigGAN.Discriminator(D_ch=96, resolution=128, D_attn="64", n_classes=1000, D_lr=4e-4, D_B1=0.0,
                              D_B2=0.999, adam_eps=1e-6, SN_eps=1e-6)
+    G.to(device), D.to(device)  # the optimizers keep the same Parameter objects
     G_ema = copy.deepcopy(G)
     ema = utils.ema(G, G_ema, t.ema_decay, t.ema_start)
     GD = BigGAN.G_D(G, D)
     G.train(), D.train()
-    x = torch.rand(batch, 3, 128, 128) * 2 - 1
-    y = torch.randint(0, 1000, (batch,))
+    x = torch.rand(batch, 3, 128, 128, device=device) * 2 - 1
+    y = torch.randint(0, 1000, (batch,), device=device)
     itr = [0]
 
     def run():  # train_fns.GAN_training_function, num_D_steps 1, no accumulation
         utils.toggle_grad(D, True), utils.toggle_grad(G, False)
         D.optim.zero_grad()
-        z, yz = torch.randn(batch, 120), torch.randint(0, 1000, (batch,))
+        z, yz = torch.randn(batch, 120, device=device), torch.randint(0, 1000, (batch,), device=device)
         d_fake, d_real = GD(z, yz, x, y, train_G=False)
         l_real, l_fake = losses.loss_hinge_dis(d_fake, d_real)
         (l_real + l_fake).backward()
         D.optim.step()
         utils.toggle_grad(D, False), utils.toggle_grad(G, True)
         G.optim.zero_grad()
-        z, yz = torch.randn(batch, 120), torch.randint(0, 1000, (batch,))
+        z, yz = torch.randn(batch, 120, device=device), torch.randint(0, 1000, (batch,), device=device)
         losses.loss_hinge_gen(GD(z, yz, train_G=True)).backward()
         # Our ortho_penalty(β) has BigGAN-PyTorch's G_ortho = 2β (biggan/regularisers.py docstring).
         utils.ortho(G, 2 * t.ortho_beta, blacklist=list(G.shared.parameters()))
         G.optim.step()
         itr[0] += 1
         ema.update(itr[0])
+        if device != "cpu":
+            torch.cuda.synchronize()  # the step's kernels are asynchronous
     return timeit(run, repeats=repeats)
 
 
