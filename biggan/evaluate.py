@@ -146,7 +146,7 @@ def main(argv=None) -> int:
     except ValueError as e:
         parser.error(f"--truncations: {e}")
     try:
-        for path in (args.checkpoint, args.moments, args.out):
+        for path in (args.checkpoint, args.moments, getattr(args, "out", None), getattr(args, "out_dir", None)):
             if path:
                 storage.check_bucket(path)
     except storage.StorageError as e:

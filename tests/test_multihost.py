@@ -337,8 +337,10 @@ def test_launcher_env_mode_joins_any_entry_point():
     program = ["-c", "import jax, numpy as np; from biggan import distributed; distributed.initialize(); "
                      "from jax.experimental import multihost_utils as mu; "
                      "g = mu.process_allgather(np.array([jax.process_index() + 1])); "
-                     "print('joined', jax.process_index(), jax.process_count(), jax.local_device_count(), "
-                     "jax.device_count(), int(np.sum(g)), flush=True)"]
+                     # One write of the whole line: Gloo's C++ threads print to the same pipe, and print()
+                     # with several arguments writes them separately in an unbuffered child.
+                     "import sys; sys.stdout.write(f'joined {jax.process_index()} {jax.process_count()} "
+                     "{jax.local_device_count()} {jax.device_count()} {int(np.sum(g))}\\n'); sys.stdout.flush()"]
     proc = subprocess.run([sys.executable, "scripts/launch_local.py", "-n", "2", "--devices", "3",
                            "--pass_via=env", "--", *program], cwd=ROOT, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, timeout=180)
