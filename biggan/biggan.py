@@ -9,7 +9,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from biggan import layers, techniques
+from biggan import layers
+from biggan.techniques import catalogue
 
 # Channel multipliers (×ch) per G block, input → output; every G block upsamples ×2 from 4×4.
 G_CHANNELS = {
@@ -260,7 +261,7 @@ def projection_head_linear(feature_dim, minibatch_kernels, minibatch_kernel_dim,
     layer (Salimans et al. 2016 §3.2) whose B features the linear also reads (A + B inputs)."""
     if not minibatch_kernels:
         return layers.SNLinear(feature_dim, 1, rngs=rngs, **conv_kw), None
-    minibatch = techniques.MinibatchDiscrimination(feature_dim, minibatch_kernels, minibatch_kernel_dim, rngs=rngs)
+    minibatch = catalogue.MinibatchDiscrimination(feature_dim, minibatch_kernels, minibatch_kernel_dim, rngs=rngs)
     return layers.SNLinear(minibatch.out_features, 1, rngs=rngs, **conv_kw), minibatch
 
 

@@ -82,6 +82,18 @@ def base_config() -> ml_collections.ConfigDict:
         replay_fraction=0.0,        # ... and the fraction of each D fake batch drawn from it
         pacgan_pack=1,              # PacGAN: D scores packs of m samples stacked on channels (1 = off)
         unrolled_d_steps=0,         # unrolled GAN: G's loss against D advanced k updates ahead (first order; 0 = off)
+        # Data-efficient and consistency techniques (biggan/techniques/; README, Ablations). All off by default.
+        diffaug_policy="",          # DiffAugment on every D input, e.g. "color,translation,cutout" ('' = off)
+        ada_target=0.0,             # ADA: target of E[sign(D(real))] (Karras et al.: 0.6; 0 = off) ...
+        ada_policy="color,translation,cutout",  # ... the augmentations applied with probability p ...
+        ada_interval=4, ada_kimg=500.0, ada_p_init=0.0,  # ... p adjusted every 4 steps, by ≤ 1 per 500k reals
+        lecam_weight=0.0,           # LeCam λ (Tseng et al.: 0.3 with DiffAugment on CIFAR; 0 = off) ...
+        lecam_decay=0.99, lecam_start=0,    # ... anchors' EMA decay; steps before the term starts
+        cr_real_weight=0.0,         # CR: λ·E[(D(x) − D(T(x)))²] on reals (Zhang et al.: 10; 0 = off) ...
+        cr_fake_weight=0.0,         # ... and on fakes (bCR: both 10)
+        cr_augment="flip,reflect_translation",  # T of CR/bCR
+        zcr_d_weight=0.0, zcr_g_weight=0.0,     # zCR: λ_dis (5), λ_gen (0.5); 0 = off
+        zcr_sigma=0.03,             # zCR: z' = z + N(0, σ²I)
         # Collapse rollback (biggan/collapse.py; monitor thresholds in log.collapse_*): on a flagged
         # collapse go back to the checkpoint ≥ rollback_steps before it and apply rollback_overrides.
         rollback_steps=0,           # 0: a flagged collapse is only logged

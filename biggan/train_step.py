@@ -23,7 +23,9 @@ import optax
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from biggan import latents, losses, models, regularisers, techniques
+from biggan import latents, losses, models, regularisers
+from biggan.techniques import catalogue, registry
+from biggan.techniques.base import DContext, GContext
 from biggan.data import to_model_range
 from biggan.sharding import DATA_AXIS
 
@@ -70,7 +72,7 @@ def init_state(config: ml_collections.ConfigDict, rng) -> tuple[Models, TrainSta
     # .get here and below: a workdir's config.json written before these keys existed still loads.
     pack = t.get("pacgan_pack", 1)
     D = models.make_discriminator(config.model, nnx.Rngs(d_key),
-                                  in_channels=techniques.pacgan_in_channels(3, pack))
+                                  in_channels=catalogue.pacgan_in_channels(3, pack))
     g_graphdef, g_params, g_state = nnx.split(G, nnx.Param, ...)
     d_graphdef, d_params, d_state = nnx.split(D, nnx.Param, ...)
     g_tx, d_tx = make_optimizers(t)
@@ -90,8 +92,11 @@ def technique_state(config: ml_collections.ConfigDict, g_params, d_params, extra
         extras[HIST_D] = regularisers.historical_average_init(d_params)._asdict()
         extras[HIST_G] = regularisers.historical_average_init(g_params)._asdict()
     if t.get("replay_capacity", 0) and REPLAY not in extras:
-        extras[REPLAY] = techniques.replay_init(t.replay_capacity, (m.resolution, m.resolution, 3),
+        extras[REPLAY] = catalogue.replay_init(t.replay_capacity, (m.resolution, m.resolution, 3),
                                                 models.DTYPES[m.dtype])._asdict()
+    for technique in registry.enabled(config):  # the interface's techniques (biggan/techniques/base.py)
+        if technique.uses("init_state") and technique.name not in extras:
+            extras[technique.name] = technique.init_state()
     return extras
 
 
@@ -249,6 +254,11 @@ def make_train_step(config: ml_collections.ConfigDict, mdl: Models, mesh=None, u
     """
     t, m = config.train, config.model
     check_toolkit(t)
+    active = registry.enabled(config)  # switched-on techniques of biggan/techniques/, in hook order
+    augmenter = next((tech for tech in active if tech.uses("augment")), None)
+    stateful = [tech for tech in active if tech.uses("init_state")]
+    d_term_techniques = [tech for tech in active if tech.uses("d_terms")]
+    g_term_techniques = [tech for tech in active if tech.uses("g_terms")]
     g_tx, d_tx = make_optimizers(t)
     loss_options = dict(margin=t.hinge_margin, real_target=1.0 - t.label_smoothing)
     noisy_targets = bool(t.label_noise or t.soft_labels)
@@ -287,7 +297,7 @@ def make_train_step(config: ml_collections.ConfigDict, mdl: Models, mesh=None, u
 
     # Extra randomness comes from fold_in(rng, tag) so that `rng` itself draws z and y exactly as
     # without the toolkit (the default config's step is bit-identical; tests/test_ablation.py).
-    NOISE, DROPOUT, PENALTY, LABELS, REPLAY_DRAW, UNROLL = 1, 2, 3, 4, 5, 6
+    NOISE, DROPOUT, PENALTY, LABELS, REPLAY_DRAW, UNROLL, AUGMENT, TECHNIQUE = 1, 2, 3, 4, 5, 6, 7, 8
 
     def packed(x, y):
         """PacGAN (Lin et al. 2018): D scores packs of `pack` consecutive samples stacked on
@@ -296,34 +306,43 @@ def make_train_step(config: ml_collections.ConfigDict, mdl: Models, mesh=None, u
         unconditional). Packs never mix real and fake: the micro-batch is a multiple of `pack`."""
         if pack == 1:
             return x, y
-        return techniques.pack_samples(x, pack), y[::pack]
+        return catalogue.pack_samples(x, pack), y[::pack]
 
-    def d_logits(D, x, y, rng, step, groups=1):
-        """D(x, y) in training mode with the optional instance noise and feature dropout (paper §4.2).
-        `groups`: x is that many equal batches (all fake / all real) for minibatch discrimination."""
+    def augmented(x, rng, tech):
+        """The D-input augmentation of DiffAugment or ADA (one key per batch: parameters are per sample)."""
+        if augmenter is None:
+            return x
+        return augmenter.augment(x, jax.random.fold_in(rng, AUGMENT), tech.get(augmenter.name))
+
+    def d_logits(D, x, y, rng, step, tech, groups=1):
+        """D(x, y) in training mode with the optional D-input augmentation, instance noise and feature dropout
+        (paper §4.2). `groups`: x is that many equal batches (all fake / all real) for minibatch discrimination.
+        `tech`: the interface techniques' states."""
+        x = augmented(x, rng, tech)
         if t.instance_noise_sigma:
-            sigma = (techniques.instance_noise_sigma(step, t.instance_noise_sigma, t.instance_noise_anneal_steps)
+            sigma = (catalogue.instance_noise_sigma(step, t.instance_noise_sigma, t.instance_noise_anneal_steps)
                      if t.instance_noise_anneal_steps else t.instance_noise_sigma)
-            x = techniques.add_instance_noise(jax.random.fold_in(rng, NOISE), x, sigma)
+            x = catalogue.add_instance_noise(jax.random.fold_in(rng, NOISE), x, sigma)
         x, y = packed(x, y)
         if keep == 1.0:
             return D(x, y, train=True, groups=groups)
-        h = techniques.feature_dropout(jax.random.fold_in(rng, DROPOUT), D.features(x, train=True), keep, True)
+        h = catalogue.feature_dropout(jax.random.fold_in(rng, DROPOUT), D.features(x, train=True), keep, True)
         return D.head(h, y, train=True, groups=groups)
 
-    def d_penalties(d_params, d_state, real, fake, labels, rng):
+    def d_penalties(d_params, d_state, real, fake, labels, rng, tech):
         """Gradient penalties on D (R1: paper §4.2; WGAN-GP, DRAGAN). A fresh copy of D from the same params and state: its SN
         power iteration gives the same normalised weights as the main pass, and its state is dropped.
         Under PacGAN the penalised input is the pack. With minibatch discrimination D's output for one
-        sample also depends on the others of its batch, so ∇_x Σ D holds those cross terms too."""
+        sample also depends on the others of its batch, so ∇_x Σ D holds those cross terms too. With a
+        D-input augmentation D scores T(x) and the gradient is taken w.r.t. x (as stylegan2-ada-pytorch's R1)."""
         fake = packed(fake, labels)[0] if t.gp_weight else fake
         real, labels = packed(real, labels)
-
-        def d_fn(x):
-            D = merge(mdl.d_graphdef, d_params, d_state)
-            return D(x, labels, train=True)
-        terms = {}
         key = jax.random.fold_in(rng, PENALTY)
+
+        def d_fn(x):  # (no augmentation under PacGAN: registry refuses the pair)
+            D = merge(mdl.d_graphdef, d_params, d_state)
+            return D(augmented(x, key, tech), labels, train=True)
+        terms = {}
         if t.r1_gamma:
             terms["r1_penalty"] = regularisers.r1_penalty(d_fn, real, t.r1_gamma)
         if t.dragan_weight:
@@ -335,7 +354,15 @@ def make_train_step(config: ml_collections.ConfigDict, mdl: Models, mesh=None, u
                                                                fake.astype(real.dtype), t.gp_weight)
         return terms
 
-    def d_micro_loss(d_params, d_state, g_params, g_state, buffer, images, labels, rng, step):
+    def fresh_d(d_params, d_state):
+        """D's logits from a fresh copy (its SN state is dropped), PacGAN packing included, no augmentation."""
+        return lambda x, y: merge(mdl.d_graphdef, d_params, d_state)(*packed(x, y), train=True)
+
+    def fresh_g(g_params, g_state):
+        """G's training-mode images from a fresh copy (its BN statistics are dropped)."""
+        return lambda z, y: merge(mdl.g_graphdef, g_params, g_state)(z, y, train=True)
+
+    def d_micro_loss(d_params, d_state, g_params, g_state, buffer, tech, images, labels, rng, step):
         G = merge(mdl.g_graphdef, g_params, g_state)
         D = merge(mdl.d_graphdef, d_params, d_state)
         z, y_fake = sample_zy(rng, images.shape[0], step)
@@ -345,24 +372,36 @@ def make_train_step(config: ml_collections.ConfigDict, mdl: Models, mesh=None, u
             # Experience replay (Pfau & Vinyals 2016; ganhacks): the first round(replay_fraction·B) fakes are replaced by past
             # fakes (with their labels) while the buffer holds any; this micro-batch's fresh fakes join it.
             fresh, fresh_y = fake, y_fake
-            fake, y_fake = techniques.replay_mix(jax.random.fold_in(rng, REPLAY_DRAW), buffer, fake, y_fake,
+            fake, y_fake = catalogue.replay_mix(jax.random.fold_in(rng, REPLAY_DRAW), buffer, fake, y_fake,
                                                  t.replay_fraction)
-            buffer = techniques.replay_add(buffer, fresh, fresh_y)
+            buffer = catalogue.replay_add(buffer, fresh, fresh_y)
         # One D pass over [fake; real] (D has no batch norm, so this equals two passes; SN steps once;
         # minibatch discrimination compares fakes with fakes and reals with reals: groups=2).
         out = d_logits(D, jnp.concatenate([fake.astype(real.dtype), real]), jnp.concatenate([y_fake, labels]),
-                       rng, step, groups=2)
+                       rng, step, tech, groups=2)
         d_fake, d_real = jnp.split(out, 2)
         if noisy_targets:
             loss, aux = d_loss_fn(d_real, d_fake, rng=jax.random.fold_in(rng, LABELS))
         else:
             loss, aux = d_loss_fn(d_real, d_fake)
-        penalties = d_penalties(d_params, d_state, real, fake, labels, rng)
+        penalties = d_penalties(d_params, d_state, real, fake, labels, rng, tech)
+        if d_term_techniques:
+            tech = dict(tech)
+            ctx = DContext(real=real, fake=fake.astype(real.dtype), labels=labels, fake_labels=y_fake, z=z,
+                           d_real=d_real, d_fake=d_fake, d_fn=fresh_d(d_params, d_state),
+                           g_fn=lambda z, y: jax.lax.stop_gradient(fresh_g(g_params, g_state)(z, y)),
+                           rng=None, step=step)
+            for index, technique in enumerate(d_term_techniques):
+                key = jax.random.fold_in(jax.random.fold_in(rng, TECHNIQUE), index)
+                terms, new = technique.d_terms(ctx._replace(rng=key), tech.get(technique.name))
+                penalties.update(terms)
+                if technique.name in tech:
+                    tech[technique.name] = new
         for value in penalties.values():
             loss = loss + value
-        return loss, (dict(aux, **penalties), split(G), split(D), buffer)
+        return loss, (dict(aux, **penalties), split(G), split(D), buffer, tech)
 
-    def g_micro_loss(g_params, g_state, d_params, d_state, rng, step, images=None, labels=None):
+    def g_micro_loss(g_params, g_state, d_params, d_state, tech, rng, step, images=None, labels=None):
         G = merge(mdl.g_graphdef, g_params, g_state)
         D = merge(mdl.d_graphdef, d_params, d_state)
         z, y = sample_zy(rng, micro_batch, step)
@@ -373,21 +412,30 @@ def make_train_step(config: ml_collections.ConfigDict, mdl: Models, mesh=None, u
             # no G parameter, so it only shifts G's targets.
             real = to_model_range(images, dtype)
             out = d_logits(D, jnp.concatenate([fake.astype(real.dtype), real]), jnp.concatenate([y, labels]),
-                           rng, step, groups=2)
+                           rng, step, tech, groups=2)
             d_fake, d_real = jnp.split(out, 2)
             loss, aux = g_loss_fn(d_fake, jax.lax.stop_gradient(d_real)), {}
         else:
-            d_fake = d_logits(D, fake, y, rng, step)
+            d_fake = d_logits(D, fake, y, rng, step, tech)
             loss, aux = g_loss_fn(d_fake), {}
         if t.feature_matching_weight:
             # Salimans et al. 2016: match the mean of D's pooled features on a real batch (the last D
             # step's) — the real features are a constant for G.
-            real = to_model_range(images, dtype)
+            real = augmented(to_model_range(images, dtype), jax.random.fold_in(rng, TECHNIQUE), tech)
             f_real = jax.lax.stop_gradient(D.features(packed(real, labels)[0], train=True))
-            fm = techniques.feature_matching_loss(f_real, D.features(packed(fake.astype(real.dtype), y)[0],
-                                                                     train=True))
+            fake_seen = augmented(fake.astype(real.dtype), jax.random.fold_in(rng, TECHNIQUE + 1), tech)
+            fm = catalogue.feature_matching_loss(f_real, D.features(packed(fake_seen, y)[0], train=True))
             aux["feature_matching"] = fm
             loss = loss + t.feature_matching_weight * fm
+        if g_term_techniques:
+            ctx = GContext(z=z, labels=y, fake=fake, d_fake=d_fake, d_fn=fresh_d(d_params, d_state),
+                           g_fn=fresh_g(g_params, g_state), rng=None, step=step)
+            for index, technique in enumerate(g_term_techniques):
+                key = jax.random.fold_in(jax.random.fold_in(rng, TECHNIQUE), index)
+                terms = technique.g_terms(ctx._replace(rng=key), tech.get(technique.name))
+                aux.update(terms)
+                for value in terms.values():
+                    loss = loss + value
         return loss, (aux, split(G), split(D))
 
     def g_param_regularisers(g_params):
@@ -422,12 +470,17 @@ def make_train_step(config: ml_collections.ConfigDict, mdl: Models, mesh=None, u
         rngs = jax.random.split(rng, images.shape[0])
 
         def loss_fn(d_params, d_state, g_state, *rest):
-            *buffer, images, labels, rng = rest  # the replay buffer is threaded like a state when on
-            loss, (aux, g_state_new, d_state_new, buffer_new) = d_micro_loss(
-                d_params, d_state, g_params, g_state, buffer[0] if buffer else None, images, labels, rng, step)
-            return loss, (aux, d_state_new, g_state_new) + ((buffer_new,) if buffer else ())
+            # The replay buffer and the interface techniques' states are threaded like a state when on.
+            *threaded, images, labels, rng = rest
+            buffer = threaded[0] if replay else None
+            tech = threaded[-1] if stateful else {}
+            loss, (aux, g_state_new, d_state_new, buffer_new, tech_new) = d_micro_loss(
+                d_params, d_state, g_params, g_state, buffer, tech, images, labels, rng, step)
+            return loss, ((aux, d_state_new, g_state_new) + ((buffer_new,) if replay else ())
+                          + ((tech_new,) if stateful else ()))
 
-        states = (d_state, g_state) + ((techniques.ReplayBuffer(**extras[REPLAY]),) if replay else ())
+        states = ((d_state, g_state) + ((catalogue.ReplayBuffer(**extras[REPLAY]),) if replay else ())
+                  + ((technique_states(extras),) if stateful else ()))
         grads, states, loss, aux = accumulate_gradients(loss_fn, d_params, states, (images, labels, rngs), unroll)
         d_state, g_state = states[:2]
         metrics = dict(aux, d_loss=loss)
@@ -441,6 +494,8 @@ def make_train_step(config: ml_collections.ConfigDict, mdl: Models, mesh=None, u
             extras[HIST_D] = regularisers.historical_average_update(average, d_params, hist_decay)._asdict()
         if replay:
             extras[REPLAY] = states[2]._asdict()
+        if stateful:
+            extras.update(states[-1])
         return (d_params, d_state, d_opt, g_state, g_params, extras), metrics
 
     def unrolled_discriminator(state, rng, real_batch):
@@ -457,7 +512,7 @@ def make_train_step(config: ml_collections.ConfigDict, mdl: Models, mesh=None, u
             return d_update(carry, (images, labels, jax.random.fold_in(key, i)), state.step)[0]
 
         carry = (state.d_params, state.d_state, state.d_opt, state.g_state, state.g_params, state.extras)
-        ahead = techniques.unroll_discriminator(d_step, carry, unrolled_steps, unroll=python_loops)
+        ahead = catalogue.unroll_discriminator(d_step, carry, unrolled_steps, unroll=python_loops)
         return jax.lax.stop_gradient(ahead[0]), ahead[1]
 
     def g_update(state, rng, real_batch):
@@ -468,7 +523,8 @@ def make_train_step(config: ml_collections.ConfigDict, mdl: Models, mesh=None, u
             d_params, d_state_for_g = state.d_params, state.d_state
 
         def loss_fn(g_params, g_state, d_state, rng, *real):
-            loss, (aux, g_state_new, d_state_new) = g_micro_loss(g_params, g_state, d_params, d_state, rng,
+            loss, (aux, g_state_new, d_state_new) = g_micro_loss(g_params, g_state, d_params, d_state,
+                                                                 technique_states(state.extras), rng,
                                                                  state.step, *real)
             return loss, (aux, g_state_new, d_state_new)
 
@@ -497,6 +553,10 @@ def make_train_step(config: ml_collections.ConfigDict, mdl: Models, mesh=None, u
             extras[HIST_G] = regularisers.historical_average_update(average, g_params, hist_decay)._asdict()
         return g_params, g_state, d_state, g_opt, extras, metrics
 
+    def technique_states(extras):
+        """The interface techniques' states (TrainState.extras entries under their names)."""
+        return {technique.name: extras[technique.name] for technique in stateful}
+
     def with_technique_state(state: TrainState) -> TrainState:
         """A state without the extras a switched-on technique needs (e.g. restored from a run that had it
         off, then changed by a rollback override) starts them now: the average at the current params,
@@ -515,6 +575,11 @@ def make_train_step(config: ml_collections.ConfigDict, mdl: Models, mesh=None, u
         g_params, g_state, d_state, g_opt, extras, g_metrics = g_update(state, g_rng,
                                                                         (batch["image"][-1], batch["label"][-1]))
         step = state.step + 1
+        technique_metrics = {}
+        for technique in active:
+            if technique.uses("after_step"):
+                extras[technique.name], logged = technique.after_step(extras[technique.name], step)
+                technique_metrics.update(logged)
         # EMA of G's weights (paper appendix C): equal to G until ema_start, then decay.
         decay = jnp.where(step > t.ema_start, t.ema_decay, 0.0)
         ema = jax.tree.map(lambda e, p: decay * e + (1 - decay) * p, state.ema_params, g_params)
@@ -522,6 +587,7 @@ def make_train_step(config: ml_collections.ConfigDict, mdl: Models, mesh=None, u
                                   ema_params=ema, extras=extras)
         metrics = {k: v[-1] for k, v in d_metrics.items()}  # the last D update of the step
         metrics.update(g_metrics)
+        metrics.update(technique_metrics)
         metrics["all_finite"] = jnp.all(jnp.stack(
             [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves((g_params, d_params))]
             + [jnp.isfinite(v) for v in jax.tree.leaves(metrics)]))

@@ -192,7 +192,7 @@ def test_latent_name_and_kwargs_reach_the_sampler(monkeypatch):
 
 @pytest.mark.slow  # traces the step several times (~10 s idle, ~50 s on the shared 2 cores)
 def test_dropout_and_instance_noise_reach_d(monkeypatch):
-    from biggan import techniques
+    from biggan.techniques import catalogue as techniques
     seen = []
     real_dropout, real_noise = techniques.feature_dropout, techniques.add_instance_noise
     monkeypatch.setattr(techniques, "feature_dropout",

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from biggan import techniques as T
+from biggan.techniques import catalogue as T
 
 RNG = np.random.default_rng(0)
 

@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from biggan import checkpoints, config as cfg, losses, models, sharding, techniques
+from biggan import checkpoints, config as cfg, losses, models, sharding
+from biggan.techniques import catalogue as techniques
 from biggan import train_step as ts
 from biggan.data import to_model_range
 from stepping import leaves, random_batch, tiny_config
