@@ -12,7 +12,8 @@ A study config is an ordinary experiment config plus `config.ablation`:
 Run `name`, seed i trains in WORKDIR/name/seed_i with config.seed = base seed + i (trainer.train);
 runs go seed-major (seed 0 of every variant first); a finished run leaves result.json and is skipped,
 so re-running the command resumes an interrupted study (an unfinished run resumes from its own checkpoint). results.csv / results.md give mean ± sample
-std (ddof=1) over the finished seeds of every variant.
+std (ddof=1) over the finished seeds of every variant; study_curves.png draws the evaluated metrics against the
+step (mean ± std over seeds, from each run's metrics.jsonl).
 """
 from __future__ import annotations
 
@@ -171,7 +172,30 @@ def write_results(study_dir: str, variants: dict, seeds: int, metrics=DEFAULT_ME
     lines.append("")
     lines.append(f"mean ± sample std (ddof=1) over finished seeds; final metrics of each run ({study_dir}).")
     storage.write_text(os.path.join(study_dir, "results.md"), "\n".join(lines) + "\n")
+    curves = study_curves(study_dir, variants, seeds, metrics)
+    if any(curves.values()):
+        reports.plot_study(os.path.join(study_dir, "study_curves.png"), curves,
+                           [m for m in metrics if m not in ("d_loss", "g_loss")])
     return rows
+
+
+def study_curves(study_dir: str, variants: dict, seeds: int, metrics) -> dict:
+    """{variant: {metric: {step: [value per finished seed]}}} from each finished run's metrics.jsonl."""
+    curves = {}
+    for name in variants:
+        by_metric = {}
+        for i in range(seeds):
+            directory = run_dir(study_dir, name, i)
+            path = os.path.join(directory, "metrics.jsonl")
+            if read_result(directory) is None or not storage.exists(path):
+                continue
+            for line in storage.read_text(path).splitlines():
+                row = json.loads(line)
+                for m in metrics:
+                    if m in row and m not in ("d_loss", "g_loss"):
+                        by_metric.setdefault(m, {}).setdefault(int(row["step"]), []).append(float(row[m]))
+        curves[name] = by_metric
+    return curves
 
 
 def job_commands(spec: str, variants: dict, seeds: int, study_dir: str) -> list[str]:

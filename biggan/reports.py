@@ -75,3 +75,36 @@ def plot_curves(path: str, rows: list[dict], panels=(("d_loss", "g_loss"), ("fid
     fig.tight_layout()
     _save_figure(fig, path)
     plt.close(fig)
+
+
+def plot_study(path: str, curves: dict, metrics=("fid", "classifier_accuracy")) -> None:
+    """An ablation study's evaluation curves: one panel per metric, one line per variant (the mean over
+    seeds at each evaluated step, a band of ± one sample std where there are several seeds).
+    `curves`: {variant: {metric: {step: [value per seed]}}}."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    present = [m for m in metrics if any(m in c for c in curves.values())]
+    if not present:
+        raise ValueError(f"no run of the study logged any of {list(metrics)}")
+    fig, axes = plt.subplots(1, len(present), figsize=(4.5 * len(present), 3.4), dpi=120, squeeze=False)
+    for ax, metric in zip(axes[0], present):
+        for variant, by_metric in curves.items():
+            points = sorted(by_metric.get(metric, {}).items())
+            if not points:
+                continue
+            steps = np.array([s for s, _ in points])
+            mean = np.array([np.mean(v) for _, v in points])
+            std = np.array([np.std(v, ddof=1) if len(v) > 1 else 0.0 for _, v in points])
+            ax.plot(steps, mean, "o-", ms=3, lw=1, label=variant)
+            ax.fill_between(steps, mean - std, mean + std, alpha=0.15)
+        ax.set_xlabel("step")
+        ax.set_title(metric)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    _save_figure(fig, path)
+    plt.close(fig)

@@ -310,7 +310,11 @@ def test_study_runs_every_variant_and_seed_skips_finished_and_tabulates(tmp_path
 
     def fake_train(config, workdir):
         seen.append((config.train.lr_g, config.seed, os.path.relpath(workdir, study)))
-        return {"fid": 100 * config.train.lr_g / 1e-5 + config.seed, "g_loss": 1.0, "step": 2, "preempted": False}
+        fid = 100 * config.train.lr_g / 1e-5 + config.seed
+        with open(os.path.join(workdir, "metrics.jsonl"), "w") as f:  # evaluations at steps 1 and 2
+            f.write(json.dumps({"step": 1, "fid": 2 * fid, "g_loss": 3.0}) + "\n")
+            f.write(json.dumps({"step": 2, "fid": fid}) + "\n")
+        return {"fid": fid, "g_loss": 1.0, "step": 2, "preempted": False}
 
     rows = ablate.run_study(base, ablation, study, 2, train_fn=fake_train, log=lambda *a: None)
     lr = base.train.lr_g
@@ -322,6 +326,10 @@ def test_study_runs_every_variant_and_seed_skips_finished_and_tabulates(tmp_path
     md = open(os.path.join(study, "results.md")).read()
     assert "| lower_lr | train.lr_g=1e-05 | 2/2 | 100.5 ± 0.71 | 1 ± 0 |" in md
     assert "lower_lr" in open(os.path.join(study, "results.csv")).read()
+    # The curves: every evaluated step of every seed, drawn in study_curves.png.
+    curves = ablate.study_curves(study, ablate.variant_overrides(ablation), 2, ablation.metrics)
+    assert curves["lower_lr"] == {"fid": {1: [200.0, 202.0], 2: [100.0, 101.0]}}
+    assert os.path.getsize(os.path.join(study, "study_curves.png")) > 1000
     # A second invocation trains nothing (all finished); a preempted run stays unfinished.
     seen.clear()
     ablate.run_study(base, ablation, study, 3, train_fn=lambda c, w: {"preempted": True, "step": 1},

@@ -51,7 +51,7 @@ def default_data_config() -> ml_collections.ConfigDict:
       "prefetch_batches": 2,     # local batches decoded ahead in a background thread; 0 = none
       "prefetch_steps": 2,       # the trainer's global batches (a step's worth each) stacked and placed
                                  # on the devices ahead by a background thread (biggan/prefetch.py); 0 = none
-      "max_examples": 0,         # use only the first N examples (debugging); 0 = all
+      "max_examples": 0,         # use only the first N examples (debugging, limited-data studies); 0 = all
   })
 
 
