@@ -94,6 +94,10 @@ def base_config() -> ml_collections.ConfigDict:
         cr_augment="flip,reflect_translation",  # T of CR/bCR
         zcr_d_weight=0.0, zcr_g_weight=0.0,     # zCR: λ_dis (5), λ_gen (0.5); 0 = off
         zcr_sigma=0.03,             # zCR: z' = z + N(0, σ²I)
+        # Fine-tuning: start G, D and the EMA from a training workdir, or G and the EMA from an exported or
+        # converted generator (biggan/finetune.py); used when the workdir has no checkpoint yet.
+        init_from="",
+        freeze_d_blocks=0,          # FreezeD: keep D's first k blocks at their initial weights (0 = off)
         # Collapse rollback (biggan/collapse.py; monitor thresholds in log.collapse_*): on a flagged
         # collapse go back to the checkpoint ≥ rollback_steps before it and apply rollback_overrides.
         rollback_steps=0,           # 0: a flagged collapse is only logged

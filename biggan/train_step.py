@@ -259,6 +259,7 @@ def make_train_step(config: ml_collections.ConfigDict, mdl: Models, mesh=None, u
     stateful = [tech for tech in active if tech.uses("init_state")]
     d_term_techniques = [tech for tech in active if tech.uses("d_terms")]
     g_term_techniques = [tech for tech in active if tech.uses("g_terms")]
+    update_techniques = [tech for tech in active if tech.uses("d_updates")]
     g_tx, d_tx = make_optimizers(t)
     loss_options = dict(margin=t.hinge_margin, real_target=1.0 - t.label_smoothing)
     noisy_targets = bool(t.label_noise or t.soft_labels)
@@ -489,6 +490,8 @@ def make_train_step(config: ml_collections.ConfigDict, mdl: Models, mesh=None, u
             average, metrics["historical_average_d"], hist_grads = historical_average_term(d_params, extras, HIST_D)
             grads = jax.tree.map(jnp.add, grads, hist_grads)
         updates, d_opt = d_tx.update(grads, d_opt, d_params)
+        for technique in update_techniques:
+            updates = technique.d_updates(updates)
         d_params = optax.apply_updates(d_params, updates)
         if hist_weight:  # the average of every value D's parameters have taken, this one included
             extras[HIST_D] = regularisers.historical_average_update(average, d_params, hist_decay)._asdict()

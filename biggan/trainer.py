@@ -21,7 +21,8 @@ from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 from tqdm import tqdm
 
-from biggan import checkpoints, collapse, distributed, evaluation, images, prefetch, regularisers, sampling, sharding, storage
+from biggan import (checkpoints, collapse, distributed, evaluation, finetune, images, prefetch, regularisers,
+                    sampling, sharding, storage)
 from biggan import train_step as ts
 from biggan.data import make_pipeline
 
@@ -144,7 +145,10 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
     mdl, _ = jax.eval_shape(lambda: ts.init_state(config, jax.random.key(config.seed)))
     start = ckpt.latest_step()
     if start is None:
-        _, state = ts.init_state(config, jax.random.key(config.seed))
+        if t.get("init_from", ""):  # fine-tuning: trained weights, fresh optimisers (biggan/finetune.py)
+            state = finetune.initial_state(config, jax.random.key(config.seed))
+        else:
+            _, state = ts.init_state(config, jax.random.key(config.seed))
         state = sharding.replicate(state, mesh)
         start = 0
     else:

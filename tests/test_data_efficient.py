@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from biggan.techniques import ada, augment, consistency, lecam, registry
+from biggan.techniques import ada, augment, lecam, registry
 from biggan.techniques.base import DContext, GContext
 from biggan import train_step as ts
 from stepping import REPO, random_batch, tiny_config, tiny_flags
@@ -300,15 +300,19 @@ def test_each_switch_steps_and_stays_finite():
 
 
 @pytest.mark.slow  # one train.py run of 2 tiny steps (~60 s)
-def test_train_py_with_diffaugment_and_lecam(tmp_path):
-    """The user's path: switches on the command line, a checkpoint holding LeCam's anchors, the metrics."""
+def test_train_py_with_ada_and_lecam(tmp_path):
+    """The user's path: switches on the command line, the trainer donating the technique states (each a
+    buffer of its own), a checkpoint holding them, the metrics."""
     workdir = tmp_path / "run"
     cmd = [sys.executable, "train.py", "--config", "configs/digits.py:runlocal", "--workdir", str(workdir),
-           *tiny_flags(), "--config.train.diffaug_policy=color,translation,cutout",
+           *tiny_flags(), "--config.train.ada_target=0.6", "--config.train.ada_interval=1",
            "--config.train.lecam_weight=0.3"]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = [json.loads(line) for line in open(workdir / "metrics.jsonl")]
     steps = [line for line in lines if "lecam_penalty" in line]
-    assert [line["step"] for line in steps] == [1, 2] and all(np.isfinite(line["lecam_penalty"]) for line in steps)
+    assert [line["step"] for line in steps] == [1, 2]
+    assert all(np.isfinite(line["lecam_penalty"]) and np.isfinite(line["ada_p"]) for line in steps)
+    # p starts at 0 and is floored there: it rises only if D's reals score positive more than 60% of the time.
+    assert all(line["ada_p"] >= 0 for line in steps)
     assert os.path.isdir(workdir / "checkpoints" / "2")

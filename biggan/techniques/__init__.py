@@ -6,7 +6,8 @@
   base.py          the technique interface: config check, state, hooks (D-input augmentation, D and G loss
                    terms, after the step)
   augment.py       the differentiable augmentations DiffAugment, ADA and CR share
-  diffaugment.py, ada.py, lecam.py, consistency.py (CR, bCR, zCR): techniques on that interface
+  diffaugment.py, ada.py, lecam.py, consistency.py (CR, bCR, zCR), freezed.py: techniques on that
+                   interface
   registry.py      those techniques in hook order (`REGISTRY`); `enabled(config)` builds and checks them
 
 This file imports nothing, so the modules above import each other without a cycle through the package.

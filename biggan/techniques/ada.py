@@ -40,9 +40,9 @@ class ADA(Technique):
                              f"{t.ada_kimg} > 0 and train.ada_p_init={t.ada_p_init} ≥ 0 (defaults: 4, 500, 0)")
 
     def init_state(self):
-        zero = jnp.zeros((), jnp.float32)
-        return {"p": jnp.asarray(self.train.ada_p_init, jnp.float32), "sign_sum": zero, "count": zero,
-                "rt": zero}
+        # One array per entry: the trainer donates the state, and a buffer may be donated only once.
+        return {"p": jnp.asarray(self.train.ada_p_init, jnp.float32), "sign_sum": jnp.zeros((), jnp.float32),
+                "count": jnp.zeros((), jnp.float32), "rt": jnp.zeros((), jnp.float32)}
 
     def augment(self, x, rng, state):
         return augment.augment(x, rng, self.ops, p=state["p"])

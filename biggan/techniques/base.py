@@ -8,6 +8,7 @@ hooks of the enabled techniques in the order of `biggan.techniques.REGISTRY`:
                                   (differentiable: G's gradient flows through it)
   d_terms(ctx, state)             terms added to D's loss of one micro-batch, and the new state
   g_terms(ctx, state)             terms added to G's loss of one micro-batch
+  d_updates(updates)              D's optimiser updates before they are applied (e.g. frozen layers)
   after_step(state, step)         once per train step after G's update: the new state and metrics to log
 
 Terms are logged under their names. State is a dict of arrays (a pytree with a fixed structure, so it is
@@ -80,6 +81,9 @@ class Technique:
 
     def g_terms(self, ctx: GContext, state) -> dict[str, jax.Array]:
         return {}
+
+    def d_updates(self, updates):
+        return updates
 
     def after_step(self, state, step: jax.Array) -> tuple[Any, dict[str, jax.Array]]:
         return state, {}

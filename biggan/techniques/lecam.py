@@ -39,8 +39,8 @@ class LeCam(Technique):
                              f"(Tseng et al.: weight 0.3 on CIFAR with DiffAugment, decay 0.99)")
 
     def init_state(self):
-        zero = jnp.zeros((), jnp.float32)
-        return {"anchor_real": zero, "anchor_fake": zero, "count": zero}
+        # One array per entry: the trainer donates the state, and a buffer may be donated only once.
+        return {name: jnp.zeros((), jnp.float32) for name in ("anchor_real", "anchor_fake", "count")}
 
     def d_terms(self, ctx, state):
         t = self.train

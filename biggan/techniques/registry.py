@@ -1,11 +1,11 @@
 """The techniques on the interface of base.py, in the order the train step calls their hooks."""
 from __future__ import annotations
 
-from biggan.techniques import ada, consistency, diffaugment, lecam
+from biggan.techniques import ada, consistency, diffaugment, freezed, lecam
 from biggan.techniques.base import Technique
 
 REGISTRY = (diffaugment.DiffAugment, ada.ADA, lecam.LeCam, consistency.ConsistencyRegularisation,
-            consistency.LatentConsistency)
+            consistency.LatentConsistency, freezed.FreezeD)
 
 
 def enabled(config) -> list[Technique]:
