@@ -37,10 +37,13 @@ class Checkpointer:
         if best_metric:
             policies.append(pp.BestN(get_metric_fn=lambda metrics: metrics[best_metric],
                                      reverse=best_mode == "min", n=1, keep_checkpoints_without_metrics=False))
+        # best_fn too: without it orbax keeps the metrics in memory only (not in the checkpoint), so a resumed
+        # run's BestN would see no scored checkpoint and best_step() none.
+        best = dict(best_fn=lambda metrics: metrics[best_metric], best_mode=best_mode) if best_metric else {}
         options = ocp.CheckpointManagerOptions(preservation_policy=pp.AnyPreservationPolicy(policies),
-                                               enable_async_checkpointing=True, create=True)
+                                               enable_async_checkpointing=True, create=True, **best)
         self.manager = ocp.CheckpointManager(self.directory, options=options, item_names=("state", "data"))
-        self.best_metric = best_metric
+        self.best_metric, self.best_mode = best_metric, best_mode
         # The newest save known to be complete, and the one in flight (asynchronous): an error names the
         # former without asking storage, which may be what failed.
         self._complete, self._in_flight = self.manager.latest_step(), None
@@ -51,6 +54,24 @@ class Checkpointer:
 
     def all_steps(self):
         return list(self.manager.all_steps())
+
+    def best_step(self):
+        """The kept step with the best `best_metric` (None without a metric or a scored checkpoint)."""
+        if not self.best_metric:
+            return None
+        scored = [(metrics[self.best_metric], step) for step in self.all_steps()
+                  if (metrics := self.manager.metrics(step)) and self.best_metric in metrics]
+        if not scored:
+            return None
+        return (min if self.best_mode == "min" else max)(scored)[1]
+
+    def delete_newer_than(self, step: int):
+        """Delete every checkpoint after `step` (a rollback: they hold the run being abandoned)."""
+        self._finish(self._in_flight)
+        for newer in [s for s in self.all_steps() if s > step]:
+            self.manager.delete(newer)
+        if self._complete is not None and self._complete > step:
+            self._complete = step
 
     def save(self, step: int, state, data_state: dict, metrics: dict | None = None, *, wait: bool = False):
         """Start an asynchronous save; errors of the previous save surface here (or with wait=True)."""
@@ -135,8 +156,13 @@ def check_workdir_config(workdir: str, config: ml_collections.ConfigDict):
                 f"{new_m.get('resolution')}²; differing model keys (workdir → requested): "
                 + ", ".join(f"{k}: {a!r} → {b!r}" for k, (a, b) in sorted(diff.items()))
                 + ". Nothing was overwritten; use another --workdir or the matching config.")
+    record_config(workdir, config)
+
+
+def record_config(workdir: str, config: ml_collections.ConfigDict):
+    """Write the run's config.json (process 0), what sample.py and biggan.evaluate rebuild the run from."""
     if jax.process_index() == 0:
-        storage.write_text(path, config.to_json(indent=2))
+        storage.write_text(os.path.join(workdir, "config.json"), config.to_json(indent=2))
 
 
 def _norm(v):

@@ -21,8 +21,8 @@ from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 from tqdm import tqdm
 
-from biggan import (checkpoints, collapse, distributed, evaluation, finetune, images, prefetch, regularisers,
-                    sampling, sharding, storage)
+from biggan import (checkpoints, collapse, distributed, evaluation, export, finetune, images, prefetch,
+                    regularisers, sampling, sharding, storage)
 from biggan import train_step as ts
 from biggan.data import make_pipeline
 
@@ -216,7 +216,11 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
                 # A signal reaches the hosts at different steps; they agree every few steps (a collective
                 # at the same step on all), so all save the same step together.
                 stopping = distributed.any_process(bool(stop["signal"]))
-            save_now = step % lg.checkpoint_every == 0 or step == t.num_steps or stopping
+            evaluate_now = evaluator is not None and (step % lg.eval_every == 0 or step == t.num_steps)
+            # With log.best_metric, every evaluated step is saved too, so the best-by-metric policy sees
+            # every evaluation (the latest log.keep_checkpoints plus the best one are kept).
+            save_now = (step % lg.checkpoint_every == 0 or step == t.num_steps or stopping
+                        or (evaluate_now and bool(lg.best_metric)))
             if step % lg.log_every == 0 or step == t.num_steps:
                 host_metrics = check_finite(step, metrics)
                 dt = time.time() - tic
@@ -250,7 +254,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
                     images.save_grid(np.asarray(grid), os.path.join(workdir, "samples", f"step_{step:07d}.png"),
                                      ncol=8, scale=max(1, 64 // config.model.resolution))
             eval_metrics = None
-            if evaluator is not None and (step % lg.eval_every == 0 or step == t.num_steps):
+            if evaluate_now:
                 check_finite(step)
                 eval_metrics = evaluator(nnx.merge(mdl.g_graphdef, state.ema_params, state.g_state), step)
                 writer.write(step, eval_metrics)
@@ -296,20 +300,32 @@ def _jit_step(config, mdl, mesh):
 def _rollback(config, workdir, ckpt, mesh, batches, event, num_rollbacks):
     """Return to the checkpoint ≥ train.rollback_steps before a flagged collapse and apply
     train.rollback_overrides to `config` in place (biggan/collapse.py). Newer checkpoints are deleted:
-    they hold the collapsing run."""
+    they hold the collapsing run, and the retried run saves the same step numbers again. The best
+    checkpoint by log.best_metric, if among them, is kept as an exported EMA generator in
+    WORKDIR/best_before_rollback/step_N (sample.py and biggan.evaluate read it with --checkpoint). The
+    overrides are written to config.json, what sample.py and biggan.evaluate rebuild the run from."""
     t = config.train
     if num_rollbacks > t.rollback_max:
         raise collapse.CollapseError(f"collapse flagged at step {event.step} ({event.reason}) after "
                                      f"{t.rollback_max} rollbacks (train.rollback_max); giving up")
     ckpt.wait()
     target = collapse.pick_rollback_step(ckpt.all_steps(), event.step, t.rollback_steps)
-    for s in ckpt.all_steps():
-        if s > target:
-            ckpt.manager.delete(s)
+    best = ckpt.best_step()
+    if best is not None and best > target:
+        best_state, _ = ckpt.restore(best, checkpoints.abstract_state(config, mesh))
+        mdl, _ = jax.eval_shape(lambda: ts.init_state(config, jax.random.key(0)))
+        directory = os.path.join(workdir, "best_before_rollback", f"step_{best:07d}")
+        if jax.process_index() == 0 and not export.is_exported_generator(directory):
+            export.save_generator(directory, config,
+                                  nnx.merge(mdl.g_graphdef, best_state.ema_params, best_state.g_state))
+        log.warning("the best checkpoint by %s (step %d) is newer than the rollback target: its EMA generator "
+                    "is kept in %s", config.log.best_metric, best, directory)
+    ckpt.delete_newer_than(target)
     state, data_state = ckpt.restore(target, checkpoints.abstract_state(config, mesh))
     batches.restart_from(distributed.local_data_state(data_state, jax.process_index(), jax.process_count()))
     overrides = ts.parse_kwargs(t.rollback_overrides, "train.rollback_overrides")
     collapse.apply_overrides(config, overrides)
+    checkpoints.record_config(workdir, config)
     if jax.process_index() == 0:
         collapse.record_rollback(workdir, event.step, target, event.reason, overrides)
     log.warning("collapse flagged at step %d (%s): rolled back to step %d with %s", event.step, event.reason,

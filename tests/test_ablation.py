@@ -281,18 +281,36 @@ def test_pick_rollback_step_and_overrides():
 
 
 @pytest.mark.slow
-def test_forced_collapse_rolls_back_and_continues_with_the_override(tmp_path):
-    from biggan import trainer
+def test_forced_collapse_rolls_back_and_continues_with_the_override(tmp_path, monkeypatch):
+    """Checkpoints every 2 steps, an evaluation every 3 (a stand-in evaluator: FID 10 at step 3, 20 elsewhere),
+    a collapse forced at step 5, rolled back ≥ 3 steps: to step 2. Step 3 was saved because it was evaluated,
+    is the best, and is newer than the target: its EMA generator is exported before the rollback deletes it."""
+    from biggan import checkpoints, evaluation, export, trainer
+    evaluated = []
+    monkeypatch.setattr(evaluation, "make_training_evaluator", lambda config, workdir: (
+        lambda generator, step: evaluated.append(step) or {"fid": 10.0 if step == 3 else 20.0}))
     c = small_config()
-    c.train.update(batch_size=8, num_steps=6, rollback_steps=2, rollback_overrides="train.lr_g=1e-5")
+    c.train.update(batch_size=8, num_steps=6, rollback_steps=3, rollback_overrides="train.lr_g=1e-5")
     c.log.update(log_every=1, sv_every=0, sample_every=0, checkpoint_every=2, keep_checkpoints=5,
-                 collapse_window=3, collapse_force_step=5)
+                 collapse_window=3, collapse_force_step=5, eval_every=3, best_metric="fid")
+    lr_before = c.train.lr_g
     result = trainer.train(c, str(tmp_path), progress=False)
     assert result["step"] == 6 and result["lr_g"] == 1e-5
     (rb,) = collapse.read_rollbacks(str(tmp_path))
     assert rb["flagged_step"] == 5 and rb["restored_step"] == 2 and rb["overrides"] == {"train.lr_g": 1e-5}
     steps = [json.loads(l)["step"] for l in open(tmp_path / "metrics.jsonl") if '"d_loss"' in l]
     assert steps == [1, 2, 3, 4, 5, 3, 4, 5, 6]  # steps 3..5 trained twice: after the rollback to 2
+    assert evaluated == [3, 3, 6]
+    # The best checkpoint before the rollback survives as an exported generator of the config that trained it.
+    kept = tmp_path / "best_before_rollback" / "step_0000003"
+    assert export.is_exported_generator(str(kept))
+    assert export.load_config(str(kept)).train.lr_g == lr_before
+    # config.json holds the override (sample.py and biggan.evaluate rebuild the run from it); every evaluated
+    # step was saved and scored.
+    assert json.loads((tmp_path / "config.json").read_text())["train"]["lr_g"] == 1e-5
+    ckpt = checkpoints.Checkpointer(str(tmp_path), best_metric="fid")
+    assert ckpt.all_steps() == [2, 3, 4, 6] and ckpt.best_step() == 3
+    ckpt.close()
 
 
 # --------------------------------------------------------------------------- the study runner

@@ -9,6 +9,7 @@ import sys
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -193,3 +194,26 @@ def test_workdir_written_before_a_model_key_existed_still_resumes(tmp_path):
     c.model.d_minibatch_kernels = 4  # but a real change is still refused
     with pytest.raises(ValueError, match=r"d_minibatch_kernels: 0 → 4"):
         checkpoints.check_workdir_config(workdir, c)
+
+
+def test_best_checkpoint_survives_reopening(tmp_path):
+    """The best-by-metric checkpoint is kept beside the latest N, also by the Checkpointer of a resumed run
+    (its metrics are written with the checkpoint, not only held in memory)."""
+    state, data = {"w": jnp.ones(2)}, {"position": 0}
+    ckpt = checkpoints.Checkpointer(str(tmp_path), keep=1, best_metric="fid")
+    for step, fid in [(1, 5.0), (2, 9.0), (3, 7.0)]:
+        ckpt.save(step, state, data, {"fid": fid}, wait=True)
+    assert ckpt.all_steps() == [1, 3] and ckpt.best_step() == 1
+    ckpt.close()
+    ckpt = checkpoints.Checkpointer(str(tmp_path), keep=1, best_metric="fid")
+    assert ckpt.best_step() == 1
+    ckpt.save(4, state, data, {"fid": 8.0}, wait=True)
+    ckpt.save(5, state, data, None, wait=True)  # a checkpoint without an evaluation
+    assert ckpt.all_steps() == [1, 5] and ckpt.best_step() == 1
+    ckpt.close()
+    accuracy = checkpoints.Checkpointer(str(tmp_path / "acc"), keep=1, best_metric="classifier_accuracy",
+                                        best_mode="max")
+    for step, value in [(1, 0.5), (2, 0.9), (3, 0.7)]:
+        accuracy.save(step, state, data, {"classifier_accuracy": value}, wait=True)
+    assert accuracy.all_steps() == [2, 3] and accuracy.best_step() == 2
+    accuracy.close()
