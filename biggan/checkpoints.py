@@ -143,12 +143,8 @@ def check_workdir_config(workdir: str, config: ml_collections.ConfigDict):
     path = os.path.join(workdir, "config.json")
     if storage.exists(path):
         old = ml_collections.ConfigDict(json.loads(storage.read_text(path)))
-        # A key the workdir's config lacks was added to the schema after it was written: it had the
-        # schema's default then (every new model key defaults to the old behaviour), so compare that.
-        old_m = dict(cfg.model_config().to_dict(), **old.model.to_dict())
-        new_m = config.model.to_dict()
-        diff = {k: (old_m.get(k), new_m.get(k)) for k in set(old_m) | set(new_m)
-                if _norm(old_m.get(k)) != _norm(new_m.get(k))}
+        old_m, new_m = old.model.to_dict(), config.model.to_dict()
+        diff = model_differences(old.model, config.model)
         if diff:
             raise ValueError(
                 f"{workdir} holds a checkpoint of a different model: "
@@ -167,6 +163,16 @@ def record_config(workdir: str, config: ml_collections.ConfigDict):
 
 def _norm(v):
     return list(v) if isinstance(v, (tuple, list)) else v
+
+
+def model_differences(old: ml_collections.ConfigDict, new: ml_collections.ConfigDict, ignore=()) -> dict:
+    """{key: (old value, new value)} of the model keys that differ, sorted. A key `old` lacks was added to the
+    schema after it was written: it had the schema's default then (every new model key defaults to the old
+    behaviour), so that is compared."""
+    old = dict(cfg.model_config().to_dict(), **old.to_dict())
+    new = new.to_dict()
+    return {k: (old.get(k), new.get(k)) for k in sorted(set(old) | set(new))
+            if k not in ignore and _norm(old.get(k)) != _norm(new.get(k))}
 
 
 def abstract_state(config, mesh):

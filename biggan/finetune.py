@@ -23,18 +23,10 @@ import jax.numpy as jnp
 import ml_collections
 from flax import nnx, traverse_util
 
-from biggan import checkpoints, config as cfg, export, sharding, storage
+from biggan import checkpoints, export, sharding, storage
 from biggan import train_step as ts
 
 log = logging.getLogger(__name__)
-
-
-def _model_differences(source: ml_collections.ConfigDict, target: ml_collections.ConfigDict) -> dict:
-    source = dict(cfg.model_config().to_dict(), **source.to_dict())
-    target = target.to_dict()
-    norm = lambda v: list(v) if isinstance(v, (tuple, list)) else v  # noqa: E731
-    return {k: (source.get(k), target.get(k)) for k in sorted(set(source) | set(target))
-            if k != "num_classes" and norm(source.get(k)) != norm(target.get(k))}
 
 
 def _load_into(target_tree, source_tree, what: str, source_path: str, reinitialised: list):
@@ -79,7 +71,7 @@ def initial_state(config: ml_collections.ConfigDict, rng) -> ts.TrainState:
     _, state = ts.init_state(config, rng)
     source = storage.resolve(config.train.init_from)
     kind, source_config = _source_config(source)
-    diff = _model_differences(source_config.model, config.model)
+    diff = checkpoints.model_differences(source_config.model, config.model, ignore=("num_classes",))
     if diff:
         raise ValueError(f"train.init_from={source} holds another model; differing model keys (source → this run): "
                          + ", ".join(f"{k}: {a!r} → {b!r}" for k, (a, b) in diff.items())
