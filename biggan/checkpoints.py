@@ -22,6 +22,8 @@ from biggan import config as cfg, sharding, storage
 from biggan import train_step as ts
 
 log = logging.getLogger(__name__)
+# With a best metric set, orbax warns at every save without one; checkpoints between evaluations are expected.
+logging.getLogger("absl").addFilter(lambda record: "did not provide metrics" not in record.getMessage())
 
 
 class CheckpointError(RuntimeError):
