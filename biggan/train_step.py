@@ -7,7 +7,9 @@ one forward pass sees). G's EMA copy follows G exactly before `ema_start` and de
 
 The ablation switches (README, Ablations) (config.train, config.model) add terms, and state in TrainState.extras; at
 their neutral values the step is the plain one bit for bit (tests/test_ablation.py,
-tests/test_techniques_in_step.py).
+tests/test_techniques_in_step.py). The techniques of biggan/techniques/registry.py (DiffAugment, ADA, LeCam,
+CR/bCR/zCR, FreezeD) plug in through the hooks of biggan/techniques/base.py, called here in registry order;
+the earlier catalogue is still wired in by hand.
 """
 from __future__ import annotations
 
