@@ -5,10 +5,12 @@ seed: data.max_examples) train the digits BigGAN for 1,500 steps of one D step o
 real images: 133 passes over the 180). Every 300 steps the EMA generator is scored on 1,000 samples against
 ALL 1,797 digits: the digits-classifier Fréchet distance (FD) and the accuracy with which that classifier
 recognises the requested class. Variants (Zhao et al. 2020, Karras et al. 2020, Tseng et al. 2021): baseline;
-diffaug (DiffAugment color,translation,cutout); ada (target 0.6, p moving by at most 1 per 10k real images:
-ada_kimg 10, as a 24k-image run needs; the authors' 500 is for millions of images); lecam (λ 0.3);
-diffaug_lecam. Two seeds each. Batch 16 and one D step (digits.py: 32 and 2) quarter the cost of a step, so
-that ten runs fit in about 90 minutes on 2 AMD EPYC cores without AVX-512 (about 8 minutes a run); the
+diffaug (DiffAugment translation,cutout: the policy of the authors' BigGAN-CIFAR scripts, data-efficient-gans
+DiffAugment-biggan-cifar/scripts); ada (target 0.6, p moving by at most 1 per 10k real images: ada_kimg 10, as
+a 24k-image run needs; the authors' 500 is for millions of images); lecam (λ 0.3 with the anchors' decay 0.9
+of google/lecam-gan's BigGAN-CIFAR code, which switches the term on after 1,000 of its ~100k iterations; here
+after 200 of 1,500, when digits.py's EMA starts too); diffaug_lecam. Two seeds each. Batch 16 and one D step (digits.py: 32 and 2) quarter the cost of a step, so
+that ten runs fit in about 90 minutes on 2 AMD EPYC cores without AVX-512 (8 to 9½ minutes a run); the
 default digits run needs ~1,500 of its steps before its samples are recognisable.
 Command: python -m biggan.ablate configs/digits_limited.py --seeds 2 --workdir workdirs/digits_limited
 Expected: results.md (FD and accuracy, mean ± std over 2 seeds) and study_curves.png; the figures, the time
@@ -21,7 +23,8 @@ from biggan import config as cfg
 from biggan.ablate import variant
 
 SUBSET = 180  # 10% of sklearn's 1,797 digits
-DIFFAUG = "color,translation,cutout"
+DIFFAUG = "translation,cutout"
+LECAM = {"train.lecam_weight": 0.3, "train.lecam_decay": 0.9, "train.lecam_start": 200}
 
 
 def get_config(arg=None):
@@ -42,8 +45,8 @@ def get_config(arg=None):
             baseline=variant({}),
             diffaug=variant({"train.diffaug_policy": DIFFAUG}),
             ada=variant({"train.ada_target": 0.6, "train.ada_kimg": 10.0}),
-            lecam=variant({"train.lecam_weight": 0.3}),
-            diffaug_lecam=variant({"train.diffaug_policy": DIFFAUG, "train.lecam_weight": 0.3}),
+            lecam=variant(LECAM),
+            diffaug_lecam=variant({"train.diffaug_policy": DIFFAUG, **LECAM}),
         ),
     )
     return c
