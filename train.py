@@ -51,10 +51,16 @@ def main(argv):
     name = os.path.splitext(os.path.basename(FLAGS["config"].config_filename))[0]
     workdir = FLAGS.workdir or config.workdir or os.path.join("workdirs", name)
     distributed.check_same_config(config)
-    from biggan import checkpoints, storage
+    from biggan import checkpoints, finetune, storage
+    from biggan.techniques import registry
+    try:
+        registry.enabled(config)  # the technique switches' values, before anything starts
+    except ValueError as e:
+        print(f"train.py: {e}", file=sys.stderr)
+        sys.exit(2)
     try:
         result = trainer.train(config, workdir)
-    except storage.StorageError as e:  # a missing bucket or no access: one line, nothing started
+    except (storage.StorageError, finetune.InitFromError) as e:  # one line, nothing started
         print(f"train.py: {e}", file=sys.stderr)
         sys.exit(2)
     except checkpoints.CheckpointError as e:

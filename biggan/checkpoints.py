@@ -152,7 +152,7 @@ def check_workdir_config(workdir: str, config: ml_collections.ConfigDict):
                 f"{workdir} holds a checkpoint of a different model: "
                 f"{old_m.get('arch')} {old_m.get('resolution')}² vs the requested {new_m.get('arch')} "
                 f"{new_m.get('resolution')}²; differing model keys (workdir → requested): "
-                + ", ".join(f"{k}: {a!r} → {b!r}" for k, (a, b) in sorted(diff.items()))
+                + ", ".join(f"{k}: {a!r} → {b!r}" for k, (a, b) in diff.items())
                 + ". Nothing was overwritten; use another --workdir or the matching config.")
     record_config(workdir, config)
 

@@ -29,6 +29,10 @@ from biggan import train_step as ts
 log = logging.getLogger(__name__)
 
 
+class InitFromError(ValueError):
+    """train.init_from names nothing usable, or another model: train.py prints it as one line, exit 2."""
+
+
 def _load_into(target_tree, source_tree, what: str, source_path: str, reinitialised: list):
     """`target_tree` (an nnx State) with every leaf of `source_tree` whose path and shape it shares; a
     class table of another shape keeps the target's initial values (listed in `reinitialised`)."""
@@ -37,7 +41,7 @@ def _load_into(target_tree, source_tree, what: str, source_path: str, reinitiali
     if set(target) != set(source):
         missing = sorted("/".join(map(str, k)) for k in set(target) - set(source))
         extra = sorted("/".join(map(str, k)) for k in set(source) - set(target))
-        raise ValueError(f"train.init_from={source_path}: {what} does not have this model's layout (missing "
+        raise InitFromError(f"train.init_from={source_path}: {what} does not have this model's layout (missing "
                          f"{missing[:3]}, unexpected {extra[:3]}); use the source's model config")
     merged = {}
     for key, value in target.items():
@@ -48,7 +52,7 @@ def _load_into(target_tree, source_tree, what: str, source_path: str, reinitiali
             merged[key] = value
             reinitialised.append(f"{what} {'/'.join(map(str, key))} {tuple(loaded.shape)} → {tuple(value.shape)}")
         else:
-            raise ValueError(f"train.init_from={source_path}: {what} {'/'.join(map(str, key))} has shape "
+            raise InitFromError(f"train.init_from={source_path}: {what} {'/'.join(map(str, key))} has shape "
                              f"{tuple(loaded.shape)}, this model {tuple(value.shape)}; use the source's model config")
     tree = jax.tree.map(lambda x: x, target_tree)  # a copy to write into
     nnx.replace_by_pure_dict(tree, traverse_util.unflatten_dict(merged))
@@ -61,7 +65,7 @@ def _source_config(source: str) -> tuple[str, ml_collections.ConfigDict]:
     config_path = os.path.join(source, "config.json")
     if storage.exists(config_path) and storage.isdir(os.path.join(source, "checkpoints")):
         return "workdir", ml_collections.ConfigDict(json.loads(storage.read_text(config_path)))
-    raise FileNotFoundError(f"train.init_from={source} is neither a training workdir (config.json and "
+    raise InitFromError(f"train.init_from={source} is neither a training workdir (config.json and "
                             f"checkpoints/) nor an exported generator (config.json and generator/, written by "
                             f"train.py or python -m biggan.convert)")
 
@@ -73,7 +77,7 @@ def initial_state(config: ml_collections.ConfigDict, rng) -> ts.TrainState:
     kind, source_config = _source_config(source)
     diff = checkpoints.model_differences(source_config.model, config.model, ignore=("num_classes",))
     if diff:
-        raise ValueError(f"train.init_from={source} holds another model; differing model keys (source → this run): "
+        raise InitFromError(f"train.init_from={source} holds another model; differing model keys (source → this run): "
                          + ", ".join(f"{k}: {a!r} → {b!r}" for k, (a, b) in diff.items())
                          + "; set them as the source has them")
     reinitialised = []
@@ -88,7 +92,7 @@ def initial_state(config: ml_collections.ConfigDict, rng) -> ts.TrainState:
         ckpt = checkpoints.Checkpointer(source)
         step = ckpt.latest_step()
         if step is None:
-            raise FileNotFoundError(f"train.init_from={source}: {source}/checkpoints holds no checkpoint yet")
+            raise InitFromError(f"train.init_from={source}: {source}/checkpoints holds no checkpoint yet")
         loaded, _ = ckpt.restore(step, checkpoints.abstract_state(source_config, sharding.make_mesh()))
         ckpt.close()
         parts = {}

@@ -93,14 +93,18 @@ def test_first_images_are_the_release_s(converted_release, caplog):
     # Another model: one line naming the differing keys.
     c.model.num_classes = 1000
     c.model.rgb_channels = 3
-    with pytest.raises(ValueError, match=r"holds another model; differing model keys .* rgb_channels: 8 → 3"):
+    with pytest.raises(finetune.InitFromError, match=r"holds another model; differing model keys .* rgb_channels: 8 → 3"):
         finetune.initial_state(c, jax.random.key(0))
 
 
-def test_init_from_names_what_it_expects(tmp_path):
-    c = tiny_config(init_from=str(tmp_path))
-    with pytest.raises(FileNotFoundError, match=r"is neither a training workdir .* nor an exported generator"):
-        finetune.initial_state(c, jax.random.key(0))
+def test_bad_init_from_and_switches_are_one_line_from_train_py(tmp_path):
+    base = [sys.executable, "train.py", "--config", "configs/digits.py:runlocal", "--workdir", str(tmp_path / "run"),
+            *tiny_flags()]
+    for flag, message in ((f"--config.train.init_from={tmp_path}", "is neither a training workdir"),
+                          ("--config.train.ada_target=1.5", "train.ada_target=1.5")):
+        proc = subprocess.run(base + [flag], cwd=REPO, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 2, proc.stderr[-2000:]
+        assert message in proc.stderr and "Traceback" not in proc.stderr
 
 
 # --------------------------------------------------------------------------- from a workdir, through train.py
