@@ -172,15 +172,18 @@ def write_results(study_dir: str, variants: dict, seeds: int, metrics=DEFAULT_ME
     lines.append("")
     lines.append(f"mean ± sample std (ddof=1) over finished seeds; final metrics of each run ({study_dir}).")
     storage.write_text(os.path.join(study_dir, "results.md"), "\n".join(lines) + "\n")
-    curves = study_curves(study_dir, variants, seeds, metrics)
+    evaluated = [m for m in metrics if m not in ("d_loss", "g_loss")]  # logged every step, not evaluated
+    curves = study_curves(study_dir, variants, seeds, evaluated)
     if any(curves.values()):
-        reports.plot_study(os.path.join(study_dir, "study_curves.png"), curves,
-                           [m for m in metrics if m not in ("d_loss", "g_loss")])
+        summary = {name: {m: [(step, *summarise(values)) for step, values in sorted(by_step.items())]
+                          for m, by_step in by_metric.items()} for name, by_metric in curves.items()}
+        reports.plot_study(os.path.join(study_dir, "study_curves.png"), summary, evaluated)
     return rows
 
 
 def study_curves(study_dir: str, variants: dict, seeds: int, metrics) -> dict:
-    """{variant: {metric: {step: [value per finished seed]}}} from each finished run's metrics.jsonl."""
+    """{variant: {metric: {step: [value per finished seed]}}} of `metrics` from each finished run's
+    metrics.jsonl."""
     curves = {}
     for name in variants:
         by_metric = {}
@@ -192,7 +195,7 @@ def study_curves(study_dir: str, variants: dict, seeds: int, metrics) -> dict:
             for line in storage.read_text(path).splitlines():
                 row = json.loads(line)
                 for m in metrics:
-                    if m in row and m not in ("d_loss", "g_loss"):
+                    if m in row:
                         by_metric.setdefault(m, {}).setdefault(int(row["step"]), []).append(float(row[m]))
         curves[name] = by_metric
     return curves

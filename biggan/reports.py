@@ -80,7 +80,7 @@ def plot_curves(path: str, rows: list[dict], panels=(("d_loss", "g_loss"), ("fid
 def plot_study(path: str, curves: dict, metrics=("fid", "classifier_accuracy")) -> None:
     """An ablation study's evaluation curves: one panel per metric, one line per variant (the mean over
     seeds at each evaluated step, a band of ± one sample std where there are several seeds).
-    `curves`: {variant: {metric: {step: [value per seed]}}}."""
+    `curves`: {variant: {metric: [(step, mean, std or nan), ...]}} (biggan.ablate.summarise per step)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -93,12 +93,10 @@ def plot_study(path: str, curves: dict, metrics=("fid", "classifier_accuracy")) 
     fig, axes = plt.subplots(1, len(present), figsize=(4.5 * len(present), 3.4), dpi=120, squeeze=False)
     for ax, metric in zip(axes[0], present):
         for variant, by_metric in curves.items():
-            points = sorted(by_metric.get(metric, {}).items())
+            points = by_metric.get(metric)
             if not points:
                 continue
-            steps = np.array([s for s, _ in points])
-            mean = np.array([np.mean(v) for _, v in points])
-            std = np.array([np.std(v, ddof=1) if len(v) > 1 else 0.0 for _, v in points])
+            steps, mean, std = (np.array(column, float) for column in zip(*points))
             ax.plot(steps, mean, "o-", ms=3, lw=1, label=variant)
             ax.fill_between(steps, mean - std, mean + std, alpha=0.15)
         ax.set_xlabel("step")

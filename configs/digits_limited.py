@@ -9,12 +9,13 @@ diffaug (DiffAugment translation,cutout: the policy of the authors' BigGAN-CIFAR
 DiffAugment-biggan-cifar/scripts); ada (target 0.6, p moving by at most 1 per 10k real images: ada_kimg 10, as
 a 24k-image run needs; the authors' 500 is for millions of images); lecam (λ 0.3 with the anchors' decay 0.9
 of google/lecam-gan's BigGAN-CIFAR code, which switches the term on after 1,000 of its ~100k iterations; here
-after 200 of 1,500, when digits.py's EMA starts too); diffaug_lecam. Two seeds each. Batch 16 and one D step (digits.py: 32 and 2) quarter the cost of a step, so
-that ten runs fit in about 90 minutes on 2 AMD EPYC cores without AVX-512 (8 to 9½ minutes a run); the
+after 200 of 1,500, when digits.py's EMA starts too); diffaug_lecam. Two seeds each. Batch 16 and one D
+step (digits.py: 32 and 2) quarter the cost of a step, so that ten runs fit in about 90 minutes on 2 AMD EPYC
+cores without AVX-512 (7½ to 9½ minutes a run for these variants, with colour augmentation included); the
 default digits run needs ~1,500 of its steps before its samples are recognisable.
 Command: python -m biggan.ablate configs/digits_limited.py --seeds 2 --workdir workdirs/digits_limited
-Expected: results.md (FD and accuracy, mean ± std over 2 seeds) and study_curves.png; the figures, the time
-per run and a reading of them are in docs/limited_data.md.
+Expected: results.md and results.csv (FD and accuracy at step 1,500, mean ± std over 2 seeds) and
+study_curves.png (both against the step); each run's time is in its result.json.
 Smoke run: python -m biggan.ablate configs/digits_limited.py:runlocal --seeds 1 --workdir /tmp/limited_smoke
 """
 import os

@@ -345,7 +345,7 @@ def test_study_runs_every_variant_and_seed_skips_finished_and_tabulates(tmp_path
     assert "| lower_lr | train.lr_g=1e-05 | 2/2 | 100.5 ± 0.71 | 1 ± 0 |" in md
     assert "lower_lr" in open(os.path.join(study, "results.csv")).read()
     # The curves: every evaluated step of every seed, drawn in study_curves.png.
-    curves = ablate.study_curves(study, ablate.variant_overrides(ablation), 2, ablation.metrics)
+    curves = ablate.study_curves(study, ablate.variant_overrides(ablation), 2, ("fid",))
     assert curves["lower_lr"] == {"fid": {1: [200.0, 202.0], 2: [100.0, 101.0]}}
     assert os.path.getsize(os.path.join(study, "study_curves.png")) > 1000
     # A second invocation trains nothing (all finished); a preempted run stays unfinished.
