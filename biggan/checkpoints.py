@@ -120,10 +120,31 @@ class Checkpointer:
             f"is intact. The run stops here: fix the cause and restart the same command to resume from it.") from error
 
     def restore(self, step: int, abstract_state):
-        """Restore step `step` into the structure/shardings of `abstract_state` (ShapeDtypeStructs)."""
+        """Restore step `step` into the structure/shardings of `abstract_state` (ShapeDtypeStructs).
+
+        The techniques' extras are those the checkpoint holds: a technique a rollback override switched on
+        after it was written starts its state when the step runs (train_step.technique_state), and one it
+        switched off is read and dropped."""
+        wanted = getattr(abstract_state, "extras", None)
+        if wanted is not None:
+            abstract_state = abstract_state.replace(extras=self._stored_extras(step, wanted, abstract_state))
         restored = self.manager.restore(step, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()))
-        return restored["state"], restored["data"]
+        state = restored["state"]
+        if wanted is not None and set(state.extras) - set(wanted):
+            state = state.replace(extras={k: v for k, v in state.extras.items() if k in wanted})
+        return state, restored["data"]
+
+    def _stored_extras(self, step, wanted: dict, abstract_state) -> dict:
+        """The abstract extras of the checkpoint's entries: `wanted`'s where it has them, else from the
+        checkpoint's metadata (replicated like the rest of `abstract_state`)."""
+        metadata = self.manager.item_metadata(step)["state"]
+        stored = (getattr(metadata, "tree", metadata) or {}).get("extras") or {}
+        sharding = jax.tree.leaves(abstract_state)[0].sharding
+        return {key: wanted[key] if key in wanted else
+                jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=sharding), stored[key],
+                             is_leaf=lambda m: hasattr(m, "shape") and hasattr(m, "dtype"))
+                for key in stored}
 
     def wait(self):
         self._finish(self._in_flight)

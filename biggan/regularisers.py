@@ -70,6 +70,12 @@ def default_weight_filter(path: str, leaf: Array, exclude: tuple[str, ...] = ("s
     return jnp.ndim(leaf) >= 2 and not any(e in parts for e in exclude)
 
 
+def ortho_filter(path: str, leaf) -> bool:
+    """The G weights of ortho reg and the σ0 terms: not the shared class embedding (G's `shared_embed`), not
+    1-d parameters (paper §3.1)."""
+    return default_weight_filter(path, leaf, exclude=("shared_embed", "class_embed"))
+
+
 # --------------------------------------------------------------------------- matrix views
 
 def weight_as_matrix(w: Array, name: str = "kernel") -> Array:

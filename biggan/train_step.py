@@ -5,15 +5,17 @@ One step = `num_d_steps` D updates, each on its own real batch with fresh z and 
 statistics are those of each micro-batch, as in BigGAN-PyTorch's accumulation (a micro-batch is what
 one forward pass sees). G's EMA copy follows G exactly before `ema_start` and decays after it.
 
-The ablation switches (README, Ablations) (config.train, config.model) add terms, and state in TrainState.extras; at
-their neutral values the step is the plain one bit for bit (tests/test_ablation.py,
-tests/test_techniques_in_step.py). The techniques of biggan/techniques/registry.py (DiffAugment, ADA, LeCam,
-CR/bCR/zCR, FreezeD) plug in through the hooks of biggan/techniques/base.py, called here in registry order;
-the earlier catalogue is still wired in by hand.
+The step is module-level functions of a `StepSetup` (the config, the models' structure, the enabled
+techniques, losses, optimisers) bound once by `make_train_step` with functools.partial: `d_update`, `g_update`,
+`ema_update`, and `train_step`, which composes them; unrolled D (`unrolled_discriminator`) wraps `d_update`.
+Every technique of biggan/techniques/registry.py plugs in through the hooks of biggan/techniques/base.py,
+called in registry order; with none enabled the step is the plain one bit for bit (tests/test_ablation.py,
+tests/test_techniques_in_step.py).
 """
 from __future__ import annotations
 
 import ast
+import dataclasses
 import functools
 from typing import Any
 
@@ -26,8 +28,9 @@ from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from biggan import latents, losses, models, regularisers
-from biggan.techniques import catalogue, registry
-from biggan.techniques.base import DContext, GContext
+from biggan.regularisers import ortho_filter
+from biggan.techniques import catalogue, historical_averaging, registry, replay
+from biggan.techniques.base import DContext, GContext, micro_batch_size, whole
 from biggan.data import to_model_range
 from biggan.sharding import DATA_AXIS
 
@@ -43,13 +46,15 @@ class TrainState:
     ema_params: Any
     g_opt: Any
     d_opt: Any
-    # State of the catalogue techniques that have one, keyed by name (HIST_D, HIST_G, REPLAY); empty — no
-    # leaves, so the default config's state, trees and checkpoints are unchanged — when they are off.
+    # State of the switched-on techniques that have one, keyed by technique name (e.g. HIST_D, HIST_G,
+    # REPLAY); empty — no leaves, so the default config's state, trees and checkpoints are unchanged — when
+    # they are off.
     extras: dict = flax.struct.field(default_factory=dict)
 
 
 # TrainState.extras keys.
-HIST_D, HIST_G, REPLAY = "historical_average_d", "historical_average_g", "replay"
+HIST_D, HIST_G = historical_averaging.HistoricalAveragingD.name, historical_averaging.HistoricalAveragingG.name
+REPLAY = replay.ExperienceReplay.name
 
 
 @flax.struct.dataclass
@@ -86,19 +91,12 @@ def init_state(config: ml_collections.ConfigDict, rng) -> tuple[Models, TrainSta
 
 
 def technique_state(config: ml_collections.ConfigDict, g_params, d_params, extras=None) -> dict:
-    """TrainState.extras for the switched-on catalogue techniques: the entries of `extras` are kept, missing
-    ones start now (historical averages at the given params, an empty replay buffer)."""
-    t, m = config.train, config.model
+    """TrainState.extras for the switched-on techniques that have state: the entries of `extras` are kept,
+    missing ones start now (e.g. historical averages at the given params, an empty replay buffer)."""
     extras = dict(extras or {})
-    if t.get("historical_averaging_weight", 0.0) and HIST_D not in extras:
-        extras[HIST_D] = regularisers.historical_average_init(d_params)._asdict()
-        extras[HIST_G] = regularisers.historical_average_init(g_params)._asdict()
-    if t.get("replay_capacity", 0) and REPLAY not in extras:
-        extras[REPLAY] = catalogue.replay_init(t.replay_capacity, (m.resolution, m.resolution, 3),
-                                                models.DTYPES[m.dtype])._asdict()
-    for technique in registry.enabled(config):  # the interface's techniques (biggan/techniques/base.py)
+    for technique in registry.enabled(config):
         if technique.uses("init_state") and technique.name not in extras:
-            extras[technique.name] = technique.init_state()
+            extras[technique.name] = technique.init_state(g_params, d_params)
     return extras
 
 
@@ -110,11 +108,6 @@ def merge(graphdef, params, state):
 def split(module):
     """The non-trainable state (SN vectors, BN statistics) of a module after a forward pass."""
     return nnx.state(module, nnx.Not(nnx.Param))
-
-
-def ortho_filter(path: str, leaf) -> bool:
-    # Not the shared class embedding (G's `shared_embed`), not 1-d parameters (paper §3.1).
-    return regularisers.default_weight_filter(path, leaf, exclude=("shared_embed", "class_embed"))
 
 
 def ortho_penalty(g_params, beta):
@@ -181,72 +174,353 @@ def parse_kwargs(text: str, what: str) -> dict:
     return out
 
 
-def check_toolkit(t: ml_collections.ConfigDict) -> None:
-    """Refuse contradictory ablation switches before tracing."""
-    for key in ("r1_gamma", "dragan_weight", "gp_weight", "sigma0_reg_strength", "sigma0_clamp",
-                "sigma0_clamp_ratio", "instance_noise_sigma", "feature_matching_weight", "label_smoothing",
-                "historical_averaging_weight", "replay_capacity", "unrolled_d_steps"):
-        if t[key] < 0:
-            raise ValueError(f"train.{key}={t[key]} must be ≥ 0 (0 switches it off)")
-    if t.sigma0_reg_strength and bool(t.sigma0_target) == bool(t.sigma0_ratio):
-        raise ValueError(f"train.sigma0_reg_strength={t.sigma0_reg_strength} needs exactly one of "
-                         f"train.sigma0_target (fixed σ) or train.sigma0_ratio (r·σ1); got "
-                         f"sigma0_target={t.sigma0_target}, sigma0_ratio={t.sigma0_ratio}")
-    if t.sigma0_clamp and t.sigma0_clamp_ratio:
-        raise ValueError(f"set one of train.sigma0_clamp={t.sigma0_clamp} and train.sigma0_clamp_ratio="
-                         f"{t.sigma0_clamp_ratio}, not both")
+def check_toolkit(config: ml_collections.ConfigDict) -> None:
+    """Refuse bad or contradictory switches before tracing (each technique checks its own keys)."""
+    t = config.train
+    micro_batch_size(t)
+    whole(t, "unrolled_d_steps")
+    if t.unrolled_d_steps < 0:
+        raise ValueError(f"train.unrolled_d_steps={t.unrolled_d_steps} must be ≥ 0 (0 switches it off)")
     if t.latent not in latents.LATENT_NAMES:
         raise ValueError(f"train.latent={t.latent!r} is not a latent distribution; valid: "
                          f"{', '.join(latents.LATENT_NAMES)}")
-    check_techniques(t)
+    registry.enabled(config)
 
 
-def check_techniques(t: ml_collections.ConfigDict) -> None:
-    """Refuse bad values of the catalogue technique switches, naming the key and the fix."""
-    micro = micro_batch_size(t)
-    for key in ("replay_capacity", "unrolled_d_steps", "pacgan_pack"):
-        if int(t[key]) != t[key]:
-            raise ValueError(f"train.{key}={t[key]} must be a whole number")
-    if not 0.0 <= t.label_noise <= 1.0:
-        raise ValueError(f"train.label_noise={t.label_noise} is a probability: set it in [0, 1] (0 = off; "
-                         f"Salimans et al.'s noisy labels flip 5%, i.e. 0.05)")
-    if (t.label_noise or t.soft_labels) and not losses.has_targets(t.loss):
-        which = "train.label_noise" if t.label_noise else "train.soft_labels"
-        raise ValueError(f"{which} acts on D's real/fake targets, but train.loss={t.loss!r} has none; use a "
-                         f"loss with targets (train.loss=non_saturating, minimax or least_squares) or switch "
-                         f"{which} off")
-    if t.soft_labels and t.label_smoothing:
-        raise ValueError(f"train.soft_labels draws the real target from U[0.7, 1.2], which replaces "
-                         f"train.label_smoothing={t.label_smoothing}; set one of them, not both")
-    if not 0.0 <= t.historical_averaging_decay < 1.0:
-        raise ValueError(f"train.historical_averaging_decay={t.historical_averaging_decay} must be in [0, 1) "
-                         f"(0 = exact mean of all past parameters)")
-    if not 0.0 <= t.replay_fraction <= 1.0:
-        raise ValueError(f"train.replay_fraction={t.replay_fraction} must be in [0, 1]")
-    if t.replay_capacity or t.replay_fraction:
-        if not t.replay_capacity:
-            raise ValueError(f"train.replay_fraction={t.replay_fraction} needs a replay buffer: set "
-                             f"train.replay_capacity (e.g. {10 * micro}) or train.replay_fraction=0")
-        if round(t.replay_fraction * micro) < 1:
-            raise ValueError(f"train.replay_capacity={t.replay_capacity} with train.replay_fraction="
-                             f"{t.replay_fraction} replays round({t.replay_fraction}·{micro}) = 0 of the {micro} "
-                             f"fakes of a micro-batch; raise train.replay_fraction to ≥ {0.5 / micro:.3g}, or set "
-                             f"train.replay_capacity=0")
-        if t.replay_capacity < micro:
-            raise ValueError(f"train.replay_capacity={t.replay_capacity} is smaller than one micro-batch of "
-                             f"{micro} fakes, which is added to it at once; use train.replay_capacity ≥ {micro}")
-    if t.pacgan_pack < 1 or micro % t.pacgan_pack:
-        raise ValueError(f"train.pacgan_pack={t.pacgan_pack} must be ≥ 1 (1 = off) and divide the micro-batch "
-                         f"of {micro} (train.batch_size / train.num_accumulations) so that every pack is all "
-                         f"real or all fake; choose a divisor of {micro}")
+@dataclasses.dataclass(frozen=True, eq=False)
+class StepSetup:
+    """What the step's functions read besides (state, batch, rng), fixed when the step is built: the
+    config, the models' structure, the enabled techniques (registry order), the losses and optimisers."""
+    config: ml_collections.ConfigDict
+    mdl: Models
+    mesh: Any
+    unroll: Any
+    techniques: tuple
+    d_loss_fn: Any
+    g_loss_fn: Any
+    g_tx: Any
+    d_tx: Any
+    latent_kwargs: dict
+    dtype: Any
+    micro_batch: int
+    g_needs_real: bool
+
+    def using(self, hook: str) -> tuple:
+        return tuple(technique for technique in self.techniques if technique.uses(hook))
+
+    @functools.cached_property
+    def noisy_labels(self):
+        """The technique whose loss options make D's loss draw targets (it then takes that technique's key)."""
+        return next((tech for tech in self.techniques if tech.loss_options().get("noisy_labels")), None)
+
+    @functools.cached_property
+    def stateful(self) -> tuple:
+        return self.using("init_state")
 
 
-def micro_batch_size(t: ml_collections.ConfigDict) -> int:
-    """train.batch_size is the global batch of one update; it is split into num_accumulations micro-batches."""
-    if t.batch_size % t.num_accumulations:
-        raise ValueError(f"train.batch_size={t.batch_size} is not divisible by train.num_accumulations="
-                         f"{t.num_accumulations}")
-    return t.batch_size // t.num_accumulations
+# Randomness the step draws itself comes from fold_in(rng, tag), so that `rng` draws z and y exactly as without
+# the techniques (whose keys fold their own `rng_tag`; the default step is bit-identical: tests/test_ablation.py).
+UNROLL = 6
+
+
+def constrain(setup: StepSetup, x):
+    """Keep generated tensors sharded like the data."""
+    if setup.mesh is None:
+        return x
+    return jax.lax.with_sharding_constraint(x, NamedSharding(setup.mesh, P(DATA_AXIS)))
+
+
+def sample_zy(setup: StepSetup, rng, batch_size, step):
+    t, m = setup.config.train, setup.config.model
+    kz, ky = jax.random.split(rng)
+    if t.latent == "normal" and not setup.latent_kwargs:
+        z = jax.random.normal(kz, (batch_size, m.dim_z), jnp.float32)
+    else:  # appendix E latents; variance annealing follows the training step
+        kw = dict(setup.latent_kwargs, step=step) if t.latent == "variance_annealing" else setup.latent_kwargs
+        z = latents.sample_latent(t.latent, kz, (batch_size, m.dim_z), **kw).astype(jnp.float32)
+    y = jax.random.randint(ky, (batch_size,), 0, m.num_classes)
+    return constrain(setup, z), constrain(setup, y)
+
+
+def viewed(setup: StepSetup, x, y):
+    """How D sees a batch (`d_view` hooks: PacGAN's packs)."""
+    for technique in setup.using("d_view"):
+        x, y = technique.d_view(x, y)
+    return x, y
+
+
+def augmented(setup: StepSetup, x, rng, tech):
+    """The D-input augmentation of DiffAugment or ADA (one at most; one key per batch, parameters per sample)."""
+    for technique in setup.using("augment"):
+        x = technique.augment(x, technique.key(rng), tech.get(technique.name))
+    return x
+
+
+def d_logits(setup: StepSetup, D, x, y, rng, step, tech, groups=1):
+    """D(x, y) in training mode after the D-input hooks (augmentation, instance noise, view) and with the
+    feature hooks (dropout, paper §4.2). `groups`: x is that many equal batches (all fake / all real) for
+    minibatch discrimination. `tech`: the techniques' states."""
+    x = augmented(setup, x, rng, tech)
+    for technique in setup.using("perturb"):
+        x = technique.perturb(x, technique.key(rng), step)
+    x, y = viewed(setup, x, y)
+    feature_hooks = setup.using("d_features")
+    if not feature_hooks:
+        return D(x, y, train=True, groups=groups)
+    h = D.features(x, train=True)
+    for technique in feature_hooks:
+        h = technique.d_features(h, technique.key(rng))
+    return D.head(h, y, train=True, groups=groups)
+
+
+def fresh_d(setup: StepSetup, d_params, d_state, view=True):
+    """D's logits from a fresh copy (its SN state is dropped), through the view hooks unless `view` is off,
+    no augmentation."""
+    def d_fn(x, y):
+        D = merge(setup.mdl.d_graphdef, d_params, d_state)
+        return D(*viewed(setup, x, y), train=True) if view else D(x, y, train=True)
+    return d_fn
+
+
+def fresh_g(setup: StepSetup, g_params, g_state):
+    """G's training-mode images from a fresh copy (its BN statistics are dropped)."""
+    return lambda z, y: merge(setup.mdl.g_graphdef, g_params, g_state)(z, y, train=True)
+
+
+def d_micro_loss(setup: StepSetup, d_params, d_state, g_params, g_state, tech, images, labels, rng, step):
+    """D's loss on one micro-batch of reals and as many fresh fakes; `tech`: the techniques' states."""
+    G = merge(setup.mdl.g_graphdef, g_params, g_state)
+    D = merge(setup.mdl.d_graphdef, d_params, d_state)
+    z, y_fake = sample_zy(setup, rng, images.shape[0], step)
+    fake = jax.lax.stop_gradient(G(z, y_fake, train=True))
+    real = to_model_range(images, setup.dtype)
+    tech = dict(tech)
+    for technique in setup.using("d_fakes"):
+        fake, y_fake, tech[technique.name] = technique.d_fakes(fake, y_fake, technique.key(rng),
+                                                               tech[technique.name])
+    # One D pass over [fake; real] (D has no batch norm, so this equals two passes; SN steps once;
+    # minibatch discrimination compares fakes with fakes and reals with reals: groups=2).
+    out = d_logits(setup, D, jnp.concatenate([fake.astype(real.dtype), real]), jnp.concatenate([y_fake, labels]),
+                   rng, step, tech, groups=2)
+    d_fake, d_real = jnp.split(out, 2)
+    if setup.noisy_labels is not None:
+        loss, aux = setup.d_loss_fn(d_real, d_fake, rng=setup.noisy_labels.key(rng))
+    else:
+        loss, aux = setup.d_loss_fn(d_real, d_fake)
+    terms = {}
+    term_hooks = setup.using("d_terms")
+    if term_hooks:
+        states = dict(tech)
+        ctx = DContext(real=real, fake=fake.astype(real.dtype), labels=labels, fake_labels=y_fake, z=z,
+                       d_real=d_real, d_fake=d_fake, d_fn=fresh_d(setup, d_params, d_state),
+                       d_viewed_fn=fresh_d(setup, d_params, d_state, view=False),
+                       view=functools.partial(viewed, setup),
+                       augment=lambda x, key: augmented(setup, x, key, states),
+                       g_fn=lambda z, y: jax.lax.stop_gradient(fresh_g(setup, g_params, g_state)(z, y)),
+                       rng=None, step=step)
+        for technique in term_hooks:
+            key = technique.key(rng) if technique.rng_tag is not None else None
+            new_terms, new = technique.d_terms(ctx._replace(rng=key), tech.get(technique.name))
+            terms.update(new_terms)
+            if technique.name in tech:
+                tech[technique.name] = new
+    for value in terms.values():
+        loss = loss + value
+    return loss, (dict(aux, **terms), split(G), split(D), tech)
+
+
+def g_micro_loss(setup: StepSetup, g_params, g_state, d_params, d_state, tech, rng, step, images=None,
+                 labels=None):
+    """G's loss on one micro-batch of fakes; the step's last real micro-batch when a loss or technique needs it."""
+    G = merge(setup.mdl.g_graphdef, g_params, g_state)
+    D = merge(setup.mdl.d_graphdef, d_params, d_state)
+    z, y = sample_zy(setup, rng, setup.micro_batch, step)
+    fake = G(z, y, train=True)
+    real = None if images is None else to_model_range(images, setup.dtype)
+    if setup.g_needs_real:
+        # A relativistic G loss scores the real micro-batch beside the fakes: one D pass over [fake; real] as in
+        # D's step (SN steps once; groups=2 for minibatch discrimination). D(real) holds no G parameter, so it
+        # only shifts G's targets.
+        out = d_logits(setup, D, jnp.concatenate([fake.astype(real.dtype), real]), jnp.concatenate([y, labels]),
+                       rng, step, tech, groups=2)
+        d_fake, d_real = jnp.split(out, 2)
+        loss, aux = setup.g_loss_fn(d_fake, jax.lax.stop_gradient(d_real)), {}
+    else:
+        d_fake = d_logits(setup, D, fake, y, rng, step, tech)
+        loss, aux = setup.g_loss_fn(d_fake), {}
+    term_hooks = setup.using("g_terms")
+    if term_hooks:
+        def d_features_fn(x, y):
+            return merge(setup.mdl.d_graphdef, d_params, d_state).features(viewed(setup, x, y)[0], train=True)
+        ctx = GContext(z=z, labels=y, fake=fake, d_fake=d_fake, real=real, real_labels=labels,
+                       d_fn=fresh_d(setup, d_params, d_state), d_features_fn=d_features_fn,
+                       augment=lambda x, key: augmented(setup, x, key, tech),
+                       g_fn=fresh_g(setup, g_params, g_state), rng=None, step=step)
+        for technique in term_hooks:
+            key = technique.key(rng) if technique.rng_tag is not None else None
+            terms = technique.g_terms(ctx._replace(rng=key), tech.get(technique.name))
+            aux.update(terms)
+            for value in terms.values():
+                loss = loss + value
+    return loss, (aux, split(G), split(D))
+
+
+def g_param_terms(setup: StepSetup, g_params, extras):
+    """Terms on G's weights added to its loss: ortho (paper eq. 3), then the techniques' (σ0, historical)."""
+    terms = {}
+    if setup.config.train.ortho_beta:
+        terms["ortho_penalty"] = ortho_penalty(g_params, setup.config.train.ortho_beta)
+    for technique in setup.using("g_param_terms"):
+        terms.update(technique.g_param_terms(g_params, extras.get(technique.name)))
+    return terms
+
+
+def d_param_terms(setup: StepSetup, d_params, extras):
+    terms = {}
+    for technique in setup.using("d_param_terms"):
+        terms.update(technique.d_param_terms(d_params, extras.get(technique.name)))
+    return terms
+
+
+def with_param_terms(param_terms_fn, params, grads, metrics):
+    """Add the exact gradient of the parameter terms to `grads`, and the terms to `metrics`."""
+    # Ortho: the exact gradient of eq. 3's R (= 2× BigGAN-PyTorch's hand-written term; BUILD_NOTES).
+    terms, vjp = jax.vjp(param_terms_fn, params)
+    (term_grads,) = vjp({k: jnp.ones_like(v) for k, v in terms.items()})
+    metrics.update(terms)
+    return jax.tree.map(jnp.add, grads, term_grads)
+
+
+def d_update(setup: StepSetup, carry, xs, step):
+    """One D update: the mean gradient over the micro-batches of `xs` (images, labels, key), the parameter
+    terms, the update hooks, the optimiser. `carry`: D's params, SN state and optimiser, G's BN state and
+    params, the extras."""
+    d_params, d_state, d_opt, g_state, g_params, extras = carry
+    images, labels, rng = xs
+    rngs = jax.random.split(rng, images.shape[0])
+    stateful = bool(setup.stateful)
+
+    def loss_fn(d_params, d_state, g_state, *rest):
+        # The techniques' states are threaded through the micro-batches like a model state when any has one.
+        *threaded, images, labels, rng = rest
+        tech = threaded[0] if stateful else {}
+        loss, (aux, g_state_new, d_state_new, tech_new) = d_micro_loss(
+            setup, d_params, d_state, g_params, g_state, tech, images, labels, rng, step)
+        return loss, (aux, d_state_new, g_state_new) + ((tech_new,) if stateful else ())
+
+    states = (d_state, g_state) + ((technique_states(setup, extras),) if stateful else ())
+    grads, states, loss, aux = accumulate_gradients(loss_fn, d_params, states, (images, labels, rngs),
+                                                    setup.unroll)
+    d_state, g_state = states[:2]
+    extras = dict(extras)
+    if stateful:
+        extras.update(states[2])
+    metrics = dict(aux, d_loss=loss)
+    if setup.using("d_param_terms"):
+        grads = with_param_terms(lambda p: d_param_terms(setup, p, extras), d_params, grads, metrics)
+    updates, d_opt = setup.d_tx.update(grads, d_opt, d_params)
+    for technique in setup.using("d_updates"):
+        updates = technique.d_updates(updates)
+    d_params = optax.apply_updates(d_params, updates)
+    for technique in setup.using("after_d_update"):
+        d_params, extras[technique.name] = technique.after_d_update(d_params, extras.get(technique.name))
+    return (d_params, d_state, d_opt, g_state, g_params, extras), metrics
+
+
+def unrolled_discriminator(setup: StepSetup, state, rng, real_batch):
+    """Unrolled GAN (Metz et al. 2017): D's params and SN state after `unrolled_d_steps` further D updates
+    (the full update: optimiser, penalties, techniques) on the current real batch with fresh z. First-order
+    version: the unrolled D is a constant for G (stop_gradient), i.e. no gradient through the unrolling (Metz
+    et al.'s full version differentiates through it). Everything the copy changes (D, its optimiser, G's BN
+    statistics, the technique states) is discarded after G's update."""
+    key = jax.random.fold_in(rng, UNROLL)
+    images, labels = real_batch
+
+    def d_step(carry, i):
+        return d_update(setup, carry, (images, labels, jax.random.fold_in(key, i)), state.step)[0]
+
+    carry = (state.d_params, state.d_state, state.d_opt, state.g_state, state.g_params, state.extras)
+    ahead = catalogue.unroll_discriminator(d_step, carry, int(setup.config.train.unrolled_d_steps),
+                                           unroll=loops_unrolled(setup.unroll))
+    return jax.lax.stop_gradient(ahead[0]), ahead[1]
+
+
+def g_update(setup: StepSetup, state, rng, real_batch):
+    """One G update against the current D (or the unrolled one): returns G's params, BN state, optimiser,
+    D's SN state after G's pass, the extras and the metrics."""
+    t = setup.config.train
+    rngs = jax.random.split(rng, t.num_accumulations)
+    if t.unrolled_d_steps:
+        d_params, d_state_for_g = unrolled_discriminator(setup, state, rng, real_batch)
+    else:
+        d_params, d_state_for_g = state.d_params, state.d_state
+    tech = technique_states(setup, state.extras)
+
+    def loss_fn(g_params, g_state, d_state, rng, *real):
+        loss, (aux, g_state_new, d_state_new) = g_micro_loss(setup, g_params, g_state, d_params, d_state, tech,
+                                                             rng, state.step, *real)
+        return loss, (aux, g_state_new, d_state_new)
+
+    needs_real = setup.g_needs_real or any(technique.needs_real_in_g for technique in setup.techniques)
+    micro_inputs = (rngs,) + (real_batch if needs_real else ())
+    grads, (g_state, d_state), loss, aux = accumulate_gradients(
+        loss_fn, state.g_params, (state.g_state, d_state_for_g), micro_inputs, setup.unroll)
+    if t.unrolled_d_steps:
+        d_state = state.d_state  # G's pass went through the unrolled copy; the real D's SN state stays
+    metrics = dict(aux, g_loss=loss)
+    extras = dict(state.extras)
+    if t.ortho_beta or setup.using("g_param_terms"):
+        grads = with_param_terms(lambda p: g_param_terms(setup, p, extras), state.g_params, grads, metrics)
+    updates, g_opt = setup.g_tx.update(grads, state.g_opt, state.g_params)
+    g_params = optax.apply_updates(state.g_params, updates)
+    for technique in setup.using("after_g_update"):
+        g_params, extras[technique.name] = technique.after_g_update(g_params, extras.get(technique.name))
+    return g_params, g_state, d_state, g_opt, extras, metrics
+
+
+def ema_update(ema_params, g_params, step, decay, start):
+    """EMA of G's weights (paper appendix C): equal to G until `start`, then `decay`."""
+    decay = jnp.where(step > start, decay, 0.0)
+    return jax.tree.map(lambda e, p: decay * e + (1 - decay) * p, ema_params, g_params)
+
+
+def technique_states(setup: StepSetup, extras):
+    """The stateful techniques' states (TrainState.extras entries under their names)."""
+    return {technique.name: extras[technique.name] for technique in setup.stateful}
+
+
+def train_step(setup: StepSetup, state: TrainState, batch, rng):
+    """`num_d_steps` D updates, one G update, the EMA; the techniques' after-step hooks. Pure and jitted once."""
+    t = setup.config.train
+    # A state without the extras a switched-on technique needs (restored from a run that had it off, then
+    # changed by a rollback override) starts them now; decided from the dict's keys, so at trace time.
+    extras = technique_state(setup.config, state.g_params, state.d_params, state.extras)
+    if extras.keys() != state.extras.keys():
+        state = state.replace(extras=extras)
+    d_rng, g_rng = jax.random.split(rng)
+    d_rngs = jax.random.split(d_rng, t.num_d_steps)
+    carry = (state.d_params, state.d_state, state.d_opt, state.g_state, state.g_params, state.extras)
+    (d_params, d_state, d_opt, g_state, _, extras), d_metrics = scan_or_unroll(
+        functools.partial(d_update, setup, step=state.step), carry, (batch["image"], batch["label"], d_rngs),
+        setup.unroll)
+    state = state.replace(d_params=d_params, d_state=d_state, d_opt=d_opt, g_state=g_state, extras=extras)
+    g_params, g_state, d_state, g_opt, extras, g_metrics = g_update(setup, state, g_rng,
+                                                                    (batch["image"][-1], batch["label"][-1]))
+    step = state.step + 1
+    technique_metrics = {}
+    for technique in setup.using("after_step"):
+        extras[technique.name], logged = technique.after_step(extras[technique.name], step)
+        technique_metrics.update(logged)
+    ema = ema_update(state.ema_params, g_params, step, t.ema_decay, t.ema_start)
+    new_state = state.replace(step=step, g_params=g_params, g_state=g_state, d_state=d_state, g_opt=g_opt,
+                              ema_params=ema, extras=extras)
+    metrics = {k: v[-1] for k, v in d_metrics.items()}  # the last D update of the step
+    metrics.update(g_metrics)
+    metrics.update(technique_metrics)
+    metrics["all_finite"] = jnp.all(jnp.stack(
+        [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves((g_params, d_params))]
+        + [jnp.isfinite(v) for v in jax.tree.leaves(metrics)]))
+    return new_state, metrics
 
 
 def make_train_step(config: ml_collections.ConfigDict, mdl: Models, mesh=None, unroll=None):
@@ -255,347 +529,16 @@ def make_train_step(config: ml_collections.ConfigDict, mdl: Models, mesh=None, u
     batch: {'image': uint8 (num_d_steps, num_accumulations, B, H, W, 3), 'label': int (same leading dims)}.
     """
     t, m = config.train, config.model
-    check_toolkit(t)
-    active = registry.enabled(config)  # switched-on techniques of biggan/techniques/, in hook order
-    augmenter = next((tech for tech in active if tech.uses("augment")), None)
-    stateful = [tech for tech in active if tech.uses("init_state")]
-    d_term_techniques = [tech for tech in active if tech.uses("d_terms")]
-    g_term_techniques = [tech for tech in active if tech.uses("g_terms")]
-    update_techniques = [tech for tech in active if tech.uses("d_updates")]
+    check_toolkit(config)
+    techniques = tuple(registry.enabled(config))  # switched-on techniques of biggan/techniques/, in hook order
     g_tx, d_tx = make_optimizers(t)
-    loss_options = dict(margin=t.hinge_margin, real_target=1.0 - t.label_smoothing)
-    noisy_targets = bool(t.label_noise or t.soft_labels)
-    if noisy_targets:
-        # Soft and noisy labels (ganhacks): each target flipped with probability label_noise; soft_labels
-        # draws them from U[0.7, 1.2] (real) and U[0, 0.3] (fake). The D loss then takes a key.
-        loss_options.update(noisy_labels=True, flip_prob=float(t.label_noise), soft_labels=bool(t.soft_labels))
+    loss_options = dict(margin=t.hinge_margin, real_target=1.0)
+    for technique in techniques:
+        loss_options.update(technique.loss_options())
     d_loss_fn, g_loss_fn = losses.get_loss(t.loss, **loss_options)
-    g_needs_real = losses.canonical_loss_name(t.loss) in losses.G_LOSS_NEEDS_REAL
-    latent_kwargs = parse_kwargs(t.latent_kwargs, "train.latent_kwargs")
-    keep = m.d_dropout_keep
-    if not 0.0 < keep <= 1.0:
-        raise ValueError(f"model.d_dropout_keep={keep} must be in (0, 1] (1.0 = no dropout)")
-    dtype = models.DTYPES[m.dtype]
-    micro_batch = micro_batch_size(t)
-    pack = int(t.pacgan_pack)
-    hist_weight, hist_decay = t.historical_averaging_weight, (t.historical_averaging_decay or None)
-    replay = bool(t.replay_capacity)
-    unrolled_steps = int(t.unrolled_d_steps)
-    python_loops = loops_unrolled(unroll)
-
-    def constrain(x):  # keep generated tensors sharded like the data
-        if mesh is None:
-            return x
-        return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, P(DATA_AXIS)))
-
-    def sample_zy(rng, batch_size, step):
-        kz, ky = jax.random.split(rng)
-        if t.latent == "normal" and not latent_kwargs:
-            z = jax.random.normal(kz, (batch_size, m.dim_z), jnp.float32)
-        else:  # appendix E latents; variance annealing follows the training step
-            kw = dict(latent_kwargs, step=step) if t.latent == "variance_annealing" else latent_kwargs
-            z = latents.sample_latent(t.latent, kz, (batch_size, m.dim_z), **kw).astype(jnp.float32)
-        y = jax.random.randint(ky, (batch_size,), 0, m.num_classes)
-        return constrain(z), constrain(y)
-
-    # Extra randomness comes from fold_in(rng, tag) so that `rng` itself draws z and y exactly as
-    # without the toolkit (the default config's step is bit-identical; tests/test_ablation.py).
-    NOISE, DROPOUT, PENALTY, LABELS, REPLAY_DRAW, UNROLL, AUGMENT, TECHNIQUE = 1, 2, 3, 4, 5, 6, 7, 8
-
-    def packed(x, y):
-        """PacGAN (Lin et al. 2018): D scores packs of `pack` consecutive samples stacked on
-        channels (pack_samples). A projection D needs one class per pack, and the samples of a pack have
-        their own classes: we project with the FIRST sample's label (our choice; the paper's D is
-        unconditional). Packs never mix real and fake: the micro-batch is a multiple of `pack`."""
-        if pack == 1:
-            return x, y
-        return catalogue.pack_samples(x, pack), y[::pack]
-
-    def augmented(x, rng, tech):
-        """The D-input augmentation of DiffAugment or ADA (one key per batch: parameters are per sample)."""
-        if augmenter is None:
-            return x
-        return augmenter.augment(x, jax.random.fold_in(rng, AUGMENT), tech.get(augmenter.name))
-
-    def d_logits(D, x, y, rng, step, tech, groups=1):
-        """D(x, y) in training mode with the optional D-input augmentation, instance noise and feature dropout
-        (paper §4.2). `groups`: x is that many equal batches (all fake / all real) for minibatch discrimination.
-        `tech`: the interface techniques' states."""
-        x = augmented(x, rng, tech)
-        if t.instance_noise_sigma:
-            sigma = (catalogue.instance_noise_sigma(step, t.instance_noise_sigma, t.instance_noise_anneal_steps)
-                     if t.instance_noise_anneal_steps else t.instance_noise_sigma)
-            x = catalogue.add_instance_noise(jax.random.fold_in(rng, NOISE), x, sigma)
-        x, y = packed(x, y)
-        if keep == 1.0:
-            return D(x, y, train=True, groups=groups)
-        h = catalogue.feature_dropout(jax.random.fold_in(rng, DROPOUT), D.features(x, train=True), keep, True)
-        return D.head(h, y, train=True, groups=groups)
-
-    def d_penalties(d_params, d_state, real, fake, labels, rng, tech):
-        """Gradient penalties on D (R1: paper §4.2; WGAN-GP, DRAGAN). A fresh copy of D from the same params and state: its SN
-        power iteration gives the same normalised weights as the main pass, and its state is dropped.
-        Under PacGAN the penalised input is the pack. With minibatch discrimination D's output for one
-        sample also depends on the others of its batch, so ∇_x Σ D holds those cross terms too. With a
-        D-input augmentation D scores T(x) and the gradient is taken w.r.t. x (as stylegan2-ada-pytorch's R1)."""
-        fake = packed(fake, labels)[0] if t.gp_weight else fake
-        real, labels = packed(real, labels)
-        key = jax.random.fold_in(rng, PENALTY)
-
-        def d_fn(x):  # (no augmentation under PacGAN: registry refuses the pair)
-            D = merge(mdl.d_graphdef, d_params, d_state)
-            return D(augmented(x, key, tech), labels, train=True)
-        terms = {}
-        if t.r1_gamma:
-            terms["r1_penalty"] = regularisers.r1_penalty(d_fn, real, t.r1_gamma)
-        if t.dragan_weight:
-            terms["dragan_penalty"] = regularisers.dragan_penalty(d_fn, jax.random.fold_in(key, 0), real,
-                                                                  t.dragan_weight)
-        if t.gp_weight:
-            # Interpolates of (real_i, fake_i) are scored under the real label (conditional WGAN-GP).
-            terms["gp_penalty"] = regularisers.wgan_gp_penalty(d_fn, jax.random.fold_in(key, 1), real,
-                                                               fake.astype(real.dtype), t.gp_weight)
-        return terms
-
-    def fresh_d(d_params, d_state):
-        """D's logits from a fresh copy (its SN state is dropped), PacGAN packing included, no augmentation."""
-        return lambda x, y: merge(mdl.d_graphdef, d_params, d_state)(*packed(x, y), train=True)
-
-    def fresh_g(g_params, g_state):
-        """G's training-mode images from a fresh copy (its BN statistics are dropped)."""
-        return lambda z, y: merge(mdl.g_graphdef, g_params, g_state)(z, y, train=True)
-
-    def d_micro_loss(d_params, d_state, g_params, g_state, buffer, tech, images, labels, rng, step):
-        G = merge(mdl.g_graphdef, g_params, g_state)
-        D = merge(mdl.d_graphdef, d_params, d_state)
-        z, y_fake = sample_zy(rng, images.shape[0], step)
-        fake = jax.lax.stop_gradient(G(z, y_fake, train=True))
-        real = to_model_range(images, dtype)
-        if buffer is not None:
-            # Experience replay (Pfau & Vinyals 2016; ganhacks): the first round(replay_fraction·B) fakes are replaced by past
-            # fakes (with their labels) while the buffer holds any; this micro-batch's fresh fakes join it.
-            fresh, fresh_y = fake, y_fake
-            fake, y_fake = catalogue.replay_mix(jax.random.fold_in(rng, REPLAY_DRAW), buffer, fake, y_fake,
-                                                 t.replay_fraction)
-            buffer = catalogue.replay_add(buffer, fresh, fresh_y)
-        # One D pass over [fake; real] (D has no batch norm, so this equals two passes; SN steps once;
-        # minibatch discrimination compares fakes with fakes and reals with reals: groups=2).
-        out = d_logits(D, jnp.concatenate([fake.astype(real.dtype), real]), jnp.concatenate([y_fake, labels]),
-                       rng, step, tech, groups=2)
-        d_fake, d_real = jnp.split(out, 2)
-        if noisy_targets:
-            loss, aux = d_loss_fn(d_real, d_fake, rng=jax.random.fold_in(rng, LABELS))
-        else:
-            loss, aux = d_loss_fn(d_real, d_fake)
-        penalties = d_penalties(d_params, d_state, real, fake, labels, rng, tech)
-        if d_term_techniques:
-            tech = dict(tech)
-            ctx = DContext(real=real, fake=fake.astype(real.dtype), labels=labels, fake_labels=y_fake, z=z,
-                           d_real=d_real, d_fake=d_fake, d_fn=fresh_d(d_params, d_state),
-                           g_fn=lambda z, y: jax.lax.stop_gradient(fresh_g(g_params, g_state)(z, y)),
-                           rng=None, step=step)
-            for index, technique in enumerate(d_term_techniques):
-                key = jax.random.fold_in(jax.random.fold_in(rng, TECHNIQUE), index)
-                terms, new = technique.d_terms(ctx._replace(rng=key), tech.get(technique.name))
-                penalties.update(terms)
-                if technique.name in tech:
-                    tech[technique.name] = new
-        for value in penalties.values():
-            loss = loss + value
-        return loss, (dict(aux, **penalties), split(G), split(D), buffer, tech)
-
-    def g_micro_loss(g_params, g_state, d_params, d_state, tech, rng, step, images=None, labels=None):
-        G = merge(mdl.g_graphdef, g_params, g_state)
-        D = merge(mdl.d_graphdef, d_params, d_state)
-        z, y = sample_zy(rng, micro_batch, step)
-        fake = G(z, y, train=True)
-        if g_needs_real:
-            # A relativistic G loss scores the step's last real micro-batch beside the fakes: one D pass over
-            # [fake; real] as in D's step (SN steps once; groups=2 for minibatch discrimination). D(real) holds
-            # no G parameter, so it only shifts G's targets.
-            real = to_model_range(images, dtype)
-            out = d_logits(D, jnp.concatenate([fake.astype(real.dtype), real]), jnp.concatenate([y, labels]),
-                           rng, step, tech, groups=2)
-            d_fake, d_real = jnp.split(out, 2)
-            loss, aux = g_loss_fn(d_fake, jax.lax.stop_gradient(d_real)), {}
-        else:
-            d_fake = d_logits(D, fake, y, rng, step, tech)
-            loss, aux = g_loss_fn(d_fake), {}
-        if t.feature_matching_weight:
-            # Salimans et al. 2016: match the mean of D's pooled features on a real batch (the last D
-            # step's) — the real features are a constant for G.
-            real = augmented(to_model_range(images, dtype), jax.random.fold_in(rng, TECHNIQUE), tech)
-            f_real = jax.lax.stop_gradient(D.features(packed(real, labels)[0], train=True))
-            fake_seen = augmented(fake.astype(real.dtype), jax.random.fold_in(rng, TECHNIQUE + 1), tech)
-            fm = catalogue.feature_matching_loss(f_real, D.features(packed(fake_seen, y)[0], train=True))
-            aux["feature_matching"] = fm
-            loss = loss + t.feature_matching_weight * fm
-        if g_term_techniques:
-            ctx = GContext(z=z, labels=y, fake=fake, d_fake=d_fake, d_fn=fresh_d(d_params, d_state),
-                           g_fn=fresh_g(g_params, g_state), rng=None, step=step)
-            for index, technique in enumerate(g_term_techniques):
-                key = jax.random.fold_in(jax.random.fold_in(rng, TECHNIQUE), index)
-                terms = technique.g_terms(ctx._replace(rng=key), tech.get(technique.name))
-                aux.update(terms)
-                for value in terms.values():
-                    loss = loss + value
-        return loss, (aux, split(G), split(D))
-
-    def g_param_regularisers(g_params):
-        """Terms on G's weights added to its loss: ortho (paper eq. 3) and the σ0 regulariser (paper §4.1)."""
-        terms = {}
-        if t.ortho_beta:
-            terms["ortho_penalty"] = ortho_penalty(g_params, t.ortho_beta)
-        if t.sigma0_reg_strength:
-            terms["sigma0_penalty"] = regularisers.sigma0_penalty(
-                nnx.to_pure_dict(g_params), t.sigma0_reg_strength, sigma_target=t.sigma0_target or None,
-                ratio=t.sigma0_ratio or None, leaf_filter=ortho_filter)
-        return terms
-
-    def clamp_g(g_params):
-        """Partial-SVD clamp of every G weight's σ0 after the update (paper §4.1)."""
-        pure = regularisers.sigma0_clamp(nnx.to_pure_dict(g_params), sigma_clamp=t.sigma0_clamp or None,
-                                         ratio=t.sigma0_clamp_ratio or None, leaf_filter=ortho_filter)
-        g_params = jax.tree.map(lambda x: x, g_params)  # a copy to write into
-        nnx.replace_by_pure_dict(g_params, pure)
-        return g_params
-
-    def historical_average_term(params, extras, key):
-        """Salimans et al. 2016 historical averaging: value and gradient of
-        w·‖θ − mean of past θ‖² (the mean, a constant, lives in TrainState.extras[key])."""
-        average = regularisers.HistoricalAverage(**extras[key])
-        value, grads = jax.value_and_grad(regularisers.historical_average_penalty)(params, average, hist_weight)
-        return average, value, grads
-
-    def d_update(carry, xs, step):
-        d_params, d_state, d_opt, g_state, g_params, extras = carry
-        images, labels, rng = xs
-        rngs = jax.random.split(rng, images.shape[0])
-
-        def loss_fn(d_params, d_state, g_state, *rest):
-            # The replay buffer and the interface techniques' states are threaded like a state when on.
-            *threaded, images, labels, rng = rest
-            buffer = threaded[0] if replay else None
-            tech = threaded[-1] if stateful else {}
-            loss, (aux, g_state_new, d_state_new, buffer_new, tech_new) = d_micro_loss(
-                d_params, d_state, g_params, g_state, buffer, tech, images, labels, rng, step)
-            return loss, ((aux, d_state_new, g_state_new) + ((buffer_new,) if replay else ())
-                          + ((tech_new,) if stateful else ()))
-
-        states = ((d_state, g_state) + ((catalogue.ReplayBuffer(**extras[REPLAY]),) if replay else ())
-                  + ((technique_states(extras),) if stateful else ()))
-        grads, states, loss, aux = accumulate_gradients(loss_fn, d_params, states, (images, labels, rngs), unroll)
-        d_state, g_state = states[:2]
-        metrics = dict(aux, d_loss=loss)
-        extras = dict(extras)
-        if hist_weight:
-            average, metrics["historical_average_d"], hist_grads = historical_average_term(d_params, extras, HIST_D)
-            grads = jax.tree.map(jnp.add, grads, hist_grads)
-        updates, d_opt = d_tx.update(grads, d_opt, d_params)
-        for technique in update_techniques:
-            updates = technique.d_updates(updates)
-        d_params = optax.apply_updates(d_params, updates)
-        if hist_weight:  # the average of every value D's parameters have taken, this one included
-            extras[HIST_D] = regularisers.historical_average_update(average, d_params, hist_decay)._asdict()
-        if replay:
-            extras[REPLAY] = states[2]._asdict()
-        if stateful:
-            extras.update(states[-1])
-        return (d_params, d_state, d_opt, g_state, g_params, extras), metrics
-
-    def unrolled_discriminator(state, rng, real_batch):
-        """Unrolled GAN (Metz et al. 2017): D's params and SN state after `unrolled_d_steps`
-        further D updates (the full update: optimiser, penalties, replay, historical averaging) on the
-        current real batch with fresh z. First-order version: the unrolled D is a constant for G
-        (stop_gradient), i.e. no gradient through the unrolling (Metz et al.'s full version
-        differentiates through it). Everything the copy changes (D, its optimiser, G's BN statistics,
-        the technique state) is discarded after G's update."""
-        key = jax.random.fold_in(rng, UNROLL)
-        images, labels = real_batch
-
-        def d_step(carry, i):
-            return d_update(carry, (images, labels, jax.random.fold_in(key, i)), state.step)[0]
-
-        carry = (state.d_params, state.d_state, state.d_opt, state.g_state, state.g_params, state.extras)
-        ahead = catalogue.unroll_discriminator(d_step, carry, unrolled_steps, unroll=python_loops)
-        return jax.lax.stop_gradient(ahead[0]), ahead[1]
-
-    def g_update(state, rng, real_batch):
-        rngs = jax.random.split(rng, t.num_accumulations)
-        if unrolled_steps:
-            d_params, d_state_for_g = unrolled_discriminator(state, rng, real_batch)
-        else:
-            d_params, d_state_for_g = state.d_params, state.d_state
-
-        def loss_fn(g_params, g_state, d_state, rng, *real):
-            loss, (aux, g_state_new, d_state_new) = g_micro_loss(g_params, g_state, d_params, d_state,
-                                                                 technique_states(state.extras), rng,
-                                                                 state.step, *real)
-            return loss, (aux, g_state_new, d_state_new)
-
-        micro_inputs = (rngs,) + (real_batch if t.feature_matching_weight or g_needs_real else ())
-        grads, (g_state, d_state), loss, aux = accumulate_gradients(
-            loss_fn, state.g_params, (state.g_state, d_state_for_g), micro_inputs, unroll)
-        if unrolled_steps:
-            d_state = state.d_state  # G's pass went through the unrolled copy; the real D's SN state stays
-        metrics = dict(aux, g_loss=loss)
-        if t.ortho_beta or t.sigma0_reg_strength:
-            # Ortho: the exact gradient of eq. 3's R (= 2× BigGAN-PyTorch's hand-written term; BUILD_NOTES).
-            terms, vjp = jax.vjp(g_param_regularisers, state.g_params)
-            (reg_grads,) = vjp({k: jnp.ones_like(v) for k, v in terms.items()})
-            grads = jax.tree.map(jnp.add, grads, reg_grads)
-            metrics.update(terms)
-        extras = dict(state.extras)
-        if hist_weight:
-            average, metrics["historical_average_g"], hist_grads = historical_average_term(
-                state.g_params, extras, HIST_G)
-            grads = jax.tree.map(jnp.add, grads, hist_grads)
-        updates, g_opt = g_tx.update(grads, state.g_opt, state.g_params)
-        g_params = optax.apply_updates(state.g_params, updates)
-        if t.sigma0_clamp or t.sigma0_clamp_ratio:
-            g_params = clamp_g(g_params)
-        if hist_weight:
-            extras[HIST_G] = regularisers.historical_average_update(average, g_params, hist_decay)._asdict()
-        return g_params, g_state, d_state, g_opt, extras, metrics
-
-    def technique_states(extras):
-        """The interface techniques' states (TrainState.extras entries under their names)."""
-        return {technique.name: extras[technique.name] for technique in stateful}
-
-    def with_technique_state(state: TrainState) -> TrainState:
-        """A state without the extras a switched-on technique needs (e.g. restored from a run that had it
-        off, then changed by a rollback override) starts them now: the average at the current params,
-        an empty replay buffer. Decided from the dict's keys, so at trace time."""
-        extras = technique_state(config, state.g_params, state.d_params, state.extras)
-        return state.replace(extras=extras) if extras.keys() != state.extras.keys() else state
-
-    def train_step(state: TrainState, batch, rng):
-        state = with_technique_state(state)
-        d_rng, g_rng = jax.random.split(rng)
-        d_rngs = jax.random.split(d_rng, t.num_d_steps)
-        carry = (state.d_params, state.d_state, state.d_opt, state.g_state, state.g_params, state.extras)
-        (d_params, d_state, d_opt, g_state, _, extras), d_metrics = scan_or_unroll(
-            functools.partial(d_update, step=state.step), carry, (batch["image"], batch["label"], d_rngs), unroll)
-        state = state.replace(d_params=d_params, d_state=d_state, d_opt=d_opt, g_state=g_state, extras=extras)
-        g_params, g_state, d_state, g_opt, extras, g_metrics = g_update(state, g_rng,
-                                                                        (batch["image"][-1], batch["label"][-1]))
-        step = state.step + 1
-        technique_metrics = {}
-        for technique in active:
-            if technique.uses("after_step"):
-                extras[technique.name], logged = technique.after_step(extras[technique.name], step)
-                technique_metrics.update(logged)
-        # EMA of G's weights (paper appendix C): equal to G until ema_start, then decay.
-        decay = jnp.where(step > t.ema_start, t.ema_decay, 0.0)
-        ema = jax.tree.map(lambda e, p: decay * e + (1 - decay) * p, state.ema_params, g_params)
-        new_state = state.replace(step=step, g_params=g_params, g_state=g_state, d_state=d_state, g_opt=g_opt,
-                                  ema_params=ema, extras=extras)
-        metrics = {k: v[-1] for k, v in d_metrics.items()}  # the last D update of the step
-        metrics.update(g_metrics)
-        metrics.update(technique_metrics)
-        metrics["all_finite"] = jnp.all(jnp.stack(
-            [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves((g_params, d_params))]
-            + [jnp.isfinite(v) for v in jax.tree.leaves(metrics)]))
-        return new_state, metrics
-
-    return train_step
+    setup = StepSetup(config=config, mdl=mdl, mesh=mesh, unroll=unroll, techniques=techniques, d_loss_fn=d_loss_fn,
+                      g_loss_fn=g_loss_fn, g_tx=g_tx, d_tx=d_tx,
+                      latent_kwargs=parse_kwargs(t.latent_kwargs, "train.latent_kwargs"),
+                      dtype=models.DTYPES[m.dtype], micro_batch=micro_batch_size(t),
+                      g_needs_real=losses.canonical_loss_name(t.loss) in losses.G_LOSS_NEEDS_REAL)
+    return functools.partial(train_step, setup)

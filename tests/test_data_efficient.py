@@ -170,7 +170,8 @@ def linear_d(weights):
 
 def d_context(**fields):
     base = dict(real=None, fake=None, labels=None, fake_labels=None, z=None, d_real=None, d_fake=None,
-                d_fn=None, g_fn=None, rng=jax.random.key(0), step=jnp.int32(0))
+                d_fn=None, d_viewed_fn=None, view=None, augment=None, g_fn=None, rng=jax.random.key(0),
+                step=jnp.int32(0))
     return DContext(**dict(base, **fields))
 
 
@@ -246,7 +247,8 @@ def test_zcr_terms_on_a_linear_g_and_d():
     fake = g_fn(z, None)
     d_terms, _ = technique.d_terms(d_context(real=fake, fake=fake, z=z, d_fake=d_fn(fake, None), d_fn=d_fn,
                                              g_fn=g_fn, rng=jax.random.key(3)), None)
-    g_terms = technique.g_terms(GContext(z=z, labels=None, fake=fake, d_fake=None, d_fn=d_fn, g_fn=g_fn,
+    g_terms = technique.g_terms(GContext(z=z, labels=None, fake=fake, d_fake=None, real=None, real_labels=None,
+                                         d_fn=d_fn, d_features_fn=None, augment=None, g_fn=g_fn,
                                          rng=jax.random.key(4), step=jnp.int32(0)), None)
     a, weights = np.asarray(a, np.float64), np.asarray(weights, np.float64)
     expected_d = 5.0 * 0.03 ** 2 * np.sum((a @ weights) ** 2)

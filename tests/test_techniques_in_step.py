@@ -74,13 +74,13 @@ def test_new_switches_default_to_neutral():
 ])
 def test_bad_values_are_refused_naming_the_key(train, match):
     with pytest.raises(ValueError, match=match):
-        ts.check_toolkit(tiny_config(**train).train)
+        ts.check_toolkit(tiny_config(**train))
 
 
 def test_good_values_pass_the_check():
     ts.check_toolkit(tiny_config(loss="least_squares", label_noise=0.05, soft_labels=True, pacgan_pack=4,
                                  historical_averaging_weight=0.1, historical_averaging_decay=0.99,
-                                 replay_capacity=8, replay_fraction=0.5, unrolled_d_steps=3).train)
+                                 replay_capacity=8, replay_fraction=0.5, unrolled_d_steps=3))
     with pytest.raises(ValueError, match=r"model.d_minibatch_kernels=-1 must be ≥ 0"):
         c = tiny_config()
         c.model.d_minibatch_kernels = -1
@@ -205,10 +205,18 @@ def test_extras_are_built_checkpointed_and_restored(tmp_path):
     ckpt = checkpoints.Checkpointer(str(tmp_path))
     ckpt.save(1, sharding.replicate(state, mesh), {"position": 0}, wait=True)
     restored, _ = ckpt.restore(1, checkpoints.abstract_state(c, mesh))
-    ckpt.close()
     assert jax.tree.structure(restored) == jax.tree.structure(state)
     for a, b in zip(leaves(restored), leaves(state)):
         np.testing.assert_array_equal(a, b)
+    # A rollback override may switch techniques on or off after a checkpoint was written: the restore takes
+    # the entries the checkpoint holds and the config keeps (historical averaging off: dropped; LeCam on: not
+    # stored, so it starts when the step runs).
+    changed = tiny_config(replay_capacity=16, replay_fraction=0.25, pacgan_pack=2, lecam_weight=0.1)
+    restored, _ = ckpt.restore(1, checkpoints.abstract_state(changed, mesh))
+    ckpt.close()
+    assert set(restored.extras) == {ts.REPLAY} and int(restored.extras[ts.REPLAY]["size"]) == 5
+    assert set(ts.technique_state(changed, restored.g_params, restored.d_params, restored.extras)) == {ts.REPLAY,
+                                                                                                      "lecam"}
 
 
 # --------------------------------------------------------------------------- the step

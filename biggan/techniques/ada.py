@@ -21,10 +21,11 @@ from biggan.techniques.base import Technique
 
 class ADA(Technique):
     name = "ada"
+    rng_tag = 7
 
     @staticmethod
-    def enabled(train) -> bool:
-        return bool(train.get("ada_target", 0.0))
+    def enabled(config) -> bool:
+        return bool(config.train.get("ada_target", 0.0))
 
     def check(self) -> None:
         t = self.train
@@ -39,7 +40,7 @@ class ADA(Technique):
             raise ValueError(f"train.ada_interval={t.ada_interval} must be a whole number ≥ 1, train.ada_kimg="
                              f"{t.ada_kimg} > 0 and train.ada_p_init={t.ada_p_init} ≥ 0 (defaults: 4, 500, 0)")
 
-    def init_state(self):
+    def init_state(self, g_params=None, d_params=None):
         # One array per entry: the trainer donates the state, and a buffer may be donated only once.
         return {"p": jnp.asarray(self.train.ada_p_init, jnp.float32), "sign_sum": jnp.zeros((), jnp.float32),
                 "count": jnp.zeros((), jnp.float32), "rt": jnp.zeros((), jnp.float32)}

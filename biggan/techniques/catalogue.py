@@ -1,16 +1,17 @@
-"""The wider catalogue of GAN training techniques (Salimans et al. 2016 and after; README, Ablations), as pure jit-able pieces the train step
-composes by config switch (the switch in brackets; all off by default).
+"""The wider catalogue of GAN training techniques (Salimans et al. 2016 and after; README, Ablations), as pure
+jit-able pieces. The techniques of this package call them (the file in brackets; models: biggan.py):
 
-  minibatch discrimination   MinibatchDiscrimination (NNX module on D's flat features) [model.d_minibatch_kernels]
-  feature matching           feature_matching_loss (a G loss on an intermediate D layer) [train.feature_matching_weight]
-  instance noise             instance_noise_sigma, add_instance_noise [train.instance_noise_sigma]
-  experience replay          ReplayBuffer, replay_init / replay_add / replay_sample / replay_mix [train.replay_capacity]
-  PacGAN                     pack_samples, unpack_samples, pacgan_in_channels [train.pacgan_pack]
-  dropout on D's last layer  feature_dropout (paper §4.2: keep 0.5…0.95) [model.d_dropout_keep]
-  unrolled D steps           unroll_discriminator [train.unrolled_d_steps]
+  minibatch discrimination   MinibatchDiscrimination (NNX module on D's flat features) [biggan.py's D head]
+  feature matching           feature_matching_loss (a G loss on an intermediate D layer) [feature_matching.py]
+  instance noise             instance_noise_sigma, add_instance_noise [instance_noise.py]
+  experience replay          ReplayBuffer, replay_init / replay_add / replay_sample / replay_mix [replay.py]
+  PacGAN                     pack_samples, unpack_samples, pacgan_in_channels [pacgan.py]
+  dropout on D's last layer  feature_dropout (paper §4.2: keep 0.5…0.95) [dropout.py]
+  unrolled D steps           unroll_discriminator [train_step.unrolled_discriminator]
   virtual batch norm         reference_batch_stats, virtual_batch_norm (not wired into the step)
 
-Label smoothing / soft / noisy labels live in losses.py, historical averaging in regularisers.py.
+Label smoothing / soft / noisy labels live in losses.py (labels.py), historical averaging in regularisers.py
+(historical_averaging.py).
 
 Two-time-scale update rule (TTUR, Heusel et al. 2017) needs no code: it is D and G optimisers
 with different learning rates (e.g. optax.adam(4e-4, b1=0, b2=0.999) for D and optax.adam(1e-4, …)

@@ -28,10 +28,11 @@ def squared_difference(a, b):
 
 class ConsistencyRegularisation(Technique):
     name = "cr"
+    rng_tag = 8
 
     @staticmethod
-    def enabled(train) -> bool:
-        return bool(train.get("cr_real_weight", 0.0) or train.get("cr_fake_weight", 0.0))
+    def enabled(config) -> bool:
+        return bool(config.train.get("cr_real_weight", 0.0) or config.train.get("cr_fake_weight", 0.0))
 
     def check(self) -> None:
         t = self.train
@@ -58,10 +59,11 @@ def perturbed(z, rng, sigma):
 
 class LatentConsistency(Technique):
     name = "zcr"
+    rng_tag = 9
 
     @staticmethod
-    def enabled(train) -> bool:
-        return bool(train.get("zcr_d_weight", 0.0) or train.get("zcr_g_weight", 0.0))
+    def enabled(config) -> bool:
+        return bool(config.train.get("zcr_d_weight", 0.0) or config.train.get("zcr_g_weight", 0.0))
 
     def check(self) -> None:
         t = self.train

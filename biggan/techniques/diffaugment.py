@@ -10,10 +10,11 @@ from biggan.techniques.base import Technique
 
 class DiffAugment(Technique):
     name = "diffaug"
+    rng_tag = 7  # one key per batch: the parameters are drawn per sample
 
     @staticmethod
-    def enabled(train) -> bool:
-        return bool(train.get("diffaug_policy", ""))
+    def enabled(config) -> bool:
+        return bool(config.train.get("diffaug_policy", ""))
 
     def check(self) -> None:
         self.ops = augment.parse_policy(self.train.diffaug_policy, "train.diffaug_policy")

@@ -32,8 +32,8 @@ class FreezeD(Technique):
     name = "freezed"
 
     @staticmethod
-    def enabled(train) -> bool:
-        return bool(train.get("freeze_d_blocks", 0))
+    def enabled(config) -> bool:
+        return bool(config.train.get("freeze_d_blocks", 0))
 
     def check(self) -> None:
         k = self.train.freeze_d_blocks

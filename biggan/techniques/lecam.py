@@ -28,8 +28,8 @@ class LeCam(Technique):
     name = "lecam"
 
     @staticmethod
-    def enabled(train) -> bool:
-        return bool(train.get("lecam_weight", 0.0))
+    def enabled(config) -> bool:
+        return bool(config.train.get("lecam_weight", 0.0))
 
     def check(self) -> None:
         t = self.train
@@ -38,7 +38,7 @@ class LeCam(Technique):
                              f"{t.lecam_decay} in [0, 1) and train.lecam_start={t.lecam_start} ≥ 0 "
                              f"(Tseng et al.: weight 0.3 on CIFAR with DiffAugment, decay 0.99)")
 
-    def init_state(self):
+    def init_state(self, g_params=None, d_params=None):
         # One array per entry: the trainer donates the state, and a buffer may be donated only once.
         return {name: jnp.zeros((), jnp.float32) for name in ("anchor_real", "anchor_fake", "count")}
 
