@@ -100,6 +100,15 @@ def technique_state(config: ml_collections.ConfigDict, g_params, d_params, extra
     return extras
 
 
+def with_technique_state(config: ml_collections.ConfigDict, state: TrainState) -> TrainState:
+    """`state` with the extras of every switched-on technique: one restored from a checkpoint written while a
+    technique was off (then switched on by a rollback override) starts them now. Decided from the dict's keys,
+    so inside the step at trace time; the trainer calls it after a restore too, so that the step it compiles
+    keeps one state structure."""
+    extras = technique_state(config, state.g_params, state.d_params, state.extras)
+    return state if extras.keys() == state.extras.keys() else state.replace(extras=extras)
+
+
 def merge(graphdef, params, state):
     """An nnx module from its graph definition, params and state (fresh Variables, safe inside a trace)."""
     return nnx.merge(graphdef, params, state, copy=True)
@@ -492,11 +501,7 @@ def technique_states(setup: StepSetup, extras):
 def train_step(setup: StepSetup, state: TrainState, batch, rng):
     """`num_d_steps` D updates, one G update, the EMA; the techniques' after-step hooks. Pure and jitted once."""
     t = setup.config.train
-    # A state without the extras a switched-on technique needs (restored from a run that had it off, then
-    # changed by a rollback override) starts them now; decided from the dict's keys, so at trace time.
-    extras = technique_state(setup.config, state.g_params, state.d_params, state.extras)
-    if extras.keys() != state.extras.keys():
-        state = state.replace(extras=extras)
+    state = with_technique_state(setup.config, state)
     d_rng, g_rng = jax.random.split(rng)
     d_rngs = jax.random.split(d_rng, t.num_d_steps)
     carry = (state.d_params, state.d_state, state.d_opt, state.g_state, state.g_params, state.extras)

@@ -153,6 +153,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
         start = 0
     else:
         state, data_state = ckpt.restore(start, checkpoints.abstract_state(config, mesh))
+        state = sharding.replicate(ts.with_technique_state(config, state), mesh)  # a rollback's new technique
         # Every process's position is saved; another process layout is mapped (biggan/distributed.py).
         pipeline.set_state(distributed.local_data_state(data_state, jax.process_index(), jax.process_count()))
         log.info("resumed from %s at step %d", ckpt.directory, start)
@@ -325,6 +326,7 @@ def _rollback(config, workdir, ckpt, mesh, batches, event, num_rollbacks):
     batches.restart_from(distributed.local_data_state(data_state, jax.process_index(), jax.process_count()))
     overrides = ts.parse_kwargs(t.rollback_overrides, "train.rollback_overrides")
     collapse.apply_overrides(config, overrides)
+    state = sharding.replicate(ts.with_technique_state(config, state), mesh)  # a technique switched on starts
     checkpoints.record_config(workdir, config)
     if jax.process_index() == 0:
         collapse.record_rollback(workdir, event.step, target, event.reason, overrides)

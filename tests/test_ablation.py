@@ -289,15 +289,22 @@ def test_forced_collapse_rolls_back_and_continues_with_the_override(tmp_path, mo
     evaluated = []
     monkeypatch.setattr(evaluation, "make_training_evaluator", lambda config, workdir: (
         lambda generator, step: evaluated.append(step) or {"fid": 10.0 if step == 3 else 20.0}))
-    c = small_config()
-    c.train.update(batch_size=8, num_steps=6, rollback_steps=3, rollback_overrides="train.lr_g=1e-5")
-    c.log.update(log_every=1, sv_every=0, sample_every=0, checkpoint_every=2, keep_checkpoints=5,
-                 collapse_window=3, collapse_force_step=5, eval_every=3, best_metric="fid")
+    def config():
+        c = small_config()
+        # The override also switches on a technique with state (LeCam's anchors), which step 2's checkpoint lacks.
+        c.train.update(batch_size=8, num_steps=6, rollback_steps=3,
+                       rollback_overrides="train.lr_g=1e-5,train.lecam_weight=0.1")
+        c.log.update(log_every=1, sv_every=0, sample_every=0, checkpoint_every=2, keep_checkpoints=5,
+                     collapse_window=3, collapse_force_step=5, eval_every=3, best_metric="fid")
+        return c
+
+    c = config()
     lr_before = c.train.lr_g
     result = trainer.train(c, str(tmp_path), progress=False)
-    assert result["step"] == 6 and result["lr_g"] == 1e-5
+    assert result["step"] == 6 and result["lr_g"] == 1e-5 and "lecam_penalty" in result
     (rb,) = collapse.read_rollbacks(str(tmp_path))
-    assert rb["flagged_step"] == 5 and rb["restored_step"] == 2 and rb["overrides"] == {"train.lr_g": 1e-5}
+    assert rb["flagged_step"] == 5 and rb["restored_step"] == 2
+    assert rb["overrides"] == {"train.lr_g": 1e-5, "train.lecam_weight": 0.1}
     steps = [json.loads(l)["step"] for l in open(tmp_path / "metrics.jsonl") if '"d_loss"' in l]
     assert steps == [1, 2, 3, 4, 5, 3, 4, 5, 6]  # steps 3..5 trained twice: after the rollback to 2
     assert evaluated == [3, 3, 6]
@@ -310,7 +317,14 @@ def test_forced_collapse_rolls_back_and_continues_with_the_override(tmp_path, mo
     assert json.loads((tmp_path / "config.json").read_text())["train"]["lr_g"] == 1e-5
     ckpt = checkpoints.Checkpointer(str(tmp_path), best_metric="fid")
     assert ckpt.all_steps() == [2, 3, 4, 6] and ckpt.best_step() == 3
+    # Resuming from the rollback target before any newer save (as after a crash then): the run keeps its
+    # override (LeCam on), the checkpoint has no LeCam state, and LeCam starts from the restored step.
+    ckpt.delete_newer_than(2)
     ckpt.close()
+    c = config()
+    c.train.num_steps = 4
+    result = trainer.train(c, str(tmp_path), progress=False)
+    assert result["step"] == 4 and result["lr_g"] == 1e-5 and "lecam_penalty" in result
 
 
 # --------------------------------------------------------------------------- the study runner
