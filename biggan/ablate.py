@@ -13,7 +13,8 @@ Run `name`, seed i trains in WORKDIR/name/seed_i with config.seed = base seed + 
 runs go seed-major (seed 0 of every variant first); a finished run leaves result.json and is skipped,
 so re-running the command resumes an interrupted study (an unfinished run resumes from its own checkpoint). results.csv / results.md give mean ± sample
 std (ddof=1) over the finished seeds of every variant; study_curves.png draws the evaluated metrics against the
-step (mean ± std over seeds, from each run's metrics.jsonl).
+step (mean ± std over seeds, from each run's metrics.jsonl); study_samples.png shows each variant's last sample
+grid (its first finished seed).
 """
 from __future__ import annotations
 
@@ -178,7 +179,25 @@ def write_results(study_dir: str, variants: dict, seeds: int, metrics=DEFAULT_ME
         summary = {name: {m: [(step, *summarise(values)) for step, values in sorted(by_step.items())]
                           for m, by_step in by_metric.items()} for name, by_metric in curves.items()}
         reports.plot_study(os.path.join(study_dir, "study_curves.png"), summary, evaluated)
+    grids = final_sample_grids(study_dir, variants, seeds)
+    if grids:
+        reports.plot_sample_sheet(os.path.join(study_dir, "study_samples.png"), grids)
     return rows
+
+
+def final_sample_grids(study_dir: str, variants: dict, seeds: int) -> dict:
+    """{"variant (seed i, step s)": path} of the last sample grid of each variant's first finished seed."""
+    grids = {}
+    for name in variants:
+        for i in range(seeds):
+            directory = run_dir(study_dir, name, i)
+            found = storage.glob(os.path.join(directory, "samples"), "step_*.png") if read_result(directory) else []
+            if found:
+                last = max(found)  # step_%07d.png: the name orders the steps
+                step = int(os.path.basename(last)[len("step_"):-len(".png")])
+                grids[f"{name} (seed {i}, step {step})"] = last
+                break
+    return grids
 
 
 def study_curves(study_dir: str, variants: dict, seeds: int, metrics) -> dict:

@@ -1,5 +1,5 @@
-"""Result files people read: CSV tables, the truncation-sweep plot and training curves (matplotlib, imported
-when used)."""
+"""Result files people read: CSV tables, the truncation-sweep plot, training curves and sample sheets
+(matplotlib, imported when used)."""
 from __future__ import annotations
 
 import csv
@@ -103,6 +103,26 @@ def plot_study(path: str, curves: dict, metrics=("fid", "classifier_accuracy")) 
         ax.set_title(metric)
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    _save_figure(fig, path)
+    plt.close(fig)
+
+
+def plot_sample_sheet(path: str, grids: dict) -> None:
+    """Sample grids side by side, each titled: `grids` = {title: path of a PNG grid} (e.g. a study's variants)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not grids:
+        raise ValueError("no sample grid to draw")
+    # ~300 pixels a grid: 8 columns of 32² samples at about their own size
+    fig, axes = plt.subplots(1, len(grids), figsize=(3.0 * len(grids), 3.7), dpi=100, squeeze=False)
+    for ax, (title, grid_path) in zip(axes[0], grids.items()):
+        ax.imshow(plt.imread(io.BytesIO(storage.read_bytes(grid_path)), format="png"), interpolation="nearest")
+        ax.set_title(title, fontsize=9)
+        ax.axis("off")
     fig.tight_layout()
     _save_figure(fig, path)
     plt.close(fig)

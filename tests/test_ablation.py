@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from biggan import ablate, collapse, config as cfg, latents, regularisers, train_step as ts
+from biggan import ablate, collapse, config as cfg, images, latents, regularisers, train_step as ts
 from biggan.data import to_model_range
 import stepping
 from stepping import leaves, random_batch
@@ -346,6 +346,10 @@ def test_study_runs_every_variant_and_seed_skips_finished_and_tabulates(tmp_path
         with open(os.path.join(workdir, "metrics.jsonl"), "w") as f:  # evaluations at steps 1 and 2
             f.write(json.dumps({"step": 1, "fid": 2 * fid, "g_loss": 3.0}) + "\n")
             f.write(json.dumps({"step": 2, "fid": fid}) + "\n")
+        for step in (1, 2):  # sample grids as the trainer writes them: the sheet takes the last one
+            os.makedirs(os.path.join(workdir, "samples"), exist_ok=True)
+            images.save_grid(np.full((4, 8, 8, 3), 40 * step, np.uint8),
+                             os.path.join(workdir, "samples", f"step_{step:07d}.png"), ncol=2)
         return {"fid": fid, "g_loss": 1.0, "step": 2, "preempted": False}
 
     rows = ablate.run_study(base, ablation, study, 2, train_fn=fake_train, log=lambda *a: None)
@@ -362,6 +366,11 @@ def test_study_runs_every_variant_and_seed_skips_finished_and_tabulates(tmp_path
     curves = ablate.study_curves(study, ablate.variant_overrides(ablation), 2, ("fid",))
     assert curves["lower_lr"] == {"fid": {1: [200.0, 202.0], 2: [100.0, 101.0]}}
     assert os.path.getsize(os.path.join(study, "study_curves.png")) > 1000
+    # study_samples.png: each variant's last grid of its first seed.
+    grids = ablate.final_sample_grids(study, ablate.variant_overrides(ablation), 2)
+    assert grids == {f"{v} (seed 0, step 2)": os.path.join(study, v, "seed_0", "samples", "step_0000002.png")
+                     for v in ("base", "lower_lr")}
+    assert os.path.getsize(os.path.join(study, "study_samples.png")) > 1000
     # A second invocation trains nothing (all finished); a preempted run stays unfinished.
     seen.clear()
     ablate.run_study(base, ablation, study, 3, train_fn=lambda c, w: {"preempted": True, "step": 1},
