@@ -30,7 +30,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from biggan import latents, losses, models, regularisers
 from biggan.regularisers import ortho_filter
 from biggan.techniques import catalogue, historical_averaging, registry, replay
-from biggan.techniques.base import DContext, GContext, micro_batch_size, whole
+from biggan.techniques.base import DContext, GContext, micro_batch_size, nonnegative, whole
 from biggan.data import to_model_range
 from biggan.sharding import DATA_AXIS
 
@@ -188,8 +188,7 @@ def check_toolkit(config: ml_collections.ConfigDict) -> None:
     t = config.train
     micro_batch_size(t)
     whole(t, "unrolled_d_steps")
-    if t.unrolled_d_steps < 0:
-        raise ValueError(f"train.unrolled_d_steps={t.unrolled_d_steps} must be ≥ 0 (0 switches it off)")
+    nonnegative(t, "unrolled_d_steps")
     if t.latent not in latents.LATENT_NAMES:
         raise ValueError(f"train.latent={t.latent!r} is not a latent distribution; valid: "
                          f"{', '.join(latents.LATENT_NAMES)}")
@@ -225,6 +224,12 @@ class StepSetup:
     @functools.cached_property
     def stateful(self) -> tuple:
         return self.using("init_state")
+
+    @functools.cached_property
+    def threaded(self) -> tuple:
+        """The stateful techniques whose state D's micro-batches change (replay, ADA's counts, LeCam's anchors):
+        only these are carried through the micro-batch loop; the others' states are constants there."""
+        return tuple(t for t in self.stateful if t.uses("d_fakes") or t.uses("d_terms"))
 
 
 # Randomness the step draws itself comes from fold_in(rng, tag), so that `rng` draws z and y exactly as without
@@ -407,22 +412,24 @@ def d_update(setup: StepSetup, carry, xs, step):
     d_params, d_state, d_opt, g_state, g_params, extras = carry
     images, labels, rng = xs
     rngs = jax.random.split(rng, images.shape[0])
-    stateful = bool(setup.stateful)
+    threaded_names = [technique.name for technique in setup.threaded]
+    constant = {k: v for k, v in technique_states(setup, extras).items() if k not in threaded_names}
 
     def loss_fn(d_params, d_state, g_state, *rest):
-        # The techniques' states are threaded through the micro-batches like a model state when any has one.
+        # The states D's micro-batches change are threaded through them like a model state.
         *threaded, images, labels, rng = rest
-        tech = threaded[0] if stateful else {}
+        tech = dict(constant, **threaded[0]) if threaded_names else constant
         loss, (aux, g_state_new, d_state_new, tech_new) = d_micro_loss(
             setup, d_params, d_state, g_params, g_state, tech, images, labels, rng, step)
-        return loss, (aux, d_state_new, g_state_new) + ((tech_new,) if stateful else ())
+        changed = {name: tech_new[name] for name in threaded_names}
+        return loss, (aux, d_state_new, g_state_new) + ((changed,) if threaded_names else ())
 
-    states = (d_state, g_state) + ((technique_states(setup, extras),) if stateful else ())
+    states = (d_state, g_state) + (({name: extras[name] for name in threaded_names},) if threaded_names else ())
     grads, states, loss, aux = accumulate_gradients(loss_fn, d_params, states, (images, labels, rngs),
                                                     setup.unroll)
     d_state, g_state = states[:2]
     extras = dict(extras)
-    if stateful:
+    if threaded_names:
         extras.update(states[2])
     metrics = dict(aux, d_loss=loss)
     if setup.using("d_param_terms"):

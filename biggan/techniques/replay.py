@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from biggan import models
 from biggan.techniques import catalogue
-from biggan.techniques.base import Technique, micro_batch_size, whole
+from biggan.techniques.base import Technique, micro_batch_size, nonnegative, whole
 
 
 class ExperienceReplay(Technique):
@@ -20,8 +20,7 @@ class ExperienceReplay(Technique):
     def check(self) -> None:
         t, micro = self.train, micro_batch_size(self.train)
         whole(t, "replay_capacity")
-        if t.replay_capacity < 0:
-            raise ValueError(f"train.replay_capacity={t.replay_capacity} must be ≥ 0 (0 switches it off)")
+        nonnegative(t, "replay_capacity")
         if not 0.0 <= t.replay_fraction <= 1.0:
             raise ValueError(f"train.replay_fraction={t.replay_fraction} must be in [0, 1]")
         if not t.replay_capacity:
