@@ -124,7 +124,14 @@ def losses(workdir):
 # which the following steps carry into G's parameters, EMA, Adam moments and SN vectors. There, the losses
 # of the next step (functions of G after the first update) are the comparison. Runs that resume from the
 # same checkpoint are compared leaf by leaf in full.
-STATE_RTOL, STATE_ATOL, LOSS_RTOL, LOSS_ATOL = 2e-5, 2e-6, 1e-5, 1e-6
+# G's Adam moments are G's gradient itself (beta1_g = 0: m is the last gradient) and its running square, and
+# that gradient stays ill-conditioned after the first step too: on an Intel Xeon (AVX-512), runs resumed from
+# the same checkpoint (whose losses agree to 2e-7) reach G moments that differ by up to 2e-3 of a tensor's
+# scale in many entries, 1e-3 in relative L2 norm (6e-3 from a fresh start; an AMD EPYC stays under 2e-5).
+# They are compared as whole tensors: relative L2 distance under GRAD_RTOL, 10x the largest measured, far
+# below the O(1) difference of a wrong batch, step or restored moment. Every other leaf, G's parameters and
+# EMA included, is compared entry by entry.
+STATE_RTOL, STATE_ATOL, LOSS_RTOL, LOSS_ATOL, GRAD_RTOL = 2e-5, 2e-6, 1e-5, 1e-6, 1e-2
 LOSS_KEYS = ("d_loss", "g_loss", "d_loss_real", "d_loss_fake", "ortho_penalty")
 
 
@@ -144,6 +151,13 @@ def assert_same_state(dir_a, dir_b, step, *, groups=None):
         if groups is not None and not name.lstrip(".").startswith(groups):
             continue
         a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+        if name.startswith(".g_opt") and (".mu[" in name or ".nu[" in name):  # see GRAD_RTOL
+            distance = float(np.linalg.norm(a - b))
+            assert distance <= GRAD_RTOL * float(np.linalg.norm(b)) + STATE_ATOL * np.sqrt(b.size), \
+                f"{name} differs between {dir_a} and {dir_b} at step {step}: relative L2 distance " \
+                f"{distance / max(float(np.linalg.norm(b)), 1e-30):.2e} > {GRAD_RTOL}"
+            compared += 1
+            continue
         scale = float(np.max(np.abs(b))) if b.size else 0.0
         np.testing.assert_allclose(a, b, rtol=0, atol=STATE_ATOL + STATE_RTOL * scale,
                                    err_msg=f"{name} differs between {dir_a} and {dir_b} at step {step}")
