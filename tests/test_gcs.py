@@ -124,7 +124,7 @@ def test_convert_out_to_gcs_samples_as_the_local_export(gcs, tmp_path):
 def test_two_processes_checkpoint_to_gcs_and_resume(gcs):
     workdir = "gs://bkt/multi"
     launch = [sys.executable, "scripts/launch_local.py", "-n", "2", "--devices", "4", "--"] + TRAIN[1:] + [
-        "--workdir", workdir, "--config.log.checkpoint_every=1", "--compile_cache="]
+        "--workdir", workdir, "--config.log.checkpoint_every=1"]
     out = run(launch + ["--config.train.num_steps=2"], gcs, timeout=600)
     assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
     assert checkpoints.Checkpointer(workdir).all_steps() == [1, 2]
@@ -149,9 +149,10 @@ def test_a_missing_bucket_is_one_line_and_exit_2(gcs):
 @pytest.mark.slow
 def test_server_lost_mid_run_names_the_last_complete_checkpoint_and_the_rerun_resumes_from_it(gcs):
     workdir = "gs://bkt/fault"
-    # A save every step; a save that cannot finish fails the run after 60 s (orbax's storage clients would
-    # retry a lost server for many minutes on their own).
-    command = TRAIN + ["--workdir", workdir, "--config.log.checkpoint_every=1", "--config.log.checkpoint_timeout_s=60"]
+    # A save every step; a save that cannot finish fails the run after 20 s (orbax's storage clients would
+    # retry a lost server for many minutes on their own; a save of this tiny state to the local server takes
+    # well under a second, so 20 s fails no healthy save, even on a loaded machine).
+    command = TRAIN + ["--workdir", workdir, "--config.log.checkpoint_every=1", "--config.log.checkpoint_timeout_s=20"]
     proc = start_until_logged(command, gcs, workdir, steps=4)
     gcs.stop()  # a checkpoint is saved every step: one is being written now
     try:

@@ -74,10 +74,10 @@ def run_single(env, workdir, steps, devices=8):
 def run_multi(env, workdir, steps, processes=2, devices=4):
     """The same through scripts/launch_local.py: `processes` processes x `devices` CPU devices."""
     cmd = [sys.executable, "scripts/launch_local.py", "-n", str(processes), "--devices", str(devices), "--",
-           *TRAIN_ARGS, f"--config.train.num_steps={steps}", f"--workdir={workdir}", "--compile_cache="]
-    # No persistent cache here: it would only serve process 0 (the cache key holds the process's devices).
-    plain = {k: v for k, v in env.items() if k not in _cache_vars(env)}
-    proc = subprocess.run(cmd, cwd=ROOT, env=plain, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+           *TRAIN_ARGS, f"--config.train.num_steps={steps}", f"--workdir={workdir}"]
+    # The persistent cache is shared by the processes, as on a pod (measured: a 2-step 2 x 4 run 64 s -> 48 s
+    # when an earlier 2 x 4 run filled it).
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           timeout=RUN_TIMEOUT_S)
     return _check(proc, f"{processes} processes x {devices} devices", f"{workdir}.log")
 
