@@ -123,14 +123,13 @@ def losses(workdir):
 # up to 2e-4 of its scale (measured on an AMD EPYC: 4,093 of 4,096 entries of the first linear's gradient),
 # which the following steps carry into G's parameters, EMA, Adam moments and SN vectors. There, the losses
 # of the next step (functions of G after the first update) are the comparison. Runs that resume from the
-# same checkpoint are compared leaf by leaf in full.
-# G's Adam moments are G's gradient itself (beta1_g = 0: m is the last gradient) and its running square, and
-# that gradient stays ill-conditioned after the first step too: on an Intel Xeon (AVX-512), runs resumed from
-# the same checkpoint (whose losses agree to 2e-7) reach G moments that differ by up to 2e-3 of a tensor's
-# scale in many entries, 1e-3 in relative L2 norm (6e-3 from a fresh start; an AMD EPYC stays under 2e-5).
-# They are compared as whole tensors: relative L2 distance under GRAD_RTOL, 10x the largest measured, far
-# below the O(1) difference of a wrong batch, step or restored moment. Every other leaf, G's parameters and
-# EMA included, is compared entry by entry.
+# same checkpoint are compared leaf by leaf, except G's Adam moments: they are G's gradient itself (beta1_g = 0,
+# so m is the last gradient) and its running square, and that gradient stays ill-conditioned after the first
+# step. On an Intel Xeon (AVX-512), runs resumed from one checkpoint (losses equal to 2e-7) reach G moments up
+# to 2e-3 of a tensor's scale apart in many entries, 1e-3 in relative L2 norm (6e-3 from a fresh start; on an
+# AMD EPYC they passed the entrywise 2e-5). They are compared as whole tensors: relative L2 distance under
+# GRAD_RTOL, 10x the largest measured, far below the O(1) difference of a wrong batch, step or restored
+# moment. Every other leaf, G's parameters and EMA included, is compared entry by entry.
 STATE_RTOL, STATE_ATOL, LOSS_RTOL, LOSS_ATOL, GRAD_RTOL = 2e-5, 2e-6, 1e-5, 1e-6, 1e-2
 LOSS_KEYS = ("d_loss", "g_loss", "d_loss_real", "d_loss_fake", "ortho_penalty")
 
