@@ -348,7 +348,10 @@ def test_launcher_prefixes_output_and_fails_fast():
 def test_launcher_env_mode_joins_any_entry_point():
     """--pass_via=env: a program without train.py's flags joins through biggan.distributed.initialize()
     and sees 2 processes x 3 devices; a cross-process collective sums every process's index."""
-    program = ["-c", "import jax, numpy as np; from biggan import distributed; distributed.initialize(); "
+    # Gloo's C++ threads log to stderr, which the launcher merges with stdout, and a log line can land in the
+    # middle of ours: after joining, the child sends stderr to /dev/null so the checked lines stay whole.
+    program = ["-c", "import jax, numpy as np, os; from biggan import distributed; distributed.initialize(); "
+                     "os.dup2(os.open(os.devnull, os.O_WRONLY), 2); "
                      "from jax.experimental import multihost_utils as mu; "
                      "g = mu.process_allgather(np.array([jax.process_index() + 1])); "
                      # One write of the whole line: Gloo's C++ threads print to the same pipe, and print()
