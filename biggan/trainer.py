@@ -21,7 +21,7 @@ from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 from tqdm import tqdm
 
-from biggan import (checkpoints, collapse, distributed, evaluation, export, finetune, images, prefetch,
+from biggan import (checkpoints, collapse, distributed, evaluation, event_file, export, finetune, images, prefetch,
                     regularisers, sampling, sharding, storage)
 from biggan import train_step as ts
 from biggan.data import make_pipeline
@@ -46,14 +46,13 @@ class MetricWriter:
         self.enabled = jax.process_index() == 0
         if not self.enabled:
             return
-        from tensorboardX import SummaryWriter  # process 0 only: its protobuf import is slow
         self.workdir, self.remote = workdir, storage.is_remote(workdir)
         self.local = tempfile.mkdtemp(prefix="biggan-metrics-") if self.remote else workdir
         jsonl = os.path.join(self.local, "metrics.jsonl")
         if self.remote and storage.exists(os.path.join(workdir, "metrics.jsonl")):
             storage.copy(os.path.join(workdir, "metrics.jsonl"), jsonl)
         self.jsonl = open(jsonl, "a")
-        self.tb = SummaryWriter(os.path.join(self.local, "tensorboard"))
+        self.tb = event_file.ScalarEventWriter(os.path.join(self.local, "tensorboard"))
 
     def write(self, step, metrics):
         if not self.enabled:
