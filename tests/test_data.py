@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 from biggan import data
+from biggan.data import digits
 from biggan.data.__main__ import main as data_cli
 from biggan.data.cache import _shrink_npy_rows
 from biggan.data.sources import ArraySource
@@ -76,6 +77,10 @@ def _assert_same_batches(a, b):
 def test_digits_arrays_shapes_and_values():
   from sklearn.datasets import load_digits
   reference = load_digits()
+  # The file read without importing scikit-learn is what load_digits reads.
+  raw_images, raw_labels = digits.load_digits_raw()
+  np.testing.assert_array_equal(raw_images, reference.images)
+  np.testing.assert_array_equal(raw_labels, reference.target)
   images, labels = data.digits_arrays(32)
   assert images.shape == (1797, 32, 32, 3) and images.dtype == np.uint8
   assert labels.shape == (1797,) and labels.dtype == np.int32

@@ -1,10 +1,15 @@
 """scikit-learn's bundled digits (1,797 grey 8x8 images, 10 classes) as a tiny RGB image dataset.
 
-Used for smoke runs and tests: it ships with scikit-learn, so it needs no download.
+Used for smoke runs and tests: it ships with scikit-learn, so it needs no download. The file is read where
+scikit-learn installed it, without importing scikit-learn (about 1.5 s per process), exactly as
+`sklearn.datasets.load_digits` reads it (tests/test_data.py compares the two).
 """
 from __future__ import annotations
 
 import functools
+import gzip
+import importlib.util
+import os
 
 import numpy as np
 from PIL import Image
@@ -14,12 +19,30 @@ DIGITS_COUNT = 1797
 _DIGITS_MAX_VALUE = 16  # load_digits pixel values are integers 0..16
 
 
+def digits_csv_path() -> str:
+  """sklearn/datasets/data/digits.csv.gz: 64 pixel values then the label per row, as load_digits reads it."""
+  spec = importlib.util.find_spec("sklearn")  # locates the package without running its (slow) import
+  if spec is None or not spec.submodule_search_locations:
+    raise ImportError("the digits dataset ships with scikit-learn; install it: pip install scikit-learn")
+  path = os.path.join(spec.submodule_search_locations[0], "datasets", "data", "digits.csv.gz")
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"{path}: scikit-learn's bundled digits are not there; reinstall scikit-learn "
+                            "(pip install --force-reinstall scikit-learn)")
+  return path
+
+
+def load_digits_raw() -> tuple[np.ndarray, np.ndarray]:
+  """``(images, labels)`` as ``sklearn.datasets.load_digits()`` gives ``.images`` and ``.target``: float64
+  ``(1797, 8, 8)`` in 0..16 and int ``(1797,)``."""
+  with gzip.open(digits_csv_path(), "rt") as f:
+    table = np.loadtxt(f, delimiter=",")
+  return table[:, :-1].reshape(-1, 8, 8), table[:, -1].astype(int)
+
+
 @functools.lru_cache(maxsize=8)
 def _digits_arrays_cached(resolution: int) -> tuple[np.ndarray, np.ndarray]:
-  from sklearn.datasets import load_digits  # lazy: sklearn import is slow-ish
-
-  bunch = load_digits()
-  grey8 = np.rint(bunch.images * (255.0 / _DIGITS_MAX_VALUE)).astype(np.uint8)  # (N, 8, 8)
+  images, target = load_digits_raw()
+  grey8 = np.rint(images * (255.0 / _DIGITS_MAX_VALUE)).astype(np.uint8)  # (N, 8, 8)
   if resolution == 8:
     grey = grey8
   else:
@@ -30,7 +53,7 @@ def _digits_arrays_cached(resolution: int) -> tuple[np.ndarray, np.ndarray]:
         for g in grey8
     ])
   rgb = np.repeat(grey[..., None], 3, axis=-1)  # grey -> RGB by channel replication
-  labels = bunch.target.astype(np.int32)
+  labels = target.astype(np.int32)
   rgb.setflags(write=False)
   labels.setflags(write=False)
   return rgb, labels
