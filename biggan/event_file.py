@@ -95,11 +95,11 @@ def event_bytes(wall_time: float, step: int = 0, *, file_version: str | None = N
 
 class ScalarEventWriter:
     """`logdir/events.out.tfevents.<unix time>.<hostname>`, TensorBoard's naming; `add_scalar` buffers, `flush`
-    writes."""
+    writes (and does nothing once closed, as tensorboardX's: a gs:// run uploads its files after closing)."""
 
     def __init__(self, logdir: str):
         os.makedirs(logdir, exist_ok=True)
-        self.path = os.path.join(logdir, f"events.out.tfevents.{str(time.time())[:10]}.{socket.gethostname()}")
+        self.path = os.path.join(logdir, f"events.out.tfevents.{int(time.time())}.{socket.gethostname()}")
         self._file = open(self.path, "wb")
         self._file.write(tfrecord(event_bytes(time.time(), file_version="brain.Event:2")))
         self._file.flush()
@@ -109,7 +109,8 @@ class ScalarEventWriter:
                                               tag=tag, value=float(value))))
 
     def flush(self):
-        self._file.flush()
+        if not self._file.closed:
+            self._file.flush()
 
     def close(self):
         self._file.close()

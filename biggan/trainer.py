@@ -62,11 +62,11 @@ class MetricWriter:
         self.jsonl.flush()
         for k, v in metrics.items():
             self.tb.add_scalar(k, v, int(step))
+        self.tb.flush()  # TensorBoard shows each logged step as it is written
         if self.remote:
             self._upload()
 
     def _upload(self):
-        self.tb.flush()
         names = ["metrics.jsonl"] + [os.path.join("tensorboard", f)
                                      for f in sorted(os.listdir(os.path.join(self.local, "tensorboard")))]
         try:

@@ -45,6 +45,7 @@ def test_scalar_events_equal_tensorboardx_bytes(tmp_path):
         theirs.add_scalar(tag, value, step, walltime=1.7e9 + i / 8)
     ours.close()
     theirs.close()
+    ours.flush()  # a gs:// run's MetricWriter uploads after closing, which flushes: a no-op, as tensorboardX's
     (theirs_file,) = os.listdir(tmp_path / "theirs")
     assert os.path.basename(ours.path).rsplit(".", 2)[0] == theirs_file.rsplit(".", 2)[0]  # events.out.tfevents
     ours_records, theirs_records = records(ours.path), records(tmp_path / "theirs" / theirs_file)
@@ -52,6 +53,17 @@ def test_scalar_events_equal_tensorboardx_bytes(tmp_path):
     # event, with its framing and CRCs, is the same bytes.
     assert event_pb2.Event.FromString(ours_records[0]).file_version == "brain.Event:2"
     assert ours_records[1:] == theirs_records[1:] and len(ours_records) == len(SCALARS) + 1
+
+
+def test_the_trainer_s_writer_shows_each_logged_step_before_it_closes(tmp_path):
+    from tensorboardX.proto import event_pb2
+    from biggan import trainer
+    writer = trainer.MetricWriter(str(tmp_path))
+    writer.write(3, {"d_loss": 1.5})
+    (name,) = os.listdir(tmp_path / "tensorboard")
+    event = event_pb2.Event.FromString(records(tmp_path / "tensorboard" / name)[1])
+    assert (event.step, event.summary.value[0].tag, event.summary.value[0].simple_value) == (3, "d_loss", 1.5)
+    writer.close()
 
 
 def test_training_processes_do_not_import_torch(tmp_path):
