@@ -6,8 +6,8 @@ uint64, the masked CRC-32C of those 8 bytes, the payload, its masked CRC-32C) of
 event with wall_time, step and summary.value[0] = {tag, simple_value}. These are exactly the bytes
 tensorboardX's `SummaryWriter.add_scalar` writes (tests/test_event_file.py compares them).
 
-Why not tensorboardX's writer (BUILD_NOTES.md, trainer): importing tensorboardX imports torch whenever torch
-is installed, which costs every training process about 1.5 s and 200 MB, and the trainer writes only scalars.
+Why not tensorboardX's writer (BUILD_NOTES.md, Dependencies): importing tensorboardX imports torch whenever torch
+is installed, a cost every training process would pay, and the trainer writes only scalars.
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """scikit-learn's bundled digits (1,797 grey 8x8 images, 10 classes) as a tiny RGB image dataset.
 
 Used for smoke runs and tests: it ships with scikit-learn, so it needs no download. The file is read where
-scikit-learn installed it, without importing scikit-learn (about 1.5 s per process), exactly as
+scikit-learn installed it, without importing scikit-learn (a second per process; BUILD_NOTES.md, Dependencies), exactly as
 `sklearn.datasets.load_digits` reads it (tests/test_data.py compares the two).
 """
 from __future__ import annotations
