@@ -198,11 +198,17 @@ def model_differences(old: ml_collections.ConfigDict, new: ml_collections.Config
             if k not in ignore and _norm(old.get(k)) != _norm(new.get(k))}
 
 
+def abstract_models_and_state(config, mesh):
+    """(Models, ShapeDtypeStructs of the TrainState with replicated shardings): what a checkpoint is restored
+    into without allocating, and the graph definitions to merge it with, from one abstract trace of the init."""
+    mdl, shapes = jax.eval_shape(lambda: ts.init_state(config, jax.random.key(0)))
+    replicated = sharding.replicated(mesh)
+    return mdl, jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=replicated), shapes)
+
+
 def abstract_state(config, mesh):
     """ShapeDtypeStructs (replicated shardings) of the TrainState, to restore into without allocating."""
-    _, shapes = jax.eval_shape(lambda: ts.init_state(config, jax.random.key(0)))
-    replicated = sharding.replicated(mesh)
-    return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=replicated), shapes)
+    return abstract_models_and_state(config, mesh)[1]
 
 
 def load_ema_generator(workdir, step=None):
@@ -213,8 +219,8 @@ def load_ema_generator(workdir, step=None):
     step = ckpt.latest_step() if step is None else step
     if step is None:
         raise FileNotFoundError(f"{workdir}/checkpoints holds no checkpoint yet")
-    state, _ = ckpt.restore(step, abstract_state(config, mesh))
+    mdl, abstract = abstract_models_and_state(config, mesh)
+    state, _ = ckpt.restore(step, abstract)
     ckpt.close()
-    mdl, _ = jax.eval_shape(lambda: ts.init_state(config, jax.random.key(0)))
     generator = nnx.merge(mdl.g_graphdef, state.ema_params, state.g_state)
     return config, generator, step

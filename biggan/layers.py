@@ -7,11 +7,22 @@ precision switch). BN and SN arithmetic always runs in float32 (the paper raises
 """
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-orthogonal_init = nnx.initializers.orthogonal()  # paper §3: orthogonal init (Saxe et al. 2014) for every weight
+_orthogonal = nnx.initializers.orthogonal()
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def orthogonal_init(key, shape, dtype=jnp.float32):
+    """Paper §3: orthogonal init (Saxe et al. 2014) for every weight; flax's initializer, compiled as one program
+    per weight shape (called eagerly it runs four: the QR, a transpose, the scaling and a reshape, each lowered
+    and compiled on its own when a model is built)."""
+    return _orthogonal(key, shape, dtype)
+
 zeros_init = nnx.initializers.zeros_init()
 
 

@@ -84,9 +84,10 @@ def init_state(config: ml_collections.ConfigDict, rng) -> tuple[Models, TrainSta
     d_graphdef, d_params, d_state = nnx.split(D, nnx.Param, ...)
     g_tx, d_tx = make_optimizers(t)
     extras = technique_state(config, g_params, d_params)
+    # The EMA copy and the optimiser states as one program each, not one per parameter shape (as eager calls).
     state = TrainState(step=jnp.zeros((), jnp.int32), g_params=g_params, g_state=g_state, d_params=d_params,
-                       d_state=d_state, ema_params=jax.tree.map(jnp.copy, g_params), g_opt=g_tx.init(g_params),
-                       d_opt=d_tx.init(d_params), extras=extras)
+                       d_state=d_state, ema_params=jax.jit(lambda params: jax.tree.map(jnp.copy, params))(g_params),
+                       g_opt=jax.jit(g_tx.init)(g_params), d_opt=jax.jit(d_tx.init)(d_params), extras=extras)
     return Models(g_graphdef, d_graphdef), state
 
 
@@ -161,11 +162,21 @@ def accumulate_gradients(loss_fn, params, carry_states, micro_inputs, unroll=Non
         return (jax.tree.map(jnp.add, grads_sum, grads), tuple(new_states), loss_sum + loss,
                 jax.tree.map(jnp.add, aux_sum, aux)), None
 
-    first = jax.tree.map(lambda a: a[0], micro_inputs)
-    aux_shape = jax.eval_shape(lambda: grad_fn(params, *carry_states, *first)[0][1][0])
-    init = (jax.tree.map(jnp.zeros_like, params), tuple(carry_states), jnp.zeros(()),
-            jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), aux_shape))
-    (grads, states, loss, aux), _ = scan_or_unroll(body, init, micro_inputs, unroll)
+    if loops_unrolled(unroll):
+        # The first micro-batch's results start the sums (0 + x = x: the same sums as from zeros), so each
+        # micro-batch's loss is traced once; the zeros of the scan below need the aux structure, which
+        # jax.eval_shape gets by tracing the loss and its gradient once more (about half a CPU step's trace).
+        (loss, (aux, *states)), grads = grad_fn(params, *carry_states, *jax.tree.map(lambda a: a[0], micro_inputs))
+        acc = (grads, tuple(states), loss, aux)
+        if n > 1:
+            acc, _ = scan_or_unroll(body, acc, jax.tree.map(lambda a: a[1:], micro_inputs), unroll)
+        grads, states, loss, aux = acc
+    else:
+        first = jax.tree.map(lambda a: a[0], micro_inputs)
+        aux_shape = jax.eval_shape(lambda: grad_fn(params, *carry_states, *first)[0][1][0])
+        init = (jax.tree.map(jnp.zeros_like, params), tuple(carry_states), jnp.zeros(()),
+                jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), aux_shape))
+        (grads, states, loss, aux), _ = scan_or_unroll(body, init, micro_inputs, unroll)
     return jax.tree.map(lambda g: g / n, grads), states, loss / n, jax.tree.map(lambda a: a / n, aux)
 
 

@@ -141,17 +141,18 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
         raise ValueError(f"data.resolution={config.data.resolution} differs from model.resolution="
                          f"{config.model.resolution}; they must be equal")
 
-    mdl, _ = jax.eval_shape(lambda: ts.init_state(config, jax.random.key(config.seed)))
     start = ckpt.latest_step()
     if start is None:
         if t.get("init_from", ""):  # fine-tuning: trained weights, fresh optimisers (biggan/finetune.py)
+            mdl, _ = jax.eval_shape(lambda: ts.init_state(config, jax.random.key(config.seed)))
             state = finetune.initial_state(config, jax.random.key(config.seed))
         else:
-            _, state = ts.init_state(config, jax.random.key(config.seed))
+            mdl, state = ts.init_state(config, jax.random.key(config.seed))
         state = sharding.replicate(state, mesh)
         start = 0
     else:
-        state, data_state = ckpt.restore(start, checkpoints.abstract_state(config, mesh))
+        mdl, abstract = checkpoints.abstract_models_and_state(config, mesh)
+        state, data_state = ckpt.restore(start, abstract)
         state = sharding.replicate(ts.with_technique_state(config, state), mesh)  # a rollback's new technique
         # Every process's position is saved; another process layout is mapped (biggan/distributed.py).
         pipeline.set_state(distributed.local_data_state(data_state, jax.process_index(), jax.process_count()))
@@ -312,8 +313,8 @@ def _rollback(config, workdir, ckpt, mesh, batches, event, num_rollbacks):
     target = collapse.pick_rollback_step(ckpt.all_steps(), event.step, t.rollback_steps)
     best = ckpt.best_step()
     if best is not None and best > target:
-        best_state, _ = ckpt.restore(best, checkpoints.abstract_state(config, mesh))
-        mdl, _ = jax.eval_shape(lambda: ts.init_state(config, jax.random.key(0)))
+        mdl, abstract = checkpoints.abstract_models_and_state(config, mesh)
+        best_state, _ = ckpt.restore(best, abstract)
         directory = os.path.join(workdir, "best_before_rollback", f"step_{best:07d}")
         if jax.process_index() == 0 and not export.is_exported_generator(directory):
             export.save_generator(directory, config,

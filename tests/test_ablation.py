@@ -203,7 +203,7 @@ def test_dropout_and_instance_noise_reach_d(monkeypatch):
     c.model.d_dropout_keep = 0.5
     trace_step(c)
     # D update: one pass over [fake; real] (8); G update: fakes (4). Both get noise and dropout.
-    # (accumulate_gradients traces each loss once more for its aux shapes, hence sets.)
+    # (Sets: with lax.scan, accumulate_gradients traces each loss once more for its aux shapes.)
     assert set(seen) == {("dropout", 0.5), ("noise", 4), ("noise", 8)}
     c.model.d_dropout_keep = 0.0
     with pytest.raises(ValueError, match="d_dropout_keep"):
