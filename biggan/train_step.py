@@ -148,7 +148,7 @@ def scan_or_unroll(body, init, xs, unroll=None):
 
 
 def accumulate_gradients(loss_fn, params, carry_states, micro_inputs, unroll=None):
-    """Mean loss, gradient and aux over micro-batches (leading axis of `micro_inputs`), via lax.scan.
+    """Mean loss, gradient and aux over micro-batches (leading axis of `micro_inputs`), in `scan_or_unroll`.
 
     `loss_fn(params, *states, *micro_input) -> (loss, (aux, *new_states))`; the states (SN vectors,
     BN statistics) are threaded through the micro-batches in order.
