@@ -33,7 +33,7 @@ import sys
 
 import numpy as np
 
-from biggan import storage  # no JAX: main sets the host allocator before JAX starts
+from biggan.runtime import storage  # no JAX: main sets the host allocator before JAX starts
 
 
 # Standing statistics larger than this (training-mode samples) run only when asked for with --standing_stats:
@@ -42,7 +42,7 @@ STANDING_STATS_UNASKED = 4096
 
 
 def parse_classes(text, num_classes):
-    from biggan.imagenet_classes import class_index
+    from biggan.data.imagenet_classes import class_index
     if not text:
         return None
     return [class_index(part, num_classes) for part in text.split(",") if part.strip()]
@@ -108,7 +108,7 @@ def draw(args, sampler, classes, truncations):
 
 
 def save(path, images, z, y, truncations, ncol):
-    from biggan.images import save_grid
+    from biggan.sampling.images import save_grid
     if path.endswith(".npz"):
         t = np.asarray([np.nan if v is None else v for v in truncations], np.float32)
         storage.save_npz(path, images=images.astype(np.float32), z=z.astype(np.float32), classes=np.asarray(y),
@@ -166,7 +166,7 @@ def main(argv=None):
                                        ("--latents", args.latents)) if on]
     if len(exclusive) > 1:
         p.error(f"{' and '.join(exclusive)} draw different pictures; use one of them")
-    from biggan import sampling
+    from biggan.sampling import sampler as sampling
     try:
         truncations = sampling.parse_truncations(args.truncation) if args.truncation else [None]
     except ValueError as e:
@@ -175,9 +175,9 @@ def main(argv=None):
         p.error(f"several --truncation values make a truncation grid; use one value with {exclusive[0]}")
 
     logging.basicConfig(level=logging.WARNING)
-    from biggan import host_memory
-    host_memory.retain_freed_memory()  # before the first JAX computation (biggan/host_memory.py)
-    from biggan import compile_cache
+    from biggan.runtime import host_memory
+    host_memory.retain_freed_memory()  # before the first JAX computation (biggan/runtime/host_memory.py)
+    from biggan.runtime import compile_cache
     compile_cache.enable(args.compile_cache)
     try:
         sampler = sampling.load_sampler(args.checkpoint, standing_stats=args.standing_stats)

@@ -39,19 +39,24 @@ def main(argv):
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
                         force=True)  # absl.app installs its own handler, which would hide these lines
     absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every file operation at INFO
-    from biggan import distributed, host_memory
-    if host_memory.retain_freed_memory():  # before JAX starts its threads (biggan/host_memory.py)
+    from biggan.runtime import distributed
+    from biggan.runtime import host_memory
+    if host_memory.retain_freed_memory():  # before JAX starts its threads (biggan/runtime/host_memory.py)
         logging.info("CPU run: malloc keeps freed memory (%s=default turns this off)", host_memory.ENV)
     distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id,
                            local_device_count=FLAGS.local_device_count, timeout=FLAGS.initialization_timeout)
-    from biggan import compile_cache, config as cfg, trainer
+    from biggan import config as cfg
+    from biggan.runtime import compile_cache
+    from biggan.train import loop as trainer
     compile_cache.enable(FLAGS.compile_cache)
     config = FLAGS.config
     cfg.check_keys(config, cfg.base_config())
     name = os.path.splitext(os.path.basename(FLAGS["config"].config_filename))[0]
     workdir = FLAGS.workdir or config.workdir or os.path.join("workdirs", name)
-    distributed.check_same_config(config)
-    from biggan import checkpoints, finetune, storage
+    cfg.check_same_config(config)
+    from biggan import checkpoints
+    from biggan.train import finetune
+    from biggan.runtime import storage
     from biggan.techniques import registry
     try:
         registry.enabled(config)  # the technique switches' values, before anything starts

@@ -25,7 +25,7 @@ def timeit(fn, repeats=3, warmup=1):
 
 def in_own_process(script, argv, malloc_policy):
     """Run `python script *argv --_worker_out FILE` under BIGGAN_HOST_MALLOC=malloc_policy (an allocator policy
-    is per process: biggan/host_memory.py) and return the JSON the worker wrote to FILE."""
+    is per process: biggan/runtime/host_memory.py) and return the JSON the worker wrote to FILE."""
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
         subprocess.run([sys.executable, os.path.abspath(script), *argv, "--_worker_out", out.name], check=True,
                        env=dict(os.environ, BIGGAN_HOST_MALLOC=malloc_policy))

@@ -27,12 +27,12 @@ KERNEL_GRAD = [(8, 64, 192, 192), (16, 64, 192, 192), (8, 128, 96, 96), (16, 128
 
 
 def main():
-    from biggan import host_memory
+    from biggan.runtime import host_memory
     host_memory.retain_freed_memory()  # the CPU policy of our entry points
     import jax
     import numpy as np
 
-    from biggan import layers
+    from biggan.models import layers
 
     def timed(fn, *args):
         compiled = jax.jit(fn)

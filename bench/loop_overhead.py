@@ -8,7 +8,7 @@ Rows, in one process, one after another:
   devices, `--steps` calls, one wait at the end: what the devices cost.
 - `before`: the loop as it was: after each step, build the next batch (stack the local batches, place them
   on the mesh) and read `all_finite` on the host (bool), so host and devices take turns.
-- `after`: biggan.trainer.train itself (global batches prefetched on a thread, no host read except every
+- `after`: biggan.train.loop.train itself (global batches prefetched on a thread, no host read except every
   `--log_every` steps; no checkpoint/sample/eval until the end): seconds per step from its own log
   windows, the first window (compilation) left out.
 Goal: after/bare <= 1.05. Prints a table and writes bench/results/loop_overhead.json.
@@ -36,18 +36,22 @@ def main():
     parser.add_argument("--windows", type=int, default=3, help="log windows of `after` (the first is dropped)")
     args = parser.parse_args()
 
-    from biggan import host_memory
+    from biggan.runtime import host_memory
     host_memory.retain_freed_memory()  # as train.py does
     import jax
     import numpy as np
     from jax.sharding import NamedSharding, PartitionSpec as P
-    from biggan import config as cfg, sharding, train_step as ts, trainer
+    from biggan import config as cfg
+    from biggan.runtime import sharding
+    from biggan.train import step as ts
+    from biggan.train import state as train_state
+    from biggan.train import loop as trainer
     from biggan.data import make_pipeline
 
     config = cfg.load_config_file(args.config)
     t = config.train
     mesh = sharding.make_mesh()
-    mdl, state = ts.init_state(config, jax.random.key(0))
+    mdl, state = train_state.init_state(config, jax.random.key(0))
     state = sharding.replicate(state, mesh)
     batch_sharding = NamedSharding(mesh, P(None, None, sharding.DATA_AXIS))
     pipeline = make_pipeline(config.data, local_batch_size=ts.micro_batch_size(t), seed=0)
@@ -99,7 +103,7 @@ def main():
     rows = [{"loop": "bare jitted step", "s_per_step": bare, "ratio_to_bare": 1.0},
             {"loop": "before (sync batch + host read per step)", "s_per_step": before,
              "ratio_to_bare": before / bare},
-            {"loop": "after (biggan.trainer.train)", "s_per_step": after, "ratio_to_bare": after / bare}]
+            {"loop": "after (biggan.train.loop.train)", "s_per_step": after, "ratio_to_bare": after / bare}]
     report("loop_overhead", rows, extra={
         "command": "python bench/loop_overhead.py " + " ".join(sys.argv[1:]),
         "config": os.path.relpath(args.config, REPO), "batch_size": t.batch_size, "num_d_steps": t.num_d_steps,

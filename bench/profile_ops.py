@@ -8,7 +8,7 @@ Prints the wall time of the profiled call, op-seconds per kind of XLA op (`ynn_f
 convolutions and matmuls on CPU) and the largest single ops with their HLO; writes
 bench/results/profile_<what>.json. Op-seconds add up the time of ops that ran concurrently, so their sum
 can exceed the wall time. Also counts the call's minor page faults (getrusage). Runs under the host-allocator
-policy of our entry points (biggan/host_memory.py); `BIGGAN_HOST_MALLOC=default python bench/profile_ops.py ...`
+policy of our entry points (biggan/runtime/host_memory.py); `BIGGAN_HOST_MALLOC=default python bench/profile_ops.py ...`
 runs under glibc's own and writes bench/results/profile_<what>_malloc_default.json instead.
 """
 from __future__ import annotations
@@ -75,10 +75,12 @@ def summarise(label, compiled, wall, ops, faults, images, top=8):
 
 
 def train_step_rows():
-    from biggan import config as cfg, train_step as ts
+    from biggan import config as cfg
+    from biggan.train import step as ts
+    from biggan.train import state as train_state
     c = cfg.load_config_file("configs/biggan_128.py")
     c.train.update(batch_size=8, num_d_steps=1, num_accumulations=1)
-    mdl, state = ts.init_state(c, jax.random.key(0))
+    mdl, state = train_state.init_state(c, jax.random.key(0))
     rng = np.random.default_rng(0)
     batch = {"image": rng.integers(0, 256, (1, 1, 8, 128, 128, 3), dtype=np.uint8),
              "label": rng.integers(0, 1000, (1, 1, 8)).astype(np.int32)}
@@ -90,7 +92,8 @@ def train_step_rows():
 def sample_rows():
     from flax import nnx
 
-    from biggan import config as cfg, models
+    from biggan import config as cfg
+    from biggan.models import factory as models
     c = cfg.load_config_file("configs/biggan_deep_128.py")
     graphdef, state = nnx.split(models.make_generator(c.model, nnx.Rngs(0)))
     forward = jax.jit(lambda s, z, y: nnx.merge(graphdef, s, copy=True)(z, y, train=False))
@@ -108,7 +111,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("what", choices=["train_step", "sample"])
     args = p.parse_args()
-    from biggan import host_memory
+    from biggan.runtime import host_memory
     host_memory.retain_freed_memory()  # the CPU policy of our entry points (BIGGAN_HOST_MALLOC overrides)
     rows = train_step_rows() if args.what == "train_step" else sample_rows()
     print()

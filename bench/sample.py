@@ -4,7 +4,7 @@ run (the same seeded random weights, converted by biggan.convert; torch threads 
   python bench/sample.py
 Prints a table and the ratios; writes bench/results/sample.json.
 
-Two processes, one per host-allocator policy (biggan/host_memory.py; see bench/train_step.py): `default`
+Two processes, one per host-allocator policy (biggan/runtime/host_memory.py; see bench/train_step.py): `default`
 (glibc as it comes, how pytorch-pretrained-biggan runs) and `retain` (what our entry points set on CPU).
 Each times both implementations and checks that their images agree. `ratio` compares the two under the
 same policy; `ratio_as_shipped` compares ours under `retain` with PyTorch under `default`.
@@ -42,15 +42,16 @@ def reference(seed=0):
 
 
 def worker(truncation, repeats):
-    from biggan import host_memory
+    from biggan.runtime import host_memory
     host_memory.retain_freed_memory()  # policy from BIGGAN_HOST_MALLOC
     import jax
     import torch
-    from biggan import convert, sampling
+    from biggan.convert import hf
+    from biggan.sampling import sampler as sampling
     torch.set_num_threads(os.cpu_count())
     model = reference()
     state_dict = {k: v.numpy() for k, v in model.state_dict().items()}
-    config, generator, stats = convert.convert_hf(state_dict, model.config.to_dict())
+    config, generator, stats = hf.convert_hf(state_dict, model.config.to_dict())
     sampler = sampling.Sampler(config, generator, truncation_stats=stats)
     rows = []
     for batch in (8, 32):

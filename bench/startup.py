@@ -7,7 +7,7 @@ against a reference commit (default: the commit before init and tracing were sho
 Each measurement runs in a fresh process (`python bench/startup.py --_worker ...`), with the code of this
 checkout or of the reference (a `git worktree` of it in a temporary directory), twice against one persistent
 compilation cache created empty for it: "cold" compiles every program, "warm" loads them from the cache (what a
-second `train.py` start does). Reported: `train_step.init_state` wall seconds and the number of XLA programs it
+second `train.py` start does). Reported: `train_state.init_state` wall seconds and the number of XLA programs it
 compiles or loads (one per eager operation and shape), and the seconds to trace the jitted step to a jaxpr and to
 lower it (what the cache cannot skip). Prints a table and writes bench/results/startup.json.
 """
@@ -44,14 +44,16 @@ def worker(config_name, out):
     logging.getLogger("jax").addHandler(Count())
     logging.getLogger("jax").setLevel(logging.DEBUG)
     jax.config.update("jax_log_compiles", True)  # logs each program lowered, whether compiled or loaded
-    from biggan import config as cfg, train_step as ts
+    from biggan import config as cfg
+    from biggan.train import step as ts
+    from biggan.train import state as train_state
     c = cfg.load_config_file(config_name.removesuffix("+tiny"))
     if config_name.endswith("+tiny"):
         sys.path.insert(0, os.path.join(REPO, "tests"))
         import stepping
         cfg.set_overrides(c, stepping.tiny_overrides(), "bench:")
     tic = time.perf_counter()
-    mdl, state = ts.init_state(c, jax.random.key(0))
+    mdl, state = train_state.init_state(c, jax.random.key(0))
     jax.block_until_ready(state)
     init_s, init_programs = time.perf_counter() - tic, len(programs)
     t, r = c.train, c.model.resolution

@@ -6,7 +6,7 @@ author's BigGAN-PyTorch on the same machine in one run.
   python bench/train_step.py                                            # ours only; ratio vs the issue's 28 s
 
 Each row runs in its own process, one after another, under one host-allocator policy
-(biggan/host_memory.py): `default` = glibc as it comes (how BigGAN-PyTorch runs out of the box), `retain`
+(biggan/runtime/host_memory.py): `default` = glibc as it comes (how BigGAN-PyTorch runs out of the box), `retain`
 = one arena, no mmap, no trimming (what our entry points set on CPU). The allocator changes no value
 but decides whether every step page-faults its temporaries afresh, so both implementations are shown
 under both policies and each ratio names the pair it compares.
@@ -36,10 +36,12 @@ BIGGAN_128 = "configs/biggan_128.py"
 def ours(config_spec, batch, repeats):
     import jax
     import numpy as np
-    from biggan import config as cfg, train_step as ts
+    from biggan import config as cfg
+    from biggan.train import step as ts
+    from biggan.train import state as train_state
     c = cfg.load_config_file(config_spec)
     c.train.update(batch_size=batch, num_d_steps=1, num_accumulations=1)
-    mdl, state = ts.init_state(c, jax.random.key(0))
+    mdl, state = train_state.init_state(c, jax.random.key(0))
     step = jax.jit(ts.make_train_step(c, mdl), donate_argnums=0)
     r = c.model.resolution
     rng = np.random.default_rng(0)
@@ -105,7 +107,7 @@ def biggan_pytorch(path, batch, repeats, device="cpu"):
         G.optim.zero_grad()
         z, yz = torch.randn(batch, 120, device=device), torch.randint(0, 1000, (batch,), device=device)
         losses.loss_hinge_gen(GD(z, yz, train_G=True)).backward()
-        # Our ortho_penalty(β) has BigGAN-PyTorch's G_ortho = 2β (biggan/regularisers.py docstring).
+        # Our ortho_penalty(β) has BigGAN-PyTorch's G_ortho = 2β (biggan/gan/regularisers.py docstring).
         utils.ortho(G, 2 * t.ortho_beta, blacklist=list(G.shared.parameters()))
         G.optim.step()
         itr[0] += 1
@@ -117,7 +119,7 @@ def biggan_pytorch(path, batch, repeats, device="cpu"):
 
 def worker(impl, what, path, repeats):
     """One measurement in this process (the allocator policy comes from BIGGAN_HOST_MALLOC)."""
-    from biggan import host_memory
+    from biggan.runtime import host_memory
     host_memory.retain_freed_memory()
     if impl == "pytorch":
         return dict(compile_s=0.0, s_per_step=biggan_pytorch(path, 8, repeats))

@@ -29,7 +29,10 @@ import time
 
 import ml_collections
 
-from biggan import config as cfg, reports, storage, trainer
+from biggan import config as cfg
+from biggan.evaluation import reports
+from biggan.runtime import storage
+from biggan.train import loop as trainer
 
 DEFAULT_METRICS = ("fid", "classifier_accuracy", "is", "d_loss", "g_loss")
 

@@ -18,8 +18,10 @@ import orbax.checkpoint as ocp
 from flax import nnx
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 
-from biggan import config as cfg, sharding, storage
-from biggan import train_step as ts
+from biggan.models import factory as models
+from biggan import config as cfg
+from biggan.runtime import sharding
+from biggan.runtime import storage
 
 log = logging.getLogger(__name__)
 # With a best metric set, orbax warns at every save without one; checkpoints between evaluations are expected.
@@ -123,7 +125,7 @@ class Checkpointer:
         """Restore step `step` into the structure/shardings of `abstract_state` (ShapeDtypeStructs).
 
         The techniques' extras are those the checkpoint holds: a technique a rollback override switched on
-        after it was written starts its state when the step runs (train_step.technique_state), and one it
+        after it was written starts its state when the step runs (biggan/train/state.py technique_state), and one it
         switched off is read and dropped."""
         wanted = getattr(abstract_state, "extras", None)
         if wanted is not None:
@@ -198,29 +200,23 @@ def model_differences(old: ml_collections.ConfigDict, new: ml_collections.Config
             if k not in ignore and _norm(old.get(k)) != _norm(new.get(k))}
 
 
-def abstract_models_and_state(config, mesh):
-    """(Models, ShapeDtypeStructs of the TrainState with replicated shardings): what a checkpoint is restored
-    into without allocating, and the graph definitions to merge it with, from one abstract trace of the init."""
-    mdl, shapes = jax.eval_shape(lambda: ts.init_state(config, jax.random.key(0)))
-    replicated = sharding.replicated(mesh)
-    return mdl, jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=replicated), shapes)
-
-
-def abstract_state(config, mesh):
-    """ShapeDtypeStructs (replicated shardings) of the TrainState, to restore into without allocating."""
-    return abstract_models_and_state(config, mesh)[1]
-
-
 def load_ema_generator(workdir, step=None):
-    """(config, EMA generator with G's SN/BN state, step) from a training workdir's checkpoint."""
+    """(config, EMA generator with G's SN/BN state, step) from a training workdir's checkpoint.
+
+    Only the EMA weights and G's state are read (orbax's partial restore), into G's structure built from
+    `config.model` alone: sampling and evaluation need neither D, the optimisers nor the techniques."""
     config = ml_collections.ConfigDict(json.loads(storage.read_text(os.path.join(workdir, "config.json"))))
-    mesh = sharding.make_mesh()
     ckpt = Checkpointer(workdir)
     step = ckpt.latest_step() if step is None else step
     if step is None:
         raise FileNotFoundError(f"{workdir}/checkpoints holds no checkpoint yet")
-    mdl, abstract = abstract_models_and_state(config, mesh)
-    state, _ = ckpt.restore(step, abstract)
+    graphdef, params, g_state = nnx.split(
+        nnx.eval_shape(lambda: models.make_generator(config.model, nnx.Rngs(0))), nnx.Param, ...)
+    replicated = sharding.replicated(sharding.make_mesh())
+    wanted = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=replicated),
+                          {"ema_params": params, "g_state": g_state})
+    restored = ckpt.manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
+        wanted, restore_args=ocp.checkpoint_utils.construct_restore_args(wanted), partial_restore=True)))
     ckpt.close()
-    generator = nnx.merge(mdl.g_graphdef, state.ema_params, state.g_state)
+    generator = nnx.merge(graphdef, restored["state"]["ema_params"], restored["state"]["g_state"])
     return config, generator, step

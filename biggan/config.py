@@ -5,14 +5,17 @@ it and overrides. Unknown keys are refused with the closest valid ones (`check_k
 """
 from __future__ import annotations
 
+import ast
 import difflib
 import hashlib
 import importlib.util
 import json
 import os
 
+import jax
 import ml_collections
 
+from biggan.runtime import distributed
 from biggan.data import pipeline  # the data section's keys are owned by the input pipeline
 
 
@@ -61,7 +64,7 @@ def base_config() -> ml_collections.ConfigDict:
         latent="normal",
         # Ablation toolkit (README, Ablations). Every default is neutral: the step is paper row 8.
         hinge_margin=1.0,           # hinge / rahinge margin
-        latent_kwargs="",           # sampler options "k=v,k=v" (biggan.latents; variance_annealing gets the step)
+        latent_kwargs="",           # sampler options "k=v,k=v" (biggan.gan.latents; variance_annealing gets the step)
         label_smoothing=0.0,        # one-sided: real target 1 − s (losses with targets only)
         r1_gamma=0.0,               # R1 γ/2·E‖∇D(x_real)‖²
         dragan_weight=0.0,
@@ -95,10 +98,10 @@ def base_config() -> ml_collections.ConfigDict:
         zcr_d_weight=0.0, zcr_g_weight=0.0,     # zCR: λ_dis (5), λ_gen (0.5); 0 = off
         zcr_sigma=0.03,             # zCR: z' = z + N(0, σ²I)
         # Fine-tuning: start G, D and the EMA from a training workdir, or G and the EMA from an exported or
-        # converted generator (biggan/finetune.py); used when the workdir has no checkpoint yet.
+        # converted generator (biggan/train/finetune.py); used when the workdir has no checkpoint yet.
         init_from="",
         freeze_d_blocks=0,          # FreezeD: keep D's first k blocks at their initial weights (0 = off)
-        # Collapse rollback (biggan/collapse.py; monitor thresholds in log.collapse_*): on a flagged
+        # Collapse rollback (biggan/train/collapse.py; monitor thresholds in log.collapse_*): on a flagged
         # collapse go back to the checkpoint ≥ rollback_steps before it and apply rollback_overrides.
         rollback_steps=0,           # 0: a flagged collapse is only logged
         rollback_overrides="",      # "train.lr_g=2.5e-5,train.lr_d=1e-4"
@@ -114,7 +117,7 @@ def base_config() -> ml_collections.ConfigDict:
         # A save still unfinished after this many seconds fails the run, naming the last complete checkpoint
         # (orbax and its storage clients retry a lost bucket or server for a long time on their own).
         checkpoint_timeout_s=1800,
-        # Collapse monitor (biggan/collapse.py): off while collapse_window = 0.
+        # Collapse monitor (biggan/train/collapse.py): off while collapse_window = 0.
         collapse_window=0,          # trailing log points compared against (their median)
         collapse_sigma_jump=2.0,    # flag when max σ0 of G's weights > this × its trailing median
         collapse_d_loss_floor=0.05,     # ... or when D loss < this ...
@@ -127,16 +130,16 @@ def base_config() -> ml_collections.ConfigDict:
         reference_moments="",       # moments .npz of the training data (python -m biggan.evaluate moments)
         inception_weights="",       # pt_inception-2015-12-05-6726825d.pth; '' = default cache path
     ))
-    # Standing statistics (paper appendix C.1; biggan.sampling.standing_stats): batches x batch size
+    # Standing statistics (paper appendix C.1; biggan.sampling.sampler.standing_stats): batches x batch size
     # samples through G in training mode, once per truncation, cached beside the checkpoint. Each batch
     # is split over the devices: memory is one training-mode G forward at batch_size / devices, time
     # about batches x that forward (BigGAN-128: 100 x 256 ~ 25,600 samples).
     c.sample = ml_collections.ConfigDict(dict(
         standing_stats_batches=100, standing_stats_batch_size=256, truncation=1.0,
-        # Which BN statistics evaluation-mode sampling uses (biggan.sampling.Sampler; sample.py
+        # Which BN statistics evaluation-mode sampling uses (biggan.sampling.sampler.Sampler; sample.py
         # --standing_stats overrides): 'standing' (accumulated, above; our runs), 'stored' (the mean/var
         # in the weights: BigGAN-PyTorch's eval mode), 'truncation_table' (TF Hub modules' per-truncation
-        # statistics, biggan/truncation_stats.py, grid named by truncation_table).
+        # statistics, biggan/sampling/truncation_stats.py, grid named by truncation_table).
         bn_stats="standing", truncation_table="",
         latents="ours",             # 'ours': truncated normal by re-sampling; 'tfhub': z = t·truncnorm(−2, 2)
     ))
@@ -211,11 +214,6 @@ def check_keys(config: ml_collections.ConfigDict, reference: ml_collections.Conf
             check_keys(value, reference[key], prefix=path + ".")
 
 
-def config_hash(config: ml_collections.ConfigDict) -> str:
-    """A stable hash of a config, to compare the configs of cooperating processes."""
-    return hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
 def run_config_file(spec: str) -> ml_collections.ConfigDict:
     """`get_config(arg)` of `path/to/config.py[:arg]` (the syntax of train.py's --config), keys unchecked."""
     path, _, arg = spec.partition(":")
@@ -279,3 +277,37 @@ def set_overrides(config: ml_collections.ConfigDict, overrides: dict, what: str)
             node = node[p]
         with node.unlocked():
             node[leaf] = value
+
+
+def parse_kwargs(text: str, what: str) -> dict:
+    """"k=v,k=v" → {k: literal v} (config strings that stay overridable from the command line)."""
+    out = {}
+    for item in filter(None, (s.strip() for s in text.split(","))):
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise ValueError(f"{what}={text!r}: expected comma-separated key=value pairs, e.g. 'a=1,b=0.5'")
+        try:
+            out[key.strip()] = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            out[key.strip()] = value.strip()  # a bare word is a string
+    return out
+
+
+def check_same_config(config):
+    """Refuse to train when processes were started with different configs, naming the differing keys.
+
+    Every process sees every config, so all of them raise (none is left waiting in a collective).
+    """
+    if jax.process_count() == 1:
+        return
+    configs = [flatten(c) for c in distributed.allgather_json(config.to_dict())]
+    reference = configs[0]
+    problems = []
+    for index, own in enumerate(configs[1:], start=1):
+        diff = sorted(k for k in set(reference) | set(own) if reference.get(k) != own.get(k))
+        if diff:
+            problems.append(f"process {index} differs from process 0 in " + ", ".join(
+                f"{k} ({own.get(k, '<missing>')!r} vs {reference.get(k, '<missing>')!r})" for k in diff))
+    if problems:
+        raise ValueError(f"the {len(configs)} processes were started with different configs: "
+                         + "; ".join(problems) + ". Start every process with the same config file and overrides.")

@@ -1,4 +1,4 @@
-"""Command line of the evaluation library (biggan/evaluation.py).
+"""Command line of the evaluation library (biggan/evaluation/evaluator.py).
 
   python -m biggan.evaluate moments --config configs/biggan_128.py --out moments.npz   # the config's training data
   python -m biggan.evaluate moments --data folder:DIR|cache:DIR|tfds:NAME[:SPLIT]|digits --out moments.npz
@@ -6,8 +6,8 @@
   python -m biggan.evaluate sweep --checkpoint DIR --truncations 0.1:1.0:0.1 --moments F
 
 Multi-process (scripts/launch_local.py, a TPU pod, Slurm): the command joins the job like train.py (same
-flags, or the JAX_* environment; biggan.distributed.initialize); every process computes the same
-results (biggan/evaluation.py) and only process 0 prints and writes.
+flags, or the JAX_* environment; biggan.runtime.distributed.initialize); every process computes the same
+results (biggan/evaluation/evaluator.py) and only process 0 prints and writes.
 """
 from __future__ import annotations
 
@@ -18,7 +18,15 @@ import sys
 
 import jax
 
-from biggan import compile_cache, config as cfg, distributed, evaluation, host_memory, metrics, reports, sampling, storage
+from biggan import config as cfg
+from biggan.runtime import compile_cache
+from biggan.runtime import distributed
+from biggan.evaluation import evaluator as evaluation
+from biggan.runtime import host_memory
+from biggan.evaluation import metrics
+from biggan.evaluation import reports
+from biggan.sampling import sampler as sampling
+from biggan.runtime import storage
 from biggan.data import DataSourceError
 
 
@@ -41,7 +49,7 @@ def _truncation_arg(text: str) -> float | None:
 
 
 def _multiprocess_parser():
-    """The compile-cache flag and train.py's multi-process flags (biggan/distributed.py; scripts/launch_local.py appends them)."""
+    """The compile-cache flag and train.py's multi-process flags (biggan/runtime/distributed.py; scripts/launch_local.py appends them)."""
     parser = argparse.ArgumentParser(add_help=False)
     group = parser.add_argument_group("multi-process (default: the JAX_* / cluster environment, else one "
                                       "process)")
@@ -115,7 +123,7 @@ def _feature_network_for(args, moments_path=None, data=None):
 def main(argv=None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
-    host_memory.retain_freed_memory()  # before the first JAX computation (biggan/host_memory.py)
+    host_memory.retain_freed_memory()  # before the first JAX computation (biggan/runtime/host_memory.py)
     # Join a multi-process job exactly like train.py (flags, else the environment; else a no-op).
     distributed.initialize(args.coordinator_address, args.num_processes, args.process_id,
                            local_device_count=args.local_device_count, timeout=args.initialization_timeout)
@@ -158,7 +166,7 @@ def main(argv=None) -> int:
     if moments_path and not storage.isfile(moments_path):
         parser.error(f"--moments {moments_path}: no such file; compute it with `python -m biggan.evaluate moments`")
     # Every process loads the same checkpoint (a collective restore in a multi-process job); the
-    # sampler then runs on this process's devices only (biggan.sampling.load_sampler).
+    # sampler then runs on this process's devices only (biggan.sampling.sampler.load_sampler).
     try:
         sampler = sampling.load_sampler(args.checkpoint, standing_stats=args.standing_stats)
         for t in truncations or [args.truncation]:

@@ -11,7 +11,7 @@ import sys
 from flax import nnx
 
 from biggan import config as cfg
-from biggan import models
+from biggan.models import factory as models
 
 
 def param_table(module, depth=2):

@@ -2,13 +2,13 @@ r"""Run N cooperating JAX processes on this machine, each with simulated CPU dev
 
   python scripts/launch_local.py -n 2 --devices 4 -- train.py --config configs/digits.py:runlocal
   python scripts/launch_local.py -n 2 --pass_via=env -- -m some.module ARGS   # module calling
-                                           # biggan.distributed.initialize(); no flags appended
+                                           # biggan.runtime.distributed.initialize(); no flags appended
 
 Everything after `--` is the program and its arguments (a script path, or `-m module`); the launcher
 appends --coordinator_address=localhost:PORT --num_processes=N --process_id=i --local_device_count=D
-(the flags of train.py; see biggan/distributed.py) on a free port, or with --pass_via=env sets
+(the flags of train.py; see biggan/runtime/distributed.py) on a free port, or with --pass_via=env sets
 JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID instead (read by
-biggan.distributed.initialize()). Each line of output is prefixed with `[i]`. When one process fails
+biggan.runtime.distributed.initialize()). Each line of output is prefixed with `[i]`. When one process fails
 the others are stopped at once and the launcher exits with its status: a multi-host job is only as
 alive as its weakest member, and the survivors would otherwise wait in a collective until a timeout.
 Multi-host on one machine: the same code path as a TPU pod or a Slurm job, to debug a pod config
@@ -83,7 +83,7 @@ def launch(program: list[str], num_processes: int, devices: int, *, port: int | 
     """Start `python program... <multi-process flags>` N times; return 0 or the first failure's exit code.
 
     pass_via='flags' appends train.py's flags; 'env' sets JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and
-    JAX_PROCESS_ID instead, for entry points without those flags that call biggan.distributed.initialize().
+    JAX_PROCESS_ID instead, for entry points without those flags that call biggan.runtime.distributed.initialize().
     """
     if pass_via not in ("flags", "env"):
         raise ValueError(f"pass_via={pass_via!r}; expected 'flags' or 'env'")
@@ -146,7 +146,7 @@ def main(argv=None) -> int:
     parser.add_argument("--port", type=int, default=None, help="coordinator port (default: a free one)")
     parser.add_argument("--pass_via", choices=("flags", "env"), default="flags",
                         help="how each process learns its place: train.py's flags (default) or JAX_* "
-                             "environment variables (entry points that call biggan.distributed.initialize())")
+                             "environment variables (entry points that call biggan.runtime.distributed.initialize())")
     if "--" in argv:
         ours, program = argv[:argv.index("--")], argv[argv.index("--") + 1:]
     else:  # `launch_local.py -n 2 train.py --config ...`: our options first, then the program

@@ -22,7 +22,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from biggan import reports  # noqa: E402
+from biggan.evaluation import reports  # noqa: E402
 
 TRUNCATION_GRID = ["--truncation", "0.25:1.0:0.25", "--classes", "0,1,2,3,4,5,6,7,8,9", "--n", "10",
                    "--standing_stats", "20"]  # the config's 20 x 100 (sample.py asks before accumulating >4,096)

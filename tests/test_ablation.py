@@ -13,7 +13,16 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from biggan import ablate, collapse, config as cfg, images, latents, regularisers, train_step as ts
+from legacy_modules import load_module_at
+from biggan.techniques import sigma0
+from biggan.techniques import penalties
+from biggan.train import state as train_state
+from biggan import ablate, config as cfg
+from biggan.train import collapse
+from biggan.sampling import images
+from biggan.gan import latents
+from biggan.gan import regularisers
+from biggan.train import step as ts
 from biggan.data import to_model_range
 import stepping
 from stepping import leaves, random_batch
@@ -27,7 +36,7 @@ small_config = functools.partial(stepping.tiny_config, ch=4, batch_size=4)  # th
 
 
 def one_step(c, step_module=ts, seed=0, edit_state=None):
-    mdl, state = ts.init_state(c, jax.random.key(0))
+    mdl, state = train_state.init_state(c, jax.random.key(0))
     if edit_state is not None:
         state = edit_state(state)
     new, metrics = jax.jit(step_module.make_train_step(c, mdl))(state, random_batch(c, seed), jax.random.key(7))
@@ -35,24 +44,8 @@ def one_step(c, step_module=ts, seed=0, edit_state=None):
 
 
 def load_pre_toolkit_train_step():
-    try:
-        source = subprocess.run(["git", "show", f"{PRE_TOOLKIT_COMMIT}:biggan/train_step.py"], cwd=REPO,
-                                capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        pytest.skip("git history with the pre-toolkit train_step.py is not available")
-    spec = importlib.util.spec_from_loader("pre_toolkit_train_step", loader=None)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # flax.struct dataclasses look their module up
-    try:
-        exec(compile(source, "pre_toolkit_train_step.py", "exec"), module.__dict__)
-    finally:
-        del sys.modules[spec.name]
-    return module
+    return load_module_at(PRE_TOOLKIT_COMMIT, "biggan/train_step.py", "pre_toolkit_train_step")
 
-
-# --------------------------------------------------------------------------- default unchanged
-
-@pytest.mark.slow
 def test_default_step_is_bit_identical_to_the_pre_toolkit_step():
     c = small_config(num_d_steps=2)
     old = load_pre_toolkit_train_step()
@@ -87,14 +80,14 @@ def d_on_initial_state(mdl, state):
 
 def trace_step(c):
     """Metric shapes of one step, traced but not compiled (fast)."""
-    mdl, state = ts.init_state(c, jax.random.key(0))
+    mdl, state = train_state.init_state(c, jax.random.key(0))
     _, metrics = jax.eval_shape(ts.make_train_step(c, mdl), state, random_batch(c), jax.random.key(7))
     return metrics
 
 
 def g_weight_matrices(g_params):
     pure = nnx.to_pure_dict(g_params)
-    return {p: np.asarray(regularisers.weight_as_matrix(w, p)) for p, w in regularisers._named_leaves(pure)
+    return {p: np.asarray(regularisers.weight_as_matrix(w, p)) for p, w in regularisers.named_leaves(pure)
             if ts.ortho_filter(p, w)}
 
 
@@ -109,7 +102,7 @@ def test_penalties_and_sigma0_switches_in_one_step():
         # Orthogonal init gives σ0 = σ1 = 1 everywhere, where the clamp (σ0 ← min(σ0, max(c, σ1))) has
         # nothing to do: add a rank-1 spike (σ0 ≈ 4) to one G weight so that it has.
         pure = nnx.to_pure_dict(state.g_params)
-        path, w = next((p, w) for p, w in regularisers._named_leaves(pure) if ts.ortho_filter(p, w) and w.ndim == 2)
+        path, w = next((p, w) for p, w in regularisers.named_leaves(pure) if ts.ortho_filter(p, w) and w.ndim == 2)
         u = np.ones(w.shape[0]) / np.sqrt(w.shape[0])
         v = np.ones(w.shape[1]) / np.sqrt(w.shape[1])
         node = pure
@@ -125,16 +118,16 @@ def test_penalties_and_sigma0_switches_in_one_step():
     batch = random_batch(c)
     real = to_model_range(jnp.asarray(batch["image"][0, 0]), jnp.float32)
     labels = jnp.asarray(batch["label"][0, 0])
-    # R1 equals regularisers.r1_penalty of D (before the update) on the same real batch.
-    expected_r1 = regularisers.r1_penalty(lambda x: d_on_initial_state(mdl, state)(x, labels, train=True), real, 3.0)
+    # R1 equals penalties.r1_penalty of D (before the update) on the same real batch.
+    expected_r1 = penalties.r1_penalty(lambda x: d_on_initial_state(mdl, state)(x, labels, train=True), real, 3.0)
     assert float(expected_r1) > 0
     np.testing.assert_allclose(m["r1_penalty"], expected_r1, rtol=1e-4)
     # Every penalty is in D's loss: d_loss = hinge + R1 + DRAGAN + GP.
     assert m["dragan_penalty"] > 0 and m["gp_penalty"] > 0
     np.testing.assert_allclose(m["d_loss"], m["d_loss_real"] + m["d_loss_fake"] + m["r1_penalty"]
                                + m["dragan_penalty"] + m["gp_penalty"], rtol=1e-5)
-    # σ0 regulariser: the value of regularisers.sigma0_penalty on G's weights before the update.
-    expected_s0 = regularisers.sigma0_penalty(nnx.to_pure_dict(state.g_params), 0.1, sigma_target=0.5,
+    # σ0 regulariser: the value of sigma0.sigma0_penalty on G's weights before the update.
+    expected_s0 = sigma0.sigma0_penalty(nnx.to_pure_dict(state.g_params), 0.1, sigma_target=0.5,
                                               leaf_filter=ts.ortho_filter)
     np.testing.assert_allclose(m["sigma0_penalty"], expected_s0, rtol=1e-4)
     assert m["feature_matching"] > 0
@@ -158,7 +151,7 @@ def test_each_switch_adds_its_metric_and_no_other():
 
 @pytest.mark.slow  # traces the step several times (~10 s idle, ~50 s on the shared 2 cores)
 def test_loss_options_reach_get_loss(monkeypatch):
-    from biggan import losses
+    from biggan.gan import losses
     calls = []
     real_get_loss = losses.get_loss
     monkeypatch.setattr(losses, "get_loss", lambda name, **kw: calls.append((name, kw)) or real_get_loss(name, **kw))
@@ -192,12 +185,13 @@ def test_latent_name_and_kwargs_reach_the_sampler(monkeypatch):
 
 @pytest.mark.slow  # traces the step several times (~10 s idle, ~50 s on the shared 2 cores)
 def test_dropout_and_instance_noise_reach_d(monkeypatch):
-    from biggan.techniques import catalogue as techniques
+    from biggan.techniques import dropout
+    from biggan.techniques import instance_noise
     seen = []
-    real_dropout, real_noise = techniques.feature_dropout, techniques.add_instance_noise
-    monkeypatch.setattr(techniques, "feature_dropout",
+    real_dropout, real_noise = dropout.feature_dropout, instance_noise.add_instance_noise
+    monkeypatch.setattr(dropout, "feature_dropout",
                         lambda rng, h, keep, train: seen.append(("dropout", keep)) or real_dropout(rng, h, keep, train))
-    monkeypatch.setattr(techniques, "add_instance_noise",
+    monkeypatch.setattr(instance_noise, "add_instance_noise",
                         lambda rng, x, sigma: seen.append(("noise", x.shape[0])) or real_noise(rng, x, sigma))
     c = small_config(instance_noise_sigma=0.1, instance_noise_anneal_steps=10)
     c.model.d_dropout_keep = 0.5
@@ -220,11 +214,11 @@ def test_contradictory_switches_are_refused():
 
 
 def test_parse_kwargs():
-    assert ts.parse_kwargs("anneal_steps=100, sigma_start=2.0,name=x", "w") == dict(
+    assert cfg.parse_kwargs("anneal_steps=100, sigma_start=2.0,name=x", "w") == dict(
         anneal_steps=100, sigma_start=2.0, name="x")
-    assert ts.parse_kwargs("", "w") == {}
+    assert cfg.parse_kwargs("", "w") == {}
     with pytest.raises(ValueError, match="key=value"):
-        ts.parse_kwargs("anneal_steps", "train.latent_kwargs")
+        cfg.parse_kwargs("anneal_steps", "train.latent_kwargs")
 
 
 # --------------------------------------------------------------------------- collapse monitor
@@ -264,7 +258,7 @@ def test_collapse_rule_on_synthetic_series():
 
 def test_sigma0_max_is_the_largest_top_singular_value():
     c = small_config()
-    mdl, state = ts.init_state(c, jax.random.key(0))
+    mdl, state = train_state.init_state(c, jax.random.key(0))
     expected = max(np.linalg.svd(w, compute_uv=False)[0] for w in g_weight_matrices(state.g_params).values())
     np.testing.assert_allclose(collapse.make_sigma0_max_fn(ts.ortho_filter)(state.g_params), expected, rtol=1e-4)
 
@@ -274,7 +268,7 @@ def test_pick_rollback_step_and_overrides():
     with pytest.raises(RuntimeError, match="keep_checkpoints"):
         collapse.pick_rollback_step([6, 8], flagged_step=9, rollback_steps=4)
     c = cfg.base_config()
-    collapse.apply_overrides(c, ts.parse_kwargs("train.lr_g=2.5e-5,model.hier=False", "w"))
+    collapse.apply_overrides(c, cfg.parse_kwargs("train.lr_g=2.5e-5,model.hier=False", "w"))
     assert c.train.lr_g == 2.5e-5 and c.model.hier is False
     with pytest.raises(KeyError, match="lr_q"):
         collapse.apply_overrides(c, {"train.lr_q": 1.0})
@@ -285,7 +279,10 @@ def test_forced_collapse_rolls_back_and_continues_with_the_override(tmp_path, mo
     """Checkpoints every 2 steps, an evaluation every 3 (a stand-in evaluator: FID 10 at step 3, 20 elsewhere),
     a collapse forced at step 5, rolled back ≥ 3 steps: to step 2. Step 3 was saved because it was evaluated,
     is the best, and is newer than the target: its EMA generator is exported before the rollback deletes it."""
-    from biggan import checkpoints, evaluation, export, trainer
+    from biggan import checkpoints
+    from biggan.evaluation import evaluator as evaluation
+    from biggan.sampling import export
+    from biggan.train import loop as trainer
     evaluated = []
     monkeypatch.setattr(evaluation, "make_training_evaluator", lambda config, workdir: (
         lambda generator, step: evaluated.append(step) or {"fid": 10.0 if step == 3 else 20.0}))

@@ -7,7 +7,11 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from biggan import config as cfg, layers, models, train_step as ts
+from biggan.train import state as train_state
+from biggan import config as cfg
+from biggan.models import layers
+from biggan.models import factory as models
+from biggan.train import step as ts
 import stepping
 
 # bfloat16 keeps 8 significant bits: each rounding to it errs by at most 2^-9 relative. The network rounds
@@ -57,7 +61,7 @@ def test_outputs_stay_within_the_rounding_bound_of_float32():
 @pytest.mark.slow
 def test_bf16_steps_stay_finite_with_float32_state():
     c = runlocal_digits("bfloat16")
-    mdl, state = ts.init_state(c, jax.random.key(0))
+    mdl, state = train_state.init_state(c, jax.random.key(0))
     assert bf16_roundings(nnx.merge(mdl.g_graphdef, state.g_params, state.g_state)) > 0
     step = jax.jit(ts.make_train_step(c, mdl), donate_argnums=0)
     for i in range(3):

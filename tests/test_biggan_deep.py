@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from biggan import biggan_deep, models
-from biggan.biggan_deep import Discriminator, Generator
+from biggan.models import biggan_deep
+from biggan.models import factory as models
+from biggan.models.biggan_deep import Discriminator, Generator
 
 
 def abstract_count(ctor):

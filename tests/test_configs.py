@@ -6,7 +6,9 @@ import jax
 import numpy as np
 import pytest
 
-from biggan import ablate, config as cfg, train_step as ts
+from biggan.train import state as train_state
+from biggan import ablate, config as cfg
+from biggan.train import step as ts
 
 CONFIGS = sorted(os.path.basename(p) for p in glob.glob("configs/*.py"))
 
@@ -30,7 +32,7 @@ def test_config_runlocal_builds_and_steps(name):
         c = cfg.load_config_file(f"configs/{name}:runlocal")
     assert c.model.arch == full.model.arch and c.model.resolution == full.model.resolution
     assert "Command" in open(f"configs/{name}").read()  # the top comment documents the command
-    mdl, state = ts.init_state(c, jax.random.key(0))
+    mdl, state = train_state.init_state(c, jax.random.key(0))
     t, r = c.train, c.model.resolution
     micro = t.batch_size // t.num_accumulations
     rng = np.random.default_rng(0)

@@ -14,7 +14,13 @@ import pytest
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
-from biggan import convert, export  # noqa: E402
+
+from biggan.convert import tables as convert_tables
+
+from biggan.convert import cli as convert_cli
+
+from biggan.convert import biggan_pytorch
+from biggan.sampling import export
 from biggan import config as cfg  # noqa: E402
 
 
@@ -138,8 +144,8 @@ SMALL = dict(arch="biggan", resolution=128, ch_g=4, ch_d=4, dim_z=120, shared_di
 def small(tmp_path_factory):
     directory = tmp_path_factory.mktemp("bp")
     (directory / "model.json").write_text(json.dumps(SMALL))
-    config = convert.biggan_pytorch_config(str(directory / "model.json"))
-    return directory, config, convert.biggan_pytorch_expected_shapes(config.model)
+    config = biggan_pytorch.biggan_pytorch_config(str(directory / "model.json"))
+    return directory, config, biggan_pytorch.biggan_pytorch_expected_shapes(config.model)
 
 
 @pytest.mark.parametrize("resolution,hier", [
@@ -151,14 +157,14 @@ def test_parity_with_independent_reference(tmp_path, resolution, hier):
     attn = 16 if resolution == 32 else 64
     model = dict(SMALL, resolution=resolution, hier=hier, dim_z=20 * slots if hier else 32, g_attn=[attn])
     (tmp_path / "model.json").write_text(json.dumps(model))
-    config = convert.biggan_pytorch_config(str(tmp_path / "model.json"))
-    sd = random_state_dict(convert.biggan_pytorch_expected_shapes(config.model), seed=1 + hier)
+    config = biggan_pytorch.biggan_pytorch_config(str(tmp_path / "model.json"))
+    sd = random_state_dict(biggan_pytorch.biggan_pytorch_expected_shapes(config.model), seed=1 + hier)
     reference = Reference(sd, resolution=resolution, ch=4, hier=hier, attn=(attn,))
     g = torch.Generator().manual_seed(5)
     reference.calibrate(torch.randn(16, model["dim_z"], generator=g), torch.randint(0, 10, (16,), generator=g))
     torch.save(sd, tmp_path / "G_ema.pth")
     out = str(tmp_path / "export")
-    assert convert.main(["biggan-pytorch", str(tmp_path / "G_ema.pth"), "--config", str(tmp_path / "model.json"),
+    assert convert_cli.main(["biggan-pytorch", str(tmp_path / "G_ema.pth"), "--config", str(tmp_path / "model.json"),
                          "--out", out]) == 0
     our_config, G, stats = export.load_generator(out)
     assert stats is None
@@ -181,8 +187,8 @@ def test_parity_with_independent_reference(tmp_path, resolution, hier):
 
 def test_released_128_key_table_counts_the_paper_parameters():
     # configs/biggan_128.py = the released BigGAN-PyTorch 128² model (ch 96, dim_z 120, shared 128, attn 64).
-    config = convert.biggan_pytorch_config("configs/biggan_128.py")
-    shapes = convert.biggan_pytorch_expected_shapes(config.model)
+    config = biggan_pytorch.biggan_pytorch_config("configs/biggan_128.py")
+    shapes = biggan_pytorch.biggan_pytorch_expected_shapes(config.model)
     buffers = ("u0", "sv0", "stored_mean", "stored_var")
     n_params = sum(int(np.prod(s)) for k, s in shapes.items() if not k.endswith(buffers))
     assert n_params == 70_433_988  # BigGAN-PyTorch's own count for this model
@@ -190,7 +196,7 @@ def test_released_128_key_table_counts_the_paper_parameters():
     assert shapes["blocks.0.0.bn1.gain.weight"] == (1536, 148) and shapes["blocks.3.1.gamma"] == ()
     assert shapes["output_layer.2.u0"] == (1, 3)
     assert config.model.sn_eval_mode == "iterate" and config.model.bn_eps == 1e-5 and config.model.sn_eps == 1e-6
-    assert convert.biggan_pytorch_config(None).model.to_dict() == config.model.to_dict()
+    assert biggan_pytorch.biggan_pytorch_config(None).model.to_dict() == config.model.to_dict()
 
 
 def test_rejects_missing_key_and_wrong_shape(small, tmp_path):
@@ -199,8 +205,8 @@ def test_rejects_missing_key_and_wrong_shape(small, tmp_path):
     del sd["blocks.2.0.bn2.stored_var"]
     sd["linear.weight"] = sd["linear.weight"].t().contiguous()
     torch.save(sd, tmp_path / "bad.pth")
-    with pytest.raises(convert.ConversionError) as err:
-        convert.convert_biggan_pytorch_file(str(tmp_path / "bad.pth"), str(directory / "model.json"),
+    with pytest.raises(convert_tables.ConversionError) as err:
+        biggan_pytorch.convert_biggan_pytorch_file(str(tmp_path / "bad.pth"), str(directory / "model.json"),
                                             str(tmp_path / "out"))
     message = str(err.value)
     assert "missing keys (1)" in message and "blocks.2.0.bn2.stored_var" in message
@@ -211,12 +217,12 @@ def test_rejects_missing_key_and_wrong_shape(small, tmp_path):
 def test_config_errors(tmp_path):
     (tmp_path / "typo.json").write_text(json.dumps({"resolutoin": 128}))
     with pytest.raises(KeyError, match="resolution"):
-        convert.biggan_pytorch_config(str(tmp_path / "typo.json"))
+        biggan_pytorch.biggan_pytorch_config(str(tmp_path / "typo.json"))
     (tmp_path / "deep.json").write_text(json.dumps({"arch": "biggan_deep"}))
-    with pytest.raises(convert.ConversionError, match="convert hf"):
-        convert.biggan_pytorch_config(str(tmp_path / "deep.json"))
+    with pytest.raises(convert_tables.ConversionError, match="convert hf"):
+        biggan_pytorch.biggan_pytorch_config(str(tmp_path / "deep.json"))
     (tmp_path / "full.json").write_text(cfg.base_config().to_json())  # a whole config with a model section
-    assert convert.biggan_pytorch_config(str(tmp_path / "full.json")).model.resolution == 128
+    assert biggan_pytorch.biggan_pytorch_config(str(tmp_path / "full.json")).model.resolution == 128
 
 
 def test_sample_cli_defaults_reproduce_eval_mode(tmp_path):
@@ -229,8 +235,8 @@ def test_sample_cli_defaults_reproduce_eval_mode(tmp_path):
 
     model = dict(SMALL, num_classes=1000)  # ImageNet's classes, so the class list and names work
     (tmp_path / "model.json").write_text(json.dumps(model))
-    config = convert.biggan_pytorch_config(str(tmp_path / "model.json"))
-    sd = random_state_dict(convert.biggan_pytorch_expected_shapes(config.model), seed=3)
+    config = biggan_pytorch.biggan_pytorch_config(str(tmp_path / "model.json"))
+    sd = random_state_dict(biggan_pytorch.biggan_pytorch_expected_shapes(config.model), seed=3)
     reference = Reference(sd, resolution=128, ch=4, hier=True, attn=(64,))
     g = torch.Generator().manual_seed(7)
     reference.calibrate(torch.randn(16, 120, generator=g), torch.randint(0, 1000, (16,), generator=g))

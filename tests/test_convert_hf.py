@@ -19,7 +19,13 @@ from flax import nnx
 torch = pytest.importorskip("torch")
 ppb = pytest.importorskip("pytorch_pretrained_biggan")
 
-from biggan import biggan_deep, convert, export, models, truncation_stats  # noqa: E402
+from biggan.models import biggan_deep  # noqa: E402
+from biggan.convert import tables as convert_tables
+from biggan.convert import hf
+from biggan.convert import cli as convert_cli
+from biggan.sampling import export
+from biggan.models import factory as models
+from biggan.sampling import truncation_stats
 
 TRUNCATIONS = (1.0, 0.4, 0.41, 0.3)
 
@@ -74,7 +80,7 @@ def check_parity(res, ch, tmp_path, truncations=TRUNCATIONS, batch=2, attention_
     model, config = reference_model(res, ch, attention_position=attention_position)
     bin_path, config_path = save_reference(model, config, tmp_path / "released")
     out = str(tmp_path / "export")
-    assert convert.main(["hf", bin_path, config_path, "--out", out]) == 0
+    assert convert_cli.main(["hf", bin_path, config_path, "--out", out]) == 0
     our_config, G, stats = export.load_generator(out)
     assert our_config.model.sn_eval_mode == "stored" and our_config.model.rgb_channels == ch
     assert our_config.model.bn_eps == 1e-4 and our_config.model.sn_eps == 1e-4
@@ -122,14 +128,14 @@ def test_expected_key_table_is_the_reference_state_dict(res):
         model = ppb.BigGAN(ppb.BigGANConfig(output_dim=res, layers=[tuple(b) for b in biggan_deep.G_BLOCKS[res]]))
     reference = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     hc = dict(output_dim=res, layers=[list(b) for b in biggan_deep.G_BLOCKS[res]])
-    assert convert.hf_expected_shapes(hc) == reference
+    assert hf.hf_expected_shapes(hc) == reference
     shapes_only = {k: np.broadcast_to(np.float32(0), s) for k, s in reference.items()}
-    assert convert.hf_expected_shapes(convert.hf_config_from_state_dict(shapes_only)) == reference
+    assert hf.hf_expected_shapes(hf.hf_config_from_state_dict(shapes_only)) == reference
 
 
 def test_truncation_interpolation_matches_reference_batchnorm():
     """Our interpolation vs pytorch-pretrained-biggan's BigGANBatchNorm (unconditional) for many t."""
-    from biggan import layers
+    from biggan.models import layers
 
     g = torch.Generator().manual_seed(0)
     ref = ppb.model.BigGANBatchNorm(6, n_stats=51, eps=1e-4, conditional=False)
@@ -161,10 +167,10 @@ def test_interpolation_quirk_by_hand():
     # 0.41/0.02 = 20.5: the midpoint, whichever row the fraction weights.
     np.testing.assert_allclose(truncation_stats.interpolate(rows, 0.41), [20.5, 20.5], atol=1e-5)
     # 0.425/0.02 = 21.25: a normal lerp gives 21.25, the reference weights the LOWER row by the fraction:
-    # 21·0.25 + 22·0.75 = 21.75 (biggan/truncation_stats.py).
+    # 21·0.25 + 22·0.75 = 21.75 (biggan/sampling/truncation_stats.py).
     assert truncation_stats.interpolation(0.425, 51) == (21, 0.25)
     np.testing.assert_allclose(truncation_stats.interpolate(rows, 0.425), [21.75, 21.75], atol=1e-5)
-    # Float64 division: 0.3 and 0.6 are exact rows 15 and 30; their float32 values are not (the trap biggan/truncation_stats.py documents):
+    # Float64 division: 0.3 and 0.6 are exact rows 15 and 30; their float32 values are not (the trap biggan/sampling/truncation_stats.py documents):
     # float32 0.3 = 0.30000001 → 15.0000006 → coef ≈ 6e-7 on row 15, the rest on row 16.
     assert truncation_stats.interpolation(0.3, 51) == (15, 0.0)
     assert truncation_stats.interpolation(0.6, 51) == (30, 0.0)
@@ -201,8 +207,8 @@ def test_rejects_missing_extra_and_misshapen_keys(small_reference):
     bad["generator.layers.99.conv_0.bias"] = torch.zeros(3)
     bad["generator.gen_z.bias"] = torch.zeros(7)
     bin_path, config_path = _write(directory, "bad", bad, config)
-    with pytest.raises(convert.ConversionError) as err:
-        convert.convert_hf_files(bin_path, config_path, str(directory / "bad_out"))
+    with pytest.raises(convert_tables.ConversionError) as err:
+        hf.convert_hf_files(bin_path, config_path, str(directory / "bad_out"))
     message = str(err.value)
     assert "generator.layers.3.bn_2.scale.weight_u" in message and "missing keys (1)" in message
     assert "generator.layers.99.conv_0.bias" in message and "unexpected keys (1)" in message
@@ -216,22 +222,22 @@ def test_rejects_state_dict_of_another_resolution(small_reference):
     cfg256 = directory / "config256.json"
     cfg256.write_text(json.dumps(dict(json.loads(config.to_json_string()), output_dim=256,
                                       layers=[list(b) for b in biggan_deep.G_BLOCKS[256]])))
-    with pytest.raises(convert.ConversionError, match="missing keys"):
-        convert.convert_hf_files(bin_path, str(cfg256), str(directory / "wrongres_out"))
+    with pytest.raises(convert_tables.ConversionError, match="missing keys"):
+        hf.convert_hf_files(bin_path, str(cfg256), str(directory / "wrongres_out"))
 
 
 def test_rejects_corrupt_and_non_state_dict_files(small_reference, tmp_path):
     _, config, _ = small_reference
     corrupt = tmp_path / "corrupt.bin"
     corrupt.write_bytes(b"this is not a pytorch file" * 10)
-    with pytest.raises(convert.ConversionError, match="could not be read as a PyTorch state dict"):
-        convert.convert_hf_files(str(corrupt), None, str(tmp_path / "out1"))
+    with pytest.raises(convert_tables.ConversionError, match="could not be read as a PyTorch state dict"):
+        hf.convert_hf_files(str(corrupt), None, str(tmp_path / "out1"))
     not_sd = tmp_path / "list.bin"
     torch.save([torch.zeros(2)], not_sd)
-    with pytest.raises(convert.ConversionError, match="not a state dict"):
-        convert.convert_hf_files(str(not_sd), None, str(tmp_path / "out2"))
+    with pytest.raises(convert_tables.ConversionError, match="not a state dict"):
+        hf.convert_hf_files(str(not_sd), None, str(tmp_path / "out2"))
     with pytest.raises(FileNotFoundError):
-        convert.convert_hf_files(str(tmp_path / "absent.bin"), None, str(tmp_path / "out3"))
+        hf.convert_hf_files(str(tmp_path / "absent.bin"), None, str(tmp_path / "out3"))
     # The command line reports the same error and exits non-zero.
     result = subprocess.run([sys.executable, "-m", "biggan.convert", "hf", str(corrupt), "--out",
                              str(tmp_path / "out4")], capture_output=True, text=True)
@@ -242,7 +248,7 @@ def test_config_inferred_when_no_config_json(small_reference, tmp_path):
     state_dict, config, _ = small_reference
     torch.save(state_dict, tmp_path / "weights.bin")
     out = str(tmp_path / "export")
-    convert.convert_hf_files(str(tmp_path / "weights.bin"), None, out)
+    hf.convert_hf_files(str(tmp_path / "weights.bin"), None, out)
     our_config, G, stats = export.load_generator(out)
     assert our_config.model.resolution == 128 and our_config.model.ch_g == 8
     assert stats["output_bn/mean"].shape == (51, 8)
@@ -258,7 +264,7 @@ def test_converts_512_layout():
     rng = np.random.default_rng(0)
     state_dict = {k: rng.standard_normal(s).astype(np.float32) for k, s in shapes.items()}
     hc = dict(output_dim=512, channel_width=8, layers=[list(b) for b in biggan_deep.G_BLOCKS[512]])
-    config, G, stats = convert.convert_hf(state_dict, hc)
+    config, G, stats = hf.convert_hf(state_dict, hc)
     assert config.model.resolution == 512 and config.model.g_attn == (64,)
     assert G.attention[7] is not None and len(G.blocks) == 14
     np.testing.assert_array_equal(G.blocks[13].conv4.kernel[...],

@@ -20,7 +20,16 @@ import types
 import numpy as np
 import pytest
 
-from biggan import convert, export, models, sampling, tf_checkpoint, truncation_stats
+from biggan.convert import tfhub
+
+from biggan.convert import tables as convert_tables
+
+from biggan.convert import cli as convert_cli
+from biggan.sampling import export
+from biggan.models import factory as models
+from biggan.sampling import sampler as sampling
+from biggan.convert import tf_checkpoint
+from biggan.sampling import truncation_stats
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -115,7 +124,7 @@ def test_biggan_deep_parity_with_pytorch_pretrained_biggan(monkeypatch, tmp_path
     variables, tables = rebuilt("biggan-deep", 128)
     reference = pytorch_pretrained_reference(monkeypatch, variables, tables)
     out = str(tmp_path / "export")
-    assert convert.main(["tfhub", os.path.join(FIXTURES, "biggan-deep-128"), "--out", out]) == 0
+    assert convert_cli.main(["tfhub", os.path.join(FIXTURES, "biggan-deep-128"), "--out", out]) == 0
     config, G, stats = export.load_generator(out)
     assert (config.model.arch, config.model.resolution, config.model.ch_g) == ("biggan_deep", 128, builders.DEEP_CH)
     assert config.sample.truncation_table == "pytorch_pretrained_biggan" and config.sample.latents == "tfhub"
@@ -229,7 +238,7 @@ def test_biggan_parity_with_biggan_v1_reference(tmp_path):
     chunk = builders.NON_DEEP[128][2]
     reference = BigGANv1Reference(variables, tables, 128, chunk)
     out = str(tmp_path / "export")
-    assert convert.main(["tfhub", os.path.join(FIXTURES, "biggan-128"), "--out", out]) == 0
+    assert convert_cli.main(["tfhub", os.path.join(FIXTURES, "biggan-128"), "--out", out]) == 0
     config, G, stats = export.load_generator(out)
     m = config.model
     assert (m.arch, m.resolution, m.ch_g, m.dim_z, m.shared_dim, m.num_classes, tuple(m.g_attn)) == (
@@ -259,7 +268,7 @@ def test_biggan_parity_with_biggan_v1_reference(tmp_path):
 @pytest.mark.parametrize("res", [128, 256, 512])
 def test_every_module_layout_is_detected_and_converted(family, res):
     variables, tables = rebuilt(family, res)
-    config, G, stats = convert.convert_tfhub(variables, stack_constants(tables))
+    config, G, stats = tfhub.convert_tfhub(variables, stack_constants(tables))
     assert config.model.resolution == res and config.model.arch == family.replace("-", "_")
     assert len(stats) == 2 * len(tables) and all(v.shape[0] == (50 if family == "biggan" else 51)
                                                  for v in stats.values())
@@ -268,7 +277,7 @@ def test_every_module_layout_is_detected_and_converted(family, res):
 
 def full_size_config(family, res):
     """Our config for the real module at full width, from the shapes alone (no arrays allocated)."""
-    ema = convert.TFHUB_EMA[family.replace("-", "_")]
+    ema = tfhub.TFHUB_EMA[family.replace("-", "_")]
     empty = lambda *shape: np.broadcast_to(np.float32(0), shape)  # noqa: E731
     blocks = len(builders.NON_DEEP[res][0]) if family == "biggan" else len(builders.DEEP_LAYERS[res])
     names = {f"Generator/GBlock{f'_{i}' if i else ''}/conv0/u0": empty(1) for i in range(blocks)}
@@ -278,7 +287,7 @@ def full_size_config(family, res):
                       "Generator/G_Z/G_linear/w" + ema: empty({128: 20, 256: 20, 512: 16}[res], 4 * 4 * 16 * 96)})
     else:
         names.update({"Generator/GenZ/G_linear/u0": empty(1), "Generator/GenZ/G_linear/w" + ema: empty(256, 4 * 4 * 16 * 128)})
-    return convert.tfhub_model_config(names)
+    return tfhub.tfhub_model_config(names)
 
 
 @pytest.mark.parametrize("family,res,expected", [
@@ -288,7 +297,7 @@ def full_size_config(family, res):
 def test_full_size_module_tables_count_the_published_parameters(family, res, expected):
     config = full_size_config(family, res)
     assert config.model.dim_z == {"biggan": {128: 120, 256: 140, 512: 128}, "biggan-deep": {128: 128, 256: 128, 512: 128}}[family][res]
-    shapes = convert.expected_shapes(convert.tfhub_layout(config), convert.tfhub_kinds(1e-4))
+    shapes = convert_tables.expected_shapes(tfhub.tfhub_layout(config), tfhub.tfhub_kinds(1e-4))
     assert sum(int(np.prod(s)) for k, s in shapes.items() if not k.endswith("/u0")) == expected
     assert models.count_params(G_abstract(config)) == expected
 
@@ -300,7 +309,7 @@ def G_abstract(config):
 
 def test_biggan_512_module_matches_our_512_generator():
     config = full_size_config("biggan", 512)
-    shapes = convert.expected_shapes(convert.tfhub_layout(config), convert.tfhub_kinds(1e-4))
+    shapes = convert_tables.expected_shapes(tfhub.tfhub_layout(config), tfhub.tfhub_kinds(1e-4))
     assert config.model.dim_z == 128 and tuple(config.model.g_attn) == (64,)
     assert sum(int(np.prod(s)) for k, s in shapes.items() if not k.endswith("/u0")) == models.count_params(
         G_abstract(config))
@@ -310,18 +319,18 @@ def test_biggan_512_module_matches_our_512_generator():
 
 def test_refuses_unknown_variables_missing_tables_and_other_files(tmp_path):
     variables, tables = rebuilt("biggan", 128)
-    with pytest.raises(convert.ConversionError, match=r"1 variable\(s\).*Generator/extra/w"):
-        convert.convert_tfhub({**variables, "Generator/extra/w": np.zeros(3, np.float32)}, stack_constants(tables))
+    with pytest.raises(convert_tables.ConversionError, match=r"1 variable\(s\).*Generator/extra/w"):
+        tfhub.convert_tfhub({**variables, "Generator/extra/w": np.zeros(3, np.float32)}, stack_constants(tables))
     broken = dict(variables)
     broken["Generator/GBlock_2/conv1/w/ema_b999900"] = broken["Generator/GBlock_2/conv1/w/ema_b999900"][:, :, :, :2]
-    with pytest.raises(convert.ConversionError, match=r"wrong shapes \(1\): Generator/GBlock_2/conv1/w/ema_b999900"):
-        convert.convert_tfhub(broken, stack_constants(tables))
-    with pytest.raises(convert.ConversionError, match="--standing_stats"):
-        convert.convert_tfhub(variables, {})
-    with pytest.raises(convert.ConversionError, match="no Generator/G_Z/G_linear"):
-        convert.convert_tfhub({"foo/w": np.zeros(2)}, {})
+    with pytest.raises(convert_tables.ConversionError, match=r"wrong shapes \(1\): Generator/GBlock_2/conv1/w/ema_b999900"):
+        tfhub.convert_tfhub(broken, stack_constants(tables))
+    with pytest.raises(convert_tables.ConversionError, match="--standing_stats"):
+        tfhub.convert_tfhub(variables, {})
+    with pytest.raises(convert_tables.ConversionError, match="no Generator/G_Z/G_linear"):
+        tfhub.convert_tfhub({"foo/w": np.zeros(2)}, {})
     # Without tables (--standing_stats) the export samples with standing statistics.
-    config, G, stats = convert.convert_tfhub(variables, None)
+    config, G, stats = tfhub.convert_tfhub(variables, None)
     assert stats is None and config.sample.bn_stats == "standing" and config.sample.latents == "tfhub"
     # Command line: one line, exit status 2, nothing written.
     for args in (["tfhub", str(tmp_path / "nothing"), "--out", str(tmp_path / "o")],
@@ -334,7 +343,7 @@ def test_refuses_unknown_variables_missing_tables_and_other_files(tmp_path):
 
 def test_sample_cli_on_converted_module_npz_and_standing_stats(tmp_path):
     out = str(tmp_path / "export")
-    assert convert.main(["tfhub", os.path.join(FIXTURES, "biggan-128"), "--out", out]) == 0
+    assert convert_cli.main(["tfhub", os.path.join(FIXTURES, "biggan-128"), "--out", out]) == 0
     npz = tmp_path / "x.npz"
     result = subprocess.run([sys.executable, "sample.py", "--checkpoint", out, "--classes", "1,4", "--n", "2",
                              "--truncation", "0.5", "--output", str(npz), "--compile_cache="],
@@ -365,7 +374,7 @@ def test_evaluate_cli_errors_are_one_line_exit_2(tmp_path, capsys):
     from biggan import evaluate
 
     out = str(tmp_path / "export")
-    assert convert.main(["tfhub", os.path.join(FIXTURES, "biggan-128"), "--out", out]) == 0
+    assert convert_cli.main(["tfhub", os.path.join(FIXTURES, "biggan-128"), "--out", out]) == 0
     cases = [
         (["score", "--checkpoint", str(tmp_path / "missing")], "no such directory"),
         (["score", "--checkpoint", out, "--moments", str(tmp_path / "m.npz")], "no such file"),

@@ -17,9 +17,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from biggan.train import state as train_state
 from biggan.techniques import ada, augment, lecam, registry
 from biggan.techniques.base import DContext, GContext
-from biggan import train_step as ts
+from biggan.train import step as ts
 from stepping import REPO, random_batch, tiny_config, tiny_flags
 
 torch = pytest.importorskip("torch")
@@ -280,7 +281,7 @@ def test_each_switch_steps_and_stays_finite():
     everywhere). Each term is logged and finite, the state is where the rules put it."""
     c = tiny_config(ada_target=0.6, ada_p_init=0.5, ada_interval=1, cr_real_weight=10.0, cr_fake_weight=10.0,
                     zcr_d_weight=5.0, zcr_g_weight=0.5, num_d_steps=2, num_accumulations=2)
-    mdl, state = ts.init_state(c, jax.random.key(0))
+    mdl, state = train_state.init_state(c, jax.random.key(0))
     assert set(state.extras) == {"ada"}
     new, metrics = jax.jit(ts.make_train_step(c, mdl))(state, random_batch(c), jax.random.key(7))
     for key in ("cr_real_penalty", "cr_fake_penalty", "zcr_d_penalty", "zcr_g_penalty", "ada_p", "ada_rt"):
@@ -293,7 +294,7 @@ def test_each_switch_steps_and_stays_finite():
 
     c = tiny_config(diffaug_policy="color,translation,cutout", lecam_weight=0.3, r1_gamma=1.0,
                     feature_matching_weight=0.1)
-    mdl, state = ts.init_state(c, jax.random.key(0))
+    mdl, state = train_state.init_state(c, jax.random.key(0))
     new, metrics = jax.jit(ts.make_train_step(c, mdl))(state, random_batch(c), jax.random.key(7))
     assert bool(metrics["all_finite"]) and float(metrics["lecam_penalty"]) > 0
     # The first update sets the anchors to the batch means of D's (augmented-input) logits.

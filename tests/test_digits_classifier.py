@@ -9,7 +9,12 @@ import subprocess
 import numpy as np
 import pytest
 
-from biggan import digits_classifier, evaluate, evaluation, metrics, sampling, trainer
+from biggan import evaluate
+from biggan.evaluation import digits_classifier
+from biggan.evaluation import evaluator as evaluation
+from biggan.evaluation import metrics
+from biggan.sampling import sampler as sampling
+from biggan.train import loop as trainer
 import stepping
 from biggan.data import digits_arrays
 

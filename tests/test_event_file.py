@@ -1,4 +1,4 @@
-"""biggan/event_file.py writes the TensorBoard event files tensorboardX writes, byte for byte, without importing
+"""biggan/train/event_file.py writes the TensorBoard event files tensorboardX writes, byte for byte, without importing
 torch."""
 import os
 import struct
@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 
-from biggan import event_file
+from biggan.train import event_file
 
 SCALARS = [("d_loss", 1.25, 0), ("g_loss", -3.5, 1), ("sv/G/blocks/0/conv1/sigma0", 0.0, 2),
            ("fid", 1e30, 2 ** 40), ("overflow", 1e300, 7), ("is_mean", float("inf"), 8)]
@@ -57,7 +57,7 @@ def test_scalar_events_equal_tensorboardx_bytes(tmp_path):
 
 def test_the_trainer_s_writer_shows_each_logged_step_before_it_closes(tmp_path):
     from tensorboardX.proto import event_pb2
-    from biggan import trainer
+    from biggan.train import loop as trainer
     writer = trainer.MetricWriter(str(tmp_path))
     writer.write(3, {"d_loss": 1.5})
     (name,) = os.listdir(tmp_path / "tensorboard")
@@ -68,7 +68,7 @@ def test_the_trainer_s_writer_shows_each_logged_step_before_it_closes(tmp_path):
 
 def test_training_processes_do_not_import_torch(tmp_path):
     # tensorboardX imports torch when it is installed (as here); the trainer's metric writer must not pull it in.
-    code = ("import sys; from biggan import trainer; writer = trainer.MetricWriter(sys.argv[1]); "
+    code = ("import sys; from biggan.train import loop; writer = loop.MetricWriter(sys.argv[1]); "
             "writer.write(0, {'d_loss': 1.0}); writer.close(); print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False", out.stdout

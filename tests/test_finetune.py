@@ -1,4 +1,4 @@
-"""Fine-tuning (`train.init_from`, biggan/finetune.py) and FreezeD (`train.freeze_d_blocks`).
+"""Fine-tuning (`train.init_from`, biggan/train/finetune.py) and FreezeD (`train.freeze_d_blocks`).
 
 From released weights: pytorch-pretrained-biggan's layout with seeded random weights (tests/test_convert_hf.py's
 reference model), converted by `python -m biggan.convert hf`; the run's first EMA generator draws exactly the
@@ -18,8 +18,13 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from biggan import checkpoints, export, finetune, models, sharding
-from biggan import train_step as ts
+from biggan.train import state as train_state
+from biggan import checkpoints
+from biggan.sampling import export
+from biggan.train import finetune
+from biggan.models import factory as models
+from biggan.runtime import sharding
+from biggan.train import step as ts
 from biggan.techniques import freezed, registry
 from stepping import REPO, leaves, tiny_config, tiny_flags
 
@@ -53,12 +58,12 @@ def test_freezed_zeroes_the_updates_of_the_first_blocks():
 def converted_release(tmp_path_factory):
     pytest.importorskip("pytorch_pretrained_biggan")
     from test_convert_hf import reference_model, save_reference
-    from biggan import convert
+    from biggan.convert import cli as convert_cli
     model, config = reference_model(128, 8, seed=5)
     directory = tmp_path_factory.mktemp("release")
     bin_path, config_path = save_reference(model, config, directory / "hf")
     out = str(directory / "export")
-    assert convert.main(["hf", bin_path, config_path, "--out", out]) == 0
+    assert convert_cli.main(["hf", bin_path, config_path, "--out", out]) == 0
     return out
 
 
@@ -66,7 +71,7 @@ def converted_release(tmp_path_factory):
 def test_first_images_are_the_release_s(converted_release, caplog):
     c = export.load_config(converted_release)
     c.train.init_from = converted_release
-    mdl, _ = jax.eval_shape(lambda: ts.init_state(c, jax.random.key(0)))
+    mdl, _ = jax.eval_shape(lambda: train_state.init_state(c, jax.random.key(0)))
     state = finetune.initial_state(c, jax.random.key(0))
     _, release, _ = export.load_generator(converted_release)
     z = jax.random.normal(jax.random.key(1), (2, c.model.dim_z))
@@ -80,10 +85,10 @@ def test_first_images_are_the_release_s(converted_release, caplog):
 
     # Another class count: the class table starts from its initialisation, everything else is loaded.
     c.model.num_classes = 10
-    with caplog.at_level(logging.WARNING, logger="biggan.finetune"):
+    with caplog.at_level(logging.WARNING, logger="biggan.train.finetune"):
         ten = finetune.initial_state(c, jax.random.key(0))
     assert "has 1000 classes, this run 10" in caplog.text and "shared_embed" in caplog.text
-    _, fresh = ts.init_state(c, jax.random.key(0))
+    _, fresh = train_state.init_state(c, jax.random.key(0))
     flat = lambda tree: dict(nnx.to_flat_state(tree))  # noqa: E731
     loaded, initial, released = flat(ten.g_params), flat(fresh.g_params), flat(state.g_params)
     for path, value in loaded.items():
@@ -112,7 +117,7 @@ def test_bad_init_from_and_switches_are_one_line_from_train_py(tmp_path):
 def restore(workdir, step):
     config = ml_collections.ConfigDict(json.loads(open(os.path.join(workdir, "config.json")).read()))
     ckpt = checkpoints.Checkpointer(str(workdir))
-    state, _ = ckpt.restore(step, checkpoints.abstract_state(config, sharding.make_mesh()))
+    state, _ = ckpt.restore(step, train_state.abstract_state(config, sharding.make_mesh()))
     ckpt.close()
     return state
 

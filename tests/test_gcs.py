@@ -13,7 +13,10 @@ import pytest
 
 from gcs_server import GCSServer  # first: it sets what gcsfs reads when it is imported
 import stepping
-from biggan import checkpoints, sampling, storage, trainer
+from biggan import checkpoints
+from biggan.sampling import sampler as sampling
+from biggan.runtime import storage
+from biggan.train import loop as trainer
 from test_trainer import TINY, assert_states_identical, run_config, saved_state
 
 pytest.importorskip("gcsfs")
@@ -108,13 +111,13 @@ def test_train_on_gcs_resumes_after_sigterm_bit_for_bit_then_samples_and_evaluat
 def test_convert_out_to_gcs_samples_as_the_local_export(gcs, tmp_path):
     pytest.importorskip("pytorch_pretrained_biggan")
     from test_convert_hf import reference_model, save_reference
-    from biggan import convert
+    from biggan.convert import hf
 
     model, config = reference_model(128, ch=8)
     bin_path, config_path = save_reference(model, config, tmp_path / "hf")
     out = run([sys.executable, "-m", "biggan.convert", "hf", bin_path, config_path, "--out", "gs://bkt/hf"], gcs)
     assert out.returncode == 0, out.stderr[-3000:]
-    convert.convert_hf_files(bin_path, config_path, str(tmp_path / "local"))
+    hf.convert_hf_files(bin_path, config_path, str(tmp_path / "local"))
     remote, local = (sampling.load_sampler(d, progress=False) for d in ("gs://bkt/hf", str(tmp_path / "local")))
     np.testing.assert_array_equal(remote.sample(2, truncation=0.4, classes=[1, 207]),
                                   local.sample(2, truncation=0.4, classes=[1, 207]))

@@ -1,15 +1,15 @@
-"""biggan/host_memory.py: the CPU allocator policy removes the per-step page faults it is there for."""
+"""biggan/runtime/host_memory.py: the CPU allocator policy removes the per-step page faults it is there for."""
 import os
 import subprocess
 import sys
 
 import pytest
 
-from biggan import host_memory
+from biggan.runtime import host_memory
 
 _PROBE = r"""
 import resource
-from biggan import host_memory
+from biggan.runtime import host_memory
 applied = host_memory.retain_freed_memory()
 import jax, jax.numpy as jnp
 step = jax.jit(lambda x: (jnp.sin(x) @ x).sum())  # 64 MiB temporaries, above glibc's mmap threshold

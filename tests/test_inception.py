@@ -6,8 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from biggan import inception
-from biggan.images import to_uint8
+from biggan.evaluation import inception
+from biggan.sampling.images import to_uint8
 
 torch = pytest.importorskip("torch")
 

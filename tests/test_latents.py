@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from biggan import latents
+from biggan.gan import latents
 
 N = 200_000
 

@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from biggan import losses
+from biggan.gan import losses
 
 D_REAL = np.array([2.0, 0.5, -0.3, 1.0], np.float32)
 D_FAKE = np.array([-1.5, 0.2, 0.9, -0.1, -3.0], np.float32)  # a different batch size on purpose

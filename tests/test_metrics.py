@@ -8,8 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from biggan import metrics
-from biggan.feature_network import FeatureNetwork
+from biggan.evaluation import metrics
+from biggan.evaluation.feature_network import FeatureNetwork
 
 
 def _import_reference(module):

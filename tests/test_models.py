@@ -8,8 +8,12 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from biggan import biggan, config as cfg, layers, models, sharding
-from biggan.biggan import Discriminator, Generator
+from biggan import config as cfg
+from biggan.models import biggan
+from biggan.models import layers
+from biggan.models import factory as models
+from biggan.runtime import sharding
+from biggan.models.biggan import Discriminator, Generator
 
 
 def abstract_count(ctor):

@@ -20,7 +20,8 @@ import ml_collections
 import numpy as np
 import pytest
 
-from biggan import distributed
+from biggan.train import state as train_state
+from biggan.runtime import distributed
 from biggan.data import make_pipeline
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -88,13 +89,14 @@ def _cache_vars(env):
 
 def load_checkpoint(workdir, step):
     """(TrainState as numpy, data state) of `workdir`'s checkpoint `step`, restored in this process."""
-    from biggan import checkpoints, sharding
+    from biggan import checkpoints
+    from biggan.runtime import sharding
     with open(os.path.join(workdir, "config.json")) as f:
         config = ml_collections.ConfigDict(json.load(f))
     ckpt = checkpoints.Checkpointer(workdir)
     try:
         assert step in ckpt.all_steps(), f"{workdir} has checkpoints {ckpt.all_steps()}, not {step}"
-        state, data_state = ckpt.restore(step, checkpoints.abstract_state(config, sharding.make_mesh()))
+        state, data_state = ckpt.restore(step, train_state.abstract_state(config, sharding.make_mesh()))
     finally:
         ckpt.close()
     return jax.device_get(state), data_state
@@ -346,11 +348,11 @@ def test_launcher_prefixes_output_and_fails_fast():
 
 
 def test_launcher_env_mode_joins_any_entry_point():
-    """--pass_via=env: a program without train.py's flags joins through biggan.distributed.initialize()
+    """--pass_via=env: a program without train.py's flags joins through biggan.runtime.distributed.initialize()
     and sees 2 processes x 3 devices; a cross-process collective sums every process's index."""
     # Gloo's C++ threads log to stderr, which the launcher merges with stdout, and a log line can land in the
     # middle of ours: after joining, the child sends stderr to /dev/null so the checked lines stay whole.
-    program = ["-c", "import jax, numpy as np, os; from biggan import distributed; distributed.initialize(); "
+    program = ["-c", "import jax, numpy as np, os; from biggan.runtime import distributed; distributed.initialize(); "
                      "os.dup2(os.open(os.devnull, os.O_WRONLY), 2); "
                      "from jax.experimental import multihost_utils as mu; "
                      "g = mu.process_allgather(np.array([jax.process_index() + 1])); "

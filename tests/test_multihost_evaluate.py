@@ -17,7 +17,9 @@ import jax
 import numpy as np
 import pytest
 
-from biggan import distributed, evaluation
+from biggan.train import state as train_state
+from biggan.runtime import distributed
+from biggan.evaluation import evaluator as evaluation
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
@@ -157,7 +159,10 @@ runpy.run_module("biggan.evaluate", run_name="__main__")
 def evaluation_inputs(tmp_path_factory):
     """A training workdir with one checkpoint (configs/digits.py:runlocal at initialisation), a quickly
     trained digits classifier and digits reference moments (with features, so KID/PR are compared too)."""
-    from biggan import checkpoints, config as cfg, digits_classifier, metrics, train_step
+    from biggan import checkpoints, config as cfg
+    from biggan.evaluation import digits_classifier
+    from biggan.evaluation import metrics
+    from biggan.train import step as train_step
 
     base = tmp_path_factory.mktemp("eval_multihost")
     # 1 epoch (~3 s): the numbers only have to be the same in both layouts, not good.
@@ -172,7 +177,7 @@ def evaluation_inputs(tmp_path_factory):
     config = cfg.load_config_file(os.path.join(ROOT, "configs", "digits.py:runlocal"))
     workdir = str(base / "workdir")
     checkpoints.check_workdir_config(workdir, config)
-    _, state = train_step.init_state(config, jax.random.key(config.seed))
+    _, state = train_state.init_state(config, jax.random.key(config.seed))
     ckpt = checkpoints.Checkpointer(workdir)
     ckpt.save(0, state, {"epoch": 0, "offset": 0}, wait=True)
     ckpt.close()

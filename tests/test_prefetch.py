@@ -1,10 +1,12 @@
-"""Global-batch prefetch (biggan/prefetch.py): same batches as without it, the consumed position saved,
+"""Global-batch prefetch (biggan/train/prefetch.py): same batches as without it, the consumed position saved,
 producer errors raised in the consumer, in the trainer too."""
 import numpy as np
 import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from biggan import prefetch, sharding, trainer
+from biggan.train import prefetch
+from biggan.runtime import sharding
+from biggan.train import loop as trainer
 from biggan.data import make_pipeline
 from biggan.data.pipeline import ShardedBatchIterator
 from biggan.data.sources import DataSourceError

@@ -14,7 +14,9 @@ import pytest
 from PIL import Image
 
 import stepping
-from biggan import convert, export, models
+from biggan.convert import biggan_pytorch
+from biggan.sampling import export
+from biggan.models import factory as models
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("pytorch_pretrained_biggan")
@@ -30,7 +32,7 @@ def readme_commands(heading):
 
 def full_size_biggan_pytorch_state_dict(path):
     """Random weights in the layout of BigGAN-PyTorch's released 128² G_ema.pth (ch 96, 70,433,988 parameters)."""
-    shapes = convert.biggan_pytorch_expected_shapes(convert.biggan_pytorch_config(None).model)
+    shapes = biggan_pytorch.biggan_pytorch_expected_shapes(biggan_pytorch.biggan_pytorch_config(None).model)
     g = torch.Generator().manual_seed(0)
     sd = {}
     for key, shape in shapes.items():

@@ -4,7 +4,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from biggan import regularisers as R
+from biggan.techniques import sigma0
+from biggan.techniques import penalties
+from biggan.techniques import historical_averaging
+from biggan.gan import regularisers as R
 
 RNG = np.random.default_rng(0)
 
@@ -96,10 +99,10 @@ def test_r1_on_linear_d_is_closed_form():
     w = jnp.asarray(RNG.normal(size=(4, 4, 3)), jnp.float32)
     x = jnp.asarray(RNG.normal(size=(5, 4, 4, 3)), jnp.float32)
     gamma = 0.7
-    pen = R.r1_penalty(_linear_d(w), x, gamma)
+    pen = penalties.r1_penalty(_linear_d(w), x, gamma)
     np.testing.assert_allclose(pen, gamma / 2 * np.sum(np.asarray(w, np.float64) ** 2), rtol=1e-5)
     # double backprop: d/dw γ/2‖w‖² = γ w
-    gw = jax.grad(lambda w: R.r1_penalty(_linear_d(w), x, gamma))(w)
+    gw = jax.grad(lambda w: penalties.r1_penalty(_linear_d(w), x, gamma))(w)
     np.testing.assert_allclose(gw, gamma * np.asarray(w), rtol=1e-5)
 
 
@@ -109,7 +112,7 @@ def test_r1_on_quadratic_d_per_sample():
     c, gamma = 1.5, 10.0
     d = lambda x: 0.5 * c * jnp.sum(jnp.square(x.reshape(x.shape[0], -1)), axis=1)
     want = gamma / 2 * np.mean(c ** 2 * np.sum(x.reshape(6, -1) ** 2, axis=1))
-    np.testing.assert_allclose(jax.jit(lambda x: R.r1_penalty(d, x, gamma))(jnp.asarray(x, jnp.float32)), want,
+    np.testing.assert_allclose(jax.jit(lambda x: penalties.r1_penalty(d, x, gamma))(jnp.asarray(x, jnp.float32)), want,
                                rtol=1e-5)
 
 
@@ -118,23 +121,23 @@ def test_wgan_gp_and_dragan_on_linear_d():
     xr = jnp.asarray(RNG.normal(size=(4, 3, 3, 2)), jnp.float32)
     xf = jnp.asarray(RNG.normal(size=(4, 3, 3, 2)), jnp.float32)
     want = 10.0 * (np.linalg.norm(np.asarray(w, np.float64)) - 1) ** 2
-    np.testing.assert_allclose(R.wgan_gp_penalty(_linear_d(w), jax.random.key(0), xr, xf), want, rtol=1e-5)
-    np.testing.assert_allclose(R.dragan_penalty(_linear_d(w), jax.random.key(1), xr), want, rtol=1e-5)
+    np.testing.assert_allclose(penalties.wgan_gp_penalty(_linear_d(w), jax.random.key(0), xr, xf), want, rtol=1e-5)
+    np.testing.assert_allclose(penalties.dragan_penalty(_linear_d(w), jax.random.key(1), xr), want, rtol=1e-5)
 
 
 def test_gradient_norm_penalty_quadratic_and_interpolates():
     x = RNG.normal(size=(5, 2, 2, 1))
     d = lambda x: 0.5 * jnp.sum(jnp.square(x.reshape(x.shape[0], -1)), axis=1)
     want = 3.0 * np.mean((np.linalg.norm(x.reshape(5, -1), axis=1) - 1) ** 2)
-    np.testing.assert_allclose(R.gradient_norm_penalty(d, jnp.asarray(x, jnp.float32), 3.0), want, rtol=1e-5)
+    np.testing.assert_allclose(penalties.gradient_norm_penalty(d, jnp.asarray(x, jnp.float32), 3.0), want, rtol=1e-5)
     xr, xf = np.zeros((5, 2, 2, 1)), np.ones((5, 2, 2, 1))
-    xh = np.asarray(R.wgan_gp_interpolates(jax.random.key(2), jnp.asarray(xr), jnp.asarray(xf)))
+    xh = np.asarray(penalties.wgan_gp_interpolates(jax.random.key(2), jnp.asarray(xr), jnp.asarray(xf)))
     # x̂ = ε·0 + (1−ε)·1: one ε per sample in [0, 1]
     assert np.all(xh >= 0) and np.all(xh <= 1)
     assert np.allclose(xh, xh[:, :1, :1, :1]) and np.unique(xh[:, 0, 0, 0]).size == 5
     # DRAGAN points: x + α·δ with 0 ≤ δ ≤ 0.5·std(x)
     x2 = RNG.normal(size=(64, 4, 4, 3)).astype(np.float32)
-    pert = np.asarray(R.dragan_perturb(jax.random.key(3), jnp.asarray(x2))) - x2
+    pert = np.asarray(penalties.dragan_perturb(jax.random.key(3), jnp.asarray(x2))) - x2
     assert pert.min() >= -1e-6 and pert.max() <= 0.5 * x2.std() + 1e-5
 
 
@@ -176,26 +179,26 @@ def test_sigma0_clamp_fixed_and_ratio():
     w = RNG.normal(size=(12, 20))
     s = np.linalg.svd(w, compute_uv=False)
     target = 0.5 * (s[0] + s[1])
-    clamped = np.asarray(R.sigma0_clamp_matrix(jnp.asarray(w, jnp.float32), sigma_clamp=target), np.float64)
+    clamped = np.asarray(sigma0.sigma0_clamp_matrix(jnp.asarray(w, jnp.float32), sigma_clamp=target), np.float64)
     s_new = np.linalg.svd(clamped, compute_uv=False)
     np.testing.assert_allclose(s_new[0], target, rtol=1e-5)
     np.testing.assert_allclose(s_new[1:], s[1:], rtol=1e-4, atol=1e-5)  # rest of the spectrum untouched
     # ratio mode on a spread-out spectrum: σ0 ← r·σ1
     w2 = _matrix_with_spectrum(np.array([6.0, 2.0, 1.0, 0.5]), 10, 16)
-    c2 = np.asarray(R.sigma0_clamp_matrix(jnp.asarray(w2, jnp.float32), ratio=1.5), np.float64)
+    c2 = np.asarray(sigma0.sigma0_clamp_matrix(jnp.asarray(w2, jnp.float32), ratio=1.5), np.float64)
     np.testing.assert_allclose(np.linalg.svd(c2, compute_uv=False)[:2], [3.0, 2.0], rtol=1e-5)
     # no-op when σ0 is already below the clamp
-    c3 = R.sigma0_clamp_matrix(jnp.asarray(w, jnp.float32), sigma_clamp=s[0] + 1)
+    c3 = sigma0.sigma0_clamp_matrix(jnp.asarray(w, jnp.float32), sigma_clamp=s[0] + 1)
     np.testing.assert_allclose(c3, w, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="exactly one"):
-        R.sigma0_clamp_matrix(jnp.asarray(w, jnp.float32))
+        sigma0.sigma0_clamp_matrix(jnp.asarray(w, jnp.float32))
 
 
 def test_sigma0_clamp_tree_conv_kernel():
     w_oihw = RNG.normal(size=(6, 4, 3, 3))
     params = {"conv": {"kernel": jnp.asarray(w_oihw.transpose(2, 3, 1, 0), jnp.float32)},
               "shared": {"embedding": jnp.ones((3, 4))}}
-    out = jax.jit(lambda p: R.sigma0_clamp(p, sigma_clamp=1.0))(params)
+    out = jax.jit(lambda p: sigma0.sigma0_clamp(p, sigma_clamp=1.0))(params)
     k = np.asarray(out["conv"]["kernel"], np.float64).transpose(3, 2, 0, 1).reshape(6, -1)
     np.testing.assert_allclose(np.linalg.svd(k, compute_uv=False)[0],
                                max(1.0, np.linalg.svd(w_oihw.reshape(6, -1), compute_uv=False)[1]), rtol=1e-5)
@@ -206,7 +209,7 @@ def test_sigma0_penalty_value_and_gradient():
     w = _matrix_with_spectrum(np.array([4.0, 2.5, 1.0]), 7, 9, seed=3)
     u, s, vt = np.linalg.svd(w)
     wj = jnp.asarray(w, jnp.float32)
-    pen = lambda w, **kw: R.sigma0_penalty({"weight": w}, 0.5, **kw)
+    pen = lambda w, **kw: sigma0.sigma0_penalty({"weight": w}, 0.5, **kw)
     np.testing.assert_allclose(pen(wj, sigma_target=1.0), 0.5 * (s[0] - 1.0) ** 2, rtol=1e-5)
     g = jax.grad(lambda w: pen(w, sigma_target=1.0))(wj)
     np.testing.assert_allclose(g, 0.5 * 2 * (s[0] - 1.0) * np.outer(u[:, 0], vt[0]), rtol=1e-4, atol=1e-5)
@@ -222,8 +225,8 @@ def test_sigma0_penalty_value_and_gradient():
 def test_historical_average_mean_penalty_and_gradient():
     thetas = [{"a": jnp.asarray(RNG.normal(size=(3,)), jnp.float32),
                "b": jnp.asarray(RNG.normal(size=(2, 2)), jnp.float32)} for _ in range(5)]
-    state = R.historical_average_init(thetas[0])
-    update = jax.jit(R.historical_average_update)
+    state = historical_averaging.historical_average_init(thetas[0])
+    update = jax.jit(historical_averaging.historical_average_update)
     for t in thetas[1:4]:
         state = update(state, t)
     mean_a = np.mean([np.asarray(t["a"]) for t in thetas[:4]], axis=0)
@@ -233,10 +236,10 @@ def test_historical_average_mean_penalty_and_gradient():
     assert int(state.count) == 4
     cur = thetas[4]
     want = 2.0 * (np.sum((np.asarray(cur["a"]) - mean_a) ** 2) + np.sum((np.asarray(cur["b"]) - mean_b) ** 2))
-    np.testing.assert_allclose(R.historical_average_penalty(cur, state, 2.0), want, rtol=1e-5)
-    g = jax.grad(lambda p: R.historical_average_penalty(p, state, 2.0))(cur)
+    np.testing.assert_allclose(historical_averaging.historical_average_penalty(cur, state, 2.0), want, rtol=1e-5)
+    g = jax.grad(lambda p: historical_averaging.historical_average_penalty(p, state, 2.0))(cur)
     np.testing.assert_allclose(g["a"], 4.0 * (np.asarray(cur["a"]) - mean_a), rtol=1e-5)
     # exponential variant
-    ema = R.historical_average_update(R.historical_average_init(thetas[0]), thetas[1], decay=0.9)
+    ema = historical_averaging.historical_average_update(historical_averaging.historical_average_init(thetas[0]), thetas[1], decay=0.9)
     np.testing.assert_allclose(ema.mean["a"], 0.9 * np.asarray(thetas[0]["a"]) + 0.1 * np.asarray(thetas[1]["a"]),
                                rtol=1e-5)

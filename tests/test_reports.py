@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from biggan import reports
+from biggan.evaluation import reports
 
 
 def test_plot_curves_draws_one_panel_per_present_group(tmp_path):

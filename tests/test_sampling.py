@@ -10,7 +10,11 @@ import pytest
 from flax import nnx
 
 import sample as sample_cli
-from biggan import evaluation, export, imagenet_classes, models, sampling
+from biggan.evaluation import evaluator as evaluation
+from biggan.sampling import export
+from biggan.data import imagenet_classes
+from biggan.models import factory as models
+from biggan.sampling import sampler as sampling
 from stepping import tiny_config
 
 
@@ -262,7 +266,7 @@ def test_a_latent_ablation_is_sampled_from_its_own_latent():
     """Paper appendix E: a run trained with train.latent draws that latent wherever it samples — the Sampler,
     its standing statistics, the trainer's sample grids (and the in-training evaluator, through the same
     sampling.sample_latents)."""
-    from biggan import trainer
+    from biggan.train import loop as trainer
 
     c = sampling_config()
     c.train.latent = "bernoulli01"

@@ -7,7 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from biggan import config as cfg, train_step as ts
+from biggan.train import state as train_state
+from biggan import config as cfg
+from biggan.train import step as ts
 from biggan.techniques import registry
 from biggan.techniques.base import Technique
 from stepping import random_batch, tiny_config
@@ -59,7 +61,7 @@ class Toy(Technique):
 def test_a_technique_from_outside_plugs_in_through_the_registry(monkeypatch):
     monkeypatch.setattr(registry, "REGISTRY", registry.REGISTRY + (Toy,))
     c = tiny_config(num_d_steps=2)
-    mdl, state = ts.init_state(c, jax.random.key(0))
+    mdl, state = train_state.init_state(c, jax.random.key(0))
     assert set(state.extras) == {"toy"}
     new, m = jax.jit(ts.make_train_step(c, mdl))(state, random_batch(c), jax.random.key(7))
     m = {k: np.asarray(v) for k, v in m.items()}

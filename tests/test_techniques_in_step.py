@@ -17,9 +17,14 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from biggan import checkpoints, config as cfg, losses, models, sharding
-from biggan.techniques import catalogue as techniques
-from biggan import train_step as ts
+from legacy_modules import load_module_at
+from biggan.train import state as train_state
+from biggan import checkpoints, config as cfg
+from biggan.gan import losses
+from biggan.models import factory as models
+from biggan.runtime import sharding
+from biggan.techniques import pacgan
+from biggan.train import step as ts
 from biggan.data import to_model_range
 from stepping import leaves, random_batch, tiny_config
 
@@ -30,29 +35,13 @@ NEUTRAL = dict(label_noise=0.0, soft_labels=False, historical_averaging_weight=0
                replay_capacity=0, replay_fraction=0.0, pacgan_pack=1, unrolled_d_steps=0)
 
 
-def load_module_at(commit, path, name):
-    """A module from `path` as committed at `commit` (skips without the git history)."""
-    try:
-        source = subprocess.run(["git", "show", f"{commit}:{path}"], cwd=REPO, capture_output=True, text=True,
-                                check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        pytest.skip(f"git history with {path} at {commit[:8]} is not available")
-    module = importlib.util.module_from_spec(importlib.util.spec_from_loader(name, loader=None))
-    sys.modules[name] = module  # flax.struct dataclasses look their module up
-    try:
-        exec(compile(source, f"{name}.py", "exec"), module.__dict__)
-    finally:
-        del sys.modules[name]
-    return module
-
-
 # --------------------------------------------------------------------------- defaults and refusals
 
 def test_new_switches_default_to_neutral():
     c = cfg.base_config()
     assert {k: c.train[k] for k in NEUTRAL} == NEUTRAL
     assert c.model.d_minibatch_kernels == 0
-    _, state = ts.init_state(tiny_config(), jax.random.key(0))
+    _, state = train_state.init_state(tiny_config(), jax.random.key(0))
     assert state.extras == {} and jax.tree.leaves(state.extras) == []  # no new leaves in the default state
 
 
@@ -122,7 +111,7 @@ def test_label_switches_reach_get_loss(monkeypatch):
     real_get_loss = losses.get_loss
     monkeypatch.setattr(losses, "get_loss", lambda name, **kw: calls.append((name, kw)) or real_get_loss(name, **kw))
     c = tiny_config(loss="minimax", label_noise=0.05, soft_labels=True)
-    mdl, _ = jax.eval_shape(lambda: ts.init_state(c, jax.random.key(0)))
+    mdl, _ = jax.eval_shape(lambda: train_state.init_state(c, jax.random.key(0)))
     ts.make_train_step(c, mdl)
     ts.make_train_step(tiny_config(), mdl)
     assert calls == [("minimax", dict(margin=1.0, real_target=1.0, noisy_labels=True, flip_prob=0.05,
@@ -186,13 +175,13 @@ def test_switches_off_d_is_the_d_of_before(arch, path):
 
 def test_extras_are_built_checkpointed_and_restored(tmp_path):
     c = tiny_config(historical_averaging_weight=0.1, replay_capacity=16, replay_fraction=0.25, pacgan_pack=2)
-    mdl, state = ts.init_state(c, jax.random.key(0))
-    assert set(state.extras) == {ts.HIST_D, ts.HIST_G, ts.REPLAY}
-    for key, params in ((ts.HIST_D, state.d_params), (ts.HIST_G, state.g_params)):
+    mdl, state = train_state.init_state(c, jax.random.key(0))
+    assert set(state.extras) == {train_state.HIST_D, train_state.HIST_G, train_state.REPLAY}
+    for key, params in ((train_state.HIST_D, state.d_params), (train_state.HIST_G, state.g_params)):
         assert int(state.extras[key]["count"]) == 1
         for m_, p in zip(leaves(state.extras[key]["mean"]), leaves(params)):
             np.testing.assert_array_equal(m_, p)
-    assert state.extras[ts.REPLAY]["images"].shape == (16, 32, 32, 3) and int(state.extras[ts.REPLAY]["size"]) == 0
+    assert state.extras[train_state.REPLAY]["images"].shape == (16, 32, 32, 3) and int(state.extras[train_state.REPLAY]["size"]) == 0
     # PacGAN: D's first convolution reads 3·m channels.
     D = nnx.merge(mdl.d_graphdef, state.d_params, state.d_state)
     assert D.blocks[0].conv1.kernel.shape[2] == 6 and D.in_channels == 6
@@ -200,11 +189,11 @@ def test_extras_are_built_checkpointed_and_restored(tmp_path):
         D(jnp.zeros((2, 32, 32, 3)), jnp.zeros((2,), jnp.int32), train=False)
     # Orbax round trip into the trainer's abstract state (what resuming does).
     mesh = sharding.make_mesh()
-    state = state.replace(extras=dict(state.extras, replay=dict(state.extras[ts.REPLAY],
+    state = state.replace(extras=dict(state.extras, replay=dict(state.extras[train_state.REPLAY],
                                                                 size=jnp.asarray(5, jnp.int32))))
     ckpt = checkpoints.Checkpointer(str(tmp_path))
     ckpt.save(1, sharding.replicate(state, mesh), {"position": 0}, wait=True)
-    restored, _ = ckpt.restore(1, checkpoints.abstract_state(c, mesh))
+    restored, _ = ckpt.restore(1, train_state.abstract_state(c, mesh))
     assert jax.tree.structure(restored) == jax.tree.structure(state)
     for a, b in zip(leaves(restored), leaves(state)):
         np.testing.assert_array_equal(a, b)
@@ -212,10 +201,10 @@ def test_extras_are_built_checkpointed_and_restored(tmp_path):
     # the entries the checkpoint holds and the config keeps (historical averaging off: dropped; LeCam on: not
     # stored, so it starts when the step runs).
     changed = tiny_config(replay_capacity=16, replay_fraction=0.25, pacgan_pack=2, lecam_weight=0.1)
-    restored, _ = ckpt.restore(1, checkpoints.abstract_state(changed, mesh))
+    restored, _ = ckpt.restore(1, train_state.abstract_state(changed, mesh))
     ckpt.close()
-    assert set(restored.extras) == {ts.REPLAY} and int(restored.extras[ts.REPLAY]["size"]) == 5
-    assert set(ts.technique_state(changed, restored.g_params, restored.d_params, restored.extras)) == {ts.REPLAY,
+    assert set(restored.extras) == {train_state.REPLAY} and int(restored.extras[train_state.REPLAY]["size"]) == 5
+    assert set(train_state.technique_state(changed, restored.g_params, restored.d_params, restored.extras)) == {train_state.REPLAY,
                                                                                                       "lecam"}
 
 
@@ -224,7 +213,7 @@ def test_extras_are_built_checkpointed_and_restored(tmp_path):
 @pytest.fixture(scope="module")
 def default_step():
     c = tiny_config()
-    mdl, state = ts.init_state(c, jax.random.key(0))
+    mdl, state = train_state.init_state(c, jax.random.key(0))
     new, metrics = jax.jit(ts.make_train_step(c, mdl))(state, random_batch(c), jax.random.key(7))
     return new, {k: np.asarray(v) for k, v in metrics.items()}
 
@@ -234,7 +223,7 @@ def test_default_step_is_bit_identical_to_the_step_before_the_switches(default_s
     before = load_module_at(BEFORE_COMMIT, "biggan/train_step.py", "before_switches_train_step")
     c = tiny_config(**NEUTRAL)  # every new switch written out at its neutral value
     c.model.update(d_minibatch_kernels=0, d_minibatch_kernel_dim=7)
-    mdl, state = ts.init_state(c, jax.random.key(0))
+    mdl, state = train_state.init_state(c, jax.random.key(0))
     new_old, m_old = jax.jit(before.make_train_step(c, mdl))(state, random_batch(c), jax.random.key(7))
     new_new, m_new = default_step
     assert sorted(m_old) == sorted(m_new)  # no new metric at the neutral values
@@ -263,18 +252,18 @@ def test_every_switch_in_one_step_by_hand(default_step, monkeypatch):
     c = tiny_config(loss="non_saturating", label_noise=1.0, pacgan_pack=2, historical_averaging_weight=w,
                     replay_capacity=16, replay_fraction=1.0, unrolled_d_steps=1, ortho_beta=0.0)
     c.model.update(d_minibatch_kernels=4, d_minibatch_kernel_dim=3)
-    mdl, state = ts.init_state(c, jax.random.key(0))
+    mdl, state = train_state.init_state(c, jax.random.key(0))
     # Pre-fill: replay buffer full of one image of class 3; historical means off the current params.
     const = jnp.full((16, 32, 32, 3), 0.25, jnp.float32)
     hist_d = jax.tree.map(lambda p: p + 0.01, state.d_params)
     hist_g = jax.tree.map(lambda p: p - 0.02, state.g_params)
     state = state.replace(extras={
-        ts.REPLAY: dict(images=const, labels=jnp.full((16,), 3, jnp.int32), size=jnp.asarray(16, jnp.int32),
+        train_state.REPLAY: dict(images=const, labels=jnp.full((16,), 3, jnp.int32), size=jnp.asarray(16, jnp.int32),
                         next=jnp.asarray(0, jnp.int32)),
-        ts.HIST_D: dict(mean=hist_d, count=jnp.asarray(1, jnp.int32)),
-        ts.HIST_G: dict(mean=hist_g, count=jnp.asarray(1, jnp.int32))})
+        train_state.HIST_D: dict(mean=hist_d, count=jnp.asarray(1, jnp.int32)),
+        train_state.HIST_G: dict(mean=hist_g, count=jnp.asarray(1, jnp.int32))})
     captured = []
-    real_unroll = techniques.unroll_discriminator
+    real_unroll = ts.unroll_discriminator
 
     def capturing_unroll(fn, carry, k, unroll=False):
         out = real_unroll(fn, carry, k, unroll)
@@ -282,7 +271,7 @@ def test_every_switch_in_one_step_by_hand(default_step, monkeypatch):
         captured.append(("k", k))
         return out
 
-    monkeypatch.setattr(techniques, "unroll_discriminator", capturing_unroll)
+    monkeypatch.setattr(ts, "unroll_discriminator", capturing_unroll)
     batch, rng = random_batch(c), jax.random.key(7)
     new, m = jax.jit(ts.make_train_step(c, mdl))(state, batch, rng)
     jax.effects_barrier()
@@ -295,11 +284,11 @@ def test_every_switch_in_one_step_by_hand(default_step, monkeypatch):
     labels = jnp.asarray(batch["label"][0, 0])
     # PacGAN + minibatch discrimination: the reals are scored as 4 packs of 2 (first label of each pack),
     # compared with each other only (the fakes are another group).
-    d_real = np.asarray(d_of(mdl, state.d_params, state.d_state)(techniques.pack_samples(real, 2), labels[::2],
+    d_real = np.asarray(d_of(mdl, state.d_params, state.d_state)(pacgan.pack_samples(real, 2), labels[::2],
                                                                    train=True))
     np.testing.assert_allclose(m["d_real_mean"], d_real.mean(), rtol=1e-5, atol=1e-5)
     # Replay with fraction 1: every fake is the buffered image of class 3.
-    d_fake = np.asarray(d_of(mdl, state.d_params, state.d_state)(techniques.pack_samples(const[:8], 2),
+    d_fake = np.asarray(d_of(mdl, state.d_params, state.d_state)(pacgan.pack_samples(const[:8], 2),
                                                                    jnp.full((4,), 3), train=True))
     np.testing.assert_allclose(m["d_fake_mean"], d_fake.mean(), rtol=1e-5, atol=1e-5)
     # label_noise = 1: every target flipped, reals → 0 and fakes → 1 (unflipped values differ).
@@ -311,14 +300,14 @@ def test_every_switch_in_one_step_by_hand(default_step, monkeypatch):
     kz, ky = jax.random.split(jax.random.split(jax.random.split(d_rng, 1)[0], 1)[0])
     z, y = jax.random.normal(kz, (8, c.model.dim_z)), jax.random.randint(ky, (8,), 0, c.model.num_classes)
     G0 = nnx.merge(mdl.g_graphdef, state.g_params, state.g_state, copy=True)
-    buf = new.extras[ts.REPLAY]
+    buf = new.extras[train_state.REPLAY]
     assert int(buf["size"]) == 16 and int(buf["next"]) == 8
     np.testing.assert_array_equal(buf["labels"], np.concatenate([np.asarray(y), np.full(8, 3)]))
     np.testing.assert_allclose(buf["images"][:8], G0(z, y, train=True), rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(buf["images"][8:], const[8:])
     # Historical averaging: w·Σ‖θ − mean‖² (the edited mean) for D and G; then θ folds into the mean.
-    for key, before, after, edited, metric in ((ts.HIST_D, state.d_params, new.d_params, hist_d, "historical_average_d"),
-                                              (ts.HIST_G, state.g_params, new.g_params, hist_g, "historical_average_g")):
+    for key, before, after, edited, metric in ((train_state.HIST_D, state.d_params, new.d_params, hist_d, "historical_average_d"),
+                                              (train_state.HIST_G, state.g_params, new.g_params, hist_g, "historical_average_g")):
         want = w * sum(float(np.sum((a.astype(np.float64) - b) ** 2))
                        for a, b in zip(leaves(before), leaves(edited)))
         np.testing.assert_allclose(m[metric], want, rtol=1e-4)
@@ -332,7 +321,7 @@ def test_every_switch_in_one_step_by_hand(default_step, monkeypatch):
     assert max(np.abs(a - b).max() for a, b in zip(leaves(ahead_params), leaves(new.d_params))) > 1e-6
     kz, ky = jax.random.split(jax.random.split(g_rng, 1)[0])
     z, y = jax.random.normal(kz, (8, c.model.dim_z)), jax.random.randint(ky, (8,), 0, c.model.num_classes)
-    fake = techniques.pack_samples(G0(z, y, train=True), 2)
+    fake = pacgan.pack_samples(G0(z, y, train=True), 2)
     against = lambda p, s: softplus(-np.asarray(d_of(mdl, p, s)(fake, y[::2], train=True))).mean()
     np.testing.assert_allclose(m["g_loss"], against(ahead_params, ahead_state), rtol=1e-5)
     assert abs(against(ahead_params, ahead_state) - against(new.d_params, new.d_state)) > 1e-5
@@ -354,7 +343,7 @@ def test_rahinge_trains_with_a_real_batch_in_the_g_step(monkeypatch):
 
     monkeypatch.setattr(losses, "get_loss", capturing_get_loss)
     c = tiny_config(loss="rahinge")
-    mdl, state = ts.init_state(c, jax.random.key(0))
+    mdl, state = train_state.init_state(c, jax.random.key(0))
     step = jax.jit(ts.make_train_step(c, mdl))
     before = leaves(state.g_params)
     for i in range(3):

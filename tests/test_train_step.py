@@ -6,13 +6,15 @@ import pytest
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from biggan import sharding, train_step as ts
+from biggan.train import state as train_state
+from biggan.runtime import sharding
+from biggan.train import step as ts
 from stepping import leaves, random_batch, tiny_config
 
 
 def test_one_step_on_8_devices_equals_one_device():
     c = tiny_config(num_d_steps=2)
-    mdl, state = ts.init_state(c, jax.random.key(0))
+    mdl, state = train_state.init_state(c, jax.random.key(0))
     batch, rng = random_batch(c), jax.random.key(7)
     new1, m1 = jax.jit(ts.make_train_step(c, mdl))(state, batch, rng)
 
@@ -62,7 +64,7 @@ def test_accumulate_gradients_is_the_mean_of_micro_batch_gradients(unroll, micro
 
 def test_ema_follows_g_before_start_then_decays():
     c = tiny_config(ema_start=1, ema_decay=0.9)
-    mdl, state = ts.init_state(c, jax.random.key(0))
+    mdl, state = train_state.init_state(c, jax.random.key(0))
     step = jax.jit(ts.make_train_step(c, mdl))
     s1, _ = step(state, random_batch(c, 1), jax.random.key(1))  # step 1 ≤ ema_start: EMA = G
     for e, g in zip(leaves(s1.ema_params), leaves(s1.g_params)):
@@ -75,7 +77,7 @@ def test_ema_follows_g_before_start_then_decays():
 
 def test_ortho_penalty_is_applied_to_g_weights_but_not_the_shared_embedding():
     c = tiny_config()
-    mdl, state = ts.init_state(c, jax.random.key(0))
+    mdl, state = train_state.init_state(c, jax.random.key(0))
     grads = jax.grad(ts.ortho_penalty)(state.g_params, 1e-4)
     flat = nnx.to_flat_state(grads)
     by_path = {"/".join(map(str, p)): np.asarray(v[...] if hasattr(v, "__getitem__") else v) for p, v in flat}

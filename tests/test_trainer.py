@@ -13,7 +13,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from biggan import checkpoints, config as cfg, sharding, storage, train_step as ts, trainer
+from biggan.train import state as train_state
+from biggan import checkpoints, config as cfg
+from biggan.runtime import sharding
+from biggan.runtime import storage
+from biggan.train import step as ts
+from biggan.train import loop as trainer
 import stepping
 
 # EMA from step 1 (runlocal's ema_start), so the resume tests cover the EMA weights too.
@@ -30,7 +35,7 @@ def saved_state(workdir, step=None):
     c = cfg.ml_collections.ConfigDict(json.loads(storage.read_text(os.path.join(workdir, "config.json"))))
     ck = checkpoints.Checkpointer(workdir)
     step = ck.latest_step() if step is None else step
-    state, data = ck.restore(step, checkpoints.abstract_state(c, sharding.make_mesh()))
+    state, data = ck.restore(step, train_state.abstract_state(c, sharding.make_mesh()))
     ck.close()
     return step, state, data
 

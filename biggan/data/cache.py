@@ -14,7 +14,7 @@ import time
 import numpy as np
 from tqdm import tqdm
 
-from biggan import storage
+from biggan.runtime import storage
 from biggan.data.parallel import ordered_map
 from biggan.data.preprocess import CorruptImageError
 from biggan.data.sources import ArraySource, DataSourceError, ImageSource

@@ -19,7 +19,7 @@ from typing import Any
 import ml_collections
 import numpy as np
 
-from biggan import storage
+from biggan.runtime import storage
 from biggan.data.cache import CacheSource
 from biggan.data.parallel import BackgroundIterator, ordered_map
 from biggan.data.preprocess import CorruptImageError
@@ -50,7 +50,7 @@ def default_data_config() -> ml_collections.ConfigDict:
       "num_workers": 0,          # decode threads for folder/tfds; 0 = min(8, CPU count)
       "prefetch_batches": 2,     # local batches decoded ahead in a background thread; 0 = none
       "prefetch_steps": 2,       # the trainer's global batches (a step's worth each) stacked and placed
-                                 # on the devices ahead by a background thread (biggan/prefetch.py); 0 = none
+                                 # on the devices ahead by a background thread (biggan/train/prefetch.py); 0 = none
       "max_examples": 0,         # use only the first N examples (debugging, limited-data studies); 0 = all
   })
 

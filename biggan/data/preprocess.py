@@ -21,7 +21,7 @@ import zlib
 import jax.numpy as jnp
 import numpy as np
 
-from biggan import storage
+from biggan.runtime import storage
 from PIL import Image
 
 # Errors that mean "this file is not a (complete) image": the example is skipped, counted and

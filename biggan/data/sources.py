@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 from etils import epath
 
-from biggan import storage
+from biggan.runtime import storage
 
 from biggan.data.digits import digits_arrays
 from biggan.data.preprocess import CorruptImageError, load_image_file

@@ -15,7 +15,7 @@ import os
 
 import numpy as np
 
-from biggan import storage
+from biggan.runtime import storage
 from biggan.data.preprocess import CorruptImageError, array_crop_and_resize
 from biggan.data.sources import DataSourceError, ImageSource
 

@@ -1,4 +1,4 @@
-"""The interface a training technique implements to plug into the train step (biggan/train_step.py).
+"""The interface a training technique implements to plug into the train step (biggan/train/step.py).
 
 A technique is a class with a config switch (`enabled`), a check of its config keys, optional state in
 `TrainState.extras[name]`, and the hooks it uses; the others are inherited no-ops. The step calls the

@@ -3,8 +3,23 @@ main pass (the penalties and the other techniques' D passes see no dropout). [mo
 """
 from __future__ import annotations
 
-from biggan.techniques import catalogue
+import jax
+import jax.numpy as jnp
+
 from biggan.techniques.base import Technique
+
+
+def feature_dropout(rng: jax.Array | None, h: jax.Array, keep_prob: float, train: bool) -> jax.Array:
+    """Inverted dropout on D's final features (paper §4.2, keep 0.5…0.95): each unit kept with
+    probability keep_prob and scaled by 1/keep_prob in training; identity in evaluation."""
+    if not 0.0 < keep_prob <= 1.0:
+        raise ValueError(f"keep_prob must be in (0, 1], got {keep_prob}.")
+    if not train or keep_prob == 1.0:
+        return h
+    if rng is None:
+        raise ValueError("feature_dropout in training needs a PRNG key.")
+    mask = jax.random.bernoulli(rng, keep_prob, h.shape)
+    return jnp.where(mask, h / keep_prob, jnp.zeros_like(h))
 
 
 class FeatureDropout(Technique):
@@ -21,4 +36,4 @@ class FeatureDropout(Technique):
             raise ValueError(f"model.d_dropout_keep={keep} must be in (0, 1] (1.0 = no dropout)")
 
     def d_features(self, h, rng):
-        return catalogue.feature_dropout(rng, h, self.config.model.d_dropout_keep, True)
+        return feature_dropout(rng, h, self.config.model.d_dropout_keep, True)

@@ -6,8 +6,44 @@ Two techniques, one per network, so that each has one state entry (`historical_a
 """
 from __future__ import annotations
 
-from biggan import regularisers
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from biggan.gan import regularisers
+from biggan.gan.regularisers import PyTree
 from biggan.techniques.base import Technique, nonnegative
+
+
+class HistoricalAverage(NamedTuple):
+    """Running mean of past parameters (a pytree like the params) and how many were averaged."""
+    mean: PyTree
+    count: jax.Array
+
+
+def historical_average_init(params: PyTree) -> HistoricalAverage:
+    """Start the average at the initial parameters (count 1). A copy: no buffer shared with `params`
+    (a jitted step that donates its state must not see one buffer twice)."""
+    return HistoricalAverage(jax.tree.map(lambda p: jnp.array(p, jnp.float32, copy=True), params),
+                             jnp.ones((), jnp.int32))
+
+
+def historical_average_update(state: HistoricalAverage, params: PyTree,
+                              decay: float | None = None) -> HistoricalAverage:
+    """Fold the current params into the average: exact mean of all past params
+    (m ← m + (θ − m)/(n + 1)) or, with `decay`, an exponential average (m ← d·m + (1 − d)·θ)."""
+    n = state.count.astype(jnp.float32)
+    w = (1.0 / (n + 1.0)) if decay is None else (1.0 - decay)
+    mean = jax.tree.map(lambda m, p: m + w * (p.astype(jnp.float32) - m), state.mean, params)
+    return HistoricalAverage(mean, state.count + 1)
+
+
+def historical_average_penalty(params: PyTree, state: HistoricalAverage, weight: float = 1.0) -> jax.Array:
+    """weight · Σ ‖θ − mean of past θ‖² (Salimans et al. 2016). The mean is a constant."""
+    sq = jax.tree.map(lambda p, m: jnp.sum(jnp.square(p.astype(jnp.float32) - jax.lax.stop_gradient(m))),
+                      params, state.mean)
+    return weight * sum(jax.tree.leaves(sq), jnp.zeros((), jnp.float32))
 
 
 class HistoricalAveragingD(Technique):
@@ -26,16 +62,16 @@ class HistoricalAveragingD(Technique):
                              f"(0 = exact mean of all past parameters)")
 
     def init_state(self, g_params=None, d_params=None):
-        return regularisers.historical_average_init(d_params if self.network == "d" else g_params)._asdict()
+        return historical_average_init(d_params if self.network == "d" else g_params)._asdict()
 
     def penalty(self, params, state):
-        average = regularisers.HistoricalAverage(**state)
-        return {self.name: regularisers.historical_average_penalty(params, average,
+        average = HistoricalAverage(**state)
+        return {self.name: historical_average_penalty(params, average,
                                                                    self.train.historical_averaging_weight)}
 
     def updated(self, params, state):
         """The average of every value the parameters have taken, this one included."""
-        average = regularisers.historical_average_update(regularisers.HistoricalAverage(**state), params,
+        average = historical_average_update(HistoricalAverage(**state), params,
                                                          self.train.historical_averaging_decay or None)
         return params, average._asdict()
 

@@ -3,8 +3,23 @@
 """
 from __future__ import annotations
 
-from biggan.techniques import catalogue
+import jax
+import jax.numpy as jnp
+
 from biggan.techniques.base import Technique, nonnegative
+
+
+def instance_noise_sigma(step, sigma_start: float, anneal_steps: int) -> jax.Array:
+    """σ(step) annealed linearly from sigma_start to 0 at anneal_steps (Sønderby et al. 2016)."""
+    if anneal_steps <= 0:
+        raise ValueError(f"anneal_steps must be > 0, got {anneal_steps}.")
+    frac = jnp.clip(jnp.asarray(step, jnp.float32) / anneal_steps, 0.0, 1.0)
+    return sigma_start * (1.0 - frac)
+
+
+def add_instance_noise(rng: jax.Array, x: jax.Array, sigma) -> jax.Array:
+    """x + σ·N(0, I): apply to BOTH real and fake D inputs (with different keys)."""
+    return (x + sigma * jax.random.normal(rng, x.shape, jnp.float32)).astype(x.dtype)
 
 
 class InstanceNoise(Technique):
@@ -20,6 +35,6 @@ class InstanceNoise(Technique):
 
     def perturb(self, x, rng, step):
         t = self.train
-        sigma = (catalogue.instance_noise_sigma(step, t.instance_noise_sigma, t.instance_noise_anneal_steps)
+        sigma = (instance_noise_sigma(step, t.instance_noise_sigma, t.instance_noise_anneal_steps)
                  if t.instance_noise_anneal_steps else t.instance_noise_sigma)
-        return catalogue.add_instance_noise(rng, x, sigma)
+        return add_instance_noise(rng, x, sigma)

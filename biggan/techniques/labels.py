@@ -1,4 +1,4 @@
-"""D's target labels (Salimans et al. 2016 §3.4; ganhacks), as options of the loss (biggan/losses.py).
+"""D's target labels (Salimans et al. 2016 §3.4; ganhacks), as options of the loss (biggan/gan/losses.py).
 
   one-sided label smoothing   the real target 1 − s [train.label_smoothing]
   noisy labels                each target flipped with probability p [train.label_noise]
@@ -9,7 +9,7 @@ smoothing on the others.
 """
 from __future__ import annotations
 
-from biggan import losses
+from biggan.gan import losses
 from biggan.techniques.base import Technique, nonnegative
 
 

@@ -1,0 +1,5 @@
+import sys
+
+from biggan.convert.cli import main
+
+sys.exit(main())
