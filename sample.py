@@ -24,6 +24,7 @@ not yet cached run only when asked for with --standing_stats). --standing_stats 
 accumulates standing statistics over N batches instead (announced, with a progress bar; cached);
 --standing_stats 0 uses the stored ones. The line printed first says which are in use.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,7 +36,6 @@ import numpy as np
 
 from biggan.runtime import storage  # no JAX: main sets the host allocator before JAX starts
 
-
 # Standing statistics larger than this (training-mode samples) run only when asked for with --standing_stats:
 # about a minute of a small model on a CPU; the paper's 100 x 256 at 128² is over an hour there.
 STANDING_STATS_UNASKED = 4096
@@ -43,6 +43,7 @@ STANDING_STATS_UNASKED = 4096
 
 def parse_classes(text, num_classes):
     from biggan.data.imagenet_classes import class_index
+
     if not text:
         return None
     return [class_index(part, num_classes) for part in text.split(",") if part.strip()]
@@ -84,7 +85,9 @@ def draw(args, sampler, classes, truncations):
     if args.sheet:
         classes = classes or default_sheet_classes(sampler.num_classes)
         t = truncations[0]
-        base = sampler.latents(n, truncation=t, seed=args.seed)  # one latent per column, shared by the rows
+        base = sampler.latents(
+            n, truncation=t, seed=args.seed
+        )  # one latent per column, shared by the rows
         z = np.concatenate([base] * len(classes))
         y = np.repeat(np.asarray(classes, np.int32), n)
         ts = [t] * len(z)
@@ -93,8 +96,13 @@ def draw(args, sampler, classes, truncations):
         y = sampler.labels(n, seed=args.seed, classes=classes)  # the same classes in every row
         zs = [sampler.latents(n, truncation=t, seed=args.seed) for t in truncations]
         images = [sampler.generate(z, y, t, args.batch_size) for z, t in zip(zs, truncations)]
-        return (np.concatenate(images), np.concatenate(zs), np.tile(y, len(truncations)),
-                [t for t in truncations for _ in range(n)], n)
+        return (
+            np.concatenate(images),
+            np.concatenate(zs),
+            np.tile(y, len(truncations)),
+            [t for t in truncations for _ in range(n)],
+            n,
+        )
     t = truncations[0]
     if args.interpolate:
         z, y = interpolation_inputs(sampler, args.seed, args.interpolate, classes, n, args.steps, t)
@@ -109,10 +117,16 @@ def draw(args, sampler, classes, truncations):
 
 def save(path, images, z, y, truncations, ncol):
     from biggan.sampling.images import save_grid
+
     if path.endswith(".npz"):
         t = np.asarray([np.nan if v is None else v for v in truncations], np.float32)
-        storage.save_npz(path, images=images.astype(np.float32), z=z.astype(np.float32), classes=np.asarray(y),
-                         truncation=t)
+        storage.save_npz(
+            path,
+            images=images.astype(np.float32),
+            z=z.astype(np.float32),
+            classes=np.asarray(y),
+            truncation=t,
+        )
     elif path.endswith(".npy"):
         buffer = io.BytesIO()
         np.save(buffer, images.astype(np.float32))
@@ -122,28 +136,53 @@ def save(path, images, z, y, truncations, ncol):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", required=True, help="train.py workdir or biggan.convert --out directory")
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--checkpoint", required=True, help="train.py workdir or biggan.convert --out directory"
+    )
     p.add_argument("--classes", default="", help="comma-separated indices or ImageNet class names")
-    p.add_argument("--truncation", default=None,
-                   help="a value, or several (a,b,c or start:stop:step) for a truncation grid; default: none "
-                        "(released TF Hub models: 1.0)")
-    p.add_argument("--n", type=int, default=16,
-                   help="number of samples (per row for --sheet and truncation grids; rows for --interpolate)")
+    p.add_argument(
+        "--truncation",
+        default=None,
+        help="a value, or several (a,b,c or start:stop:step) for a truncation grid; default: none "
+        "(released TF Hub models: 1.0)",
+    )
+    p.add_argument(
+        "--n",
+        type=int,
+        default=16,
+        help="number of samples (per row for --sheet and truncation grids; rows for --interpolate)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--latents", default=None, help=".npy of z (n, dim_z), used as given (unscaled)")
-    p.add_argument("--output", default="samples.png",
-                   help=".png grid, .npz (images, z, classes, truncation) or .npy (float32 NHWC images in [-1, 1])")
+    p.add_argument(
+        "--output",
+        default="samples.png",
+        help=".png grid, .npz (images, z, classes, truncation) or .npy (float32 NHWC images in [-1, 1])",
+    )
     p.add_argument("--batch_size", type=int, default=32)
     p.add_argument("--interpolate", choices=["z", "class", "both"], default=None)
     p.add_argument("--steps", type=int, default=8, help="images per interpolation strip")
-    p.add_argument("--sheet", action="store_true", help="class sheet: one row per --classes entry, --n columns")
+    p.add_argument(
+        "--sheet", action="store_true", help="class sheet: one row per --classes entry, --n columns"
+    )
     p.add_argument("--ncol", type=int, default=8)
-    p.add_argument("--standing_stats", type=int, default=None, metavar="BATCHES",
-                   help="accumulate standing statistics over BATCHES batches (0: use the stored statistics); "
-                        "default: what the checkpoint ships with")
-    p.add_argument("--compile_cache", default=None, help="persistent XLA compilation cache directory "
-                   "(default: $JAX_COMPILATION_CACHE_DIR or ~/.cache/biggan-jax/xla); empty turns it off")
+    p.add_argument(
+        "--standing_stats",
+        type=int,
+        default=None,
+        metavar="BATCHES",
+        help="accumulate standing statistics over BATCHES batches (0: use the stored statistics); "
+        "default: what the checkpoint ships with",
+    )
+    p.add_argument(
+        "--compile_cache",
+        default=None,
+        help="persistent XLA compilation cache directory "
+        "(default: $JAX_COMPILATION_CACHE_DIR or ~/.cache/biggan-jax/xla); empty turns it off",
+    )
     args = p.parse_args(argv)
     # Cheap checks first: nothing is loaded or compiled for a command that cannot succeed.
     try:
@@ -152,8 +191,10 @@ def main(argv=None):
     except storage.StorageError as e:
         p.error(str(e))
     if not storage.isdir(args.checkpoint):
-        p.error(f"--checkpoint {args.checkpoint}: no such directory; pass a train.py --workdir or the --out "
-                f"directory of python -m biggan.convert")
+        p.error(
+            f"--checkpoint {args.checkpoint}: no such directory; pass a train.py --workdir or the --out "
+            f"directory of python -m biggan.convert"
+        )
     if args.latents and not storage.isfile(args.latents):
         p.error(f"--latents {args.latents}: no such file; expected a .npy of shape (n, dim_z)")
     if not args.output.endswith((".png", ".jpg", ".npz", ".npy")):
@@ -162,22 +203,34 @@ def main(argv=None):
         p.error("--n and --batch_size must be >= 1 and --steps >= 2")
     if args.standing_stats is not None and args.standing_stats < 0:
         p.error(f"--standing_stats {args.standing_stats}: expected a number of batches >= 0")
-    exclusive = [name for name, on in (("--sheet", args.sheet), ("--interpolate", args.interpolate),
-                                       ("--latents", args.latents)) if on]
+    exclusive = [
+        name
+        for name, on in (
+            ("--sheet", args.sheet),
+            ("--interpolate", args.interpolate),
+            ("--latents", args.latents),
+        )
+        if on
+    ]
     if len(exclusive) > 1:
         p.error(f"{' and '.join(exclusive)} draw different pictures; use one of them")
     from biggan.sampling import sampler as sampling
+
     try:
         truncations = sampling.parse_truncations(args.truncation) if args.truncation else [None]
     except ValueError as e:
         p.error(f"--truncation: {e}")
     if len(truncations) > 1 and exclusive:
-        p.error(f"several --truncation values make a truncation grid; use one value with {exclusive[0]}")
+        p.error(
+            f"several --truncation values make a truncation grid; use one value with {exclusive[0]}"
+        )
 
     logging.basicConfig(level=logging.WARNING)
     from biggan.runtime import host_memory
+
     host_memory.retain_freed_memory()  # before the first JAX computation (biggan/runtime/host_memory.py)
     from biggan.runtime import compile_cache
+
     compile_cache.enable(args.compile_cache)
     try:
         sampler = sampling.load_sampler(args.checkpoint, standing_stats=args.standing_stats)
@@ -197,10 +250,12 @@ def main(argv=None):
     pending = sum(sampler.pending_standing_samples(t) for t in dict.fromkeys(truncations))
     if args.standing_stats is None and pending > STANDING_STATS_UNASKED:
         s = sampler.config.sample
-        p.error(f"this draw would first accumulate standing statistics (paper appendix C.1) over {pending:,} "
-                f"training-mode samples ({s.standing_stats_batches} batches x {s.standing_stats_batch_size} per "
-                f"truncation, not cached yet); pass --standing_stats {s.standing_stats_batches} to run it (cached "
-                f"afterwards), fewer batches for a quicker estimate, or --standing_stats 0 for the stored statistics")
+        p.error(
+            f"this draw would first accumulate standing statistics (paper appendix C.1) over {pending:,} "
+            f"training-mode samples ({s.standing_stats_batches} batches x {s.standing_stats_batch_size} per "
+            f"truncation, not cached yet); pass --standing_stats {s.standing_stats_batches} to run it (cached "
+            f"afterwards), fewer batches for a quicker estimate, or --standing_stats 0 for the stored statistics"
+        )
     for t in dict.fromkeys(truncations):
         print(sampler.describe_stats(t), file=sys.stderr, flush=True)
     images, z, y, ts, ncol = draw(args, sampler, classes, truncations)

@@ -1,4 +1,5 @@
 """Shared helpers of the bench/ scripts: timing, a table printer and the JSON writer."""
+
 from __future__ import annotations
 
 import json
@@ -27,8 +28,11 @@ def in_own_process(script, argv, malloc_policy):
     """Run `python script *argv --_worker_out FILE` under BIGGAN_HOST_MALLOC=malloc_policy (an allocator policy
     is per process: biggan/runtime/host_memory.py) and return the JSON the worker wrote to FILE."""
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
-        subprocess.run([sys.executable, os.path.abspath(script), *argv, "--_worker_out", out.name], check=True,
-                       env=dict(os.environ, BIGGAN_HOST_MALLOC=malloc_policy))
+        subprocess.run(
+            [sys.executable, os.path.abspath(script), *argv, "--_worker_out", out.name],
+            check=True,
+            env=dict(os.environ, BIGGAN_HOST_MALLOC=malloc_policy),
+        )
         with open(out.name) as f:
             return json.load(f)
 
@@ -43,8 +47,15 @@ def report(name, rows, extra=None):
     out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", f"{name}.json")
     os.makedirs(os.path.dirname(out), exist_ok=True)
     with open(out, "w") as f:
-        json.dump({"rows": rows, "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-                   **(extra or {})}, f, indent=2)
+        json.dump(
+            {
+                "rows": rows,
+                "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+                **(extra or {}),
+            },
+            f,
+            indent=2,
+        )
     print(f"wrote {out}")
 
 

@@ -8,6 +8,7 @@ first fills the cache, the second reads it, the third runs with `--compile_cache
 Reported per start: the train step's compile time (train.py logs it) and the wall time of the whole
 command. Prints a table and writes bench/results/compile_cache.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,9 +26,19 @@ from common import report  # noqa: E402
 
 def start(config, workdir, cache):
     env = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
-    argv = [sys.executable, "train.py", "--config", config, "--workdir", workdir, f"--compile_cache={cache}",
-            "--config.train.num_steps=1", "--config.log.sample_every=0", "--config.log.sv_every=0",
-            "--config.log.eval_every=0"]
+    argv = [
+        sys.executable,
+        "train.py",
+        "--config",
+        config,
+        "--workdir",
+        workdir,
+        f"--compile_cache={cache}",
+        "--config.train.num_steps=1",
+        "--config.log.sample_every=0",
+        "--config.log.sv_every=0",
+        "--config.log.eval_every=0",
+    ]
     tic = time.perf_counter()
     out = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - tic
@@ -44,8 +55,11 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         cache = os.path.join(tmp, "xla_cache")
         rows = []
-        for name, cache_dir in (("first start (empty cache)", cache), ("second start (cache filled)", cache),
-                                ("cache off (--compile_cache=)", "")):
+        for name, cache_dir in (
+            ("first start (empty cache)", cache),
+            ("second start (cache filled)", cache),
+            ("cache off (--compile_cache=)", ""),
+        ):
             compile_s, wall_s = start(args.config, os.path.join(tmp, f"run{len(rows)}"), cache_dir)
             rows.append({"start": name, "step_compile_s": compile_s, "command_wall_s": wall_s})
         entries = sum(len(files) for _, _, files in os.walk(cache))
@@ -53,8 +67,15 @@ def main():
     for row in rows:
         row["compile_ratio_to_first"] = row["step_compile_s"] / first["step_compile_s"]
         row["wall_ratio_to_first"] = row["command_wall_s"] / first["command_wall_s"]
-    report("compile_cache", rows, extra={"command": "python bench/compile_cache.py " + " ".join(sys.argv[1:]),
-                                         "config": args.config, "cache_files": entries})
+    report(
+        "compile_cache",
+        rows,
+        extra={
+            "command": "python bench/compile_cache.py " + " ".join(sys.argv[1:]),
+            "config": args.config,
+            "cache_files": entries,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ Rows, in one process, one after another:
   windows, the first window (compilation) left out.
 Goal: after/bare <= 1.05. Prints a table and writes bench/results/loop_overhead.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,20 +34,25 @@ def main():
     parser.add_argument("--config", default=os.path.join(REPO, "configs/digits.py"))
     parser.add_argument("--steps", type=int, default=100, help="timed steps of bare and before")
     parser.add_argument("--log_every", type=int, default=50)
-    parser.add_argument("--windows", type=int, default=3, help="log windows of `after` (the first is dropped)")
+    parser.add_argument(
+        "--windows", type=int, default=3, help="log windows of `after` (the first is dropped)"
+    )
     args = parser.parse_args()
 
     from biggan.runtime import host_memory
+
     host_memory.retain_freed_memory()  # as train.py does
     import jax
     import numpy as np
-    from jax.sharding import NamedSharding, PartitionSpec as P
+    from jax.sharding import NamedSharding
+    from jax.sharding import PartitionSpec as P
+
     from biggan import config as cfg
-    from biggan.runtime import sharding
-    from biggan.train import step as ts
-    from biggan.train import state as train_state
-    from biggan.train import loop as trainer
     from biggan.data import make_pipeline
+    from biggan.runtime import sharding
+    from biggan.train import loop as trainer
+    from biggan.train import state as train_state
+    from biggan.train import step as ts
 
     config = cfg.load_config_file(args.config)
     t = config.train
@@ -58,9 +64,15 @@ def main():
 
     def next_batch():
         local = [next(pipeline) for _ in range(t.num_d_steps * t.num_accumulations)]
-        batch = {k: np.stack([b[k] for b in local]).reshape((t.num_d_steps, t.num_accumulations)
-                                                            + local[0][k].shape) for k in ("image", "label")}
-        return {k: jax.make_array_from_process_local_data(batch_sharding, v) for k, v in batch.items()}
+        batch = {
+            k: np.stack([b[k] for b in local]).reshape(
+                (t.num_d_steps, t.num_accumulations) + local[0][k].shape
+            )
+            for k in ("image", "label")
+        }
+        return {
+            k: jax.make_array_from_process_local_data(batch_sharding, v) for k, v in batch.items()
+        }
 
     # bare: the loop's own step function, one resident batch.
     guarded = trainer._jit_step(config, mdl, mesh)
@@ -91,8 +103,13 @@ def main():
     # after: the trainer, its own timing per log window.
     with tempfile.TemporaryDirectory() as workdir:
         config.train.num_steps = args.windows * args.log_every
-        config.log.update(log_every=args.log_every, sv_every=0, sample_every=0, eval_every=0,
-                          checkpoint_every=10 ** 9)
+        config.log.update(
+            log_every=args.log_every,
+            sv_every=0,
+            sample_every=0,
+            eval_every=0,
+            checkpoint_every=10**9,
+        )
         trainer.train(config, workdir, progress=False)
         with open(os.path.join(workdir, "metrics.jsonl")) as f:
             windows = [json.loads(line) for line in f if '"images_per_sec"' in line]
@@ -100,15 +117,34 @@ def main():
     after_windows = [images_per_step / w["images_per_sec"] for w in windows[1:]]
     after = sum(after_windows) / len(after_windows)
 
-    rows = [{"loop": "bare jitted step", "s_per_step": bare, "ratio_to_bare": 1.0},
-            {"loop": "before (sync batch + host read per step)", "s_per_step": before,
-             "ratio_to_bare": before / bare},
-            {"loop": "after (biggan.train.loop.train)", "s_per_step": after, "ratio_to_bare": after / bare}]
-    report("loop_overhead", rows, extra={
-        "command": "python bench/loop_overhead.py " + " ".join(sys.argv[1:]),
-        "config": os.path.relpath(args.config, REPO), "batch_size": t.batch_size, "num_d_steps": t.num_d_steps,
-        "devices": jax.device_count(), "steps": args.steps, "log_every": args.log_every,
-        "after_windows_s_per_step": after_windows, "goal_after_over_bare": 1.05})
+    rows = [
+        {"loop": "bare jitted step", "s_per_step": bare, "ratio_to_bare": 1.0},
+        {
+            "loop": "before (sync batch + host read per step)",
+            "s_per_step": before,
+            "ratio_to_bare": before / bare,
+        },
+        {
+            "loop": "after (biggan.train.loop.train)",
+            "s_per_step": after,
+            "ratio_to_bare": after / bare,
+        },
+    ]
+    report(
+        "loop_overhead",
+        rows,
+        extra={
+            "command": "python bench/loop_overhead.py " + " ".join(sys.argv[1:]),
+            "config": os.path.relpath(args.config, REPO),
+            "batch_size": t.batch_size,
+            "num_d_steps": t.num_d_steps,
+            "devices": jax.device_count(),
+            "steps": args.steps,
+            "log_every": args.log_every,
+            "after_windows_s_per_step": after_windows,
+            "goal_after_over_bare": 1.05,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ Two processes, one per host-allocator policy (biggan/runtime/host_memory.py; see
 Each times both implementations and checks that their images agree. `ratio` compares the two under the
 same policy; `ratio_as_shipped` compares ours under `retain` with PyTorch under `default`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,9 +25,10 @@ from common import in_own_process, report, timeit  # noqa: E402
 
 def reference(seed=0):
     """pytorch-pretrained-biggan biggan-deep-128 with random weights and advanced SN vectors (tests/test_convert_hf.py explains why)."""
-    import torch
     import pytorch_pretrained_biggan as ppb
+    import torch
     from torch.nn.utils.spectral_norm import SpectralNorm
+
     torch.manual_seed(seed)
     model = ppb.BigGAN(ppb.BigGANConfig())
     with torch.no_grad():
@@ -43,11 +45,14 @@ def reference(seed=0):
 
 def worker(truncation, repeats):
     from biggan.runtime import host_memory
+
     host_memory.retain_freed_memory()  # policy from BIGGAN_HOST_MALLOC
     import jax
     import torch
+
     from biggan.convert import hf
     from biggan.sampling import sampler as sampling
+
     torch.set_num_threads(os.cpu_count())
     model = reference()
     state_dict = {k: v.numpy() for k, v in model.state_dict().items()}
@@ -55,7 +60,9 @@ def worker(truncation, repeats):
     sampler = sampling.Sampler(config, generator, truncation_stats=stats)
     rows = []
     for batch in (8, 32):
-        z = np.asarray(sampling.sample_latents(jax.random.key(0), batch, 128, truncation, released=True))
+        z = np.asarray(
+            sampling.sample_latents(jax.random.key(0), batch, 128, truncation, released=True)
+        )
         y = np.zeros((batch, 1000), np.float32)
         y[np.arange(batch), np.arange(batch) * 31 % 1000] = 1
         sampler.generate(z, y, truncation, batch_size=batch)  # compile
@@ -63,15 +70,28 @@ def worker(truncation, repeats):
         with torch.no_grad():
             zt, yt = torch.from_numpy(z), torch.from_numpy(y)
             ref = timeit(lambda: model(zt, yt, truncation), repeats=repeats)
-            diff = float(np.abs(model(zt, yt, truncation).permute(0, 2, 3, 1).numpy()
-                                - sampler.generate(z, y, truncation, batch_size=batch)).max())
-        rows.append(dict(batch=batch, ours_images_per_s=batch / ours, pytorch_images_per_s=batch / ref,
-                         ratio=ref / ours, max_abs_diff=diff))
+            diff = float(
+                np.abs(
+                    model(zt, yt, truncation).permute(0, 2, 3, 1).numpy()
+                    - sampler.generate(z, y, truncation, batch_size=batch)
+                ).max()
+            )
+        rows.append(
+            dict(
+                batch=batch,
+                ours_images_per_s=batch / ours,
+                pytorch_images_per_s=batch / ref,
+                ratio=ref / ours,
+                max_abs_diff=diff,
+            )
+        )
     return rows
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--truncation", type=float, default=0.4)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--_worker_out", help=argparse.SUPPRESS)
@@ -83,15 +103,27 @@ def main():
     by_policy = {}
     for policy in ("default", "retain"):
         print(f"[malloc={policy}] ...", flush=True)
-        by_policy[policy] = in_own_process(__file__, ["--truncation", str(args.truncation), "--repeats",
-                                                      str(args.repeats)], policy)
+        by_policy[policy] = in_own_process(
+            __file__, ["--truncation", str(args.truncation), "--repeats", str(args.repeats)], policy
+        )
     rows = []
     for policy, measured in by_policy.items():
         for r in measured:
             shipped = next(d for d in by_policy["default"] if d["batch"] == r["batch"])
-            rows.append(dict(malloc=policy, **r, ratio_as_shipped=(
-                r["ours_images_per_s"] / shipped["pytorch_images_per_s"] if policy == "retain" else float("nan"))))
-    report("sample", rows, {"model": "biggan-deep-128 (random weights)", "truncation": args.truncation})
+            rows.append(
+                dict(
+                    malloc=policy,
+                    **r,
+                    ratio_as_shipped=(
+                        r["ours_images_per_s"] / shipped["pytorch_images_per_s"]
+                        if policy == "retain"
+                        else float("nan")
+                    ),
+                )
+            )
+    report(
+        "sample", rows, {"model": "biggan-deep-128 (random weights)", "truncation": args.truncation}
+    )
     for r in rows:
         line = f"batch {r['batch']}, malloc {r['malloc']}: ours/pytorch-pretrained-biggan images/s = {r['ratio']:.2f}x"
         if r["malloc"] == "retain":

@@ -16,6 +16,7 @@ std (ddof=1) over the finished seeds of every variant; study_curves.png draws th
 step (mean ± std over seeds, from each run's metrics.jsonl); study_samples.png shows each variant's last sample
 grid (its first finished seed).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,8 +57,10 @@ def load_study(spec: str):
     path = spec.partition(":")[0]
     config = cfg.run_config_file(spec)
     if "ablation" not in config or not len(config.ablation.get("variants", {})):
-        raise ValueError(f"{path} has no config.ablation.variants; a study config must list "
-                         f"{{name: ablate.variant({{'dotted.key': value}})}}")
+        raise ValueError(
+            f"{path} has no config.ablation.variants; a study config must list "
+            f"{{name: ablate.variant({{'dotted.key': value}})}}"
+        )
     ablation = config.ablation
     with config.unlocked():
         del config["ablation"]
@@ -111,19 +114,34 @@ def _copy_new_files(source_dir: str, destination_dir: str):
             storage.copy(f, destination)
 
 
-def run_study(base, ablation, study_dir: str, seeds: int, *, only: str | None = None,
-              seed_index: int | None = None, train_fn=None, log=print) -> list[dict]:
+def run_study(
+    base,
+    ablation,
+    study_dir: str,
+    seeds: int,
+    *,
+    only: str | None = None,
+    seed_index: int | None = None,
+    train_fn=None,
+    log=print,
+) -> list[dict]:
     """Run every unfinished (variant, seed); write results.csv / results.md; return the table rows."""
     if train_fn is None:
         train_fn = trainer.train
     variants = variant_overrides(ablation)
     if only is not None and only not in variants:
-        raise ValueError(f"--only {only!r} is not a variant of this study; variants: {', '.join(variants)}")
+        raise ValueError(
+            f"--only {only!r} is not a variant of this study; variants: {', '.join(variants)}"
+        )
     if seeds < 1:
         raise ValueError(f"--seeds must be ≥ 1, got {seeds}")
     # Seed-major order: an interrupted study already has every variant at its first seeds.
-    todo = [(n, i) for i in range(seeds) for n in variants
-            if (only is None or n == only) and (seed_index is None or i == seed_index)]
+    todo = [
+        (n, i)
+        for i in range(seeds)
+        for n in variants
+        if (only is None or n == only) and (seed_index is None or i == seed_index)
+    ]
     for k, (name, i) in enumerate(todo):
         directory = run_dir(study_dir, name, i)
         if read_result(directory) is not None:
@@ -135,14 +153,26 @@ def run_study(base, ablation, study_dir: str, seeds: int, *, only: str | None = 
         _share_eval_cache(study_dir, directory)
         result = train_fn(run_config(base, variants[name], i), directory)
         if result.get("preempted"):
-            log(f"{name} seed {i} was preempted at step {result.get('step')}; re-run the command to resume")
+            log(
+                f"{name} seed {i} was preempted at step {result.get('step')}; re-run the command to resume"
+            )
             break
         result = dict(result, variant=name, seed_index=i, seconds=time.time() - tic)
-        storage.write_text(os.path.join(directory, "result.json"), json.dumps(result, indent=1, default=float))
+        storage.write_text(
+            os.path.join(directory, "result.json"), json.dumps(result, indent=1, default=float)
+        )
         _collect_eval_cache(study_dir, directory)
-        log(f"{name} seed {i}: done in {result['seconds']:.0f} s: "
-            + ", ".join(f"{m}={result[m]:.4g}" for m in ablation.get("metrics", DEFAULT_METRICS) if m in result))
-    return write_results(study_dir, variants, seeds, tuple(ablation.get("metrics", DEFAULT_METRICS)))
+        log(
+            f"{name} seed {i}: done in {result['seconds']:.0f} s: "
+            + ", ".join(
+                f"{m}={result[m]:.4g}"
+                for m in ablation.get("metrics", DEFAULT_METRICS)
+                if m in result
+            )
+        )
+    return write_results(
+        study_dir, variants, seeds, tuple(ablation.get("metrics", DEFAULT_METRICS))
+    )
 
 
 def summarise(values: list[float]) -> tuple[float, float]:
@@ -155,32 +185,58 @@ def summarise(values: list[float]) -> tuple[float, float]:
     return mean, std
 
 
-def write_results(study_dir: str, variants: dict, seeds: int, metrics=DEFAULT_METRICS) -> list[dict]:
+def write_results(
+    study_dir: str, variants: dict, seeds: int, metrics=DEFAULT_METRICS
+) -> list[dict]:
     rows = []
     for name, overrides in variants.items():
-        results = [r for r in (read_result(run_dir(study_dir, name, i)) for i in range(seeds)) if r is not None]
-        row = {"variant": name, "overrides": " ".join(f"{k}={v}" for k, v in overrides.items()) or "(base)",
-               "seeds_done": len(results)}
+        results = [
+            r
+            for r in (read_result(run_dir(study_dir, name, i)) for i in range(seeds))
+            if r is not None
+        ]
+        row = {
+            "variant": name,
+            "overrides": " ".join(f"{k}={v}" for k, v in overrides.items()) or "(base)",
+            "seeds_done": len(results),
+        }
         for m in metrics:
             mean, std = summarise([float(r[m]) for r in results if m in r])
             row[f"{m}_mean"], row[f"{m}_std"] = mean, std
         rows.append(row)
     reports.write_csv(os.path.join(study_dir, "results.csv"), rows)
-    fmt = lambda mean, std: "–" if math.isnan(mean) else (
-        f"{mean:.4g}" if math.isnan(std) else f"{mean:.4g} ± {std:.2g}")
-    lines = ["| variant | overrides | seeds | " + " | ".join(metrics) + " |",
-             "|" + "---|" * (3 + len(metrics))]
+    fmt = lambda mean, std: (
+        "–"
+        if math.isnan(mean)
+        else (f"{mean:.4g}" if math.isnan(std) else f"{mean:.4g} ± {std:.2g}")
+    )
+    lines = [
+        "| variant | overrides | seeds | " + " | ".join(metrics) + " |",
+        "|" + "---|" * (3 + len(metrics)),
+    ]
     for r in rows:
-        lines.append(f"| {r['variant']} | {r['overrides']} | {r['seeds_done']}/{seeds} | "
-                     + " | ".join(fmt(r[f'{m}_mean'], r[f'{m}_std']) for m in metrics) + " |")
+        lines.append(
+            f"| {r['variant']} | {r['overrides']} | {r['seeds_done']}/{seeds} | "
+            + " | ".join(fmt(r[f"{m}_mean"], r[f"{m}_std"]) for m in metrics)
+            + " |"
+        )
     lines.append("")
-    lines.append(f"mean ± sample std (ddof=1) over finished seeds; final metrics of each run ({study_dir}).")
+    lines.append(
+        f"mean ± sample std (ddof=1) over finished seeds; final metrics of each run ({study_dir})."
+    )
     storage.write_text(os.path.join(study_dir, "results.md"), "\n".join(lines) + "\n")
-    evaluated = [m for m in metrics if m not in ("d_loss", "g_loss")]  # logged every step, not evaluated
+    evaluated = [
+        m for m in metrics if m not in ("d_loss", "g_loss")
+    ]  # logged every step, not evaluated
     curves = study_curves(study_dir, variants, seeds, evaluated)
     if any(curves.values()):
-        summary = {name: {m: [(step, *summarise(values)) for step, values in sorted(by_step.items())]
-                          for m, by_step in by_metric.items()} for name, by_metric in curves.items()}
+        summary = {
+            name: {
+                m: [(step, *summarise(values)) for step, values in sorted(by_step.items())]
+                for m, by_step in by_metric.items()
+            }
+            for name, by_metric in curves.items()
+        }
         reports.plot_study(os.path.join(study_dir, "study_curves.png"), summary, evaluated)
     grids = final_sample_grids(study_dir, variants, seeds)
     if grids:
@@ -194,10 +250,14 @@ def final_sample_grids(study_dir: str, variants: dict, seeds: int) -> dict:
     for name in variants:
         for i in range(seeds):
             directory = run_dir(study_dir, name, i)
-            found = storage.glob(os.path.join(directory, "samples"), "step_*.png") if read_result(directory) else []
+            found = (
+                storage.glob(os.path.join(directory, "samples"), "step_*.png")
+                if read_result(directory)
+                else []
+            )
             if found:
                 last = max(found)  # step_%07d.png: the name orders the steps
-                step = int(os.path.basename(last)[len("step_"):-len(".png")])
+                step = int(os.path.basename(last)[len("step_") : -len(".png")])
                 grids[f"{name} (seed {i}, step {step})"] = last
                 break
     return grids
@@ -218,21 +278,31 @@ def study_curves(study_dir: str, variants: dict, seeds: int, metrics) -> dict:
                 row = json.loads(line)
                 for m in metrics:
                     if m in row:
-                        by_metric.setdefault(m, {}).setdefault(int(row["step"]), []).append(float(row[m]))
+                        by_metric.setdefault(m, {}).setdefault(int(row["step"]), []).append(
+                            float(row[m])
+                        )
         curves[name] = by_metric
     return curves
 
 
 def job_commands(spec: str, variants: dict, seeds: int, study_dir: str) -> list[str]:
-    return [f"python -m biggan.ablate {shlex.quote(spec)} --seeds {seeds} --workdir {shlex.quote(study_dir)} "
-            f"--only {shlex.quote(name)} --seed-index {i}" for name in variants for i in range(seeds)]
+    return [
+        f"python -m biggan.ablate {shlex.quote(spec)} --seeds {seeds} --workdir {shlex.quote(study_dir)} "
+        f"--only {shlex.quote(name)} --seed-index {i}"
+        for name in variants
+        for i in range(seeds)
+    ]
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m biggan.ablate", description=__doc__.split("\n")[0])
     p.add_argument("config", help="study config: path/to/study.py[:arg]")
-    p.add_argument("--seeds", type=int, default=None, help="seeds per variant (default: ablation.seeds or 1)")
-    p.add_argument("--workdir", default=None, help="study directory (default workdirs/<config name>)")
+    p.add_argument(
+        "--seeds", type=int, default=None, help="seeds per variant (default: ablation.seeds or 1)"
+    )
+    p.add_argument(
+        "--workdir", default=None, help="study directory (default workdirs/<config name>)"
+    )
     p.add_argument("--list", action="store_true", help="print the variants and exit")
     p.add_argument("--jobs", action="store_true", help="print one command per run and exit")
     p.add_argument("--only", default=None, help="run only this variant")
@@ -247,7 +317,9 @@ def main(argv=None):
     study_dir = storage.resolve(args.workdir or os.path.join("workdirs", name))
     if args.list:
         for n, ov in variants.items():
-            print(f"{n}: " + (" ".join(f"--config.{k}={v}" for k, v in ov.items()) or "(base config)"))
+            print(
+                f"{n}: " + (" ".join(f"--config.{k}={v}" for k, v in ov.items()) or "(base config)")
+            )
         return 0
     if args.jobs:
         print("\n".join(job_commands(args.config, variants, seeds, study_dir)))

@@ -5,6 +5,7 @@ Kept: the last `keep` checkpoints plus the best one by the configured metric. Sa
 and atomic (orbax writes a temporary directory and renames it), so a failed or interrupted save never
 replaces a good checkpoint. Nothing non-finite is ever saved (the trainer checks first).
 """
+
 from __future__ import annotations
 
 import json
@@ -18,14 +19,15 @@ import orbax.checkpoint as ocp
 from flax import nnx
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 
-from biggan.models import factory as models
 from biggan import config as cfg
-from biggan.runtime import sharding
-from biggan.runtime import storage
+from biggan.models import factory as models
+from biggan.runtime import sharding, storage
 
 log = logging.getLogger(__name__)
 # With a best metric set, orbax warns at every save without one; checkpoints between evaluations are expected.
-logging.getLogger("absl").addFilter(lambda record: "did not provide metrics" not in record.getMessage())
+logging.getLogger("absl").addFilter(
+    lambda record: "did not provide metrics" not in record.getMessage()
+)
 
 
 class CheckpointError(RuntimeError):
@@ -33,20 +35,43 @@ class CheckpointError(RuntimeError):
 
 
 class Checkpointer:
-    def __init__(self, workdir: str, *, keep: int = 3, best_metric: str = "", best_mode: str = "min",
-                 timeout_s: float = 1800):
+    def __init__(
+        self,
+        workdir: str,
+        *,
+        keep: int = 3,
+        best_metric: str = "",
+        best_mode: str = "min",
+        timeout_s: float = 1800,
+    ):
         self.directory = os.path.join(storage.resolve(workdir), "checkpoints")  # local or gs://
         storage.refresh(self.directory)  # list what is there now, also what other processes wrote
         policies = [pp.LatestN(keep)]
         if best_metric:
-            policies.append(pp.BestN(get_metric_fn=lambda metrics: metrics[best_metric],
-                                     reverse=best_mode == "min", n=1, keep_checkpoints_without_metrics=False))
+            policies.append(
+                pp.BestN(
+                    get_metric_fn=lambda metrics: metrics[best_metric],
+                    reverse=best_mode == "min",
+                    n=1,
+                    keep_checkpoints_without_metrics=False,
+                )
+            )
         # best_fn too: without it orbax keeps the metrics in memory only (not in the checkpoint), so a resumed
         # run's BestN would see no scored checkpoint and best_step() none.
-        best = dict(best_fn=lambda metrics: metrics[best_metric], best_mode=best_mode) if best_metric else {}
-        options = ocp.CheckpointManagerOptions(preservation_policy=pp.AnyPreservationPolicy(policies),
-                                               enable_async_checkpointing=True, create=True, **best)
-        self.manager = ocp.CheckpointManager(self.directory, options=options, item_names=("state", "data"))
+        best = (
+            dict(best_fn=lambda metrics: metrics[best_metric], best_mode=best_mode)
+            if best_metric
+            else {}
+        )
+        options = ocp.CheckpointManagerOptions(
+            preservation_policy=pp.AnyPreservationPolicy(policies),
+            enable_async_checkpointing=True,
+            create=True,
+            **best,
+        )
+        self.manager = ocp.CheckpointManager(
+            self.directory, options=options, item_names=("state", "data")
+        )
         self.best_metric, self.best_mode = best_metric, best_mode
         # The newest save known to be complete, and the one in flight (asynchronous): an error names the
         # former without asking storage, which may be what failed.
@@ -63,8 +88,11 @@ class Checkpointer:
         """The kept step with the best `best_metric` (None without a metric or a scored checkpoint)."""
         if not self.best_metric:
             return None
-        scored = [(metrics[self.best_metric], step) for step in self.all_steps()
-                  if (metrics := self.manager.metrics(step)) and self.best_metric in metrics]
+        scored = [
+            (metrics[self.best_metric], step)
+            for step in self.all_steps()
+            if (metrics := self.manager.metrics(step)) and self.best_metric in metrics
+        ]
         if not scored:
             return None
         return (min if self.best_mode == "min" else max)(scored)[1]
@@ -77,16 +105,23 @@ class Checkpointer:
         if self._complete is not None and self._complete > step:
             self._complete = step
 
-    def save(self, step: int, state, data_state: dict, metrics: dict | None = None, *, wait: bool = False):
+    def save(
+        self, step: int, state, data_state: dict, metrics: dict | None = None, *, wait: bool = False
+    ):
         """Start an asynchronous save; errors of the previous save surface here (or with wait=True)."""
         metrics = {k: float(v) for k, v in (metrics or {}).items()} if self.best_metric else None
         if self.best_metric and (metrics is None or self.best_metric not in metrics):
             metrics = None
         try:
             self._finish(step)  # the previous save: its errors surface here
-            self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                                            data=ocp.args.JsonSave(data_state)),
-                              metrics=metrics, force=True)
+            self.manager.save(
+                step,
+                args=ocp.args.Composite(
+                    state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state)
+                ),
+                metrics=metrics,
+                force=True,
+            )
             self._in_flight = step
             if wait:
                 self._finish(step)
@@ -105,11 +140,18 @@ class Checkpointer:
 
     def _wait_until_finished(self):
         """orbax's wait, bounded by `timeout_s` (its own waits have no deadline)."""
-        errors, waiter = [], threading.Thread(daemon=True, target=lambda: _capture(self.manager.wait_until_finished, errors))
+        errors, waiter = (
+            [],
+            threading.Thread(
+                daemon=True, target=lambda: _capture(self.manager.wait_until_finished, errors)
+            ),
+        )
         waiter.start()
         waiter.join(self.timeout_s)
         if waiter.is_alive():
-            raise TimeoutError(f"the save did not finish within {self.timeout_s:g} s (log.checkpoint_timeout_s)")
+            raise TimeoutError(
+                f"the save did not finish within {self.timeout_s:g} s (log.checkpoint_timeout_s)"
+            )
         if errors:
             raise errors[0]
 
@@ -119,7 +161,8 @@ class Checkpointer:
         raise CheckpointError(
             f"saving the checkpoint of step {step} to {self.directory} failed ({type(error).__name__}: "
             f"{str(error).splitlines()[0] if str(error) else ''}); the last complete checkpoint is {last}, which "
-            f"is intact. The run stops here: fix the cause and restart the same command to resume from it.") from error
+            f"is intact. The run stops here: fix the cause and restart the same command to resume from it."
+        ) from error
 
     def restore(self, step: int, abstract_state):
         """Restore step `step` into the structure/shardings of `abstract_state` (ShapeDtypeStructs).
@@ -129,9 +172,15 @@ class Checkpointer:
         switched off is read and dropped."""
         wanted = getattr(abstract_state, "extras", None)
         if wanted is not None:
-            abstract_state = abstract_state.replace(extras=self._stored_extras(step, wanted, abstract_state))
-        restored = self.manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()))
+            abstract_state = abstract_state.replace(
+                extras=self._stored_extras(step, wanted, abstract_state)
+            )
+        restored = self.manager.restore(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()
+            ),
+        )
         state = restored["state"]
         if wanted is not None and set(state.extras) - set(wanted):
             state = state.replace(extras={k: v for k, v in state.extras.items() if k in wanted})
@@ -143,16 +192,24 @@ class Checkpointer:
         metadata = self.manager.item_metadata(step)["state"]
         stored = (getattr(metadata, "tree", metadata) or {}).get("extras") or {}
         sharding = jax.tree.leaves(abstract_state)[0].sharding
-        return {key: wanted[key] if key in wanted else
-                jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=sharding), stored[key],
-                             is_leaf=lambda m: hasattr(m, "shape") and hasattr(m, "dtype"))
-                for key in stored}
+        return {
+            key: wanted[key]
+            if key in wanted
+            else jax.tree.map(
+                lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=sharding),
+                stored[key],
+                is_leaf=lambda m: hasattr(m, "shape") and hasattr(m, "dtype"),
+            )
+            for key in stored
+        }
 
     def wait(self):
         self._finish(self._in_flight)
 
     def close(self):
-        if not self._failed:  # after a failed save orbax's close would wait on the storage that failed
+        if (
+            not self._failed
+        ):  # after a failed save orbax's close would wait on the storage that failed
             self.manager.close()
 
 
@@ -176,7 +233,8 @@ def check_workdir_config(workdir: str, config: ml_collections.ConfigDict):
                 f"{old_m.get('arch')} {old_m.get('resolution')}² vs the requested {new_m.get('arch')} "
                 f"{new_m.get('resolution')}²; differing model keys (workdir → requested): "
                 + ", ".join(f"{k}: {a!r} → {b!r}" for k, (a, b) in diff.items())
-                + ". Nothing was overwritten; use another --workdir or the matching config.")
+                + ". Nothing was overwritten; use another --workdir or the matching config."
+            )
     record_config(workdir, config)
 
 
@@ -190,14 +248,19 @@ def _norm(v):
     return list(v) if isinstance(v, (tuple, list)) else v
 
 
-def model_differences(old: ml_collections.ConfigDict, new: ml_collections.ConfigDict, ignore=()) -> dict:
+def model_differences(
+    old: ml_collections.ConfigDict, new: ml_collections.ConfigDict, ignore=()
+) -> dict:
     """{key: (old value, new value)} of the model keys that differ, sorted. A key `old` lacks was added to the
     schema after it was written: it had the schema's default then (every new model key defaults to the old
     behaviour), so that is compared."""
     old = dict(cfg.model_config().to_dict(), **old.to_dict())
     new = new.to_dict()
-    return {k: (old.get(k), new.get(k)) for k in sorted(set(old) | set(new))
-            if k not in ignore and _norm(old.get(k)) != _norm(new.get(k))}
+    return {
+        k: (old.get(k), new.get(k))
+        for k in sorted(set(old) | set(new))
+        if k not in ignore and _norm(old.get(k)) != _norm(new.get(k))
+    }
 
 
 def load_ema_generator(workdir, step=None):
@@ -205,18 +268,31 @@ def load_ema_generator(workdir, step=None):
 
     Only the EMA weights and G's state are read (orbax's partial restore), into G's structure built from
     `config.model` alone: sampling and evaluation need neither D, the optimisers nor the techniques."""
-    config = ml_collections.ConfigDict(json.loads(storage.read_text(os.path.join(workdir, "config.json"))))
+    config = ml_collections.ConfigDict(
+        json.loads(storage.read_text(os.path.join(workdir, "config.json")))
+    )
     ckpt = Checkpointer(workdir)
     step = ckpt.latest_step() if step is None else step
     if step is None:
         raise FileNotFoundError(f"{workdir}/checkpoints holds no checkpoint yet")
     graphdef, params, g_state = nnx.split(
-        nnx.eval_shape(lambda: models.make_generator(config.model, nnx.Rngs(0))), nnx.Param, ...)
+        nnx.eval_shape(lambda: models.make_generator(config.model, nnx.Rngs(0))), nnx.Param, ...
+    )
     replicated = sharding.replicated(sharding.make_mesh())
-    wanted = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=replicated),
-                          {"ema_params": params, "g_state": g_state})
-    restored = ckpt.manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
-        wanted, restore_args=ocp.checkpoint_utils.construct_restore_args(wanted), partial_restore=True)))
+    wanted = jax.tree.map(
+        lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=replicated),
+        {"ema_params": params, "g_state": g_state},
+    )
+    restored = ckpt.manager.restore(
+        step,
+        args=ocp.args.Composite(
+            state=ocp.args.PyTreeRestore(
+                wanted,
+                restore_args=ocp.checkpoint_utils.construct_restore_args(wanted),
+                partial_restore=True,
+            )
+        ),
+    )
     ckpt.close()
     generator = nnx.merge(graphdef, restored["state"]["ema_params"], restored["state"]["g_state"])
     return config, generator, step

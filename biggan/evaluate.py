@@ -9,6 +9,7 @@ Multi-process (scripts/launch_local.py, a TPU pod, Slurm): the command joins the
 flags, or the JAX_* environment; biggan.runtime.distributed.initialize); every process computes the same
 results (biggan/evaluation/evaluator.py) and only process 0 prints and writes.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,28 +20,31 @@ import sys
 import jax
 
 from biggan import config as cfg
-from biggan.runtime import compile_cache
-from biggan.runtime import distributed
-from biggan.evaluation import evaluator as evaluation
-from biggan.runtime import host_memory
-from biggan.evaluation import metrics
-from biggan.evaluation import reports
-from biggan.sampling import sampler as sampling
-from biggan.runtime import storage
 from biggan.data import DataSourceError
-
+from biggan.evaluation import evaluator as evaluation
+from biggan.evaluation import metrics, reports
+from biggan.runtime import compile_cache, distributed, host_memory, storage
+from biggan.sampling import sampler as sampling
 
 
 def _add_feature_args(parser):
-    parser.add_argument("--feature_network", default="auto",
-                        help="inception | digits | auto (moments: digits for --data digits, else inception; "
-                             "score/sweep: the network named in --moments, else inception)")
-    parser.add_argument("--inception_weights", default=None,
-                        help="pt_inception-2015-12-05-6726825d.pth (default $BIGGAN_INCEPTION_WEIGHTS or "
-                             "~/.cache/biggan/)")
-    parser.add_argument("--digits_cache_dir", default=None,
-                        help="where the digits classifier is cached "
-                             "(default ~/.cache/biggan/digits_classifier)")
+    parser.add_argument(
+        "--feature_network",
+        default="auto",
+        help="inception | digits | auto (moments: digits for --data digits, else inception; "
+        "score/sweep: the network named in --moments, else inception)",
+    )
+    parser.add_argument(
+        "--inception_weights",
+        default=None,
+        help="pt_inception-2015-12-05-6726825d.pth (default $BIGGAN_INCEPTION_WEIGHTS or "
+        "~/.cache/biggan/)",
+    )
+    parser.add_argument(
+        "--digits_cache_dir",
+        default=None,
+        help="where the digits classifier is cached (default ~/.cache/biggan/digits_classifier)",
+    )
     parser.add_argument("--feature_batch_size", type=int, default=None)
 
 
@@ -51,53 +55,91 @@ def _truncation_arg(text: str) -> float | None:
 def _multiprocess_parser():
     """The compile-cache flag and train.py's multi-process flags (biggan/runtime/distributed.py; scripts/launch_local.py appends them)."""
     parser = argparse.ArgumentParser(add_help=False)
-    group = parser.add_argument_group("multi-process (default: the JAX_* / cluster environment, else one "
-                                      "process)")
+    group = parser.add_argument_group(
+        "multi-process (default: the JAX_* / cluster environment, else one process)"
+    )
     group.add_argument("--coordinator_address", default=None, help="host:port of process 0")
     group.add_argument("--num_processes", type=int, default=None, help="number of processes")
     group.add_argument("--process_id", type=int, default=None, help="index of this process")
-    group.add_argument("--local_device_count", type=int, default=None,
-                       help="CPU only: simulated devices in this process")
-    group.add_argument("--initialization_timeout", type=int, default=120,
-                       help="seconds to wait for the coordinator")
+    group.add_argument(
+        "--local_device_count",
+        type=int,
+        default=None,
+        help="CPU only: simulated devices in this process",
+    )
+    group.add_argument(
+        "--initialization_timeout",
+        type=int,
+        default=120,
+        help="seconds to wait for the coordinator",
+    )
     parser.add_argument("--compile_cache", default=None, help=compile_cache.HELP)
     return parser
 
 
 def _build_parser():
-    parser = argparse.ArgumentParser(prog="python -m biggan.evaluate", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m biggan.evaluate", description=__doc__.split("\n")[0]
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     multiprocess = _multiprocess_parser()
 
-    p = sub.add_parser("moments", help="reference moments of a dataset (the paper: the training set)",
-                       parents=[multiprocess])
-    p.add_argument("--data", default=None, help=evaluation.DATA_SPEC_HELP + "; default: the --config's data")
-    p.add_argument("--config", default=None,
-                   help="training config file[:arg]: its data section and model.resolution (e.g. "
-                        "configs/biggan_128.py: ImageNet train at 128x128)")
+    p = sub.add_parser(
+        "moments",
+        help="reference moments of a dataset (the paper: the training set)",
+        parents=[multiprocess],
+    )
+    p.add_argument(
+        "--data", default=None, help=evaluation.DATA_SPEC_HELP + "; default: the --config's data"
+    )
+    p.add_argument(
+        "--config",
+        default=None,
+        help="training config file[:arg]: its data section and model.resolution (e.g. "
+        "configs/biggan_128.py: ImageNet train at 128x128)",
+    )
     p.add_argument("--out", required=True, help="output .npz")
-    p.add_argument("--resolution", type=int, default=None,
-                   help="image resolution (default: the --config's, a cache's own, 32 for digits)")
+    p.add_argument(
+        "--resolution",
+        type=int,
+        default=None,
+        help="image resolution (default: the --config's, a cache's own, 32 for digits)",
+    )
     p.add_argument("--batch_size", type=int, default=500)
     p.add_argument("--max_images", type=int, default=None)
-    p.add_argument("--keep_features", type=int, default=10_000,
-                   help="also store this many feature vectors (for KID and precision/recall)")
+    p.add_argument(
+        "--keep_features",
+        type=int,
+        default=10_000,
+        help="also store this many feature vectors (for KID and precision/recall)",
+    )
     _add_feature_args(p)
 
-    for name, help_text in (("score", "IS/FID of a checkpoint at one truncation"),
-                            ("sweep", "IS/FID over truncations: CSV + IS-vs-FID plot")):
+    for name, help_text in (
+        ("score", "IS/FID of a checkpoint at one truncation"),
+        ("sweep", "IS/FID over truncations: CSV + IS-vs-FID plot"),
+    ):
         p = sub.add_parser(name, help=help_text, parents=[multiprocess])
         p.add_argument("--checkpoint", required=True)
         p.add_argument("--num_samples", type=int, default=50_000)
         p.add_argument("--moments", default=None, help="reference moments .npz (needed for FID)")
         p.add_argument("--batch_size", type=int, default=500)
         p.add_argument("--seed", type=int, default=0)
-        p.add_argument("--standing_stats", type=int, default=None, metavar="BATCHES",
-                       help="accumulate standing statistics over BATCHES batches (0: the stored statistics); "
-                            "default: what the checkpoint ships with (as sample.py)")
+        p.add_argument(
+            "--standing_stats",
+            type=int,
+            default=None,
+            metavar="BATCHES",
+            help="accumulate standing statistics over BATCHES batches (0: the stored statistics); "
+            "default: what the checkpoint ships with (as sample.py)",
+        )
         if name == "score":
-            p.add_argument("--truncation", type=_truncation_arg, default=None,
-                           help="threshold (our models) or t (released models); default: none")
+            p.add_argument(
+                "--truncation",
+                type=_truncation_arg,
+                default=None,
+                help="threshold (our models) or t (released models); default: none",
+            )
             p.add_argument("--out", default=None, help="also write the metrics as JSON here")
         else:
             p.add_argument("--truncations", default="0.1:1.0:0.1")
@@ -115,9 +157,15 @@ def _feature_network_for(args, moments_path=None, data=None):
             kind = "digits" if data == "digits" else "inception"
     # Process 0 first: it trains and caches the digits classifier if needed; the others then read it.
     return distributed.process_zero_first(
-        lambda: evaluation.make_feature_network(kind, inception_weights=args.inception_weights,
-                                     digits_cache_dir=args.digits_cache_dir, batch_size=args.feature_batch_size,
-                                     mesh=distributed.local_mesh()), "feature network")
+        lambda: evaluation.make_feature_network(
+            kind,
+            inception_weights=args.inception_weights,
+            digits_cache_dir=args.digits_cache_dir,
+            batch_size=args.feature_batch_size,
+            mesh=distributed.local_mesh(),
+        ),
+        "feature network",
+    )
 
 
 def main(argv=None) -> int:
@@ -125,46 +173,75 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     host_memory.retain_freed_memory()  # before the first JAX computation (biggan/runtime/host_memory.py)
     # Join a multi-process job exactly like train.py (flags, else the environment; else a no-op).
-    distributed.initialize(args.coordinator_address, args.num_processes, args.process_id,
-                           local_device_count=args.local_device_count, timeout=args.initialization_timeout)
+    distributed.initialize(
+        args.coordinator_address,
+        args.num_processes,
+        args.process_id,
+        local_device_count=args.local_device_count,
+        timeout=args.initialization_timeout,
+    )
     compile_cache.enable(args.compile_cache)
     lead = jax.process_index() == 0  # prints and writes; every process computes the same results
     if args.command == "moments":
         try:  # a bad spec, path or config: one line and exit status 2, before any work
             config = cfg.load_config_file(args.config) if args.config else None
-            load_chunk, count, description = evaluation.data_chunks(args.data, resolution=args.resolution,
-                                                                    max_images=args.max_images, config=config)
-            source = evaluation.data_section(args.data, resolution=args.resolution, config=config).source
+            load_chunk, count, description = evaluation.data_chunks(
+                args.data, resolution=args.resolution, max_images=args.max_images, config=config
+            )
+            source = evaluation.data_section(
+                args.data, resolution=args.resolution, config=config
+            ).source
         except (ValueError, KeyError, FileNotFoundError, DataSourceError) as e:
             parser.error(f"moments: {e}")
         feature_net = _feature_network_for(args, data=source)
-        moments = evaluation.compute_moments_of_chunks(load_chunk, count, feature_net, batch_size=args.batch_size,
-                                            description=description, keep_features=args.keep_features)
+        moments = evaluation.compute_moments_of_chunks(
+            load_chunk,
+            count,
+            feature_net,
+            batch_size=args.batch_size,
+            description=description,
+            keep_features=args.keep_features,
+        )
         if lead:
             metrics.save_moments(args.out, moments)
             if moments.skipped:
-                print(f"skipped {len(moments.skipped)} corrupt or unreadable images (first: {moments.skipped[0]})")
-            print(f"wrote {args.out}: n={moments.n}, {moments.feature_network}, resolution {moments.resolution}, "
-                  f"{description}")
+                print(
+                    f"skipped {len(moments.skipped)} corrupt or unreadable images (first: {moments.skipped[0]})"
+                )
+            print(
+                f"wrote {args.out}: n={moments.n}, {moments.feature_network}, resolution {moments.resolution}, "
+                f"{description}"
+            )
         return 0
 
     # Cheap checks first (one line, exit status 2): nothing is loaded or sampled for a command that cannot succeed.
     try:
-        truncations = sampling.parse_truncations(args.truncations) if args.command == "sweep" else None
+        truncations = (
+            sampling.parse_truncations(args.truncations) if args.command == "sweep" else None
+        )
     except ValueError as e:
         parser.error(f"--truncations: {e}")
     try:
-        for path in (args.checkpoint, args.moments, getattr(args, "out", None), getattr(args, "out_dir", None)):
+        for path in (
+            args.checkpoint,
+            args.moments,
+            getattr(args, "out", None),
+            getattr(args, "out_dir", None),
+        ):
             if path:
                 storage.check_bucket(path)
     except storage.StorageError as e:
         parser.error(str(e))
     if not storage.isdir(args.checkpoint):
-        parser.error(f"--checkpoint {args.checkpoint}: no such directory; pass a train.py --workdir or the --out "
-                     f"directory of python -m biggan.convert")
+        parser.error(
+            f"--checkpoint {args.checkpoint}: no such directory; pass a train.py --workdir or the --out "
+            f"directory of python -m biggan.convert"
+        )
     moments_path = args.moments
     if moments_path and not storage.isfile(moments_path):
-        parser.error(f"--moments {moments_path}: no such file; compute it with `python -m biggan.evaluate moments`")
+        parser.error(
+            f"--moments {moments_path}: no such file; compute it with `python -m biggan.evaluate moments`"
+        )
     # Every process loads the same checkpoint (a collective restore in a multi-process job); the
     # sampler then runs on this process's devices only (biggan.sampling.sampler.load_sampler).
     try:
@@ -174,13 +251,28 @@ def main(argv=None) -> int:
     except (FileNotFoundError, ValueError) as e:
         parser.error(f"{args.command}: {str(e).splitlines()[0]}")
     if lead:
-        print(sampler.describe_stats(truncations[0] if truncations else args.truncation), file=sys.stderr, flush=True)
+        print(
+            sampler.describe_stats(truncations[0] if truncations else args.truncation),
+            file=sys.stderr,
+            flush=True,
+        )
     feature_net = _feature_network_for(args, moments_path=moments_path)
-    reference = metrics.load_moments(moments_path, feature_network=feature_net.name) if moments_path else None
-    common = dict(num_samples=args.num_samples, seed=args.seed, batch_size=args.batch_size,
-                  reference_moments=reference, progress=lead)
+    reference = (
+        metrics.load_moments(moments_path, feature_network=feature_net.name)
+        if moments_path
+        else None
+    )
+    common = dict(
+        num_samples=args.num_samples,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        reference_moments=reference,
+        progress=lead,
+    )
     if args.command == "score":
-        result = evaluation.score_sampler(sampler, feature_net, truncation=args.truncation, **common)
+        result = evaluation.score_sampler(
+            sampler, feature_net, truncation=args.truncation, **common
+        )
         if lead:
             print(json.dumps(result, indent=2))
             if args.out:

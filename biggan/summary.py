@@ -3,6 +3,7 @@
   python -m biggan.summary configs/biggan_128.py
 The last line is exactly `G params: <int> D params: <int>`.
 """
+
 from __future__ import annotations
 
 import collections
@@ -25,7 +26,9 @@ def param_table(module, depth=2):
 
 def main(argv):
     if len(argv) != 2:
-        raise SystemExit("usage: python -m biggan.summary CONFIG_FILE[:arg]   (e.g. configs/biggan_128.py)")
+        raise SystemExit(
+            "usage: python -m biggan.summary CONFIG_FILE[:arg]   (e.g. configs/biggan_128.py)"
+        )
     config = cfg.load_config_file(argv[1])
     totals = {}
     for name, make in (("G", models.make_generator), ("D", models.make_discriminator)):

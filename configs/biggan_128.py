@@ -7,9 +7,19 @@ batch 2048; BigGAN-PyTorch's 8×V100 log: IS/FID 93.1/9.91 at 138k its with batc
 Smoke run on a CPU: python train.py --config configs/biggan_128.py:runlocal
 Mixed precision (bfloat16 activations, float32 parameters/optimiser/BN statistics): --config configs/biggan_128.py:bf16
 """
+
 from biggan import config as cfg
 
 
 def get_config(arg=None):
-    return cfg.imagenet_config(arg, arch="biggan", resolution=128, ch=96, dim_z=120, g_attn=(64,), lr_g=5e-5, lr_d=2e-4,
-                              smoke_batch_size=4)
+    return cfg.imagenet_config(
+        arg,
+        arch="biggan",
+        resolution=128,
+        ch=96,
+        dim_z=120,
+        g_attn=(64,),
+        lr_g=5e-5,
+        lr_d=2e-4,
+        smoke_batch_size=4,
+    )

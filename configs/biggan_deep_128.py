@@ -8,9 +8,18 @@ then python sample.py --checkpoint DIR (see README).
 Smoke run on a CPU: python train.py --config configs/biggan_deep_128.py:runlocal
 Mixed precision (bfloat16 activations, float32 parameters/optimiser/BN statistics): --config configs/biggan_deep_128.py:bf16
 """
+
 from biggan import config as cfg
 
 
 def get_config(arg=None):
-    return cfg.imagenet_config(arg, arch="biggan_deep", resolution=128, ch=128, dim_z=128, g_attn=(64,), lr_g=5e-5,
-                              lr_d=2e-4)
+    return cfg.imagenet_config(
+        arg,
+        arch="biggan_deep",
+        resolution=128,
+        ch=128,
+        dim_z=128,
+        g_attn=(64,),
+        lr_g=5e-5,
+        lr_d=2e-4,
+    )

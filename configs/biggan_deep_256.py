@@ -6,9 +6,18 @@ Expected: IS/FID better than BigGAN 256 (paper table 2). Released weights: see c
 Smoke run on a CPU: python train.py --config configs/biggan_deep_256.py:runlocal
 Mixed precision (bfloat16 activations, float32 parameters/optimiser/BN statistics): --config configs/biggan_deep_256.py:bf16
 """
+
 from biggan import config as cfg
 
 
 def get_config(arg=None):
-    return cfg.imagenet_config(arg, arch="biggan_deep", resolution=256, ch=128, dim_z=128, g_attn=(64,), lr_g=2.5e-5,
-                              lr_d=2.5e-5)
+    return cfg.imagenet_config(
+        arg,
+        arch="biggan_deep",
+        resolution=256,
+        ch=128,
+        dim_z=128,
+        g_attn=(64,),
+        lr_g=2.5e-5,
+        lr_d=2.5e-5,
+    )

@@ -16,6 +16,7 @@ Command: python train.py --config configs/cifar10.py --workdir runs/cifar10
 Expected: IS 9.22 / FID 14.73 without truncation (paper, appendix C.2; 500 epochs).
 Smoke run on a CPU: python train.py --config configs/cifar10.py:runlocal
 """
+
 from biggan import config as cfg
 
 EPOCHS, TRAIN_IMAGES = 500, 50_000  # launch_cifar_ema.sh --num_epochs; CIFAR-10's training split
@@ -23,11 +24,27 @@ EPOCHS, TRAIN_IMAGES = 500, 50_000  # launch_cifar_ema.sh --num_epochs; CIFAR-10
 
 def get_config(arg=None):
     c = cfg.base_config()
-    c.model.update(arch="biggan", resolution=32, ch_g=64, ch_d=64, dim_z=128, num_classes=10, g_attn=(),
-                   d_attn=())
+    c.model.update(
+        arch="biggan",
+        resolution=32,
+        ch_g=64,
+        ch_d=64,
+        dim_z=128,
+        num_classes=10,
+        g_attn=(),
+        d_attn=(),
+    )
     c.data.update(source="tfds", tfds_name="cifar10", resolution=32)
-    c.train.update(batch_size=50, num_d_steps=4, lr_g=2e-4, lr_d=2e-4, ortho_beta=1e-4, ema_decay=0.9999,
-                   ema_start=1000, num_steps=EPOCHS * TRAIN_IMAGES // (4 * 50))  # D images per G step: 4 × 50
+    c.train.update(
+        batch_size=50,
+        num_d_steps=4,
+        lr_g=2e-4,
+        lr_d=2e-4,
+        ortho_beta=1e-4,
+        ema_decay=0.9999,
+        ema_start=1000,
+        num_steps=EPOCHS * TRAIN_IMAGES // (4 * 50),
+    )  # D images per G step: 4 × 50
     c.log.update(eval_every=5000, best_metric="fid")
     if arg == "runlocal":
         cfg.shrink_for_smoke_run(c)

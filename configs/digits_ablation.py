@@ -6,6 +6,7 @@ study takes about 25 minutes. At this length the differences between variants ar
 Command: python -m biggan.ablate configs/digits_ablation.py --seeds 2 --workdir workdirs/digits_ablation
 Smoke run: python -m biggan.ablate configs/digits_ablation.py:runlocal --seeds 1 --workdir /tmp/ablation_smoke
 """
+
 import os
 
 from biggan import config as cfg
@@ -22,8 +23,15 @@ def get_config(arg=None):
     if arg != "runlocal":  # the runlocal digits config is already a 2-step smoke run
         steps = 200
         c.train.num_steps = steps
-        c.log.update(log_every=25, sv_every=0, sample_every=steps, checkpoint_every=100, keep_checkpoints=1,
-                     eval_every=steps, best_metric="")
+        c.log.update(
+            log_every=25,
+            sv_every=0,
+            sample_every=steps,
+            checkpoint_every=100,
+            keep_checkpoints=1,
+            eval_every=steps,
+            best_metric="",
+        )
         c.eval.num_samples = 1000
         c.sample.update(standing_stats_batches=10, standing_stats_batch_size=100)
     c.ablation = dict(

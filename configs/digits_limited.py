@@ -20,6 +20,7 @@ Expected (docs/limited_data.md): results.md / results.csv with FD and accuracy a
 study_curves.png (both against the step) and study_samples.png; each run's time is in its result.json.
 Smoke run: python -m biggan.ablate configs/digits_limited.py:runlocal --seeds 1 --workdir /tmp/limited_smoke
 """
+
 import os
 
 from biggan import config as cfg
@@ -37,8 +38,15 @@ def get_config(arg=None):
         steps = 1500
         c.data.max_examples = SUBSET
         c.train.update(num_steps=steps, batch_size=16, num_d_steps=1)
-        c.log.update(log_every=50, sv_every=0, sample_every=steps, checkpoint_every=300, keep_checkpoints=1,
-                     eval_every=300, best_metric="")
+        c.log.update(
+            log_every=50,
+            sv_every=0,
+            sample_every=steps,
+            checkpoint_every=300,
+            keep_checkpoints=1,
+            eval_every=300,
+            best_metric="",
+        )
         c.eval.num_samples = 1000
         c.sample.update(standing_stats_batches=10, standing_stats_batch_size=100)
     c.ablation = dict(

@@ -14,6 +14,7 @@ alive as its weakest member, and the survivors would otherwise wait in a collect
 Multi-host on one machine: the same code path as a TPU pod or a Slurm job, to debug a pod config
 before paying for one.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,7 +38,11 @@ def process_env(devices: int) -> dict:
     env = dict(os.environ)
     env["JAX_PLATFORMS"] = "cpu"
     # jax_num_cpu_devices (set by --local_device_count) must win over an inherited XLA_FLAGS device count.
-    flags = [f for f in env.get("XLA_FLAGS", "").split() if not f.startswith("--xla_force_host_platform_device_count")]
+    flags = [
+        f
+        for f in env.get("XLA_FLAGS", "").split()
+        if not f.startswith("--xla_force_host_platform_device_count")
+    ]
     env["XLA_FLAGS"] = " ".join(flags)
     env["JAX_NUM_CPU_DEVICES"] = str(devices)
     env["JAX_CPU_COLLECTIVES_IMPLEMENTATION"] = "gloo"
@@ -78,8 +83,17 @@ def _stop(procs, grace: float = 5.0) -> None:
             p.wait()
 
 
-def launch(program: list[str], num_processes: int, devices: int, *, port: int | None = None,
-           pass_via: str = "flags", python: str = sys.executable, out=None, env: dict | None = None) -> int:
+def launch(
+    program: list[str],
+    num_processes: int,
+    devices: int,
+    *,
+    port: int | None = None,
+    pass_via: str = "flags",
+    python: str = sys.executable,
+    out=None,
+    env: dict | None = None,
+) -> int:
     """Start `python program... <multi-process flags>` N times; return 0 or the first failure's exit code.
 
     pass_via='flags' appends train.py's flags; 'env' sets JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and
@@ -90,7 +104,9 @@ def launch(program: list[str], num_processes: int, devices: int, *, port: int | 
     if num_processes < 1 or devices < 1:
         raise ValueError(f"num_processes={num_processes}, devices={devices}; expected both >= 1")
     if not program:
-        raise ValueError("nothing to run: give the program after `--`, e.g. `-- train.py --config ...`")
+        raise ValueError(
+            "nothing to run: give the program after `--`, e.g. `-- train.py --config ...`"
+        )
     out = out if out is not None else sys.stdout.buffer
     port = port or free_port()
     base_env = process_env(devices)
@@ -99,20 +115,34 @@ def launch(program: list[str], num_processes: int, devices: int, *, port: int | 
     for i in range(num_processes):
         cmd, proc_env = [python, *program], dict(base_env)
         if pass_via == "flags":
-            cmd += [f"--coordinator_address=localhost:{port}", f"--num_processes={num_processes}",
-                    f"--process_id={i}", f"--local_device_count={devices}"]
+            cmd += [
+                f"--coordinator_address=localhost:{port}",
+                f"--num_processes={num_processes}",
+                f"--process_id={i}",
+                f"--local_device_count={devices}",
+            ]
         else:
-            proc_env.update(JAX_COORDINATOR_ADDRESS=f"localhost:{port}", JAX_NUM_PROCESSES=str(num_processes),
-                            JAX_PROCESS_ID=str(i))
+            proc_env.update(
+                JAX_COORDINATOR_ADDRESS=f"localhost:{port}",
+                JAX_NUM_PROCESSES=str(num_processes),
+                JAX_PROCESS_ID=str(i),
+            )
         # Own process group: stopping a process also stops whatever it started (data workers, ...).
-        p = subprocess.Popen(cmd, env=proc_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                             start_new_session=True)
+        p = subprocess.Popen(
+            cmd,
+            env=proc_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         procs.append(p)
         t = threading.Thread(target=_pump, args=(i, p.stdout, out), daemon=True)
         t.start()
         pumps.append(t)
-    out.write(f"[launcher] {num_processes} processes x {devices} CPU devices, coordinator localhost:{port}: "
-              f"{' '.join(program)}\n".encode())
+    out.write(
+        f"[launcher] {num_processes} processes x {devices} CPU devices, coordinator localhost:{port}: "
+        f"{' '.join(program)}\n".encode()
+    )
     out.flush()
     status = 0
     try:
@@ -121,7 +151,9 @@ def launch(program: list[str], num_processes: int, devices: int, *, port: int | 
             failed = [(i, c) for i, c in enumerate(codes) if c not in (None, 0)]
             if failed:
                 i, status = failed[0]
-                out.write(f"[launcher] process {i} exited with status {status}; stopping the others\n".encode())
+                out.write(
+                    f"[launcher] process {i} exited with status {status}; stopping the others\n".encode()
+                )
                 out.flush()
                 _stop(procs)
                 break
@@ -138,17 +170,25 @@ def launch(program: list[str], num_processes: int, devices: int, *, port: int | 
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     usage="%(prog)s [-n N] [--devices D] [--port P] -- PROGRAM [ARGS...]")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        usage="%(prog)s [-n N] [--devices D] [--port P] -- PROGRAM [ARGS...]",
+    )
     parser.add_argument("-n", "--num_processes", type=int, default=2)
     parser.add_argument("--devices", type=int, default=4, help="simulated CPU devices per process")
-    parser.add_argument("--port", type=int, default=None, help="coordinator port (default: a free one)")
-    parser.add_argument("--pass_via", choices=("flags", "env"), default="flags",
-                        help="how each process learns its place: train.py's flags (default) or JAX_* "
-                             "environment variables (entry points that call biggan.runtime.distributed.initialize())")
+    parser.add_argument(
+        "--port", type=int, default=None, help="coordinator port (default: a free one)"
+    )
+    parser.add_argument(
+        "--pass_via",
+        choices=("flags", "env"),
+        default="flags",
+        help="how each process learns its place: train.py's flags (default) or JAX_* "
+        "environment variables (entry points that call biggan.runtime.distributed.initialize())",
+    )
     if "--" in argv:
-        ours, program = argv[:argv.index("--")], argv[argv.index("--") + 1:]
+        ours, program = argv[: argv.index("--")], argv[argv.index("--") + 1 :]
     else:  # `launch_local.py -n 2 train.py --config ...`: our options first, then the program
         ours, program = [], argv
         while program and program[0].startswith("-") and program[0] != "-m":
@@ -158,7 +198,9 @@ def main(argv=None) -> int:
                 ours.append(program.pop(0))
     args = parser.parse_args(ours)
     if not program:
-        parser.error("nothing to run: give the program after `--`, e.g. `-- train.py --config configs/digits.py`")
+        parser.error(
+            "nothing to run: give the program after `--`, e.g. `-- train.py --config configs/digits.py`"
+        )
     return launch(program, args.num_processes, args.devices, port=args.port, pass_via=args.pass_via)
 
 

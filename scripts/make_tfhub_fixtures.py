@@ -24,6 +24,7 @@ The values are a pure function of the seed: the tests rebuild them with `non_dee
 for their references, which therefore never read the module through our reader. Only the 128² modules are
 committed (about 0.5 MB each); the 256² and 512² layouts are tested from the same builders in memory.
 """
+
 import functools
 import os
 import sys
@@ -37,13 +38,48 @@ NON_DEEP = {  # resolution: (G channel plan ×ch, attention before block, z chun
     512: ([(16, 16), (16, 8), (8, 8), (8, 4), (4, 2), (2, 1), (1, 1)], 4, 4),
 }
 DEEP_LAYERS = {  # pytorch-pretrained-biggan's BigGAN128/256/512 configs: (upsample, in ×ch, out ×ch)
-    128: [(False, 16, 16), (True, 16, 16), (False, 16, 16), (True, 16, 8), (False, 8, 8), (True, 8, 4),
-          (False, 4, 4), (True, 4, 2), (False, 2, 2), (True, 2, 1)],
-    256: [(False, 16, 16), (True, 16, 16), (False, 16, 16), (True, 16, 8), (False, 8, 8), (True, 8, 8),
-          (False, 8, 8), (True, 8, 4), (False, 4, 4), (True, 4, 2), (False, 2, 2), (True, 2, 1)],
-    512: [(False, 16, 16), (True, 16, 16), (False, 16, 16), (True, 16, 8), (False, 8, 8), (True, 8, 8),
-          (False, 8, 8), (True, 8, 4), (False, 4, 4), (True, 4, 2), (False, 2, 2), (True, 2, 1),
-          (False, 1, 1), (True, 1, 1)],
+    128: [
+        (False, 16, 16),
+        (True, 16, 16),
+        (False, 16, 16),
+        (True, 16, 8),
+        (False, 8, 8),
+        (True, 8, 4),
+        (False, 4, 4),
+        (True, 4, 2),
+        (False, 2, 2),
+        (True, 2, 1),
+    ],
+    256: [
+        (False, 16, 16),
+        (True, 16, 16),
+        (False, 16, 16),
+        (True, 16, 8),
+        (False, 8, 8),
+        (True, 8, 8),
+        (False, 8, 8),
+        (True, 8, 4),
+        (False, 4, 4),
+        (True, 4, 2),
+        (False, 2, 2),
+        (True, 2, 1),
+    ],
+    512: [
+        (False, 16, 16),
+        (True, 16, 16),
+        (False, 16, 16),
+        (True, 16, 8),
+        (False, 8, 8),
+        (True, 8, 8),
+        (False, 8, 8),
+        (True, 8, 4),
+        (False, 4, 4),
+        (True, 4, 2),
+        (False, 2, 2),
+        (True, 2, 1),
+        (False, 1, 1),
+        (True, 1, 1),
+    ],
 }
 CH, NUM_CLASSES, SHARED, DEEP_Z = 4, 1000, 8, 8  # ImageNet's 1000 classes: class names work
 DEEP_CH = 8  # pytorch-pretrained-biggan's conversion needs attention's theta/phi (ch·2/8 channels) wider than 1
@@ -55,11 +91,17 @@ class Values:
         self.variables = {}
 
     def weight(self, name, shape, fan_in):
-        self.variables[name] = (self.rng.standard_normal(shape) / np.sqrt(fan_in)).astype(np.float32)
-        if np.prod(shape) <= 256:  # the non-EMA training weights also live in the module (converters ignore
+        self.variables[name] = (self.rng.standard_normal(shape) / np.sqrt(fan_in)).astype(
+            np.float32
+        )
+        if (
+            np.prod(shape) <= 256
+        ):  # the non-EMA training weights also live in the module (converters ignore
             # them); written for the small tensors only, to keep the files small
             base = name.rsplit("/", 1)[0]
-            self.variables[base] = (self.rng.standard_normal(shape) / np.sqrt(fan_in)).astype(np.float32)
+            self.variables[base] = (self.rng.standard_normal(shape) / np.sqrt(fan_in)).astype(
+                np.float32
+            )
 
     def u(self, name, n):
         u = self.rng.standard_normal((1, n)).astype(np.float32)
@@ -75,7 +117,9 @@ class Values:
             self.u(f"{prefix}/u1", shape[-1])
 
     def near(self, name, shape, centre, spread, twin=True):
-        self.variables[name] = (centre + spread * self.rng.standard_normal(shape)).astype(np.float32)
+        self.variables[name] = (centre + spread * self.rng.standard_normal(shape)).astype(
+            np.float32
+        )
         if twin:
             self.variables[name.rsplit("/", 1)[0]] = self.variables[name] + 0.5
 
@@ -101,13 +145,20 @@ def non_deep(resolution, seed):
     for i, (cin, cout) in enumerate(plan):
         if i == attention_before:
             c = cin * CH
-            for name, shape in (("theta", (1, 1, c, c // 8)), ("phi", (1, 1, c, c // 8)), ("g", (1, 1, c, c // 2)),
-                                ("o_conv", (1, 1, c // 2, c))):
+            for name, shape in (
+                ("theta", (1, 1, c, c // 8)),
+                ("phi", (1, 1, c, c // 8)),
+                ("g", (1, 1, c, c // 2)),
+                ("o_conv", (1, 1, c // 2, c)),
+            ):
                 sn(f"Generator/attention/{name}", shape, shape[2], bias=False)
             v.near("Generator/attention/gamma" + ema, (1,), 0.5, 0.1)
         p = "Generator/GBlock" + (f"_{i}" if i else "")
         cin, cout = cin * CH, cout * CH
-        for hyper, cross, c in (("HyperBN", "CrossReplicaBN", cin), ("HyperBN_1", "CrossReplicaBN_1", cout)):
+        for hyper, cross, c in (
+            ("HyperBN", "CrossReplicaBN", cin),
+            ("HyperBN_1", "CrossReplicaBN_1", cout),
+        ):
             for name in ("gamma", "beta"):
                 sn(f"{p}/{hyper}/{name}", (cond, c), cond, bias=False)
             v.near(f"{p}/{cross}/accumulated_mean", (c,), 0.0, 1.0, twin=False)
@@ -148,11 +199,17 @@ def deep(resolution, seed):
             sn(f"{b}/scale", (cond, c), cond, bias=False)
             sn(f"{b}/offset", (cond, c), cond, bias=False)
             bn_channels.append(c)
-        for k, shape in enumerate(((1, 1, cin, mid), (3, 3, mid, mid), (3, 3, mid, mid), (1, 1, mid, cout))):
+        for k, shape in enumerate(
+            ((1, 1, cin, mid), (3, 3, mid, mid), (3, 3, mid, mid), (1, 1, mid, cout))
+        ):
             sn(f"{p}/conv{k}", shape, shape[0] * shape[1] * shape[2], bias=True)
     c = layers[pos][1] * DEEP_CH  # attention sits before list position `pos`, on that block's input
-    for name, shape in (("theta", (1, 1, c, c // 8)), ("phi", (1, 1, c, c // 8)), ("g", (1, 1, c, c // 2)),
-                        ("o_conv", (1, 1, c // 2, c))):
+    for name, shape in (
+        ("theta", (1, 1, c, c // 8)),
+        ("phi", (1, 1, c, c // 8)),
+        ("g", (1, 1, c, c // 2)),
+        ("o_conv", (1, 1, c // 2, c)),
+    ):
         sn(f"Generator/attention/{name}", shape, shape[2], bias=False)
     v.near("Generator/attention/gamma" + ema, (1,), 0.5, 0.1)
     v.near("Generator/BatchNorm/scale" + ema, (DEEP_CH,), 1.0, 0.2)
@@ -172,24 +229,28 @@ def write_module(directory, values, tables, packed):
     with graph.as_default():
         # Zero-initialised, then loaded through a feed: the values live in variables/ only, not as graph
         # constants (as in a real module, whose initialisers are random ops).
-        variables = [(tf.compat.v1.Variable(tf.zeros(np.shape(value), tf.float32), name=name), value)
-                     for name, value in values.variables.items()]
+        variables = [
+            (tf.compat.v1.Variable(tf.zeros(np.shape(value), tf.float32), name=name), value)
+            for name, value in values.variables.items()
+        ]
         # Stack nodes stack, stack_1, ...: in every group of ten, 1 and 3 hold one BN's mean and var, 6 and 8
         # the next BN's; the others are unrelated stacks (int index stacks and 1-D float stacks).
         flat = [t for pair in tables for t in pair]
         for group in range(0, len(flat), 4):
-            chunk = flat[group:group + 4]
+            chunk = flat[group : group + 4]
             for j in range(10):
                 slot = {1: 0, 3: 1, 6: 2, 8: 3}.get(j)
                 if slot is not None and slot < len(chunk):
                     table = chunk[slot]
                     if packed:  # tf.stack of constant tensors: a Pack node over Const rows
                         node = tf.stack([tf.constant(row) for row in table])
-                    else:       # the folded form: one Const node named stack_N
+                    else:  # the folded form: one Const node named stack_N
                         node = tf.constant(table, name="stack")
                     stacks[node.op.name] = table
                 elif slot is None:
-                    tf.stack([np.int32(j), np.int32(group)]) if j % 2 else tf.stack([np.float32(j), np.float32(0)])
+                    tf.stack([np.int32(j), np.int32(group)]) if j % 2 else tf.stack(
+                        [np.float32(j), np.float32(0)]
+                    )
         with tf.compat.v1.Session(graph=graph) as session:
             session.run(tf.compat.v1.global_variables_initializer())
             for variable, value in variables:

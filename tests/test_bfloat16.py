@@ -1,18 +1,19 @@
 """Mixed precision (model.dtype=bfloat16, the ImageNet configs' `:bf16`): the step runs with parameters,
 optimiser state and BN statistics in float32, stays finite, and G/D outputs stay within a first-order
 rounding bound of float32 on the same weights and inputs."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import stepping
 from flax import nnx
 
-from biggan.train import state as train_state
 from biggan import config as cfg
-from biggan.models import layers
 from biggan.models import factory as models
+from biggan.models import layers
+from biggan.train import state as train_state
 from biggan.train import step as ts
-import stepping
 
 # bfloat16 keeps 8 significant bits: each rounding to it errs by at most 2^-9 relative. The network rounds
 # at known points: an SN convolution/linear rounds its input, its weight and its output (3), a batch
@@ -21,14 +22,22 @@ import stepping
 # relative errors of these roundings add up (BN renormalises, SN bounds each layer's gain), so the output
 # errs by at most (roundings) · 2^-9 · max|output| — every rounding point counted, not only the longest
 # path. A wrong cast (float16 overflow, a bf16 statistic) breaks it by orders of magnitude.
-BF16_UNIT_ROUNDOFF = 2.0 ** -9
-ROUNDINGS = {layers.SNConv: 3, layers.SNLinear: 3, layers.BatchNorm: 1, layers.ConditionalBatchNorm: 1,
-             layers.SelfAttention: 2}
+BF16_UNIT_ROUNDOFF = 2.0**-9
+ROUNDINGS = {
+    layers.SNConv: 3,
+    layers.SNLinear: 3,
+    layers.BatchNorm: 1,
+    layers.ConditionalBatchNorm: 1,
+    layers.SelfAttention: 2,
+}
 
 
 def bf16_roundings(module) -> int:
-    return sum(ROUNDINGS.get(type(m), 0) for _, m in nnx.iter_modules(module)
-               if getattr(m, "dtype", None) == jnp.bfloat16)
+    return sum(
+        ROUNDINGS.get(type(m), 0)
+        for _, m in nnx.iter_modules(module)
+        if getattr(m, "dtype", None) == jnp.bfloat16
+    )
 
 
 def runlocal_digits(dtype):
@@ -39,8 +48,14 @@ def runlocal_digits(dtype):
 
 def test_outputs_stay_within_the_rounding_bound_of_float32():
     c32, c16 = runlocal_digits("float32"), runlocal_digits("bfloat16")
-    G32, G16 = models.make_generator(c32.model, nnx.Rngs(0)), models.make_generator(c16.model, nnx.Rngs(0))
-    D32, D16 = models.make_discriminator(c32.model, nnx.Rngs(1)), models.make_discriminator(c16.model, nnx.Rngs(1))
+    G32, G16 = (
+        models.make_generator(c32.model, nnx.Rngs(0)),
+        models.make_generator(c16.model, nnx.Rngs(0)),
+    )
+    D32, D16 = (
+        models.make_discriminator(c32.model, nnx.Rngs(1)),
+        models.make_discriminator(c16.model, nnx.Rngs(1)),
+    )
     nnx.update(G16, nnx.state(G32))  # the same float32 weights
     nnx.update(D16, nnx.state(D32))
     z = jax.random.normal(jax.random.key(0), (16, c32.model.dim_z))

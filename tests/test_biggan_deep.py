@@ -2,6 +2,7 @@
 
 Numerical parity of G with pytorch-pretrained-biggan is in tests/test_convert_hf.py.
 """
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -17,23 +18,34 @@ def abstract_count(ctor):
     return models.count_params(nnx.eval_shape(ctor))
 
 
-@pytest.mark.parametrize("res,rgb,count", [
-    (128, 128, 50_388_609),   # the released layout: 128-channel rgb conv, first 3 kept
-    (128, 3, 50_244_484),
-    (256, 128, 55_880_833),
-    (512, 128, 56_163_905),
-])
+@pytest.mark.parametrize(
+    "res,rgb,count",
+    [
+        (128, 128, 50_388_609),  # the released layout: 128-channel rgb conv, first 3 kept
+        (128, 3, 50_244_484),
+        (256, 128, 55_880_833),
+        (512, 128, 56_163_905),
+    ],
+)
 def test_generator_parameter_counts_match_spec(res, rgb, count):
-    assert abstract_count(lambda: Generator(resolution=res, ch=128, dim_z=128, rgb_channels=rgb,
-                                            rngs=nnx.Rngs(0))) == count
+    assert (
+        abstract_count(
+            lambda: Generator(resolution=res, ch=128, dim_z=128, rgb_channels=rgb, rngs=nnx.Rngs(0))
+        )
+        == count
+    )
 
 
 def test_discriminator_parameter_count_matches_spec():
-    assert abstract_count(lambda: Discriminator(resolution=128, ch=128, rngs=nnx.Rngs(0))) == 34_590_210
+    assert (
+        abstract_count(lambda: Discriminator(resolution=128, ch=128, rngs=nnx.Rngs(0)))
+        == 34_590_210
+    )
 
 
 def test_factory_builds_biggan_deep():
     from biggan import config as cfg
+
     m = cfg.model_config()
     m.update(arch="biggan_deep", resolution=128, ch_g=128, ch_d=128, dim_z=128, rgb_channels=128)
     assert abstract_count(lambda: models.make_generator(m, nnx.Rngs(0))) == 50_388_609
@@ -59,7 +71,15 @@ def test_layout_tables():
 
 @pytest.mark.parametrize("res", [128, 256, 512])
 def test_forward_shapes_small_width(res):
-    G = Generator(resolution=res, ch=4, dim_z=16, shared_dim=8, num_classes=5, rgb_channels=8, rngs=nnx.Rngs(0))
+    G = Generator(
+        resolution=res,
+        ch=4,
+        dim_z=16,
+        shared_dim=8,
+        num_classes=5,
+        rgb_channels=8,
+        rngs=nnx.Rngs(0),
+    )
     D = Discriminator(resolution=res, ch=4, num_classes=5, rngs=nnx.Rngs(1))
     z = jax.random.normal(jax.random.key(0), (2, 16))
     y = jnp.array([0, 4])
@@ -80,7 +100,9 @@ def test_class_vector_matches_indices_and_soft_vectors_mix_embeddings():
     np.testing.assert_allclose(G(z, one_hot, train=False), G(z, y, train=False), atol=1e-6)
     soft = 0.5 * jax.nn.one_hot(jnp.array([1, 1]), 5) + 0.5 * jax.nn.one_hot(jnp.array([3, 3]), 5)
     table = G.shared_embed.embedding[...]
-    np.testing.assert_allclose(G.embed(soft), 0.5 * (table[jnp.array([1, 1])] + table[jnp.array([3, 3])]), atol=1e-6)
+    np.testing.assert_allclose(
+        G.embed(soft), 0.5 * (table[jnp.array([1, 1])] + table[jnp.array([3, 3])]), atol=1e-6
+    )
 
 
 class ZeroConv(nnx.Module):

@@ -1,4 +1,5 @@
 """Every shipped config builds and takes a train step in its runlocal (smoke) form, so none rots."""
+
 import glob
 import os
 
@@ -6,23 +7,34 @@ import jax
 import numpy as np
 import pytest
 
+from biggan import ablate
+from biggan import config as cfg
 from biggan.train import state as train_state
-from biggan import ablate, config as cfg
 from biggan.train import step as ts
 
 CONFIGS = sorted(os.path.basename(p) for p in glob.glob("configs/*.py"))
 
 
 def test_every_experiment_of_the_issue_ships():
-    for name in ["biggan_128", "biggan_256", "biggan_512", "biggan_deep_128", "biggan_deep_256",
-                 "biggan_deep_512", "cifar10", "digits"]:
+    for name in [
+        "biggan_128",
+        "biggan_256",
+        "biggan_512",
+        "biggan_deep_128",
+        "biggan_deep_256",
+        "biggan_deep_512",
+        "cifar10",
+        "digits",
+    ]:
         assert f"{name}.py" in CONFIGS
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", CONFIGS)
 def test_config_runlocal_builds_and_steps(name):
-    if "c.ablation" in open(f"configs/{name}").read():  # a study: an experiment plus config.ablation (biggan.ablate)
+    if (
+        "c.ablation" in open(f"configs/{name}").read()
+    ):  # a study: an experiment plus config.ablation (biggan.ablate)
         full, _ = ablate.load_study(f"configs/{name}")
         c, study = ablate.load_study(f"configs/{name}:runlocal")
         for overrides in ablate.variant_overrides(study).values():  # every variant names real keys
@@ -36,14 +48,27 @@ def test_config_runlocal_builds_and_steps(name):
     t, r = c.train, c.model.resolution
     micro = t.batch_size // t.num_accumulations
     rng = np.random.default_rng(0)
-    batch = {"image": rng.integers(0, 256, (t.num_d_steps, t.num_accumulations, micro, r, r, 3), dtype=np.uint8),
-             "label": rng.integers(0, c.model.num_classes, (t.num_d_steps, t.num_accumulations, micro)).astype(np.int32)}
+    batch = {
+        "image": rng.integers(
+            0, 256, (t.num_d_steps, t.num_accumulations, micro, r, r, 3), dtype=np.uint8
+        ),
+        "label": rng.integers(
+            0, c.model.num_classes, (t.num_d_steps, t.num_accumulations, micro)
+        ).astype(np.int32),
+    }
     key = jax.random.key(1)
     # A smoke test checks that the step builds and runs, not its speed: compile it at LLVM -O0, which halves
     # XLA:CPU's compile time, most of this test (BigGAN-deep-128: 63 s -> 35 s; BUILD_NOTES, test suite).
     # Only this test's program; every other test compiles as users do.
-    step = jax.jit(ts.make_train_step(c, mdl)).lower(state, batch, key).compile(
-        compiler_options={"xla_backend_optimization_level": 0} if jax.default_backend() == "cpu" else None)
+    step = (
+        jax.jit(ts.make_train_step(c, mdl))
+        .lower(state, batch, key)
+        .compile(
+            compiler_options={"xla_backend_optimization_level": 0}
+            if jax.default_backend() == "cpu"
+            else None
+        )
+    )
     new, metrics = step(state, batch, key)
     assert bool(metrics["all_finite"]) and int(new.step) == 1
 

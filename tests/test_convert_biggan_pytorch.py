@@ -5,6 +5,7 @@ The reference is an independent functional torch re-statement of BigGAN-PyTorch'
 names of that code; it records which keys it reads, so a key the converter expects but the real code does
 not have (or the reverse) fails the test.
 """
+
 import json
 
 import jax.numpy as jnp
@@ -15,13 +16,11 @@ torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
 
-from biggan.convert import tables as convert_tables
-
-from biggan.convert import cli as convert_cli
-
-from biggan.convert import biggan_pytorch
-from biggan.sampling import export
 from biggan import config as cfg  # noqa: E402
+from biggan.convert import biggan_pytorch
+from biggan.convert import cli as convert_cli
+from biggan.convert import tables as convert_tables
+from biggan.sampling import export
 
 
 class Reference:
@@ -31,10 +30,14 @@ class Reference:
     def __init__(self, sd, *, resolution, ch, hier, attn, bn_eps=1e-5, sn_eps=1e-6):
         self.sd, self.used = sd, set()
         self.bn_eps, self.sn_eps = bn_eps, sn_eps
-        mult = {32: [4, 4, 4, 4], 64: [16, 16, 8, 4, 2], 128: [16, 16, 8, 4, 2, 1],
-                256: [16, 16, 8, 8, 4, 2, 1]}[resolution]
+        mult = {
+            32: [4, 4, 4, 4],
+            64: [16, 16, 8, 4, 2],
+            128: [16, 16, 8, 4, 2, 1],
+            256: [16, 16, 8, 8, 4, 2, 1],
+        }[resolution]
         self.n_blocks = len(mult) - 1
-        self.attn_blocks = {i for i in range(self.n_blocks) if 8 * 2 ** i in attn}
+        self.attn_blocks = {i for i in range(self.n_blocks) if 8 * 2**i in attn}
         self.hier = hier
         self.calibrating = False
 
@@ -70,8 +73,14 @@ class Reference:
     def ccbn(self, x, y, prefix):
         gain = (1 + F.linear(y, self.W_(prefix + ".gain"))).view(y.size(0), -1, 1, 1)
         bias = F.linear(y, self.W_(prefix + ".bias")).view(y.size(0), -1, 1, 1)
-        out = F.batch_norm(x, self.get(prefix + ".stored_mean"), self.get(prefix + ".stored_var"), None, None,
-                           *self.bn_mode())
+        out = F.batch_norm(
+            x,
+            self.get(prefix + ".stored_mean"),
+            self.get(prefix + ".stored_var"),
+            None,
+            None,
+            *self.bn_mode(),
+        )
         return out * gain + bias
 
     def attention(self, x, prefix):
@@ -104,8 +113,14 @@ class Reference:
             h = h + self.conv(x, p + ".conv_sc", 0)
             if i in self.attn_blocks:
                 h = self.attention(h, f"blocks.{i}.1")
-        h = F.batch_norm(h, self.get("output_layer.0.stored_mean"), self.get("output_layer.0.stored_var"),
-                         self.get("output_layer.0.gain"), self.get("output_layer.0.bias"), *self.bn_mode())
+        h = F.batch_norm(
+            h,
+            self.get("output_layer.0.stored_mean"),
+            self.get("output_layer.0.stored_var"),
+            self.get("output_layer.0.gain"),
+            self.get("output_layer.0.bias"),
+            *self.bn_mode(),
+        )
         h = self.conv(F.relu(h), "output_layer.2", 1)
         return torch.tanh(h).permute(0, 2, 3, 1).numpy()
 
@@ -136,8 +151,18 @@ def random_state_dict(shapes, seed=0):
     return sd
 
 
-SMALL = dict(arch="biggan", resolution=128, ch_g=4, ch_d=4, dim_z=120, shared_dim=16, num_classes=10,
-             g_attn=[64], hier=True, shared=True)
+SMALL = dict(
+    arch="biggan",
+    resolution=128,
+    ch_g=4,
+    ch_d=4,
+    dim_z=120,
+    shared_dim=16,
+    num_classes=10,
+    g_attn=[64],
+    hier=True,
+    shared=True,
+)
 
 
 @pytest.fixture(scope="module")
@@ -148,24 +173,45 @@ def small(tmp_path_factory):
     return directory, config, biggan_pytorch.biggan_pytorch_expected_shapes(config.model)
 
 
-@pytest.mark.parametrize("resolution,hier", [
-    (32, True), (32, False),  # fast: 3 blocks
-    pytest.param(128, True, marks=pytest.mark.slow),  # the released layout, channel width 4
-])
+@pytest.mark.parametrize(
+    "resolution,hier",
+    [
+        (32, True),
+        (32, False),  # fast: 3 blocks
+        pytest.param(128, True, marks=pytest.mark.slow),  # the released layout, channel width 4
+    ],
+)
 def test_parity_with_independent_reference(tmp_path, resolution, hier):
     slots = {32: 4, 128: 6}[resolution]
     attn = 16 if resolution == 32 else 64
-    model = dict(SMALL, resolution=resolution, hier=hier, dim_z=20 * slots if hier else 32, g_attn=[attn])
+    model = dict(
+        SMALL, resolution=resolution, hier=hier, dim_z=20 * slots if hier else 32, g_attn=[attn]
+    )
     (tmp_path / "model.json").write_text(json.dumps(model))
     config = biggan_pytorch.biggan_pytorch_config(str(tmp_path / "model.json"))
-    sd = random_state_dict(biggan_pytorch.biggan_pytorch_expected_shapes(config.model), seed=1 + hier)
+    sd = random_state_dict(
+        biggan_pytorch.biggan_pytorch_expected_shapes(config.model), seed=1 + hier
+    )
     reference = Reference(sd, resolution=resolution, ch=4, hier=hier, attn=(attn,))
     g = torch.Generator().manual_seed(5)
-    reference.calibrate(torch.randn(16, model["dim_z"], generator=g), torch.randint(0, 10, (16,), generator=g))
+    reference.calibrate(
+        torch.randn(16, model["dim_z"], generator=g), torch.randint(0, 10, (16,), generator=g)
+    )
     torch.save(sd, tmp_path / "G_ema.pth")
     out = str(tmp_path / "export")
-    assert convert_cli.main(["biggan-pytorch", str(tmp_path / "G_ema.pth"), "--config", str(tmp_path / "model.json"),
-                         "--out", out]) == 0
+    assert (
+        convert_cli.main(
+            [
+                "biggan-pytorch",
+                str(tmp_path / "G_ema.pth"),
+                "--config",
+                str(tmp_path / "model.json"),
+                "--out",
+                out,
+            ]
+        )
+        == 0
+    )
     our_config, G, stats = export.load_generator(out)
     assert stats is None
     m = our_config.model
@@ -195,7 +241,11 @@ def test_released_128_key_table_counts_the_paper_parameters():
     assert shapes["linear.weight"] == (16 * 96 * 16, 20) and shapes["shared.weight"] == (1000, 128)
     assert shapes["blocks.0.0.bn1.gain.weight"] == (1536, 148) and shapes["blocks.3.1.gamma"] == ()
     assert shapes["output_layer.2.u0"] == (1, 3)
-    assert config.model.sn_eval_mode == "iterate" and config.model.bn_eps == 1e-5 and config.model.sn_eps == 1e-6
+    assert (
+        config.model.sn_eval_mode == "iterate"
+        and config.model.bn_eps == 1e-5
+        and config.model.sn_eps == 1e-6
+    )
     assert biggan_pytorch.biggan_pytorch_config(None).model.to_dict() == config.model.to_dict()
 
 
@@ -206,8 +256,9 @@ def test_rejects_missing_key_and_wrong_shape(small, tmp_path):
     sd["linear.weight"] = sd["linear.weight"].t().contiguous()
     torch.save(sd, tmp_path / "bad.pth")
     with pytest.raises(convert_tables.ConversionError) as err:
-        biggan_pytorch.convert_biggan_pytorch_file(str(tmp_path / "bad.pth"), str(directory / "model.json"),
-                                            str(tmp_path / "out"))
+        biggan_pytorch.convert_biggan_pytorch_file(
+            str(tmp_path / "bad.pth"), str(directory / "model.json"), str(tmp_path / "out")
+        )
     message = str(err.value)
     assert "missing keys (1)" in message and "blocks.2.0.bn2.stored_var" in message
     assert "linear.weight: (20, 1024), expected (1024, 20)" in message
@@ -221,7 +272,9 @@ def test_config_errors(tmp_path):
     (tmp_path / "deep.json").write_text(json.dumps({"arch": "biggan_deep"}))
     with pytest.raises(convert_tables.ConversionError, match="convert hf"):
         biggan_pytorch.biggan_pytorch_config(str(tmp_path / "deep.json"))
-    (tmp_path / "full.json").write_text(cfg.base_config().to_json())  # a whole config with a model section
+    (tmp_path / "full.json").write_text(
+        cfg.base_config().to_json()
+    )  # a whole config with a model section
     assert biggan_pytorch.biggan_pytorch_config(str(tmp_path / "full.json")).model.resolution == 128
 
 
@@ -233,30 +286,61 @@ def test_sample_cli_defaults_reproduce_eval_mode(tmp_path):
     import sys
     import time
 
-    model = dict(SMALL, num_classes=1000)  # ImageNet's classes, so the issue's class list and names work
+    model = dict(
+        SMALL, num_classes=1000
+    )  # ImageNet's classes, so the issue's class list and names work
     (tmp_path / "model.json").write_text(json.dumps(model))
     config = biggan_pytorch.biggan_pytorch_config(str(tmp_path / "model.json"))
     sd = random_state_dict(biggan_pytorch.biggan_pytorch_expected_shapes(config.model), seed=3)
     reference = Reference(sd, resolution=128, ch=4, hier=True, attn=(64,))
     g = torch.Generator().manual_seed(7)
-    reference.calibrate(torch.randn(16, 120, generator=g), torch.randint(0, 1000, (16,), generator=g))
+    reference.calibrate(
+        torch.randn(16, 120, generator=g), torch.randint(0, 1000, (16,), generator=g)
+    )
     torch.save(sd, tmp_path / "G_ema.pth")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     run = dict(capture_output=True, text=True, cwd=root)
-    result = subprocess.run([sys.executable, "-m", "biggan.convert", "biggan-pytorch", str(tmp_path / "G_ema.pth"),
-                             "--config", str(tmp_path / "model.json"), "--out", str(tmp_path / "ckpt")], **run)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "biggan.convert",
+            "biggan-pytorch",
+            str(tmp_path / "G_ema.pth"),
+            "--config",
+            str(tmp_path / "model.json"),
+            "--out",
+            str(tmp_path / "ckpt"),
+        ],
+        **run,
+    )
     assert result.returncode == 0, result.stderr
     z = np.random.default_rng(0).standard_normal((4, 120)).astype(np.float32)
     np.save(tmp_path / "z.npy", z)
     start = time.perf_counter()
-    result = subprocess.run([sys.executable, "sample.py", "--checkpoint", str(tmp_path / "ckpt"), "--latents",
-                             str(tmp_path / "z.npy"), "--classes", "1,207,980,999", "--output", str(tmp_path / "x.npy"),
-                             "--compile_cache="], **run)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "sample.py",
+            "--checkpoint",
+            str(tmp_path / "ckpt"),
+            "--latents",
+            str(tmp_path / "z.npy"),
+            "--classes",
+            "1,207,980,999",
+            "--output",
+            str(tmp_path / "x.npy"),
+            "--compile_cache=",
+        ],
+        **run,
+    )
     elapsed = time.perf_counter() - start
     assert result.returncode == 0, result.stderr
     assert "stored in the weights" in result.stderr and "standing statistics" not in result.stderr
     print(f"sample.py, 4 images at 128² (ch 4), cold compile: {elapsed:.1f} s")
-    assert elapsed < 60  # the draw is a single evaluation forward (no accumulation), compile included
+    assert (
+        elapsed < 60
+    )  # the draw is a single evaluation forward (no accumulation), compile included
     expected = reference(torch.from_numpy(z), torch.tensor([1, 207, 980, 999]))
     assert expected.std() > 0.05
     err = float(np.abs(np.load(tmp_path / "x.npy") - expected).max())
@@ -265,7 +349,21 @@ def test_sample_cli_defaults_reproduce_eval_mode(tmp_path):
     # A state dict of another architecture: one line naming the right converter, exit status 2.
     ppb_like = {"generator.layers.0.bn_0.running_means": torch.zeros(51, 4)}
     torch.save(ppb_like, tmp_path / "deep.bin")
-    result = subprocess.run([sys.executable, "-m", "biggan.convert", "biggan-pytorch", str(tmp_path / "deep.bin"),
-                             "--out", str(tmp_path / "bad")], **run)
-    assert result.returncode == 2 and "convert hf" in result.stderr and "Traceback" not in result.stderr
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "biggan.convert",
+            "biggan-pytorch",
+            str(tmp_path / "deep.bin"),
+            "--out",
+            str(tmp_path / "bad"),
+        ],
+        **run,
+    )
+    assert (
+        result.returncode == 2
+        and "convert hf" in result.stderr
+        and "Traceback" not in result.stderr
+    )
     assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "bad").exists()

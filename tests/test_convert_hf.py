@@ -5,6 +5,7 @@ follows. Its final BN affine (created uninitialised) is set, its SN u/v are adva
 power-iteration steps before `.eval()`, and all 51-row BN statistics are randomised so that the truncation
 interpolation is really exercised. Its state dict goes through the real file-reading converter path.
 """
+
 import json
 import os
 import subprocess
@@ -19,13 +20,12 @@ from flax import nnx
 torch = pytest.importorskip("torch")
 ppb = pytest.importorskip("pytorch_pretrained_biggan")
 
-from biggan.models import biggan_deep  # noqa: E402
-from biggan.convert import tables as convert_tables
-from biggan.convert import hf
 from biggan.convert import cli as convert_cli
-from biggan.sampling import export
+from biggan.convert import hf
+from biggan.convert import tables as convert_tables
+from biggan.models import biggan_deep  # noqa: E402
 from biggan.models import factory as models
-from biggan.sampling import truncation_stats
+from biggan.sampling import export, truncation_stats
 
 TRUNCATIONS = (1.0, 0.4, 0.41, 0.3)
 
@@ -35,15 +35,21 @@ def reference_model(res, ch=128, seed=0, attention_position=8):
     from torch.nn.utils.spectral_norm import SpectralNorm
 
     torch.manual_seed(seed)
-    config = ppb.BigGANConfig(output_dim=res, channel_width=ch, attention_layer_position=attention_position,
-                              layers=[tuple(b) for b in biggan_deep.G_BLOCKS[res]])
+    config = ppb.BigGANConfig(
+        output_dim=res,
+        channel_width=ch,
+        attention_layer_position=attention_position,
+        layers=[tuple(b) for b in biggan_deep.G_BLOCKS[res]],
+    )
     model = ppb.BigGAN(config)
     g = torch.Generator().manual_seed(seed + 1)
     with torch.no_grad():
         bn = model.generator.bn  # trap 1: torch.Tensor(n) — uninitialised memory
         bn.weight.copy_(1 + 0.2 * torch.randn(bn.weight.shape, generator=g))
         bn.bias.copy_(0.2 * torch.randn(bn.bias.shape, generator=g))
-        model.generator.layers[attention_position].gamma.fill_(0.5)  # attention on (gamma is 0 at init)
+        model.generator.layers[attention_position].gamma.fill_(
+            0.5
+        )  # attention on (gamma is 0 at init)
         for name, buf in model.named_buffers():
             if name.endswith("running_means"):
                 buf.copy_(0.1 * torch.randn(buf.shape, generator=g))
@@ -89,7 +95,9 @@ def check_parity(res, ch, tmp_path, truncations=TRUNCATIONS, batch=2, attention_
     y = rng.integers(0, 1000, batch)
     errors, images = {}, {}
     graphdef, _ = nnx.split(G)
-    forward = jax.jit(lambda state, z, y: nnx.merge(graphdef, state)(z, y, train=False))  # one compile
+    forward = jax.jit(
+        lambda state, z, y: nnx.merge(graphdef, state)(z, y, train=False)
+    )  # one compile
     for t in truncations:
         ref = reference_images(model, z, y, t)
         truncation_stats.apply_truncation_stats(G, stats, t)
@@ -99,7 +107,9 @@ def check_parity(res, ch, tmp_path, truncations=TRUNCATIONS, batch=2, attention_
         assert ref.std() > 0.03 and np.mean(np.abs(ref) > 0.99) < 0.5
         errors[t] = float(np.abs(ours - ref).max())
         images[t] = ref
-    print(f"biggan-deep-{res} ch {ch}: max |ours − pytorch-pretrained-biggan| per truncation {errors}")
+    print(
+        f"biggan-deep-{res} ch {ch}: max |ours − pytorch-pretrained-biggan| per truncation {errors}"
+    )
     assert max(errors.values()) <= 1e-4, errors
     if 0.4 in images and 0.41 in images:  # the BN statistics really change with t
         assert np.abs(images[0.4] - images[0.41]).max() > 1e-3
@@ -125,7 +135,9 @@ def test_parity_released_configuration(res, tmp_path):
 def test_expected_key_table_is_the_reference_state_dict(res):
     # Built on the meta device: shapes only, no memory or time.
     with torch.device("meta"):
-        model = ppb.BigGAN(ppb.BigGANConfig(output_dim=res, layers=[tuple(b) for b in biggan_deep.G_BLOCKS[res]]))
+        model = ppb.BigGAN(
+            ppb.BigGANConfig(output_dim=res, layers=[tuple(b) for b in biggan_deep.G_BLOCKS[res]])
+        )
     reference = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     hc = dict(output_dim=res, layers=[list(b) for b in biggan_deep.G_BLOCKS[res]])
     assert hf.hf_expected_shapes(hc) == reference
@@ -152,7 +164,25 @@ def test_truncation_interpolation_matches_reference_batchnorm():
     ours = Holder()
     stats = {"bn/mean": ref.running_means.numpy(), "bn/var": ref.running_vars.numpy()}
     x = torch.randn(3, 6, 4, 4, generator=g)
-    for t in [0.02, 0.05, 0.1, 0.29, 0.3, 0.31, 0.4, 0.41, 0.425, 0.43, 0.5, 0.6, 0.7, 0.77, 0.9, 0.99, 1.0]:
+    for t in [
+        0.02,
+        0.05,
+        0.1,
+        0.29,
+        0.3,
+        0.31,
+        0.4,
+        0.41,
+        0.425,
+        0.43,
+        0.5,
+        0.6,
+        0.7,
+        0.77,
+        0.9,
+        0.99,
+        1.0,
+    ]:
         with torch.no_grad():
             expected = ref(x, t).permute(0, 2, 3, 1).numpy()
         truncation_stats.apply_truncation_stats(ours, stats, t)
@@ -175,7 +205,9 @@ def test_interpolation_quirk_by_hand():
     assert truncation_stats.interpolation(0.3, 51) == (15, 0.0)
     assert truncation_stats.interpolation(0.6, 51) == (30, 0.0)
     np.testing.assert_allclose(truncation_stats.interpolate(rows, 0.3), [15, 15])
-    np.testing.assert_allclose(truncation_stats.interpolate(rows, np.float32(0.3)), [16, 16], atol=1e-5)
+    np.testing.assert_allclose(
+        truncation_stats.interpolate(rows, np.float32(0.3)), [16, 16], atol=1e-5
+    )
     for bad in (0.0, -0.5, 1.01, 2):
         with pytest.raises(ValueError, match="outside the released model.s range 0 < t ≤ 1"):
             truncation_stats.interpolation(bad, 51)
@@ -220,8 +252,15 @@ def test_rejects_state_dict_of_another_resolution(small_reference):
     state_dict, config, directory = small_reference
     bin_path, _ = _write(directory, "wrongres", state_dict, config)
     cfg256 = directory / "config256.json"
-    cfg256.write_text(json.dumps(dict(json.loads(config.to_json_string()), output_dim=256,
-                                      layers=[list(b) for b in biggan_deep.G_BLOCKS[256]])))
+    cfg256.write_text(
+        json.dumps(
+            dict(
+                json.loads(config.to_json_string()),
+                output_dim=256,
+                layers=[list(b) for b in biggan_deep.G_BLOCKS[256]],
+            )
+        )
+    )
     with pytest.raises(convert_tables.ConversionError, match="missing keys"):
         hf.convert_hf_files(bin_path, str(cfg256), str(directory / "wrongres_out"))
 
@@ -230,7 +269,9 @@ def test_rejects_corrupt_and_non_state_dict_files(small_reference, tmp_path):
     _, config, _ = small_reference
     corrupt = tmp_path / "corrupt.bin"
     corrupt.write_bytes(b"this is not a pytorch file" * 10)
-    with pytest.raises(convert_tables.ConversionError, match="could not be read as a PyTorch state dict"):
+    with pytest.raises(
+        convert_tables.ConversionError, match="could not be read as a PyTorch state dict"
+    ):
         hf.convert_hf_files(str(corrupt), None, str(tmp_path / "out1"))
     not_sd = tmp_path / "list.bin"
     torch.save([torch.zeros(2)], not_sd)
@@ -239,8 +280,19 @@ def test_rejects_corrupt_and_non_state_dict_files(small_reference, tmp_path):
     with pytest.raises(FileNotFoundError):
         hf.convert_hf_files(str(tmp_path / "absent.bin"), None, str(tmp_path / "out3"))
     # The command line reports the same error and exits non-zero.
-    result = subprocess.run([sys.executable, "-m", "biggan.convert", "hf", str(corrupt), "--out",
-                             str(tmp_path / "out4")], capture_output=True, text=True)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "biggan.convert",
+            "hf",
+            str(corrupt),
+            "--out",
+            str(tmp_path / "out4"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 2 and "could not be read as a PyTorch state dict" in result.stderr
 
 
@@ -253,20 +305,34 @@ def test_config_inferred_when_no_config_json(small_reference, tmp_path):
     assert our_config.model.resolution == 128 and our_config.model.ch_g == 8
     assert stats["output_bn/mean"].shape == (51, 8)
     # Exported BN state defaults to the t = 1 row (untruncated).
-    np.testing.assert_array_equal(G.output_bn.mean[...], state_dict["generator.bn.running_means"][-1].numpy())
+    np.testing.assert_array_equal(
+        G.output_bn.mean[...], state_dict["generator.bn.running_means"][-1].numpy()
+    )
 
 
 def test_converts_512_layout():
     # Mapping coverage of the largest released layout (its parity is the same code as 128/256).
     with torch.device("meta"):
-        shapes = {k: tuple(v.shape) for k, v in ppb.BigGAN(ppb.BigGANConfig(
-            output_dim=512, channel_width=8, layers=[tuple(b) for b in biggan_deep.G_BLOCKS[512]])).state_dict().items()}
+        shapes = {
+            k: tuple(v.shape)
+            for k, v in ppb.BigGAN(
+                ppb.BigGANConfig(
+                    output_dim=512,
+                    channel_width=8,
+                    layers=[tuple(b) for b in biggan_deep.G_BLOCKS[512]],
+                )
+            )
+            .state_dict()
+            .items()
+        }
     rng = np.random.default_rng(0)
     state_dict = {k: rng.standard_normal(s).astype(np.float32) for k, s in shapes.items()}
     hc = dict(output_dim=512, channel_width=8, layers=[list(b) for b in biggan_deep.G_BLOCKS[512]])
     config, G, stats = hf.convert_hf(state_dict, hc)
     assert config.model.resolution == 512 and config.model.g_attn == (64,)
     assert G.attention[7] is not None and len(G.blocks) == 14
-    np.testing.assert_array_equal(G.blocks[13].conv4.kernel[...],
-                                  state_dict["generator.layers.14.conv_3.weight_orig"].transpose(2, 3, 1, 0))
+    np.testing.assert_array_equal(
+        G.blocks[13].conv4.kernel[...],
+        state_dict["generator.layers.14.conv_3.weight_orig"].transpose(2, 3, 1, 0),
+    )
     assert len(stats) == 2 * (14 * 4 + 1)

@@ -11,6 +11,7 @@ read the module through our reader:
   conditioning, HWC first linear, one SN power step from u0) with per-truncation statistics t = 0.02…1.00
   interpolated by numpy.interp, at t = 1.0 and two truncations between rows.
 """
+
 import importlib.util
 import os
 import subprocess
@@ -20,23 +21,21 @@ import types
 import numpy as np
 import pytest
 
-from biggan.convert import tfhub
-
-from biggan.convert import tables as convert_tables
-
 from biggan.convert import cli as convert_cli
-from biggan.sampling import export
+from biggan.convert import tables as convert_tables
+from biggan.convert import tf_checkpoint, tfhub
 from biggan.models import factory as models
+from biggan.sampling import export, truncation_stats
 from biggan.sampling import sampler as sampling
-from biggan.convert import tf_checkpoint
-from biggan.sampling import truncation_stats
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(ROOT, "tests", "data", "tfhub")
-_spec = importlib.util.spec_from_file_location("make_tfhub_fixtures", os.path.join(ROOT, "scripts", "make_tfhub_fixtures.py"))
+_spec = importlib.util.spec_from_file_location(
+    "make_tfhub_fixtures", os.path.join(ROOT, "scripts", "make_tfhub_fixtures.py")
+)
 builders = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(builders)
 SEEDS = {"biggan": lambda res: res + 1, "biggan-deep": lambda res: res + 2}  # as in builders.main
@@ -57,6 +56,7 @@ def stack_constants(tables):
 
 # ---------------------------------------------------------------------------------------------- reader
 
+
 @pytest.mark.parametrize("family", ["biggan", "biggan-deep"])
 def test_reader_returns_what_tensorflow_wrote(family):
     variables, tables = rebuilt(family, 128)
@@ -64,19 +64,30 @@ def test_reader_returns_what_tensorflow_wrote(family):
     read = tf_checkpoint.read_variables(os.path.join(module, "variables", "variables"))
     assert sorted(read) == sorted(variables)
     for name, value in variables.items():
-        assert read[name].dtype == np.asarray(value).dtype and read[name].shape == np.shape(value), name
+        assert read[name].dtype == np.asarray(value).dtype and read[name].shape == np.shape(
+            value
+        ), name
         if name.endswith(("/u0", "/u1")):
             # The rebuilt SN vectors are u / np.linalg.norm(u) in float32; the norm is BLAS's snrm2, whose
             # kernel (and so its rounding) depends on the CPU: an Intel Xeon rebuilds entries 2 ulps off
             # the fixture (written on an AMD EPYC). Summing n squares rounds the norm by at most n·eps
             # relative, and the division by one eps more: the bound, not a loosened match (every other
             # variable is compared bit for bit).
-            np.testing.assert_allclose(read[name], value, rtol=(np.size(value) + 1) * np.finfo(np.float32).eps,
-                                       atol=0, err_msg=name)
+            np.testing.assert_allclose(
+                read[name],
+                value,
+                rtol=(np.size(value) + 1) * np.finfo(np.float32).eps,
+                atol=0,
+                err_msg=name,
+            )
             continue
         np.testing.assert_array_equal(read[name], value, err_msg=name)
-    constants = tf_checkpoint.graph_constants(tf_checkpoint.read_graph_def(os.path.join(module, "saved_model.pb")))
-    for name, table in stack_constants(tables).items():  # Const (deep) and Pack-of-Const (non-deep) nodes
+    constants = tf_checkpoint.graph_constants(
+        tf_checkpoint.read_graph_def(os.path.join(module, "saved_model.pb"))
+    )
+    for name, table in stack_constants(
+        tables
+    ).items():  # Const (deep) and Pack-of-Const (non-deep) nodes
         np.testing.assert_array_equal(constants[name], table, err_msg=name)
 
 
@@ -93,11 +104,13 @@ def test_reader_refuses_non_tensorflow_files(tmp_path):
 
 def test_protobuf_wire_reader_closed_form():
     # field 1 varint 150 (the protobuf docs' example 08 96 01), field 2 bytes "ab", field 5 fixed32 1.
-    assert tf_checkpoint.proto_fields(bytes([0x08, 0x96, 0x01, 0x12, 0x02, 0x61, 0x62, 0x2D, 1, 0, 0, 0])) == [
-        (1, 150), (2, b"ab"), (5, 1)]
+    assert tf_checkpoint.proto_fields(
+        bytes([0x08, 0x96, 0x01, 0x12, 0x02, 0x61, 0x62, 0x2D, 1, 0, 0, 0])
+    ) == [(1, 150), (2, b"ab"), (5, 1)]
 
 
 # ------------------------------------------------------------------------------------ BigGAN-deep parity
+
 
 def pytorch_pretrained_reference(monkeypatch, variables, tables):
     """pytorch-pretrained-biggan's BigGAN loaded by its own load_tf_weights_in_biggan from the rebuilt values."""
@@ -107,16 +120,33 @@ def pytorch_pretrained_reference(monkeypatch, variables, tables):
     fake_tf = types.ModuleType("tensorflow")
     fake_tf.train = types.SimpleNamespace(
         list_variables=lambda path: [(k, list(np.shape(v))) for k, v in sorted(variables.items())],
-        load_variable=lambda path, name: np.asarray(variables[name]))
+        load_variable=lambda path, name: np.asarray(variables[name]),
+    )
     stats = [np.asarray(t) for pair in tables for t in pair]
     real_load = torch.load
-    config = ppb.BigGANConfig(output_dim=128, z_dim=builders.DEEP_Z, class_embed_dim=builders.DEEP_Z,
-                              channel_width=builders.DEEP_CH, num_classes=builders.NUM_CLASSES,
-                              layers=builders.DEEP_LAYERS[128], attention_layer_position=8, eps=1e-4, n_stats=51)
-    with monkeypatch.context() as patch:  # only while its loader runs (orbax probes for TensorFlow too)
+    config = ppb.BigGANConfig(
+        output_dim=128,
+        z_dim=builders.DEEP_Z,
+        class_embed_dim=builders.DEEP_Z,
+        channel_width=builders.DEEP_CH,
+        num_classes=builders.NUM_CLASSES,
+        layers=builders.DEEP_LAYERS[128],
+        attention_layer_position=8,
+        eps=1e-4,
+        n_stats=51,
+    )
+    with (
+        monkeypatch.context() as patch
+    ):  # only while its loader runs (orbax probes for TensorFlow too)
         patch.setitem(sys.modules, "tensorflow", fake_tf)
-        patch.setattr(torch, "load", lambda path, *a, **k: stats if path == "stats.pt" else real_load(path, *a, **k))
-        model = tf2pt.load_tf_weights_in_biggan(ppb.BigGAN(config), config, "module", batch_norm_stats_path="stats.pt")
+        patch.setattr(
+            torch,
+            "load",
+            lambda path, *a, **k: stats if path == "stats.pt" else real_load(path, *a, **k),
+        )
+        model = tf2pt.load_tf_weights_in_biggan(
+            ppb.BigGAN(config), config, "module", batch_norm_stats_path="stats.pt"
+        )
     return model.eval()
 
 
@@ -126,28 +156,41 @@ def test_biggan_deep_parity_with_pytorch_pretrained_biggan(monkeypatch, tmp_path
     out = str(tmp_path / "export")
     assert convert_cli.main(["tfhub", os.path.join(FIXTURES, "biggan-deep-128"), "--out", out]) == 0
     config, G, stats = export.load_generator(out)
-    assert (config.model.arch, config.model.resolution, config.model.ch_g) == ("biggan_deep", 128, builders.DEEP_CH)
-    assert config.sample.truncation_table == "pytorch_pretrained_biggan" and config.sample.latents == "tfhub"
+    assert (config.model.arch, config.model.resolution, config.model.ch_g) == (
+        "biggan_deep",
+        128,
+        builders.DEEP_CH,
+    )
+    assert (
+        config.sample.truncation_table == "pytorch_pretrained_biggan"
+        and config.sample.latents == "tfhub"
+    )
     sampler = sampling.load_sampler(out)
     y = np.array([0, 3, 9])
     for t in (1.0, 0.4, 0.41, 0.3):
-        z = np.asarray(sampling.sample_latents(jax_key(int(t * 100)), 3, config.model.dim_z, t, released=True))
+        z = np.asarray(
+            sampling.sample_latents(jax_key(int(t * 100)), 3, config.model.dim_z, t, released=True)
+        )
         with torch.no_grad():
             one_hot = F.one_hot(torch.as_tensor(y), builders.NUM_CLASSES).float()
             expected = reference(torch.as_tensor(z.copy()), one_hot, t).permute(0, 2, 3, 1).numpy()
         assert expected.std() > 0.05 and np.mean(np.abs(expected) > 0.99) < 0.5
         ours = sampler.generate(z, y, t)
         err = float(np.abs(ours - expected).max())
-        print(f"TF Hub biggan-deep-128 (ch {builders.DEEP_CH}) t={t}: max |ours − pytorch-pretrained-biggan| = {err:.2e}")
+        print(
+            f"TF Hub biggan-deep-128 (ch {builders.DEEP_CH}) t={t}: max |ours − pytorch-pretrained-biggan| = {err:.2e}"
+        )
         assert err <= 1e-4, t
 
 
 def jax_key(seed):
     import jax
+
     return jax.random.key(seed)
 
 
 # ----------------------------------------------------------------------------------------- BigGAN parity
+
 
 class BigGANv1Reference:
     """BigGAN-PyTorch's TFHub/biggan_v1.py Generator forward, functional, on TF names and layouts (records
@@ -169,10 +212,13 @@ class BigGANv1Reference:
         w = w.permute(3, 2, 0, 1) if w.ndim == 4 else w.t()  # HWIO → OIHW; (in, out) → (out, in)
         w_mat = w.reshape(w.shape[0], -1).double()
         u = self.get(f"{prefix}/u0").reshape(-1).double()
-        self.get(f"{prefix}/u1")  # a second tracked vector: read by the converter's key check, unused by σ
+        self.get(
+            f"{prefix}/u1"
+        )  # a second tracked vector: read by the converter's key check, unused by σ
 
         def l2(x):
             return x / torch.sqrt(torch.clamp((x * x).sum(), min=1e-12))
+
         v = l2(w_mat.t() @ u)
         u = l2(w_mat @ v)
         return (w.double() / (u @ (w_mat @ v))).float()
@@ -184,27 +230,45 @@ class BigGANv1Reference:
 
     def stats(self, t):
         mean, var = self.queue.pop(0)
-        interp = lambda table: torch.as_tensor(np.array([np.interp(t, self.grid, table[:, c])  # noqa: E731
-                                                         for c in range(table.shape[1])], np.float32))
+        interp = lambda table: torch.as_tensor(
+            np.array(
+                [
+                    np.interp(t, self.grid, table[:, c])  # noqa: E731
+                    for c in range(table.shape[1])
+                ],
+                np.float32,
+            )
+        )
         return interp(mean), interp(var)
 
     def hyper_bn(self, x, cond, prefix, cross, t):
         mean, var = self.stats(t)
         for k in ("accumulated_mean", "accumulated_var", "accumulation_counter"):
-            self.get(f"{prefix}/{cross}/{k}")  # accumulators: in the module, not used by its sampling
+            self.get(
+                f"{prefix}/{cross}/{k}"
+            )  # accumulators: in the module, not used by its sampling
         out = F.batch_norm(x, mean, var, eps=1e-4)
-        gamma = cond @ self.weight(f"{prefix}/{cross.replace('CrossReplicaBN', 'HyperBN')}/gamma").t() + 1
+        gamma = (
+            cond @ self.weight(f"{prefix}/{cross.replace('CrossReplicaBN', 'HyperBN')}/gamma").t()
+            + 1
+        )
         beta = cond @ self.weight(f"{prefix}/{cross.replace('CrossReplicaBN', 'HyperBN')}/beta").t()
         return gamma[:, :, None, None] * out + beta[:, :, None, None]
 
     def attention(self, x):
         b, c, h, w = x.shape
         theta = self.conv(x, "Generator/attention/theta", False).view(b, -1, h * w).permute(0, 2, 1)
-        phi = F.max_pool2d(self.conv(x, "Generator/attention/phi", False), 2).view(b, -1, h * w // 4)
+        phi = F.max_pool2d(self.conv(x, "Generator/attention/phi", False), 2).view(
+            b, -1, h * w // 4
+        )
         attention = F.softmax(torch.bmm(theta, phi), -1)
         g = F.max_pool2d(self.conv(x, "Generator/attention/g", False), 2).view(b, -1, h * w // 4)
         attn_g = torch.bmm(g, attention.permute(0, 2, 1)).view(b, -1, h, w)
-        return self.get("Generator/attention/gamma" + self.ema) * self.conv(attn_g, "Generator/attention/o_conv", False) + x
+        return (
+            self.get("Generator/attention/gamma" + self.ema)
+            * self.conv(attn_g, "Generator/attention/o_conv", False)
+            + x
+        )
 
     @torch.no_grad()
     def __call__(self, z, y_one_hot, t):
@@ -227,8 +291,14 @@ class BigGANv1Reference:
         mean, var = self.stats(t)
         for k in ("accumulated_mean", "accumulated_var", "accumulation_counter"):
             self.get(f"Generator/ScaledCrossReplicaBNbn/{k}")
-        out = F.batch_norm(out, mean, var, self.get("Generator/ScaledCrossReplicaBN/gamma" + self.ema),
-                           self.get("Generator/ScaledCrossReplicaBN/beta" + self.ema), eps=1e-4)
+        out = F.batch_norm(
+            out,
+            mean,
+            var,
+            self.get("Generator/ScaledCrossReplicaBN/gamma" + self.ema),
+            self.get("Generator/ScaledCrossReplicaBN/beta" + self.ema),
+            eps=1e-4,
+        )
         out = self.conv(F.relu(out), "Generator/conv_2d")
         return torch.tanh(out).permute(0, 2, 3, 1).numpy()
 
@@ -241,8 +311,15 @@ def test_biggan_parity_with_biggan_v1_reference(tmp_path):
     assert convert_cli.main(["tfhub", os.path.join(FIXTURES, "biggan-128"), "--out", out]) == 0
     config, G, stats = export.load_generator(out)
     m = config.model
-    assert (m.arch, m.resolution, m.ch_g, m.dim_z, m.shared_dim, m.num_classes, tuple(m.g_attn)) == (
-        "biggan", 128, builders.CH, 6 * chunk, builders.SHARED, builders.NUM_CLASSES, (64,))
+    assert (
+        m.arch,
+        m.resolution,
+        m.ch_g,
+        m.dim_z,
+        m.shared_dim,
+        m.num_classes,
+        tuple(m.g_attn),
+    ) == ("biggan", 128, builders.CH, 6 * chunk, builders.SHARED, builders.NUM_CLASSES, (64,))
     assert config.sample.truncation_table == "tfhub_biggan"
     sampler = sampling.load_sampler(out)
     y = np.array([1, 4, 9])
@@ -251,12 +328,15 @@ def test_biggan_parity_with_biggan_v1_reference(tmp_path):
         z = sampler.latents(3, truncation=t, seed=int(t * 100))
         expected = reference(z, one_hot, t)
         # The reference reads every variable of the module but the non-EMA twins (unused by sampling).
-        assert reference.used == {k for k in variables if "/ema_" in k or k.endswith(("/u0", "/u1"))
-                                  or "accumulat" in k}
+        assert reference.used == {
+            k for k in variables if "/ema_" in k or k.endswith(("/u0", "/u1")) or "accumulat" in k
+        }
         assert expected.std() > 0.05 and np.mean(np.abs(expected) > 0.99) < 0.5
         ours = sampler.generate(z, y, t)
         err = float(np.abs(ours - expected).max())
-        print(f"TF Hub biggan-128 (ch {builders.CH}) t={t}: max |ours − biggan_v1 reference| = {err:.2e}")
+        print(
+            f"TF Hub biggan-128 (ch {builders.CH}) t={t}: max |ours − biggan_v1 reference| = {err:.2e}"
+        )
         assert err <= 1e-4, t
         # The same forward through a one-hot class vector (the module's own input form).
         np.testing.assert_allclose(sampler.generate(z, one_hot, t), ours, atol=1e-5)
@@ -264,14 +344,16 @@ def test_biggan_parity_with_biggan_v1_reference(tmp_path):
 
 # --------------------------------------------------------------------- all six modules: names and shapes
 
+
 @pytest.mark.parametrize("family", ["biggan", "biggan-deep"])
 @pytest.mark.parametrize("res", [128, 256, 512])
 def test_every_module_layout_is_detected_and_converted(family, res):
     variables, tables = rebuilt(family, res)
     config, G, stats = tfhub.convert_tfhub(variables, stack_constants(tables))
     assert config.model.resolution == res and config.model.arch == family.replace("-", "_")
-    assert len(stats) == 2 * len(tables) and all(v.shape[0] == (50 if family == "biggan" else 51)
-                                                 for v in stats.values())
+    assert len(stats) == 2 * len(tables) and all(
+        v.shape[0] == (50 if family == "biggan" else 51) for v in stats.values()
+    )
     truncation_stats.check_stats_match(G, stats)
 
 
@@ -279,24 +361,49 @@ def full_size_config(family, res):
     """Our config for the real module at full width, from the shapes alone (no arrays allocated)."""
     ema = tfhub.TFHUB_EMA[family.replace("-", "_")]
     empty = lambda *shape: np.broadcast_to(np.float32(0), shape)  # noqa: E731
-    blocks = len(builders.NON_DEEP[res][0]) if family == "biggan" else len(builders.DEEP_LAYERS[res])
+    blocks = (
+        len(builders.NON_DEEP[res][0]) if family == "biggan" else len(builders.DEEP_LAYERS[res])
+    )
     names = {f"Generator/GBlock{f'_{i}' if i else ''}/conv0/u0": empty(1) for i in range(blocks)}
     names["linear/w" + ema] = empty(1000, 128)
     if family == "biggan":
-        names.update({"Generator/G_Z/G_linear/u0": empty(1),
-                      "Generator/G_Z/G_linear/w" + ema: empty({128: 20, 256: 20, 512: 16}[res], 4 * 4 * 16 * 96)})
+        names.update(
+            {
+                "Generator/G_Z/G_linear/u0": empty(1),
+                "Generator/G_Z/G_linear/w" + ema: empty(
+                    {128: 20, 256: 20, 512: 16}[res], 4 * 4 * 16 * 96
+                ),
+            }
+        )
     else:
-        names.update({"Generator/GenZ/G_linear/u0": empty(1), "Generator/GenZ/G_linear/w" + ema: empty(256, 4 * 4 * 16 * 128)})
+        names.update(
+            {
+                "Generator/GenZ/G_linear/u0": empty(1),
+                "Generator/GenZ/G_linear/w" + ema: empty(256, 4 * 4 * 16 * 128),
+            }
+        )
     return tfhub.tfhub_model_config(names)
 
 
-@pytest.mark.parametrize("family,res,expected", [
-    ("biggan", 128, 70_433_988), ("biggan", 256, 82_097_604),   # BigGAN-PyTorch's counts (tests/test_models.py)
-    ("biggan-deep", 128, 50_388_609), ("biggan-deep", 256, 55_880_833), ("biggan-deep", 512, 56_163_905),
-])
+@pytest.mark.parametrize(
+    "family,res,expected",
+    [
+        ("biggan", 128, 70_433_988),
+        ("biggan", 256, 82_097_604),  # BigGAN-PyTorch's counts (tests/test_models.py)
+        ("biggan-deep", 128, 50_388_609),
+        ("biggan-deep", 256, 55_880_833),
+        ("biggan-deep", 512, 56_163_905),
+    ],
+)
 def test_full_size_module_tables_count_the_published_parameters(family, res, expected):
     config = full_size_config(family, res)
-    assert config.model.dim_z == {"biggan": {128: 120, 256: 140, 512: 128}, "biggan-deep": {128: 128, 256: 128, 512: 128}}[family][res]
+    assert (
+        config.model.dim_z
+        == {
+            "biggan": {128: 120, 256: 140, 512: 128},
+            "biggan-deep": {128: 128, 256: 128, 512: 128},
+        }[family][res]
+    )
     shapes = convert_tables.expected_shapes(tfhub.tfhub_layout(config), tfhub.tfhub_kinds(1e-4))
     assert sum(int(np.prod(s)) for k, s in shapes.items() if not k.endswith("/u0")) == expected
     assert models.count_params(G_abstract(config)) == expected
@@ -304,6 +411,7 @@ def test_full_size_module_tables_count_the_published_parameters(family, res, exp
 
 def G_abstract(config):
     from flax import nnx
+
     return nnx.eval_shape(lambda: models.make_generator(config.model, nnx.Rngs(0)))
 
 
@@ -311,19 +419,28 @@ def test_biggan_512_module_matches_our_512_generator():
     config = full_size_config("biggan", 512)
     shapes = convert_tables.expected_shapes(tfhub.tfhub_layout(config), tfhub.tfhub_kinds(1e-4))
     assert config.model.dim_z == 128 and tuple(config.model.g_attn) == (64,)
-    assert sum(int(np.prod(s)) for k, s in shapes.items() if not k.endswith("/u0")) == models.count_params(
-        G_abstract(config))
+    assert sum(
+        int(np.prod(s)) for k, s in shapes.items() if not k.endswith("/u0")
+    ) == models.count_params(G_abstract(config))
 
 
 # ------------------------------------------------------------------------------------------- refusals
 
+
 def test_refuses_unknown_variables_missing_tables_and_other_files(tmp_path):
     variables, tables = rebuilt("biggan", 128)
     with pytest.raises(convert_tables.ConversionError, match=r"1 variable\(s\).*Generator/extra/w"):
-        tfhub.convert_tfhub({**variables, "Generator/extra/w": np.zeros(3, np.float32)}, stack_constants(tables))
+        tfhub.convert_tfhub(
+            {**variables, "Generator/extra/w": np.zeros(3, np.float32)}, stack_constants(tables)
+        )
     broken = dict(variables)
-    broken["Generator/GBlock_2/conv1/w/ema_b999900"] = broken["Generator/GBlock_2/conv1/w/ema_b999900"][:, :, :, :2]
-    with pytest.raises(convert_tables.ConversionError, match=r"wrong shapes \(1\): Generator/GBlock_2/conv1/w/ema_b999900"):
+    broken["Generator/GBlock_2/conv1/w/ema_b999900"] = broken[
+        "Generator/GBlock_2/conv1/w/ema_b999900"
+    ][:, :, :, :2]
+    with pytest.raises(
+        convert_tables.ConversionError,
+        match=r"wrong shapes \(1\): Generator/GBlock_2/conv1/w/ema_b999900",
+    ):
         tfhub.convert_tfhub(broken, stack_constants(tables))
     with pytest.raises(convert_tables.ConversionError, match="--standing_stats"):
         tfhub.convert_tfhub(variables, {})
@@ -331,11 +448,20 @@ def test_refuses_unknown_variables_missing_tables_and_other_files(tmp_path):
         tfhub.convert_tfhub({"foo/w": np.zeros(2)}, {})
     # Without tables (--standing_stats) the export samples with standing statistics.
     config, G, stats = tfhub.convert_tfhub(variables, None)
-    assert stats is None and config.sample.bn_stats == "standing" and config.sample.latents == "tfhub"
+    assert (
+        stats is None and config.sample.bn_stats == "standing" and config.sample.latents == "tfhub"
+    )
     # Command line: one line, exit status 2, nothing written.
-    for args in (["tfhub", str(tmp_path / "nothing"), "--out", str(tmp_path / "o")],
-                 ["tfhub", os.path.join(FIXTURES, "biggan-128", "variables"), "--out", str(tmp_path / "o")]):
-        result = subprocess.run([sys.executable, "-m", "biggan.convert", *args], capture_output=True, text=True, cwd=ROOT)
+    for args in (
+        ["tfhub", str(tmp_path / "nothing"), "--out", str(tmp_path / "o")],
+        ["tfhub", os.path.join(FIXTURES, "biggan-128", "variables"), "--out", str(tmp_path / "o")],
+    ):
+        result = subprocess.run(
+            [sys.executable, "-m", "biggan.convert", *args],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+        )
         assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
         assert len(result.stderr.strip().splitlines()) == 1 and result.stderr.startswith("error: ")
         assert not (tmp_path / "o").exists()
@@ -345,9 +471,26 @@ def test_sample_cli_on_converted_module_npz_and_standing_stats(tmp_path):
     out = str(tmp_path / "export")
     assert convert_cli.main(["tfhub", os.path.join(FIXTURES, "biggan-128"), "--out", out]) == 0
     npz = tmp_path / "x.npz"
-    result = subprocess.run([sys.executable, "sample.py", "--checkpoint", out, "--classes", "1,4", "--n", "2",
-                             "--truncation", "0.5", "--output", str(npz), "--compile_cache="],
-                            capture_output=True, text=True, cwd=ROOT)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "sample.py",
+            "--checkpoint",
+            out,
+            "--classes",
+            "1,4",
+            "--n",
+            "2",
+            "--truncation",
+            "0.5",
+            "--output",
+            str(npz),
+            "--compile_cache=",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert result.returncode == 0, result.stderr
     assert "per-truncation table at t=0.5" in result.stderr and "standing" not in result.stderr
     saved = np.load(npz)
@@ -356,15 +499,40 @@ def test_sample_cli_on_converted_module_npz_and_standing_stats(tmp_path):
     assert np.abs(saved["z"]).max() <= 2 * 0.5 + 1e-6  # z = t·truncnorm(−2, 2)
     # The npz reproduces its images through the Python API.
     sampler = sampling.load_sampler(out)
-    np.testing.assert_allclose(sampler.generate(saved["z"], saved["classes"], 0.5), saved["images"], atol=1e-5)
+    np.testing.assert_allclose(
+        sampler.generate(saved["z"], saved["classes"], 0.5), saved["images"], atol=1e-5
+    )
     # Out-of-range truncation: one line, exit 2, before any work.
-    result = subprocess.run([sys.executable, "sample.py", "--checkpoint", out, "--truncation", "0.01"],
-                            capture_output=True, text=True, cwd=ROOT)
-    assert result.returncode == 2 and "0.02 ≤ t" in result.stderr and "Traceback" not in result.stderr
+    result = subprocess.run(
+        [sys.executable, "sample.py", "--checkpoint", out, "--truncation", "0.01"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert (
+        result.returncode == 2 and "0.02 ≤ t" in result.stderr and "Traceback" not in result.stderr
+    )
     # --standing_stats N accumulates instead (announced), cached beside the export.
-    result = subprocess.run([sys.executable, "sample.py", "--checkpoint", out, "--n", "2", "--truncation", "0.5",
-                             "--standing_stats", "2", "--output", str(tmp_path / "s.png"), "--compile_cache="],
-                            capture_output=True, text=True, cwd=ROOT)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "sample.py",
+            "--checkpoint",
+            out,
+            "--n",
+            "2",
+            "--truncation",
+            "0.5",
+            "--standing_stats",
+            "2",
+            "--output",
+            str(tmp_path / "s.png"),
+            "--compile_cache=",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert result.returncode == 0, result.stderr
     assert "standing statistics (paper appendix C.1), 2 batches" in result.stderr
     assert any(name.startswith("standing_stats_t0.5_2x") for name in os.listdir(out))

@@ -6,6 +6,7 @@ src/utils/cr.py), fed the same random draws; ADA's p rule against stylegan2-ada-
 out in Python; LeCam against google/lecam-gan's ema_losses + lecam_reg; CR and zCR against closed forms on
 a linear D and G. The step tests switch each technique on in digits:runlocal.
 """
+
 import itertools
 import json
 import os
@@ -16,18 +17,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from stepping import REPO, random_batch, tiny_config, tiny_flags
 
-from biggan.train import state as train_state
 from biggan.techniques import ada, augment, lecam, registry
 from biggan.techniques.base import DContext, GContext
+from biggan.train import state as train_state
 from biggan.train import step as ts
-from stepping import REPO, random_batch, tiny_config, tiny_flags
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
 
 # --------------------------------------------------------------------------- augmentations vs the authors' code
+
 
 def reference(op, x, params):
     """The authors' operation (NCHW torch) with its random draws replaced by `params`."""
@@ -46,7 +48,9 @@ def reference(op, x, params):
     elif op == "translation":  # DiffAugment rand_translation
         tx = torch.from_numpy(np.array(params["shift_h"])).long().view(n, 1, 1)
         ty = torch.from_numpy(np.array(params["shift_w"])).long().view(n, 1, 1)
-        gb, gx, gy = torch.meshgrid(torch.arange(n), torch.arange(h), torch.arange(w), indexing="ij")
+        gb, gx, gy = torch.meshgrid(
+            torch.arange(n), torch.arange(h), torch.arange(w), indexing="ij"
+        )
         gx = torch.clamp(gx + tx + 1, 0, h + 1)
         gy = torch.clamp(gy + ty + 1, 0, w + 1)
         pad = F.pad(x, [1, 1, 1, 1, 0, 0, 0, 0])
@@ -55,7 +59,9 @@ def reference(op, x, params):
         size = int(h * 0.5 + 0.5), int(w * 0.5 + 0.5)
         ox = torch.from_numpy(np.array(params["centre_h"])).long().view(n, 1, 1)
         oy = torch.from_numpy(np.array(params["centre_w"])).long().view(n, 1, 1)
-        gb, gx, gy = torch.meshgrid(torch.arange(n), torch.arange(size[0]), torch.arange(size[1]), indexing="ij")
+        gb, gx, gy = torch.meshgrid(
+            torch.arange(n), torch.arange(size[0]), torch.arange(size[1]), indexing="ij"
+        )
         gx = torch.clamp(gx + ox - size[0] // 2, min=0, max=h - 1)
         gy = torch.clamp(gy + oy - size[1] // 2, min=0, max=w - 1)
         mask = torch.ones(n, h, w, dtype=x.dtype)
@@ -68,14 +74,26 @@ def reference(op, x, params):
         mx, my = int(h / 8), int(w / 8)
         tx = torch.from_numpy(np.array(params["shift_h"])).long().view(n, 1, 1)
         ty = torch.from_numpy(np.array(params["shift_w"])).long().view(n, 1, 1)
-        gb, gx, gy = torch.meshgrid(torch.arange(n), torch.arange(h), torch.arange(w), indexing="ij")
+        gb, gx, gy = torch.meshgrid(
+            torch.arange(n), torch.arange(h), torch.arange(w), indexing="ij"
+        )
         pad = F.pad(x, [my, my, mx, mx], mode="reflect")
         out = pad.permute(0, 2, 3, 1)[gb, gx + tx + mx, gy + ty + my].permute(0, 3, 1, 2)
     return out.permute(0, 2, 3, 1).numpy()
 
 
-@pytest.mark.parametrize("op", ["brightness", "saturation", "contrast", "translation", "cutout", "flip",
-                                "reflect_translation"])
+@pytest.mark.parametrize(
+    "op",
+    [
+        "brightness",
+        "saturation",
+        "contrast",
+        "translation",
+        "cutout",
+        "flip",
+        "reflect_translation",
+    ],
+)
 @pytest.mark.parametrize("size", [(32, 32), (15, 20)])
 def test_operation_matches_the_authors_code(op, size):
     n = 64  # enough draws that every shift, border and centre case occurs for the 32² images
@@ -94,19 +112,30 @@ def test_draws_cover_the_authors_ranges():
     assert 0.0 <= u.min() and u.max() < 1.0
     shifts = augment.draw("translation", key, n, h, w)
     assert set(np.asarray(shifts["shift_h"]).tolist()) == set(range(-4, 5))  # int(32/8 + 0.5) = 4
-    assert set(np.asarray(augment.draw("translation", key, n, 20, 20)["shift_h"]).tolist()) == set(range(-3, 4))
-    assert set(np.asarray(augment.draw("reflect_translation", key, n, 20, 20)["shift_w"]).tolist()) == set(range(-2, 3))
+    assert set(np.asarray(augment.draw("translation", key, n, 20, 20)["shift_h"]).tolist()) == set(
+        range(-3, 4)
+    )
+    assert set(
+        np.asarray(augment.draw("reflect_translation", key, n, 20, 20)["shift_w"]).tolist()
+    ) == set(range(-2, 3))
     centres = np.asarray(augment.draw("cutout", key, n, h, w)["centre_h"])
     assert set(centres.tolist()) == set(range(0, 33))  # randint(0, 32 + (1 − 16 % 2))
     # An odd square (int(13/2 + 0.5) = 7) has its centre on the image: randint(0, 13 + 0).
-    assert set(np.asarray(augment.draw("cutout", key, n, 13, 13)["centre_h"]).tolist()) == set(range(0, 13))
+    assert set(np.asarray(augment.draw("cutout", key, n, 13, 13)["centre_h"]).tolist()) == set(
+        range(0, 13)
+    )
     flips = np.asarray(augment.draw("flip", key, n, h, w)["flip"])
     assert abs(flips.mean() - 0.5) < 4 * 0.5 / np.sqrt(n)  # a fair coin, 4σ
 
 
 def test_policy_parsing_names_the_key():
     assert augment.parse_policy("color, translation,cutout", "k") == (
-        "brightness", "saturation", "contrast", "translation", "cutout")
+        "brightness",
+        "saturation",
+        "contrast",
+        "translation",
+        "cutout",
+    )
     with pytest.raises(ValueError, match=r"train.diffaug_policy='colour'.*unknown: colour"):
         augment.parse_policy("colour", "train.diffaug_policy")
 
@@ -125,22 +154,36 @@ def test_translation_gradient_is_the_reverse_shift():
                 expected[i, r, c] = weights[i, r - a, c - b]
     np.testing.assert_array_equal(np.asarray(grad), expected)
     # The whole policy is differentiable: a nonzero, finite gradient reaches every sample.
-    full = jax.grad(lambda x: jnp.sum(weights * augment.augment(x, jax.random.key(3), augment.parse_policy(
-        "color,translation,cutout", "k"))))(x)
-    assert np.all(np.isfinite(full)) and np.all(np.abs(np.asarray(full)).reshape(n, -1).max(axis=1) > 0)
+    full = jax.grad(
+        lambda x: jnp.sum(
+            weights
+            * augment.augment(
+                x, jax.random.key(3), augment.parse_policy("color,translation,cutout", "k")
+            )
+        )
+    )(x)
+    assert np.all(np.isfinite(full)) and np.all(
+        np.abs(np.asarray(full)).reshape(n, -1).max(axis=1) > 0
+    )
 
 
 def test_ada_gate_applies_each_operation_with_probability_p():
     x = jax.random.normal(jax.random.key(0), (4096, 8, 8, 3))
     ops = ("brightness",)
     assert np.array_equal(augment.augment(x, jax.random.key(5), ops, p=0.0), x)
-    np.testing.assert_array_equal(augment.augment(x, jax.random.key(5), ops, p=1.0),
-                                  augment.augment(x, jax.random.key(5), ops))
-    changed = np.any(np.asarray(augment.augment(x, jax.random.key(5), ops, p=0.3)) != np.asarray(x), axis=(1, 2, 3))
+    np.testing.assert_array_equal(
+        augment.augment(x, jax.random.key(5), ops, p=1.0),
+        augment.augment(x, jax.random.key(5), ops),
+    )
+    changed = np.any(
+        np.asarray(augment.augment(x, jax.random.key(5), ops, p=0.3)) != np.asarray(x),
+        axis=(1, 2, 3),
+    )
     assert abs(changed.mean() - 0.3) < 4 * np.sqrt(0.3 * 0.7 / 4096)  # binomial, 4σ
 
 
 # --------------------------------------------------------------------------- ADA's p
+
 
 def test_ada_p_follows_the_authors_rule_on_a_scripted_run():
     """stylegan2-ada-pytorch training_loop.py: every ada_interval steps
@@ -148,10 +191,17 @@ def test_ada_p_follows_the_authors_rule_on_a_scripted_run():
     interval, target, kimg, batch = 4, 0.6, 0.1, 8  # 100 images per unit of p: visible moves
     rng = np.random.default_rng(0)
     logits = [rng.normal(loc, 1.0, batch) for loc in [2.0] * 12 + [-1.0] * 24 + [3.0] * 8]
-    state = {"p": jnp.float32(0.0), "sign_sum": jnp.float32(0.0), "count": jnp.float32(0.0), "rt": jnp.float32(0)}
+    state = {
+        "p": jnp.float32(0.0),
+        "sign_sum": jnp.float32(0.0),
+        "count": jnp.float32(0.0),
+        "rt": jnp.float32(0),
+    }
     p, signs, seen, ps = 0.0, [], [], []
     for step, d_real in enumerate(logits, start=1):
-        state = dict(state, sign_sum=state["sign_sum"] + np.sign(d_real).sum(), count=state["count"] + batch)
+        state = dict(
+            state, sign_sum=state["sign_sum"] + np.sign(d_real).sum(), count=state["count"] + batch
+        )
         state, logged = ada.ada_adjust(state, jnp.int32(step), interval, target, kimg)
         signs.extend(np.sign(d_real))
         if step % interval == 0:  # the authors' rule, in float64
@@ -160,19 +210,35 @@ def test_ada_p_follows_the_authors_rule_on_a_scripted_run():
         ps.append(float(logged["ada_p"]))
         seen.append(p)
     np.testing.assert_allclose(ps, seen, rtol=0, atol=1e-6)
-    assert max(ps) == pytest.approx(0.96, abs=1e-6) and ps[-1] > 0 and min(ps[12:]) < max(ps)  # up, then down
+    assert (
+        max(ps) == pytest.approx(0.96, abs=1e-6) and ps[-1] > 0 and min(ps[12:]) < max(ps)
+    )  # up, then down
 
 
 # --------------------------------------------------------------------------- LeCam, CR, zCR on linear models
+
 
 def linear_d(weights):
     return lambda x, y: x.reshape(x.shape[0], -1) @ weights
 
 
 def d_context(**fields):
-    base = dict(real=None, fake=None, labels=None, fake_labels=None, z=None, d_real=None, d_fake=None,
-                d_fn=None, d_viewed_fn=None, view=None, augment=None, g_fn=None, rng=jax.random.key(0),
-                step=jnp.int32(0))
+    base = dict(
+        real=None,
+        fake=None,
+        labels=None,
+        fake_labels=None,
+        z=None,
+        d_real=None,
+        d_fake=None,
+        d_fn=None,
+        d_viewed_fn=None,
+        view=None,
+        augment=None,
+        g_fn=None,
+        rng=jax.random.key(0),
+        step=jnp.int32(0),
+    )
     return DContext(**dict(base, **fields))
 
 
@@ -186,21 +252,39 @@ def test_lecam_matches_the_authors_ema_and_regulariser():
     rng = np.random.default_rng(1)
     ema_real = ema_fake = None
     for step in range(6):
-        d_real, d_fake = rng.normal(0.5, 1.0, 16).astype(np.float32), rng.normal(-0.5, 1.0, 16).astype(np.float32)
-        terms, state = technique.d_terms(d_context(d_real=jnp.asarray(d_real), d_fake=jnp.asarray(d_fake),
-                                                   step=jnp.int32(step)), state)
+        d_real, d_fake = (
+            rng.normal(0.5, 1.0, 16).astype(np.float32),
+            rng.normal(-0.5, 1.0, 16).astype(np.float32),
+        )
+        terms, state = technique.d_terms(
+            d_context(d_real=jnp.asarray(d_real), d_fake=jnp.asarray(d_fake), step=jnp.int32(step)),
+            state,
+        )
         decay = 0.0 if step < 2 or ema_real is None else 0.9
-        ema_real = d_real.mean() if ema_real is None else decay * ema_real + (1 - decay) * d_real.mean()
-        ema_fake = d_fake.mean() if ema_fake is None else decay * ema_fake + (1 - decay) * d_fake.mean()
-        expected = (np.mean(np.maximum(d_real - ema_fake, 0) ** 2) + np.mean(np.maximum(ema_real - d_fake, 0) ** 2))
+        ema_real = (
+            d_real.mean() if ema_real is None else decay * ema_real + (1 - decay) * d_real.mean()
+        )
+        ema_fake = (
+            d_fake.mean() if ema_fake is None else decay * ema_fake + (1 - decay) * d_fake.mean()
+        )
+        expected = np.mean(np.maximum(d_real - ema_fake, 0) ** 2) + np.mean(
+            np.maximum(ema_real - d_fake, 0) ** 2
+        )
         expected = 0.3 * expected if step >= 2 else 0.0
         np.testing.assert_allclose(float(terms["lecam_penalty"]), expected, rtol=1e-5)
-        np.testing.assert_allclose([state["anchor_real"], state["anchor_fake"]], [ema_real, ema_fake], rtol=1e-5)
+        np.testing.assert_allclose(
+            [state["anchor_real"], state["anchor_fake"]], [ema_real, ema_fake], rtol=1e-5
+        )
     # The anchors are constants: the gradient w.r.t. D's outputs is the regulariser's own.
     d_real, d_fake = jnp.asarray([1.0, -2.0]), jnp.asarray([0.5, -1.0])
-    grad = jax.grad(lambda r: technique.d_terms(d_context(d_real=r, d_fake=d_fake, step=jnp.int32(5)),
-                                                state)[0]["lecam_penalty"])(d_real)
-    new_state = technique.d_terms(d_context(d_real=d_real, d_fake=d_fake, step=jnp.int32(5)), state)[1]
+    grad = jax.grad(
+        lambda r: technique.d_terms(d_context(d_real=r, d_fake=d_fake, step=jnp.int32(5)), state)[
+            0
+        ]["lecam_penalty"]
+    )(d_real)
+    new_state = technique.d_terms(
+        d_context(d_real=d_real, d_fake=d_fake, step=jnp.int32(5)), state
+    )[1]
     expected = 0.3 * 2 * np.maximum(np.asarray(d_real) - float(new_state["anchor_fake"]), 0) / 2
     np.testing.assert_allclose(grad, expected, rtol=1e-5)
 
@@ -218,9 +302,13 @@ def test_cr_on_a_linear_d_under_flips(bcr):
     for sign in (1.0, -1.0):
         weights = jnp.asarray((base + sign * base[:, ::-1]).reshape(-1))  # flip-(anti)symmetric
         d_fn = linear_d(weights)
-        ctx = d_context(real=real, fake=fake, d_real=d_fn(real, None), d_fake=d_fn(fake, None), d_fn=d_fn)
+        ctx = d_context(
+            real=real, fake=fake, d_real=d_fn(real, None), d_fake=d_fn(fake, None), d_fn=d_fn
+        )
         terms, _ = technique.d_terms(ctx, None)
-        assert sorted(terms) == (["cr_fake_penalty", "cr_real_penalty"] if bcr else ["cr_real_penalty"])
+        assert sorted(terms) == (
+            ["cr_fake_penalty", "cr_real_penalty"] if bcr else ["cr_real_penalty"]
+        )
         for name, scores in (("cr_real_penalty", ctx.d_real), ("cr_fake_penalty", ctx.d_fake)):
             if name not in terms:
                 continue
@@ -228,8 +316,11 @@ def test_cr_on_a_linear_d_under_flips(bcr):
             if sign > 0:
                 assert value == pytest.approx(0.0, abs=1e-4)
             else:
-                candidates = [10.0 / n * sum(4 * float(scores[i]) ** 2 for i in subset)
-                              for k in range(n + 1) for subset in itertools.combinations(range(n), k)]
+                candidates = [
+                    10.0 / n * sum(4 * float(scores[i]) ** 2 for i in subset)
+                    for k in range(n + 1)
+                    for subset in itertools.combinations(range(n), k)
+                ]
                 assert min(abs(value - v) for v in candidates) <= 1e-4 * max(1.0, value)
 
 
@@ -246,27 +337,63 @@ def test_zcr_terms_on_a_linear_g_and_d():
     d_fn = linear_d(weights)
     z = jax.random.normal(jax.random.key(2), (n, dim_z))
     fake = g_fn(z, None)
-    d_terms, _ = technique.d_terms(d_context(real=fake, fake=fake, z=z, d_fake=d_fn(fake, None), d_fn=d_fn,
-                                             g_fn=g_fn, rng=jax.random.key(3)), None)
-    g_terms = technique.g_terms(GContext(z=z, labels=None, fake=fake, d_fake=None, real=None, real_labels=None,
-                                         d_fn=d_fn, d_features_fn=None, augment=None, g_fn=g_fn,
-                                         rng=jax.random.key(4), step=jnp.int32(0)), None)
+    d_terms, _ = technique.d_terms(
+        d_context(
+            real=fake,
+            fake=fake,
+            z=z,
+            d_fake=d_fn(fake, None),
+            d_fn=d_fn,
+            g_fn=g_fn,
+            rng=jax.random.key(3),
+        ),
+        None,
+    )
+    g_terms = technique.g_terms(
+        GContext(
+            z=z,
+            labels=None,
+            fake=fake,
+            d_fake=None,
+            real=None,
+            real_labels=None,
+            d_fn=d_fn,
+            d_features_fn=None,
+            augment=None,
+            g_fn=g_fn,
+            rng=jax.random.key(4),
+            step=jnp.int32(0),
+        ),
+        None,
+    )
     a, weights = np.asarray(a, np.float64), np.asarray(weights, np.float64)
-    expected_d = 5.0 * 0.03 ** 2 * np.sum((a @ weights) ** 2)
-    expected_g = -0.5 * 0.03 ** 2 * np.sum(a ** 2) / (h * w * 3)
+    expected_d = 5.0 * 0.03**2 * np.sum((a @ weights) ** 2)
+    expected_g = -0.5 * 0.03**2 * np.sum(a**2) / (h * w * 3)
     assert float(d_terms["zcr_d_penalty"]) == pytest.approx(expected_d, rel=0.07)  # 4σ of 1.6%
     assert float(g_terms["zcr_g_penalty"]) == pytest.approx(expected_g, rel=0.07)
 
 
-@pytest.mark.parametrize("train,match", [
-    (dict(ada_target=1.5), r"train.ada_target=1.5 .* in \(0, 1\)"),
-    (dict(ada_target=0.6, diffaug_policy="color"), r"both augment D's inputs"),
-    (dict(diffaug_policy="color", pacgan_pack=2), r"diffaug augments each image .* train.pacgan_pack=2"),
-    (dict(lecam_weight=0.3, lecam_decay=1.0), r"train.lecam_decay=1.0 in \[0, 1\)"),
-    (dict(cr_real_weight=-1.0), r"train.cr_real_weight=-1.0"),
-    (dict(cr_real_weight=10.0, cr_augment="flip,rotate"), r"train.cr_augment='flip,rotate'.*unknown: rotate"),
-    (dict(zcr_d_weight=5.0, replay_capacity=16, replay_fraction=0.5), r"zCR .* experience replay"),
-])
+@pytest.mark.parametrize(
+    "train,match",
+    [
+        (dict(ada_target=1.5), r"train.ada_target=1.5 .* in \(0, 1\)"),
+        (dict(ada_target=0.6, diffaug_policy="color"), r"both augment D's inputs"),
+        (
+            dict(diffaug_policy="color", pacgan_pack=2),
+            r"diffaug augments each image .* train.pacgan_pack=2",
+        ),
+        (dict(lecam_weight=0.3, lecam_decay=1.0), r"train.lecam_decay=1.0 in \[0, 1\)"),
+        (dict(cr_real_weight=-1.0), r"train.cr_real_weight=-1.0"),
+        (
+            dict(cr_real_weight=10.0, cr_augment="flip,rotate"),
+            r"train.cr_augment='flip,rotate'.*unknown: rotate",
+        ),
+        (
+            dict(zcr_d_weight=5.0, replay_capacity=16, replay_fraction=0.5),
+            r"zCR .* experience replay",
+        ),
+    ],
+)
 def test_bad_switches_are_refused(train, match):
     with pytest.raises(ValueError, match=match):
         registry.enabled(tiny_config(**train))
@@ -274,32 +401,58 @@ def test_bad_switches_are_refused(train, match):
 
 # --------------------------------------------------------------------------- in the step
 
+
 @pytest.mark.slow  # two compiles of the tiny step (~40 s and ~90 s on 2 shared cores)
 def test_each_switch_steps_and_stays_finite():
     """Every new switch in digits:runlocal's tiny step: ADA with CR, bCR and zCR (2 D steps × 2 accumulations,
     p adjusted every step), then DiffAugment with LeCam, R1 and feature matching (augmented D inputs
     everywhere). Each term is logged and finite, the state is where the rules put it."""
-    c = tiny_config(ada_target=0.6, ada_p_init=0.5, ada_interval=1, cr_real_weight=10.0, cr_fake_weight=10.0,
-                    zcr_d_weight=5.0, zcr_g_weight=0.5, num_d_steps=2, num_accumulations=2)
+    c = tiny_config(
+        ada_target=0.6,
+        ada_p_init=0.5,
+        ada_interval=1,
+        cr_real_weight=10.0,
+        cr_fake_weight=10.0,
+        zcr_d_weight=5.0,
+        zcr_g_weight=0.5,
+        num_d_steps=2,
+        num_accumulations=2,
+    )
     mdl, state = train_state.init_state(c, jax.random.key(0))
     assert set(state.extras) == {"ada"}
     new, metrics = jax.jit(ts.make_train_step(c, mdl))(state, random_batch(c), jax.random.key(7))
-    for key in ("cr_real_penalty", "cr_fake_penalty", "zcr_d_penalty", "zcr_g_penalty", "ada_p", "ada_rt"):
+    for key in (
+        "cr_real_penalty",
+        "cr_fake_penalty",
+        "zcr_d_penalty",
+        "zcr_g_penalty",
+        "ada_p",
+        "ada_rt",
+    ):
         assert np.isfinite(float(metrics[key])), key
     assert bool(metrics["all_finite"]) and float(metrics["zcr_g_penalty"]) < 0
     # p moved by sign(r_t − 0.6)·(2 D steps × 8 reals)/(500·1000) from 0.5; the sums restart.
     rt = float(new.extras["ada"]["rt"])
-    assert float(new.extras["ada"]["p"]) == pytest.approx(0.5 + np.sign(rt - 0.6) * 16 / 500_000, abs=1e-7)
+    assert float(new.extras["ada"]["p"]) == pytest.approx(
+        0.5 + np.sign(rt - 0.6) * 16 / 500_000, abs=1e-7
+    )
     assert float(new.extras["ada"]["count"]) == 0.0
 
-    c = tiny_config(diffaug_policy="color,translation,cutout", lecam_weight=0.3, r1_gamma=1.0,
-                    feature_matching_weight=0.1)
+    c = tiny_config(
+        diffaug_policy="color,translation,cutout",
+        lecam_weight=0.3,
+        r1_gamma=1.0,
+        feature_matching_weight=0.1,
+    )
     mdl, state = train_state.init_state(c, jax.random.key(0))
     new, metrics = jax.jit(ts.make_train_step(c, mdl))(state, random_batch(c), jax.random.key(7))
     assert bool(metrics["all_finite"]) and float(metrics["lecam_penalty"]) > 0
     # The first update sets the anchors to the batch means of D's (augmented-input) logits.
-    np.testing.assert_allclose([new.extras["lecam"]["anchor_real"], new.extras["lecam"]["anchor_fake"]],
-                               [metrics["d_real_mean"], metrics["d_fake_mean"]], rtol=1e-5)
+    np.testing.assert_allclose(
+        [new.extras["lecam"]["anchor_real"], new.extras["lecam"]["anchor_fake"]],
+        [metrics["d_real_mean"], metrics["d_fake_mean"]],
+        rtol=1e-5,
+    )
 
 
 @pytest.mark.slow  # one train.py run of 2 tiny steps (~60 s)
@@ -307,9 +460,18 @@ def test_train_py_with_ada_and_lecam(tmp_path):
     """The user's path: switches on the command line, the trainer donating the technique states (each a
     buffer of its own), a checkpoint holding them, the metrics."""
     workdir = tmp_path / "run"
-    cmd = [sys.executable, "train.py", "--config", "configs/digits.py:runlocal", "--workdir", str(workdir),
-           *tiny_flags(), "--config.train.ada_target=0.6", "--config.train.ada_interval=1",
-           "--config.train.lecam_weight=0.3"]
+    cmd = [
+        sys.executable,
+        "train.py",
+        "--config",
+        "configs/digits.py:runlocal",
+        "--workdir",
+        str(workdir),
+        *tiny_flags(),
+        "--config.train.ada_target=0.6",
+        "--config.train.ada_interval=1",
+        "--config.train.lecam_weight=0.3",
+    ]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = [json.loads(line) for line in open(workdir / "metrics.jsonl")]

@@ -1,4 +1,5 @@
 """biggan/runtime/host_memory.py: the CPU allocator policy removes the per-step page faults it is there for."""
+
 import os
 import subprocess
 import sys
@@ -25,7 +26,9 @@ print(applied, (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 3
 
 def _page_faults_per_call(policy):
     env = dict(os.environ, BIGGAN_HOST_MALLOC=policy, JAX_PLATFORMS="cpu")
-    out = subprocess.run([sys.executable, "-c", _PROBE], env=env, capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", _PROBE], env=env, capture_output=True, text=True, timeout=300
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     applied, faults = out.stdout.split()[-2:]
     return applied == "True", float(faults)

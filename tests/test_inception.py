@@ -1,4 +1,5 @@
 """The JAX FID Inception against pytorch-fid's `fid_inception_v3()` network (random weights, offline)."""
+
 import hashlib
 
 import jax
@@ -84,7 +85,9 @@ def _calibrate_batch_norms(model, full_net, images01):
 def reference():
     model, full_net = _build_pytorch_fid_model()
     rng = np.random.default_rng(0)
-    _calibrate_batch_norms(model, full_net, torch.from_numpy(rng.random((2, 3, 64, 64), np.float32)))
+    _calibrate_batch_norms(
+        model, full_net, torch.from_numpy(rng.random((2, 3, 64, 64), np.float32))
+    )
     state_dict = {k: v.detach().clone() for k, v in full_net.state_dict().items()}
     return model, full_net, state_dict
 
@@ -132,10 +135,16 @@ def test_checksum_is_verified(tmp_path, reference):
 def test_resize_matches_torch_interpolate(size):
     x = np.random.default_rng(size).random((2, size, size + 3, 3), np.float32)
     ours = np.asarray(jax.jit(inception.resize_bilinear_like_torch, static_argnums=1)(x, 299))
-    theirs = torch.nn.functional.interpolate(torch.from_numpy(x).permute(0, 3, 1, 2), size=(299, 299),
-                                             mode="bilinear", align_corners=False)
+    theirs = torch.nn.functional.interpolate(
+        torch.from_numpy(x).permute(0, 3, 1, 2),
+        size=(299, 299),
+        mode="bilinear",
+        align_corners=False,
+    )
     theirs = theirs.permute(0, 2, 3, 1).numpy()
-    np.testing.assert_allclose(ours, theirs, atol=1e-5)  # float32 rounding; a wrong convention is ~0.1 off
+    np.testing.assert_allclose(
+        ours, theirs, atol=1e-5
+    )  # float32 rounding; a wrong convention is ~0.1 off
 
 
 def test_quantisation_is_round_half_up_and_clipped():
@@ -177,12 +186,15 @@ def test_jax_inception_equals_pytorch_fid(reference, tmp_path):
     ours_error = np.abs(pool3 - pool3_torch).max() / scale
     # Deviation within float32 tolerance: below 5e-4 relative, and of the order of torch's own float32
     # error (both are ~1e-4 here: 94 random layers amplify rounding; a real mismatch is O(1)).
-    assert ours_error < 5e-4 and ours_error < 3 * torch_float32_error + 1e-5, (ours_error,
-                                                                              torch_float32_error)
+    assert ours_error < 5e-4 and ours_error < 3 * torch_float32_error + 1e-5, (
+        ours_error,
+        torch_float32_error,
+    )
     np.testing.assert_allclose(logits, logits_torch, atol=5e-4 * np.abs(logits_torch).max(), rtol=0)
     unbiased = logits_torch - full_net.fc.bias.detach().numpy()
-    np.testing.assert_allclose(np.asarray(out["logits_unbiased"]), unbiased,
-                               atol=5e-4 * np.abs(unbiased).max(), rtol=0)
+    np.testing.assert_allclose(
+        np.asarray(out["logits_unbiased"]), unbiased, atol=5e-4 * np.abs(unbiased).max(), rtol=0
+    )
 
 
 @pytest.mark.slow
@@ -194,8 +206,13 @@ def test_jax_inception_equals_pytorch_fid_in_float64(reference):
     model, full_net, state_dict = reference
     x01 = torch.from_numpy(np.random.default_rng(3).random((2, 3, 40, 48))).double()
     with torch.no_grad():
-        x_net = 2 * torch.nn.functional.interpolate(x01, size=(139, 139), mode="bilinear",
-                                                   align_corners=False) - 1
+        x_net = (
+            2
+            * torch.nn.functional.interpolate(
+                x01, size=(139, 139), mode="bilinear", align_corners=False
+            )
+            - 1
+        )
         model.double()
         model.resize_input = model.normalize_input = False
         try:

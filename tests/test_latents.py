@@ -1,4 +1,5 @@
 """Latent samplers against closed-form densities and moments."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,8 +13,10 @@ N = 200_000
 
 @pytest.mark.parametrize("threshold", [2.0, 1.0, 0.5, 0.04])
 def test_truncated_normal_is_the_truncated_density(threshold):
-    z = np.asarray(jax.jit(lambda k: latents.truncated_normal(k, (20_000,), threshold))(jax.random.key(7)),
-                   np.float64)
+    z = np.asarray(
+        jax.jit(lambda k: latents.truncated_normal(k, (20_000,), threshold))(jax.random.key(7)),
+        np.float64,
+    )
     assert np.abs(z).max() <= threshold
     ks = stats.kstest(z, stats.truncnorm(-threshold, threshold).cdf)
     assert ks.pvalue > 1e-3, ks
@@ -49,15 +52,18 @@ def _moments(name, shape=(N // 100, 100), **kw):
 CENSORED_VAR = 0.5 - 1 / (2 * np.pi)
 
 
-@pytest.mark.parametrize("name,mean,var,support", [
-    ("normal", 0.0, 1.0, None),
-    ("uniform", 0.0, 1 / 3, (-1, 1)),
-    ("bernoulli01", 0.5, 0.25, {0.0, 1.0}),
-    ("bernoulli_pm1", 0.0, 1.0, {-1.0, 1.0}),
-    ("censored_normal", 1 / np.sqrt(2 * np.pi), CENSORED_VAR, (0, np.inf)),
-    ("categorical3", 0.0, 2 / 3, {-1.0, 0.0, 1.0}),
-    ("normal_times_bernoulli", 0.0, 0.5, None),
-])
+@pytest.mark.parametrize(
+    "name,mean,var,support",
+    [
+        ("normal", 0.0, 1.0, None),
+        ("uniform", 0.0, 1 / 3, (-1, 1)),
+        ("bernoulli01", 0.5, 0.25, {0.0, 1.0}),
+        ("bernoulli_pm1", 0.0, 1.0, {-1.0, 1.0}),
+        ("censored_normal", 1 / np.sqrt(2 * np.pi), CENSORED_VAR, (0, np.inf)),
+        ("categorical3", 0.0, 2 / 3, {-1.0, 0.0, 1.0}),
+        ("normal_times_bernoulli", 0.0, 0.5, None),
+    ],
+)
 def test_sampler_moments(name, mean, var, support):
     z, m, v = _moments(name)
     se_m = np.sqrt(var / z.size)
@@ -75,7 +81,9 @@ def test_sampler_moments(name, mean, var, support):
 
 
 def test_normal_bernoulli_half():
-    z = np.asarray(latents.sample_latent("normal_bernoulli_half", jax.random.key(2), (4000, 121)), np.float64)
+    z = np.asarray(
+        latents.sample_latent("normal_bernoulli_half", jax.random.key(2), (4000, 121)), np.float64
+    )
     zn, zb = z[:, :61], z[:, 61:]
     assert set(np.unique(zb)) == {0.0, 1.0}
     assert abs(zn.mean()) < 0.01 and abs(zn.var() - 1) < 0.01
@@ -84,8 +92,11 @@ def test_normal_bernoulli_half():
 
 
 def test_variance_annealing_schedule():
-    sample = jax.jit(lambda k, s: latents.sample_latent("variance_annealing", k, (2000, 100), step=s,
-                                                        anneal_steps=1000))
+    sample = jax.jit(
+        lambda k, s: latents.sample_latent(
+            "variance_annealing", k, (2000, 100), step=s, anneal_steps=1000
+        )
+    )
     for step, sigma in [(0, 2.0), (500, 1.5), (1000, 1.0), (5000, 1.0)]:
         np.testing.assert_allclose(latents.annealed_sigma(step, 1000), sigma, rtol=1e-6)
         z = np.asarray(sample(jax.random.key(step), step), np.float64)
@@ -94,13 +105,17 @@ def test_variance_annealing_schedule():
 
 def test_per_sample_variance():
     lo, hi = 0.5, 2.0
-    z = np.asarray(latents.sample_latent("per_sample_variance", jax.random.key(4), (3000, 400),
-                                         sigma_low=lo, sigma_high=hi), np.float64)
+    z = np.asarray(
+        latents.sample_latent(
+            "per_sample_variance", jax.random.key(4), (3000, 400), sigma_low=lo, sigma_high=hi
+        ),
+        np.float64,
+    )
     # E z² = E σ² = (hi³ − lo³) / (3 (hi − lo)) for σ ~ U[lo, hi]
     # rows share σ, so the standard error comes from the 3000 per-row means of z²
-    row_sq = np.mean(z ** 2, axis=1)
+    row_sq = np.mean(z**2, axis=1)
     se = row_sq.std() / np.sqrt(row_sq.size)
-    assert abs(row_sq.mean() - (hi ** 3 - lo ** 3) / (3 * (hi - lo))) < 5 * se
+    assert abs(row_sq.mean() - (hi**3 - lo**3) / (3 * (hi - lo))) < 5 * se
     row_std = z.std(axis=1)  # one σ per sample: row stds are ~ U[lo, hi]
     assert stats.kstest(row_std, stats.uniform(lo, hi - lo).cdf).pvalue > 1e-4
     assert row_std.min() > lo * 0.85 and row_std.max() < hi * 1.15
@@ -109,8 +124,11 @@ def test_per_sample_variance():
 def test_registry():
     with pytest.raises(ValueError, match="valid names: normal, uniform"):
         latents.sample_latent("gaussian", jax.random.key(0), (2, 3))
-    kw = {"variance_annealing": dict(step=0, anneal_steps=10), "truncated_normal": dict(threshold=0.5),
-          "tfhub_truncated": dict(truncation=0.5)}
+    kw = {
+        "variance_annealing": dict(step=0, anneal_steps=10),
+        "truncated_normal": dict(threshold=0.5),
+        "tfhub_truncated": dict(truncation=0.5),
+    }
     for name in latents.LATENT_NAMES:
         z = latents.sample_latent(name, jax.random.key(0), (4, 6), **kw.get(name, {}))
         assert z.shape == (4, 6) and z.dtype == jnp.float32

@@ -66,7 +66,9 @@ def violations(module: str, source: str) -> list[str]:
             continue
         if LAYERS.index(other) > rank or other in FORBIDDEN.get(own, ()):
             wrong[other] = max(wrong.get(other, name), name, key=len)
-    return [f"{module} imports {name} ({own} may not import {other})" for other, name in wrong.items()]
+    return [
+        f"{module} imports {name} ({own} may not import {other})" for other, name in wrong.items()
+    ]
 
 
 def package_modules():

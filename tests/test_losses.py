@@ -1,4 +1,5 @@
 """GAN losses against hand computations in numpy (float64)."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -26,7 +27,9 @@ def test_hinge_matches_hand_computation():
     np.testing.assert_allclose(aux["d_loss_real"], 0.45, rtol=1e-6)
     np.testing.assert_allclose(aux["d_loss_fake"], 0.8, rtol=1e-6)
     np.testing.assert_allclose(loss, 1.25, rtol=1e-6)
-    np.testing.assert_allclose(g_loss(jnp.asarray(D_FAKE)), -np.mean(D_FAKE.astype(np.float64)), rtol=1e-6)
+    np.testing.assert_allclose(
+        g_loss(jnp.asarray(D_FAKE)), -np.mean(D_FAKE.astype(np.float64)), rtol=1e-6
+    )
 
 
 def test_hinge_margin():
@@ -47,8 +50,10 @@ def test_hinge_gradient():
 def test_non_saturating_and_minimax():
     r, f = D_REAL.astype(np.float64), D_FAKE.astype(np.float64)
     want_d = -np.mean(_np_log_sigmoid(r)) - np.mean(np.log(1 - 1 / (1 + np.exp(-f))))
-    for name, want_g in [("non_saturating", -np.mean(_np_log_sigmoid(f))),
-                         ("minimax", np.mean(np.log(1 - 1 / (1 + np.exp(-f)))))]:
+    for name, want_g in [
+        ("non_saturating", -np.mean(_np_log_sigmoid(f))),
+        ("minimax", np.mean(np.log(1 - 1 / (1 + np.exp(-f))))),
+    ]:
         d_loss, g_loss = losses.get_loss(name)
         loss, _ = d_loss(jnp.asarray(D_REAL), jnp.asarray(D_FAKE))
         np.testing.assert_allclose(loss, want_d, rtol=1e-5)
@@ -59,7 +64,7 @@ def test_least_squares():
     r, f = D_REAL.astype(np.float64), D_FAKE.astype(np.float64)
     d_loss, g_loss = losses.get_loss("least_squares")
     loss, aux = d_loss(jnp.asarray(D_REAL), jnp.asarray(D_FAKE))
-    np.testing.assert_allclose(loss, 0.5 * np.mean((r - 1) ** 2) + 0.5 * np.mean(f ** 2), rtol=1e-6)
+    np.testing.assert_allclose(loss, 0.5 * np.mean((r - 1) ** 2) + 0.5 * np.mean(f**2), rtol=1e-6)
     np.testing.assert_allclose(g_loss(jnp.asarray(D_FAKE)), 0.5 * np.mean((f - 1) ** 2), rtol=1e-6)
     # LSGAN accuracy uses the 0.5 decision threshold
     np.testing.assert_allclose(aux["d_acc_real"], np.mean(r > 0.5))
@@ -95,8 +100,11 @@ def test_one_sided_label_smoothing():
     want_fake = -np.mean(np.log(1 - 1 / (1 + np.exp(-f))))  # fakes keep target 0: one-sided
     np.testing.assert_allclose(loss, want_real + want_fake, rtol=1e-5)
     d_ls, _ = losses.get_loss("least_squares", real_target=0.9)
-    np.testing.assert_allclose(d_ls(jnp.asarray(D_REAL), jnp.asarray(D_FAKE))[0],
-                               0.5 * np.mean((r - 0.9) ** 2) + 0.5 * np.mean(f ** 2), rtol=1e-6)
+    np.testing.assert_allclose(
+        d_ls(jnp.asarray(D_REAL), jnp.asarray(D_FAKE))[0],
+        0.5 * np.mean((r - 0.9) ** 2) + 0.5 * np.mean(f**2),
+        rtol=1e-6,
+    )
 
 
 def test_noisy_labels_targets_and_loss():
@@ -114,7 +122,10 @@ def test_noisy_labels_targets_and_loss():
     # the loss is BCE against exactly these targets
     k = jax.random.key(5)
     d_loss, _ = losses.get_loss("non_saturating", noisy_labels=True)
-    tr, tf = (np.asarray(t, np.float64) for t in losses._targets(k, 4, 5, 1.0, True, (0.7, 1.2), (0.0, 0.3), 0.05))
+    tr, tf = (
+        np.asarray(t, np.float64)
+        for t in losses._targets(k, 4, 5, 1.0, True, (0.7, 1.2), (0.0, 0.3), 0.05)
+    )
     r, f = D_REAL.astype(np.float64), D_FAKE.astype(np.float64)
     bce = lambda x, t: t * _np_softplus(-x) + (1 - t) * _np_softplus(x)
     loss, _ = jax.jit(d_loss)(jnp.asarray(D_REAL), jnp.asarray(D_FAKE), rng=k)
@@ -144,5 +155,10 @@ def test_errors_and_registry():
     for name in losses.LOSS_NAMES + ("ns", "lsgan", "wgan"):
         d_loss, g_loss = losses.get_loss(name)
         loss, aux = jax.jit(d_loss)(jnp.asarray(D_REAL), jnp.asarray(D_FAKE))
-        assert np.isfinite(loss) and set(aux) >= {"d_loss_real", "d_loss_fake", "d_acc_real", "d_acc_fake"}
+        assert np.isfinite(loss) and set(aux) >= {
+            "d_loss_real",
+            "d_loss_fake",
+            "d_acc_real",
+            "d_acc_fake",
+        }
         assert np.isfinite(jax.jit(g_loss)(jnp.asarray(D_FAKE), jnp.asarray(D_REAL)))

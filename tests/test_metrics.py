@@ -1,4 +1,5 @@
 """IS, FID, KID, precision/recall and moments files against closed forms and public implementations."""
+
 import sys
 import types
 import warnings
@@ -36,6 +37,7 @@ def _random_covariance(rng, d, rank=None):
 
 # ---------------------------------------------------------------------------- Inception Score
 
+
 def test_inception_score_of_uniform_predictions_is_one():
     mean, std = metrics.inception_score(np.zeros((100, 7)), num_splits=10)
     assert mean == pytest.approx(1.0, abs=1e-12) and std == pytest.approx(0.0, abs=1e-12)
@@ -62,14 +64,16 @@ def test_inception_score_matches_torch_fidelity_and_streaming():
     import torch
 
     logits = np.random.default_rng(0).normal(size=(1003, 50)) * 3  # N not divisible by the splits
-    theirs = torch_fidelity_isc.isc_features_to_metric(torch.from_numpy(logits), splits=10, shuffle=False)
+    theirs = torch_fidelity_isc.isc_features_to_metric(
+        torch.from_numpy(logits), splits=10, shuffle=False
+    )
     ours = metrics.inception_score(logits, num_splits=10)
     assert ours[0] == pytest.approx(theirs["inception_score_mean"], rel=1e-10)
     assert ours[1] == pytest.approx(theirs["inception_score_std"], rel=1e-8)
 
     acc = metrics.InceptionScoreAccumulator(len(logits), 50, num_splits=10)
     for start in range(0, len(logits), 64):  # batches straddle split boundaries
-        acc.update(logits[start:start + 64])
+        acc.update(logits[start : start + 64])
     assert acc.result() == pytest.approx(ours, rel=1e-10)
 
 
@@ -83,6 +87,7 @@ def test_inception_score_accumulator_refuses_wrong_counts():
 
 
 # ---------------------------------------------------------------------------- FID
+
 
 def test_fid_of_identical_gaussians_is_zero():
     rng = np.random.default_rng(0)
@@ -114,7 +119,9 @@ def test_fid_matches_pytorch_fid_on_full_rank_and_singular_covariances():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             theirs = fid_score.calculate_frechet_distance(mu1, s1, mu2, s2)
-        assert metrics.frechet_distance(mu1, s1, mu2, s2) == pytest.approx(theirs, rel=1e-6, abs=1e-6)
+        assert metrics.frechet_distance(mu1, s1, mu2, s2) == pytest.approx(
+            theirs, rel=1e-6, abs=1e-6
+        )
 
 
 def test_streaming_moments_equal_batch_computation():
@@ -123,13 +130,14 @@ def test_streaming_moments_equal_batch_computation():
     acc = metrics.FeatureMoments(16)
     other = metrics.FeatureMoments(16)
     for start in range(0, 700, 97):
-        acc.update(features[start:min(start + 97, 700)])
+        acc.update(features[start : min(start + 97, 700)])
     other.update(features[700:])
     acc.merge(other)
     assert acc.n == 1000
     np.testing.assert_allclose(acc.mean(), features.astype(np.float64).mean(0), rtol=1e-12)
-    np.testing.assert_allclose(acc.covariance(), np.cov(features.astype(np.float64), rowvar=False),
-                               rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(
+        acc.covariance(), np.cov(features.astype(np.float64), rowvar=False), rtol=1e-9, atol=1e-12
+    )
 
 
 def test_fid_warns_with_fewer_samples_than_dimensions():
@@ -140,7 +148,9 @@ def test_fid_warns_with_fewer_samples_than_dimensions():
     big_acc = metrics.FeatureMoments(32)
     big_acc.update(rng.normal(size=(200, 32)))
     big = metrics.Moments.from_accumulator(big_acc, "net", 32)
-    with pytest.warns(metrics.FIDSampleSizeWarning, match="20 generated samples < feature dimension 32"):
+    with pytest.warns(
+        metrics.FIDSampleSizeWarning, match="20 generated samples < feature dimension 32"
+    ):
         metrics.fid_from_moments(small, big)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -149,17 +159,28 @@ def test_fid_warns_with_fewer_samples_than_dimensions():
 
 # ---------------------------------------------------------------------------- moments files
 
+
 def test_moments_file_round_trip_and_refusals(tmp_path):
     rng = np.random.default_rng(5)
-    moments = metrics.Moments(rng.normal(size=8), _random_covariance(rng, 8), 123, "inception-x/pool3", 128,
-                              "folder:/data")
+    moments = metrics.Moments(
+        rng.normal(size=8),
+        _random_covariance(rng, 8),
+        123,
+        "inception-x/pool3",
+        128,
+        "folder:/data",
+    )
     path = tmp_path / "ref.npz"
     metrics.save_moments(path, moments)
     loaded = metrics.load_moments(path, feature_network="inception-x/pool3", resolution=128)
     np.testing.assert_array_equal(loaded.mu, moments.mu)
     np.testing.assert_array_equal(loaded.sigma, moments.sigma)
     assert (loaded.n, loaded.feature_network, loaded.resolution, loaded.description) == (
-        123, "inception-x/pool3", 128, "folder:/data")
+        123,
+        "inception-x/pool3",
+        128,
+        "folder:/data",
+    )
     with pytest.raises(ValueError, match="for 128x128 images, but the samples are 256x256"):
         metrics.load_moments(path, resolution=256)
     with pytest.raises(ValueError, match="computed with feature network 'inception-x/pool3'"):
@@ -174,6 +195,7 @@ def test_moments_file_round_trip_and_refusals(tmp_path):
 
 
 # ---------------------------------------------------------------------------- KID
+
 
 def test_kid_of_point_masses_matches_closed_form():
     a, b = 0.7, -1.3  # d = 1, k(x, y) = (x y + 1)^3
@@ -192,20 +214,28 @@ def test_mmd_matches_brute_force_and_torch_fidelity():
         return (a @ b / 5 + 1) ** 3
 
     m = len(x)
-    brute = (sum(k(x[i], x[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
-             + sum(k(y[i], y[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
-             - 2 * sum(k(x[i], y[j]) for i in range(m) for j in range(m)) / (m * m))
+    brute = (
+        sum(k(x[i], x[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+        + sum(k(y[i], y[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+        - 2 * sum(k(x[i], y[j]) for i in range(m) for j in range(m)) / (m * m)
+    )
     ours = metrics.polynomial_mmd2_unbiased(x, y)
     assert ours == pytest.approx(brute, rel=1e-12)
     kid = _import_reference("torch_fidelity.metric_kid")
     kw = dict(kid_kernel_poly_degree=3, kid_kernel_poly_gamma=None, kid_kernel_poly_coef0=1)
-    theirs = kid.mmd2(kid.kernel_poly(x, x, **kw), kid.kernel_poly(x, y, **kw), kid.kernel_poly(y, y, **kw))
+    theirs = kid.mmd2(
+        kid.kernel_poly(x, x, **kw), kid.kernel_poly(x, y, **kw), kid.kernel_poly(y, y, **kw)
+    )
     assert ours == pytest.approx(theirs, rel=1e-12)
 
 
 def test_kid_is_near_zero_for_same_distribution_and_positive_for_shifted():
     rng = np.random.default_rng(7)
-    x, y, z = rng.normal(size=(600, 8)), rng.normal(size=(600, 8)), rng.normal(1.0, 1.0, size=(600, 8))
+    x, y, z = (
+        rng.normal(size=(600, 8)),
+        rng.normal(size=(600, 8)),
+        rng.normal(1.0, 1.0, size=(600, 8)),
+    )
     same, same_std = metrics.kernel_inception_distance(x, y, num_subsets=20, subset_size=300)
     shifted, _ = metrics.kernel_inception_distance(x, z, num_subsets=20, subset_size=300)
     assert abs(same) < 3 * same_std + 1e-3 and shifted > 100 * abs(same)
@@ -215,6 +245,7 @@ def test_kid_is_near_zero_for_same_distribution_and_positive_for_shifted():
 
 # ---------------------------------------------------------------------------- precision & recall
 
+
 def test_precision_recall_identical_and_disjoint_sets():
     x = np.random.default_rng(8).normal(size=(200, 10))
     assert metrics.precision_recall(x, x) == (1.0, 1.0)
@@ -222,8 +253,8 @@ def test_precision_recall_identical_and_disjoint_sets():
 
 
 def test_precision_recall_hand_computed_1d():
-    real = np.arange(5.0)[:, None]       # k=1 radii: all 1
-    fake = np.array([[0.5], [10.0]])     # 0.5 is inside; 10 is 6 away from the nearest real
+    real = np.arange(5.0)[:, None]  # k=1 radii: all 1
+    fake = np.array([[0.5], [10.0]])  # 0.5 is inside; 10 is 6 away from the nearest real
     # fake radii (k=1, two points): 9.5 each -> every real is within 9.5 of 0.5.
     assert metrics.precision_recall(real, fake, k=1) == (0.5, 1.0)
     np.testing.assert_allclose(metrics.knn_radii(real, k=3), [3, 2, 2, 2, 3])
@@ -243,9 +274,11 @@ def test_precision_recall_matches_torch_fidelity():
 
 # ---------------------------------------------------------------------------- sharded features
 
+
 def test_feature_network_shards_batch_on_data_axis_and_pads():
     assert len(jax.devices()) == 8  # tests/conftest.py simulates 8 CPU devices
     w = jnp.asarray(np.random.default_rng(10).normal(size=(12, 5)), jnp.float32)
+
     def apply_fn(params, images):
         flat = images.reshape(images.shape[0], -1)
         return jnp.tanh(flat @ params), flat @ params

@@ -1,4 +1,5 @@
 """BigGAN architectures and layers: parameter counts (BigGAN-PyTorch's BigGAN.py and google/compare_gan's test give them), shapes, SN, cross-replica BN, bad input."""
+
 import subprocess
 import sys
 
@@ -9,31 +10,50 @@ import pytest
 from flax import nnx
 
 from biggan import config as cfg
-from biggan.models import biggan
-from biggan.models import layers
+from biggan.models import biggan, layers
 from biggan.models import factory as models
-from biggan.runtime import sharding
 from biggan.models.biggan import Discriminator, Generator
+from biggan.runtime import sharding
 
 
 def abstract_count(ctor):
     return models.count_params(nnx.eval_shape(ctor))
 
 
-@pytest.mark.parametrize("res,ch,dim_z,g_attn,d_attn,g_count,d_count", [
-    (128, 96, 120, (64,), (64,), 70_433_988, 87_982_370),
-    (256, 96, 140, (128,), (64,), 82_097_604, 99_225_890),
-    (128, 64, 120, (64,), (64,), 31_978_628, 39_448_258),
-])
+@pytest.mark.parametrize(
+    "res,ch,dim_z,g_attn,d_attn,g_count,d_count",
+    [
+        (128, 96, 120, (64,), (64,), 70_433_988, 87_982_370),
+        (256, 96, 140, (128,), (64,), 82_097_604, 99_225_890),
+        (128, 64, 120, (64,), (64,), 31_978_628, 39_448_258),
+    ],
+)
 def test_biggan_parameter_counts_match_spec(res, ch, dim_z, g_attn, d_attn, g_count, d_count):
-    assert abstract_count(lambda: Generator(resolution=res, ch=ch, dim_z=dim_z, attn_res=g_attn,
-                                            rngs=nnx.Rngs(0))) == g_count
-    assert abstract_count(lambda: Discriminator(resolution=res, ch=ch, attn_res=d_attn, rngs=nnx.Rngs(0))) == d_count
+    assert (
+        abstract_count(
+            lambda: Generator(resolution=res, ch=ch, dim_z=dim_z, attn_res=g_attn, rngs=nnx.Rngs(0))
+        )
+        == g_count
+    )
+    assert (
+        abstract_count(
+            lambda: Discriminator(resolution=res, ch=ch, attn_res=d_attn, rngs=nnx.Rngs(0))
+        )
+        == d_count
+    )
 
 
 def test_summary_last_line(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "biggan.summary", "configs/biggan_128.py"], capture_output=True,
-                         text=True, check=True).stdout.strip().splitlines()
+    out = (
+        subprocess.run(
+            [sys.executable, "-m", "biggan.summary", "configs/biggan_128.py"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        .stdout.strip()
+        .splitlines()
+    )
     assert out[-1] == "G params: 70433988 D params: 87982370"
 
 
@@ -41,8 +61,15 @@ def test_summary_last_line(tmp_path):
 def test_forward_every_resolution(res):
     n_blocks = len(biggan.G_CHANNELS[res])
     attn = (min(64, res // 2),)
-    G = Generator(resolution=res, ch=8, dim_z=2 * (n_blocks + 1), shared_dim=8, num_classes=5, attn_res=attn,
-                  rngs=nnx.Rngs(0))
+    G = Generator(
+        resolution=res,
+        ch=8,
+        dim_z=2 * (n_blocks + 1),
+        shared_dim=8,
+        num_classes=5,
+        attn_res=attn,
+        rngs=nnx.Rngs(0),
+    )
     D = Discriminator(resolution=res, ch=8, num_classes=5, attn_res=attn, rngs=nnx.Rngs(1))
     z = jax.random.normal(jax.random.key(0), (2, G.dim_z))
     y = jnp.array([0, 4])
@@ -84,7 +111,9 @@ def test_spectral_norm_state_frozen_in_evaluation_and_no_gradient_to_u(eval_mode
     graphdef, params, sn_state = nnx.split(lin, nnx.Param, layers.SpectralState)
 
     def out(params, sn_state):
-        return jnp.sum(nnx.merge(graphdef, params, sn_state, copy=True)(jnp.ones((2, 16)), train=True) ** 2)
+        return jnp.sum(
+            nnx.merge(graphdef, params, sn_state, copy=True)(jnp.ones((2, 16)), train=True) ** 2
+        )
 
     g_params, g_sn = jax.grad(out, argnums=(0, 1))(params, sn_state)
     assert all(float(jnp.abs(g).max()) == 0.0 for g in jax.tree.leaves(g_sn))
@@ -92,8 +121,16 @@ def test_spectral_norm_state_frozen_in_evaluation_and_no_gradient_to_u(eval_mode
 
 
 def _small_g(group_size=None):
-    return Generator(resolution=32, ch=4, dim_z=16, shared_dim=8, num_classes=10, attn_res=(16,),
-                     bn_group_size=group_size, rngs=nnx.Rngs(0))
+    return Generator(
+        resolution=32,
+        ch=4,
+        dim_z=16,
+        shared_dim=8,
+        num_classes=10,
+        attn_res=(16,),
+        bn_group_size=group_size,
+        rngs=nnx.Rngs(0),
+    )
 
 
 def _train_forward(graphdef, state, z, y):
@@ -125,13 +162,17 @@ def test_grouped_batchnorm_matches_hand_computation_and_differs_from_global():
     xn = np.asarray(x, np.float64)
     expected = np.empty_like(xn)
     for g in range(2):
-        grp = xn[4 * g:4 * g + 4]
-        expected[4 * g:4 * g + 4] = (grp - grp.mean((0, 1, 2))) / np.sqrt(grp.var((0, 1, 2)) + 1e-4)
+        grp = xn[4 * g : 4 * g + 4]
+        expected[4 * g : 4 * g + 4] = (grp - grp.mean((0, 1, 2))) / np.sqrt(
+            grp.var((0, 1, 2)) + 1e-4
+        )
     np.testing.assert_allclose(out, expected, atol=1e-5)
     global_out = layers.BatchNorm(3, eps=1e-4)(x, train=True)
     assert float(jnp.abs(out - global_out).max()) > 1e-2
     # momentum 1: stored statistics are the mean of the groups' statistics.
-    np.testing.assert_allclose(bn.mean[...], np.mean([xn[:4].mean((0, 1, 2)), xn[4:].mean((0, 1, 2))], 0), atol=1e-5)
+    np.testing.assert_allclose(
+        bn.mean[...], np.mean([xn[:4].mean((0, 1, 2)), xn[4:].mean((0, 1, 2))], 0), atol=1e-5
+    )
     with pytest.raises(ValueError, match="group_size=3 does not divide"):
         layers.BatchNorm(3, group_size=3)(x, train=True)
 
@@ -143,7 +184,11 @@ def test_grouped_generator_on_8_devices_matches_single_device():
     step = jax.jit(_train_forward, static_argnums=0)
     x1, _ = step(graphdef, state, z, y)
     mesh = sharding.make_mesh()
-    x8, _ = step(graphdef, sharding.replicate(state, mesh), *jax.device_put((z, y), sharding.batch_sharding(mesh)))
+    x8, _ = step(
+        graphdef,
+        sharding.replicate(state, mesh),
+        *jax.device_put((z, y), sharding.batch_sharding(mesh)),
+    )
     np.testing.assert_allclose(x8, x1, atol=2e-5)
     xg = jax.jit(_train_forward, static_argnums=0)(*nnx.split(_small_g()), z, y)[0]
     assert float(jnp.abs(xg - x1).max()) > 1e-3
@@ -153,7 +198,9 @@ def test_conditional_bn_is_identity_affine_when_projections_are_zero():
     cbn = layers.ConditionalBatchNorm(6, 5, rngs=nnx.Rngs(0))
     cbn.gain.kernel[...] = jnp.zeros_like(cbn.gain.kernel[...])
     cbn.bias.kernel[...] = jnp.zeros_like(cbn.bias.kernel[...])
-    cbn.gain.sn = cbn.bias.sn = None  # W/σ(W) is undefined for W = 0: test the projection without SN
+    cbn.gain.sn = cbn.bias.sn = (
+        None  # W/σ(W) is undefined for W = 0: test the projection without SN
+    )
     x = jax.random.normal(jax.random.key(1), (4, 3, 3, 6)) * 2 + 1
     out = cbn(x, jax.random.normal(jax.random.key(2), (4, 5)), train=True)
     np.testing.assert_allclose(out, layers.BatchNorm(6)(x, train=True), atol=1e-6)
@@ -168,8 +215,16 @@ def test_attention_is_identity_at_initialisation():
 
 
 def test_bfloat16_activations_keep_float32_parameters():
-    G = Generator(resolution=32, ch=4, dim_z=16, shared_dim=8, num_classes=10, attn_res=(16,),
-                  dtype=jnp.bfloat16, rngs=nnx.Rngs(0))
+    G = Generator(
+        resolution=32,
+        ch=4,
+        dim_z=16,
+        shared_dim=8,
+        num_classes=10,
+        attn_res=(16,),
+        dtype=jnp.bfloat16,
+        rngs=nnx.Rngs(0),
+    )
     assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(nnx.state(G, nnx.Param)))
     x = G(jnp.ones((2, 16)), jnp.array([1, 2]), train=True)
     assert x.dtype == jnp.float32 and bool(jnp.all(jnp.isfinite(x)))
@@ -177,11 +232,15 @@ def test_bfloat16_activations_keep_float32_parameters():
 
 
 def test_bad_inputs_raise_clear_errors():
-    with pytest.raises(ValueError, match=r"resolution 100 .*valid resolutions: \[32, 64, 128, 256, 512\]"):
+    with pytest.raises(
+        ValueError, match=r"resolution 100 .*valid resolutions: \[32, 64, 128, 256, 512\]"
+    ):
         Generator(resolution=100, rngs=nnx.Rngs(0))
     m = cfg.model_config()
     m.arch = "biggan_deeep"
-    with pytest.raises(ValueError, match=r"biggan_deeep.*valid choices: \['biggan', 'biggan_deep'\]"):
+    with pytest.raises(
+        ValueError, match=r"biggan_deeep.*valid choices: \['biggan', 'biggan_deep'\]"
+    ):
         models.make_generator(m, nnx.Rngs(0))
     G = _small_g()
     with pytest.raises(ValueError, match=r"class index 10 is outside \[0, 10\)"):
@@ -190,16 +249,22 @@ def test_bad_inputs_raise_clear_errors():
         G(jnp.zeros((2, 12)), jnp.array([1, 2]), train=False)
     with pytest.raises(ValueError, match="dim_z=17 must split into 4 equal chunks"):
         Generator(resolution=32, ch=4, dim_z=17, num_classes=10, attn_res=(), rngs=nnx.Rngs(0))
-    with pytest.raises(ValueError, match=r"attention resolution\(s\) \[48\].*valid choices: \[8, 16, 32\]"):
+    with pytest.raises(
+        ValueError, match=r"attention resolution\(s\) \[48\].*valid choices: \[8, 16, 32\]"
+    ):
         Generator(resolution=32, ch=4, dim_z=16, attn_res=(48,), rngs=nnx.Rngs(0))
     c = cfg.base_config()
     c.model.reslution = 128
-    with pytest.raises(KeyError, match=r"unknown config key 'model.reslution'; did you mean model.resolution"):
+    with pytest.raises(
+        KeyError, match=r"unknown config key 'model.reslution'; did you mean model.resolution"
+    ):
         cfg.check_keys(c, cfg.base_config())
 
 
 def _xla_conv(x, w):  # the reference: XLA's convolution and its own autodiff
-    return jax.lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return jax.lax.conv_general_dilated(
+        x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
 
 
 def _xla_conv_vjp(x, w, g):
@@ -209,7 +274,9 @@ def _xla_conv_vjp(x, w, g):
 @pytest.mark.parametrize("shape,k", [((2, 64, 64, 5, 7), 3), ((1, 66, 64, 3, 2), 5)])
 def test_matmul_kernel_gradient_equals_xla_convolution_gradient(shape, k):
     n, h, w, c, co = shape
-    x, g = (jax.random.normal(jax.random.key(i), s) for i, s in ((0, (n, h, w, c)), (2, (n, h, w, co))))
+    x, g = (
+        jax.random.normal(jax.random.key(i), s) for i, s in ((0, (n, h, w, c)), (2, (n, h, w, co)))
+    )
     kernel = jax.random.normal(jax.random.key(1), (k, k, c, co))
     # On CPU, images of ≥ 64² pixels take the custom-VJP path (layers.MATMUL_KERNEL_GRAD_MIN_PIXELS).
     assert "custom_vjp_call" in str(jax.make_jaxpr(layers.conv2d_same)(x, kernel))
@@ -223,11 +290,17 @@ def test_matmul_kernel_gradient_equals_xla_convolution_gradient(shape, k):
 @pytest.mark.parametrize("shape", [(2, 64, 72, 4, 3), (3, 8, 8, 16, 32), (2, 5, 7, 6, 1)])
 def test_pointwise_conv_is_the_1x1_convolution_with_its_gradients(shape):
     n, h, w, c, co = shape
-    x, g = (jax.random.normal(jax.random.key(i), s) for i, s in ((0, (n, h, w, c)), (2, (n, h, w, co))))
+    x, g = (
+        jax.random.normal(jax.random.key(i), s) for i, s in ((0, (n, h, w, c)), (2, (n, h, w, co)))
+    )
     kernel = jax.random.normal(jax.random.key(1), (1, 1, c, co))
-    assert "conv_general_dilated" not in str(jax.make_jaxpr(layers.conv2d_same)(x, kernel))  # a matmul, not a conv
+    assert "conv_general_dilated" not in str(
+        jax.make_jaxpr(layers.conv2d_same)(x, kernel)
+    )  # a matmul, not a conv
     y_ref = _xla_conv(x, kernel)
-    np.testing.assert_allclose(layers.conv2d_same(x, kernel), y_ref, rtol=1e-6, atol=1e-6 * float(jnp.abs(y_ref).max()))
+    np.testing.assert_allclose(
+        layers.conv2d_same(x, kernel), y_ref, rtol=1e-6, atol=1e-6 * float(jnp.abs(y_ref).max())
+    )
     for got, ref in zip(jax.vjp(layers.conv2d_same, x, kernel)[1](g), _xla_conv_vjp(x, kernel, g)):
         np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5 * float(jnp.abs(ref).max()))
 

@@ -5,6 +5,7 @@ The reference for every multi-process result is the single-process run of the sa
 aside), checkpoints must move between the two layouts, and bad launches must fail with a message.
 Single-process runs share a persistent compilation cache (1 x 8 devices compiles once per session).
 """
+
 from __future__ import annotations
 
 import json
@@ -20,9 +21,9 @@ import ml_collections
 import numpy as np
 import pytest
 
-from biggan.train import state as train_state
-from biggan.runtime import distributed
 from biggan.data import make_pipeline
+from biggan.runtime import distributed
+from biggan.train import state as train_state
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
@@ -34,10 +35,18 @@ import launch_local  # noqa: E402
 # rounding noise (~1e-8) whose sign depends on the reduction order; Adam with eps=1e-6 turns it into
 # steps of up to ~lr, which the BN running means then carry. The larger eps keeps that noise noise-sized
 # (how the layouts are compared: see STATE_RTOL).
-TRAIN_ARGS = ["train.py", "--config", "configs/digits.py:runlocal", "--config.train.batch_size=8",
-              "--config.train.adam_eps=0.001", "--config.train.num_d_steps=1",
-              "--config.log.sv_every=0", "--config.log.checkpoint_every=2", "--config.log.keep_checkpoints=3",
-              "--config.log.sample_every=2"]
+TRAIN_ARGS = [
+    "train.py",
+    "--config",
+    "configs/digits.py:runlocal",
+    "--config.train.batch_size=8",
+    "--config.train.adam_eps=0.001",
+    "--config.train.num_d_steps=1",
+    "--config.log.sv_every=0",
+    "--config.log.checkpoint_every=2",
+    "--config.log.keep_checkpoints=3",
+    "--config.log.sample_every=2",
+]
 RUN_TIMEOUT_S = 600
 
 
@@ -48,55 +57,99 @@ RUN_TIMEOUT_S = 600
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     cache = os.environ.get("JAX_COMPILATION_CACHE_DIR") or str(tmp_path_factory.mktemp("jax_cache"))
-    e = dict(os.environ, JAX_COMPILATION_CACHE_DIR=cache, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-             JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+    e = dict(
+        os.environ,
+        JAX_COMPILATION_CACHE_DIR=cache,
+        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+        JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
+    )
     return e
 
 
 def _check(proc, what, log_path):
-    proc.stdout = proc.stdout.decode(errors="replace")  # bytes: text=True would turn tqdm's \r into lines
+    proc.stdout = proc.stdout.decode(
+        errors="replace"
+    )  # bytes: text=True would turn tqdm's \r into lines
     with open(log_path, "a", newline="") as f:
         f.write(proc.stdout)
     if proc.returncode != 0:
-        lines = [ln for ln in proc.stdout.splitlines() if "[Gloo]" not in ln and "  File " not in ln]
-        raise AssertionError(f"{what} failed with status {proc.returncode}:\n" + "\n".join(lines)[-8000:])
+        lines = [
+            ln for ln in proc.stdout.splitlines() if "[Gloo]" not in ln and "  File " not in ln
+        ]
+        raise AssertionError(
+            f"{what} failed with status {proc.returncode}:\n" + "\n".join(lines)[-8000:]
+        )
     return proc.stdout
 
 
 def run_single(env, workdir, steps, devices=8):
     """`python train.py` in one process with `devices` CPU devices."""
-    cmd = [sys.executable, *TRAIN_ARGS, f"--config.train.num_steps={steps}", f"--workdir={workdir}",
-           f"--local_device_count={devices}"]
-    proc = subprocess.run(cmd, cwd=ROOT, env={**launch_local.process_env(devices), **_cache_vars(env)},
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=RUN_TIMEOUT_S)
+    cmd = [
+        sys.executable,
+        *TRAIN_ARGS,
+        f"--config.train.num_steps={steps}",
+        f"--workdir={workdir}",
+        f"--local_device_count={devices}",
+    ]
+    proc = subprocess.run(
+        cmd,
+        cwd=ROOT,
+        env={**launch_local.process_env(devices), **_cache_vars(env)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        timeout=RUN_TIMEOUT_S,
+    )
     return _check(proc, f"1 process x {devices} devices", f"{workdir}.log")
 
 
 def run_multi(env, workdir, steps, processes=2, devices=4):
     """The same through scripts/launch_local.py: `processes` processes x `devices` CPU devices."""
-    cmd = [sys.executable, "scripts/launch_local.py", "-n", str(processes), "--devices", str(devices), "--",
-           *TRAIN_ARGS, f"--config.train.num_steps={steps}", f"--workdir={workdir}"]
+    cmd = [
+        sys.executable,
+        "scripts/launch_local.py",
+        "-n",
+        str(processes),
+        "--devices",
+        str(devices),
+        "--",
+        *TRAIN_ARGS,
+        f"--config.train.num_steps={steps}",
+        f"--workdir={workdir}",
+    ]
     # The persistent cache is shared by the processes, as on a pod (measured: a 2-step 2 x 4 run 64 s -> 48 s
     # when an earlier 2 x 4 run filled it).
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          timeout=RUN_TIMEOUT_S)
+    proc = subprocess.run(
+        cmd,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        timeout=RUN_TIMEOUT_S,
+    )
     return _check(proc, f"{processes} processes x {devices} devices", f"{workdir}.log")
 
 
 def _cache_vars(env):
-    return {k: v for k, v in env.items() if k.startswith("JAX_PERSISTENT") or k == "JAX_COMPILATION_CACHE_DIR"}
+    return {
+        k: v
+        for k, v in env.items()
+        if k.startswith("JAX_PERSISTENT") or k == "JAX_COMPILATION_CACHE_DIR"
+    }
 
 
 def load_checkpoint(workdir, step):
     """(TrainState as numpy, data state) of `workdir`'s checkpoint `step`, restored in this process."""
     from biggan import checkpoints
     from biggan.runtime import sharding
+
     with open(os.path.join(workdir, "config.json")) as f:
         config = ml_collections.ConfigDict(json.load(f))
     ckpt = checkpoints.Checkpointer(workdir)
     try:
         assert step in ckpt.all_steps(), f"{workdir} has checkpoints {ckpt.all_steps()}, not {step}"
-        state, data_state = ckpt.restore(step, train_state.abstract_state(config, sharding.make_mesh()))
+        state, data_state = ckpt.restore(
+            step, train_state.abstract_state(config, sharding.make_mesh())
+        )
     finally:
         ckpt.close()
     return jax.device_get(state), data_state
@@ -155,14 +208,22 @@ def assert_same_state(dir_a, dir_b, step, *, groups=None):
         a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
         if name.startswith(".g_opt") and (".mu[" in name or ".nu[" in name):  # see GRAD_RTOL
             distance = float(np.linalg.norm(a - b))
-            assert distance <= GRAD_RTOL * float(np.linalg.norm(b)) + STATE_ATOL * np.sqrt(b.size), \
-                f"{name} differs between {dir_a} and {dir_b} at step {step}: relative L2 distance " \
+            assert distance <= GRAD_RTOL * float(np.linalg.norm(b)) + STATE_ATOL * np.sqrt(
+                b.size
+            ), (
+                f"{name} differs between {dir_a} and {dir_b} at step {step}: relative L2 distance "
                 f"{distance / max(float(np.linalg.norm(b)), 1e-30):.2e} > {GRAD_RTOL}"
+            )
             compared += 1
             continue
         scale = float(np.max(np.abs(b))) if b.size else 0.0
-        np.testing.assert_allclose(a, b, rtol=0, atol=STATE_ATOL + STATE_RTOL * scale,
-                                   err_msg=f"{name} differs between {dir_a} and {dir_b} at step {step}")
+        np.testing.assert_allclose(
+            a,
+            b,
+            rtol=0,
+            atol=STATE_ATOL + STATE_RTOL * scale,
+            err_msg=f"{name} differs between {dir_a} and {dir_b} at step {step}",
+        )
         compared += 1
     assert compared, f"no leaf of {groups} compared"
 
@@ -171,8 +232,13 @@ def assert_same_losses(dir_a, dir_b, steps):
     la, lb = losses(dir_a), losses(dir_b)
     for s in steps:
         for key in LOSS_KEYS:
-            np.testing.assert_allclose(la[s][key], lb[s][key], rtol=LOSS_RTOL, atol=LOSS_ATOL,
-                                       err_msg=f"{key} at step {s}: {dir_a} vs {dir_b}")
+            np.testing.assert_allclose(
+                la[s][key],
+                lb[s][key],
+                rtol=LOSS_RTOL,
+                atol=LOSS_ATOL,
+                err_msg=f"{key} at step {s}: {dir_a} vs {dir_b}",
+            )
 
 
 def copy_run(src, dst, keep_step):
@@ -210,7 +276,10 @@ def runs(env, tmp_path_factory):
     timed("1x8 0->4", run_single, d["single"], 4)
     # 2 processes x 4 devices, 0 -> 2; what it wrote is listed now (the resume below appends).
     out_multi = timed("2x4 0->2", run_multi, d["multi"], 2)
-    written = {name: sorted(os.listdir(os.path.join(d["multi"], name))) for name in ("tensorboard", "samples")}
+    written = {
+        name: sorted(os.listdir(os.path.join(d["multi"], name)))
+        for name in ("tensorboard", "samples")
+    }
     with open(os.path.join(d["multi"], "metrics.jsonl")) as f:
         written["loss_steps"] = [json.loads(line)["step"] for line in f if "d_loss" in line]
     # Its checkpoint resumed by one process with ONE device (2 -> 4): also shows the cross-process BN
@@ -252,7 +321,9 @@ def test_checkpoint_moves_between_layouts(runs):
 @pytest.mark.slow
 def test_only_process_zero_writes(runs):
     _, out, written = runs
-    assert written["loss_steps"] == [1, 2], f"loss lines for steps {written['loss_steps']}: not process 0 alone"
+    assert written["loss_steps"] == [1, 2], (
+        f"loss lines for steps {written['loss_steps']}: not process 0 alone"
+    )
     assert len(written["tensorboard"]) == 1, written
     assert written["samples"] == ["step_0000002.png"], written
     # Progress bar from process 0 only; every line of output carries its process index.
@@ -269,25 +340,32 @@ def test_only_process_zero_writes(runs):
 @pytest.mark.parametrize("count", [2, 3])
 def test_process_shards_disjoint_and_cover_the_data(count):
     from biggan import config as cfg
+
     data = cfg.base_config().data
     data.update(source="digits", resolution=8, max_examples=100, prefetch_batches=0)
     batch = 7
     shards = []
     for index in range(count):
-        it = make_pipeline(data, local_batch_size=batch, seed=3, process_index=index, process_count=count)
+        it = make_pipeline(
+            data, local_batch_size=batch, seed=3, process_index=index, process_count=count
+        )
         images, _ = it.source.arrays()
         order, _ = it.epoch_order(0)
-        got = np.concatenate([next(it)["image"] for _ in range(-(-it.shard_size // batch))])[:it.shard_size]
+        got = np.concatenate([next(it)["image"] for _ in range(-(-it.shard_size // batch))])[
+            : it.shard_size
+        ]
         np.testing.assert_array_equal(got, images[order])  # what it delivers is its shard, in order
         shards.append(order)
         it.close()
     indices = np.concatenate(shards)
-    assert len(indices) == len(set(indices.tolist())) == 100  # disjoint, and together all 100 examples
+    assert (
+        len(indices) == len(set(indices.tolist())) == 100
+    )  # disjoint, and together all 100 examples
     assert sorted(indices.tolist()) == list(range(100))
     # k steps of `count` processes read the same examples as k steps of one process with the global batch.
     single = make_pipeline(data, local_batch_size=batch * count, seed=3)
-    expected = set(single.epoch_order(0)[0][:3 * batch * count].tolist())
-    assert set(np.concatenate([s[:3 * batch] for s in shards]).tolist()) == expected
+    expected = set(single.epoch_order(0)[0][: 3 * batch * count].tolist())
+    assert set(np.concatenate([s[: 3 * batch] for s in shards]).tolist()) == expected
 
 
 def _positions(it, num_batches, images):
@@ -301,11 +379,16 @@ def test_data_position_moves_between_layouts(old, new):
     """After k global batches of `old` processes, `new` processes continue with the examples that the
     uninterrupted `new`-process run would read next (the mapping of distributed.local_data_state)."""
     from biggan import config as cfg
+
     data = cfg.base_config().data
     data.update(source="digits", resolution=8, max_examples=240, prefetch_batches=0)
     global_batch, k = 12, 5
-    its = [make_pipeline(data, local_batch_size=global_batch // old, seed=1, process_index=p, process_count=old)
-           for p in range(old)]
+    its = [
+        make_pipeline(
+            data, local_batch_size=global_batch // old, seed=1, process_index=p, process_count=old
+        )
+        for p in range(old)
+    ]
     images = its[0].source.arrays()[0]
     assert len({x.tobytes() for x in images}) == len(images), "digits subset has duplicate images"
     for it in its:
@@ -315,18 +398,31 @@ def test_data_position_moves_between_layouts(old, new):
     saved = json.loads(json.dumps(saved))  # as checkpointed
     resumed, fresh = [], []
     for p in range(new):
-        it = make_pipeline(data, local_batch_size=global_batch // new, seed=1, process_index=p, process_count=new)
+        it = make_pipeline(
+            data, local_batch_size=global_batch // new, seed=1, process_index=p, process_count=new
+        )
         it.set_state(distributed.local_data_state(saved, p, new))
         resumed += _positions(it, 2, images)
-        ref = make_pipeline(data, local_batch_size=global_batch // new, seed=1, process_index=p, process_count=new)
+        ref = make_pipeline(
+            data, local_batch_size=global_batch // new, seed=1, process_index=p, process_count=new
+        )
         _positions(ref, k, images)
         fresh += _positions(ref, 2, images)
     assert sorted(resumed) == sorted(fresh)
 
 
 def test_local_data_state_same_layout_is_each_process_own():
-    states = [{"epoch": 1, "offset": o, "process_index": p, "process_count": 2, "seed": 0, "num_examples": 9}
-              for p, o in ((0, 3), (1, 2))]
+    states = [
+        {
+            "epoch": 1,
+            "offset": o,
+            "process_index": p,
+            "process_count": 2,
+            "seed": 0,
+            "num_examples": 9,
+        }
+        for p, o in ((0, 3), (1, 2))
+    ]
     saved = {**states[0], "processes": states}
     assert distributed.local_data_state(saved, 1, 2) == states[1]
     # A checkpoint written before the per-process list existed (single process) still resumes.
@@ -338,10 +434,25 @@ def test_local_data_state_same_layout_is_each_process_own():
 
 
 def test_launcher_prefixes_output_and_fails_fast():
-    program = ["-c", "import sys, time; i = sys.argv[3].split('=')[1]; print('hello from', i, flush=True); "
-                     "time.sleep(0.5) if i == '1' else time.sleep(60); sys.exit(3)"]
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "launch_local.py"), "-n", "2", "--",
-                           *program], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=30)
+    program = [
+        "-c",
+        "import sys, time; i = sys.argv[3].split('=')[1]; print('hello from', i, flush=True); "
+        "time.sleep(0.5) if i == '1' else time.sleep(60); sys.exit(3)",
+    ]
+    proc = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(ROOT, "scripts", "launch_local.py"),
+            "-n",
+            "2",
+            "--",
+            *program,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=30,
+    )
     assert proc.returncode == 3, proc.stdout
     assert "[0] hello from 0" in proc.stdout and "[1] hello from 1" in proc.stdout
     assert "process 1 exited with status 3" in proc.stdout
@@ -352,19 +463,39 @@ def test_launcher_env_mode_joins_any_entry_point():
     and sees 2 processes x 3 devices; a cross-process collective sums every process's index."""
     # Gloo's C++ threads log to stderr, which the launcher merges with stdout, and a log line can land in the
     # middle of ours: after joining, the child sends stderr to /dev/null so the checked lines stay whole.
-    program = ["-c", "import jax, numpy as np, os; from biggan.runtime import distributed; distributed.initialize(); "
-                     "os.dup2(os.open(os.devnull, os.O_WRONLY), 2); "
-                     "from jax.experimental import multihost_utils as mu; "
-                     "g = mu.process_allgather(np.array([jax.process_index() + 1])); "
-                     # One write of the whole line: Gloo's C++ threads print to the same pipe, and print()
-                     # with several arguments writes them separately in an unbuffered child.
-                     "import sys; sys.stdout.write(f'joined {jax.process_index()} {jax.process_count()} "
-                     "{jax.local_device_count()} {jax.device_count()} {int(np.sum(g))}\\n'); sys.stdout.flush()"]
-    proc = subprocess.run([sys.executable, "scripts/launch_local.py", "-n", "2", "--devices", "3",
-                           "--pass_via=env", "--", *program], cwd=ROOT, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, timeout=180)
+    program = [
+        "-c",
+        "import jax, numpy as np, os; from biggan.runtime import distributed; distributed.initialize(); "
+        "os.dup2(os.open(os.devnull, os.O_WRONLY), 2); "
+        "from jax.experimental import multihost_utils as mu; "
+        "g = mu.process_allgather(np.array([jax.process_index() + 1])); "
+        # One write of the whole line: Gloo's C++ threads print to the same pipe, and print()
+        # with several arguments writes them separately in an unbuffered child.
+        "import sys; sys.stdout.write(f'joined {jax.process_index()} {jax.process_count()} "
+        "{jax.local_device_count()} {jax.device_count()} {int(np.sum(g))}\\n'); sys.stdout.flush()",
+    ]
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "scripts/launch_local.py",
+            "-n",
+            "2",
+            "--devices",
+            "3",
+            "--pass_via=env",
+            "--",
+            *program,
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=180,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:]
-    assert "[0] joined 0 2 3 6 3" in proc.stdout and "[1] joined 1 2 3 6 3" in proc.stdout, proc.stdout[-3000:]
+    assert "[0] joined 0 2 3 6 3" in proc.stdout and "[1] joined 1 2 3 6 3" in proc.stdout, (
+        proc.stdout[-3000:]
+    )
 
 
 def test_launcher_rejects_missing_program():
@@ -376,13 +507,28 @@ def test_unreachable_coordinator_fails_in_bounded_time_naming_it():
     port = launch_local.free_port()  # nobody listens here
     address = f"localhost:{port}"
     t = time.time()
-    proc = subprocess.run([sys.executable, *TRAIN_ARGS, f"--coordinator_address={address}", "--num_processes=2",
-                           "--process_id=1", "--local_device_count=4", "--initialization_timeout=3"],
-                          cwd=ROOT, env=launch_local.process_env(4), stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            *TRAIN_ARGS,
+            f"--coordinator_address={address}",
+            "--num_processes=2",
+            "--process_id=1",
+            "--local_device_count=4",
+            "--initialization_timeout=3",
+        ],
+        cwd=ROOT,
+        env=launch_local.process_env(4),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=120,
+    )
     elapsed = time.time() - t
     assert proc.returncode != 0
-    assert f"could not reach the JAX coordinator at {address} within 3 s" in proc.stdout, proc.stdout[-3000:]
+    assert f"could not reach the JAX coordinator at {address} within 3 s" in proc.stdout, (
+        proc.stdout[-3000:]
+    )
     assert elapsed < 60, f"took {elapsed:.0f} s to give up with --initialization_timeout=3"
 
 
@@ -390,11 +536,27 @@ def test_processes_with_different_configs_refuse_to_train(tmp_path):
     port = launch_local.free_port()
     procs = []
     for i, extra in enumerate([[], ["--config.train.lr_g=0.001"]]):
-        cmd = [sys.executable, *TRAIN_ARGS, *extra, f"--workdir={tmp_path / 'run'}",
-               f"--coordinator_address=localhost:{port}", "--num_processes=2", f"--process_id={i}",
-               "--local_device_count=4", "--initialization_timeout=60"]
-        procs.append(subprocess.Popen(cmd, cwd=ROOT, env=launch_local.process_env(4), stdout=subprocess.PIPE,
-                                      stderr=subprocess.STDOUT, text=True))
+        cmd = [
+            sys.executable,
+            *TRAIN_ARGS,
+            *extra,
+            f"--workdir={tmp_path / 'run'}",
+            f"--coordinator_address=localhost:{port}",
+            "--num_processes=2",
+            f"--process_id={i}",
+            "--local_device_count=4",
+            "--initialization_timeout=60",
+        ]
+        procs.append(
+            subprocess.Popen(
+                cmd,
+                cwd=ROOT,
+                env=launch_local.process_env(4),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
     try:
         outs = [p.communicate(timeout=180)[0] for p in procs]
     finally:
@@ -416,20 +578,38 @@ def test_sigterm_to_one_process_saves_the_same_step_on_all(tmp_path):
     workdir = tmp_path / "run"
     procs, logs = [], []
     for i in range(2):
-        cmd = [sys.executable, *TRAIN_ARGS, "--config.train.num_steps=100000", "--config.log.checkpoint_every=100000",
-               "--config.log.sample_every=0", "--config.log.log_every=1",
-               f"--config.log.preemption_check_every={every}", f"--workdir={workdir}",
-               f"--coordinator_address=localhost:{port}", "--num_processes=2", f"--process_id={i}",
-               "--local_device_count=4", "--initialization_timeout=60"]
+        cmd = [
+            sys.executable,
+            *TRAIN_ARGS,
+            "--config.train.num_steps=100000",
+            "--config.log.checkpoint_every=100000",
+            "--config.log.sample_every=0",
+            "--config.log.log_every=1",
+            f"--config.log.preemption_check_every={every}",
+            f"--workdir={workdir}",
+            f"--coordinator_address=localhost:{port}",
+            "--num_processes=2",
+            f"--process_id={i}",
+            "--local_device_count=4",
+            "--initialization_timeout=60",
+        ]
         logs.append(open(tmp_path / f"process{i}.log", "w+"))
-        procs.append(subprocess.Popen(cmd, cwd=ROOT, env=launch_local.process_env(4), stdout=logs[-1],
-                                      stderr=subprocess.STDOUT))
+        procs.append(
+            subprocess.Popen(
+                cmd,
+                cwd=ROOT,
+                env=launch_local.process_env(4),
+                stdout=logs[-1],
+                stderr=subprocess.STDOUT,
+            )
+        )
     try:
         metrics_path = workdir / "metrics.jsonl"
         deadline = time.time() + RUN_TIMEOUT_S
         while not (metrics_path.exists() and metrics_path.read_text().count("\n") >= 2):
-            assert time.time() < deadline and all(p.poll() is None for p in procs), \
-                (tmp_path / "process0.log").read_text()[-3000:]
+            assert time.time() < deadline and all(p.poll() is None for p in procs), (
+                tmp_path / "process0.log"
+            ).read_text()[-3000:]
             time.sleep(0.2)
         procs[1].send_signal(signal.SIGTERM)  # process 1 only
         for p in procs:

@@ -4,6 +4,7 @@ Reference: the 1-process run of the same command and seed. Chunk k of `batch_siz
 process k mod P and every process feeds the gathered chunks in chunk order, so the numbers must be the
 same bit for bit; only process 0 may write.
 """
+
 from __future__ import annotations
 
 import json
@@ -17,9 +18,9 @@ import jax
 import numpy as np
 import pytest
 
-from biggan.train import state as train_state
-from biggan.runtime import distributed
 from biggan.evaluation import evaluator as evaluation
+from biggan.runtime import distributed
+from biggan.train import state as train_state
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
@@ -29,8 +30,10 @@ import launch_local  # noqa: E402
 # chunk dealing, without processes
 
 
-@pytest.mark.parametrize("num_items,batch_size,processes", [(60, 16, 2), (60, 16, 3), (64, 16, 4), (5, 16, 3),
-                                                           (100, 7, 5), (0, 4, 2), (33, 1, 1)])
+@pytest.mark.parametrize(
+    "num_items,batch_size,processes",
+    [(60, 16, 2), (60, 16, 3), (64, 16, 4), (5, 16, 3), (100, 7, 5), (0, 4, 2), (33, 1, 1)],
+)
 def test_deal_chunks_disjoint_covering_in_order(num_items, batch_size, processes):
     rounds = distributed.deal_chunks(num_items, batch_size, processes)
     assert all(len(row) == processes for row in rounds)
@@ -68,6 +71,7 @@ class _ThreadJob:
             gathered = list(self.slots)
             self.barrier.wait()  # nobody overwrites a slot before everyone has read it
             return gathered
+
         return allgather
 
     def run(self, fn):
@@ -78,6 +82,7 @@ class _ThreadJob:
                 results[p] = fn(p, self.allgather_for(p))
             except Exception as e:  # noqa: BLE001 - examined by the test
                 errors[p] = e
+
         threads = [threading.Thread(target=target, args=(p,)) for p in range(self.processes)]
         for t in threads:
             t.start()
@@ -95,18 +100,36 @@ def test_chunk_results_in_order_on_every_process(processes):
         def compute(start, num):
             computed.append((p, start))
             return {"x": np.arange(start, start + num, dtype=np.float64) / 3}
-        return [c["x"] for c in distributed.chunk_results_in_order(
-            compute, num_items, batch_size, process_index=p, process_count=processes, allgather=allgather)]
+
+        return [
+            c["x"]
+            for c in distributed.chunk_results_in_order(
+                compute,
+                num_items,
+                batch_size,
+                process_index=p,
+                process_count=processes,
+                allgather=allgather,
+            )
+        ]
 
     results, errors = _ThreadJob(processes).run(run)
     assert errors == [None] * processes
-    single = [c["x"] for c in distributed.chunk_results_in_order(
-        lambda s, n: {"x": np.arange(s, s + n, dtype=np.float64) / 3}, num_items, batch_size, process_count=1)]
+    single = [
+        c["x"]
+        for c in distributed.chunk_results_in_order(
+            lambda s, n: {"x": np.arange(s, s + n, dtype=np.float64) / 3},
+            num_items,
+            batch_size,
+            process_count=1,
+        )
+    ]
     for got in results:
         assert len(got) == len(single) and all(np.array_equal(a, b) for a, b in zip(got, single))
     # Each chunk computed once, by process (chunk index) mod P.
-    assert sorted(computed, key=lambda c: c[1]) == [((s // batch_size) % processes, s)
-                                                     for s in range(0, num_items, batch_size)]
+    assert sorted(computed, key=lambda c: c[1]) == [
+        ((s // batch_size) % processes, s) for s in range(0, num_items, batch_size)
+    ]
 
 
 def test_chunk_failure_is_raised_on_every_process():
@@ -115,8 +138,12 @@ def test_chunk_failure_is_raised_on_every_process():
             if start == 24:  # chunk 3: process 1 of 2, round 1
                 raise ValueError("bad chunk")
             return {"x": np.zeros(num)}
-        return list(distributed.chunk_results_in_order(compute, 40, 8, process_index=p, process_count=2,
-                                                    allgather=allgather))
+
+        return list(
+            distributed.chunk_results_in_order(
+                compute, 40, 8, process_index=p, process_count=2, allgather=allgather
+            )
+        )
 
     _, errors = _ThreadJob(2).run(run)
     assert isinstance(errors[1], ValueError) and str(errors[1]) == "bad chunk"  # its own exception
@@ -159,20 +186,28 @@ runpy.run_module("biggan.evaluate", run_name="__main__")
 def evaluation_inputs(tmp_path_factory):
     """A training workdir with one checkpoint (configs/digits.py:runlocal at initialisation), a quickly
     trained digits classifier and digits reference moments (with features, so KID/PR are compared too)."""
-    from biggan import checkpoints, config as cfg
-    from biggan.evaluation import digits_classifier
-    from biggan.evaluation import metrics
-    from biggan.train import step as train_step
+    from biggan import checkpoints
+    from biggan import config as cfg
+    from biggan.evaluation import digits_classifier, metrics
 
     base = tmp_path_factory.mktemp("eval_multihost")
     # 1 epoch (~3 s): the numbers only have to be the same in both layouts, not good.
     model, accuracy = digits_classifier.train_digits_classifier(epochs=1, log=None)
     (base / "classifier").mkdir()
-    digits_classifier._save(str(base / "classifier" / "digits_cnn_v1_seed0.npz"), model,
-                            {"seed": 0, "test_accuracy": accuracy, "name": digits_classifier.DIGITS_CLASSIFIER_NAME})
-    net = digits_classifier.load_or_train_digits_classifier(base / "classifier", log=None).feature_network()
-    batches, count, _ = evaluation.data_batches("digits", resolution=32, batch_size=100, max_images=300)
-    metrics.save_moments(base / "moments.npz", evaluation.compute_moments(batches, net, total=count, progress=False))
+    digits_classifier._save(
+        str(base / "classifier" / "digits_cnn_v1_seed0.npz"),
+        model,
+        {"seed": 0, "test_accuracy": accuracy, "name": digits_classifier.DIGITS_CLASSIFIER_NAME},
+    )
+    net = digits_classifier.load_or_train_digits_classifier(
+        base / "classifier", log=None
+    ).feature_network()
+    batches, count, _ = evaluation.data_batches(
+        "digits", resolution=32, batch_size=100, max_images=300
+    )
+    metrics.save_moments(
+        base / "moments.npz", evaluation.compute_moments(batches, net, total=count, progress=False)
+    )
 
     config = cfg.load_config_file(os.path.join(ROOT, "configs", "digits.py:runlocal"))
     workdir = str(base / "workdir")
@@ -185,15 +220,26 @@ def evaluation_inputs(tmp_path_factory):
 
 
 def _listing(directory):
-    return sorted((os.path.relpath(os.path.join(d, f), directory), os.path.getsize(os.path.join(d, f)),
-                   os.path.getmtime(os.path.join(d, f))) for d, _, files in os.walk(directory) for f in files)
+    return sorted(
+        (
+            os.path.relpath(os.path.join(d, f), directory),
+            os.path.getsize(os.path.join(d, f)),
+            os.path.getmtime(os.path.join(d, f)),
+        )
+        for d, _, files in os.walk(directory)
+        for f in files
+    )
 
 
 def _run(cmd, env, what):
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)
+    proc = subprocess.run(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300
+    )
     out = proc.stdout.decode(errors="replace")
-    assert proc.returncode == 0, f"{what} failed with status {proc.returncode}:\n" + "\n".join(
-        ln for ln in out.splitlines() if "[Gloo]" not in ln)[-6000:]
+    assert proc.returncode == 0, (
+        f"{what} failed with status {proc.returncode}:\n"
+        + "\n".join(ln for ln in out.splitlines() if "[Gloo]" not in ln)[-6000:]
+    )
     return out
 
 
@@ -202,31 +248,72 @@ def test_score_as_two_processes_equals_one(evaluation_inputs):
     base = evaluation_inputs
     runs = {}
     # No persistent compilation cache (as tests/test_multihost.py: it would serve process 0 only).
-    plain = {k: v for k, v in os.environ.items()
-             if not (k.startswith("JAX_PERSISTENT") or k == "JAX_COMPILATION_CACHE_DIR")}
+    plain = {
+        k: v
+        for k, v in os.environ.items()
+        if not (k.startswith("JAX_PERSISTENT") or k == "JAX_COMPILATION_CACHE_DIR")
+    }
     for name in ("single", "multi"):
         run_dir = base / name
         run_dir.mkdir()
         # Own copy of the checkpoint: each run computes (and process 0 caches) its standing statistics.
         shutil.copytree(base / "workdir", run_dir / "workdir")
-        args = ["score", "--checkpoint", str(run_dir / "workdir"), "--num_samples", "60", "--batch_size", "16",
-                "--feature_network", "digits", "--digits_cache_dir", str(base / "classifier"),
-                "--moments", str(base / "moments.npz"), "--out", str(run_dir / "score.json")]
+        args = [
+            "score",
+            "--checkpoint",
+            str(run_dir / "workdir"),
+            "--num_samples",
+            "60",
+            "--batch_size",
+            "16",
+            "--feature_network",
+            "digits",
+            "--digits_cache_dir",
+            str(base / "classifier"),
+            "--moments",
+            str(base / "moments.npz"),
+            "--out",
+            str(run_dir / "score.json"),
+        ]
         checkpoint_files = _listing(run_dir / "workdir" / "checkpoints")
         env = {**plain, "AUDIT_ROOT": str(run_dir)}
         if name == "single":  # 1 process x 2 CPU devices
-            out = _run([sys.executable, "-c", AUDIT_WRAPPER, *args, "--local_device_count=2"],
-                       {**launch_local.process_env(2), **env}, "1 process")
+            out = _run(
+                [sys.executable, "-c", AUDIT_WRAPPER, *args, "--local_device_count=2"],
+                {**launch_local.process_env(2), **env},
+                "1 process",
+            )
         else:  # 2 processes x 2 CPU devices: chunks 0, 2 on process 0 and 1, 3 on process 1
-            out = _run([sys.executable, "scripts/launch_local.py", "-n", "2", "--devices", "2", "--",
-                        "-c", AUDIT_WRAPPER, *args], env, "2 processes")
-        assert _listing(run_dir / "workdir" / "checkpoints") == checkpoint_files  # the restore wrote nothing
+            out = _run(
+                [
+                    sys.executable,
+                    "scripts/launch_local.py",
+                    "-n",
+                    "2",
+                    "--devices",
+                    "2",
+                    "--",
+                    "-c",
+                    AUDIT_WRAPPER,
+                    *args,
+                ],
+                env,
+                "2 processes",
+            )
+        assert (
+            _listing(run_dir / "workdir" / "checkpoints") == checkpoint_files
+        )  # the restore wrote nothing
         with open(run_dir / "score.json") as f:
             runs[name] = (json.load(f), out)
 
     single, _ = runs["single"]
     multi, out = runs["multi"]
-    assert single["num_samples"] == 60 and {"fid", "kid_mean", "precision", "class_accuracy"} <= set(single)
+    assert single["num_samples"] == 60 and {
+        "fid",
+        "kid_mean",
+        "precision",
+        "class_accuracy",
+    } <= set(single)
     assert multi == single  # bit for bit: JSON floats round-trip exactly
     # Only process 0 printed the result and wrote files (the --out JSON, the standing-stats cache).
     assert "[0] {" in out and "[1] {" not in out

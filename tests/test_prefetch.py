@@ -1,16 +1,18 @@
 """Global-batch prefetch (biggan/train/prefetch.py): same batches as without it, the consumed position saved,
 producer errors raised in the consumer, in the trainer too."""
+
 import numpy as np
 import pytest
-from jax.sharding import NamedSharding, PartitionSpec as P
+import stepping
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
-from biggan.train import prefetch
-from biggan.runtime import sharding
-from biggan.train import loop as trainer
 from biggan.data import make_pipeline
 from biggan.data.pipeline import ShardedBatchIterator
 from biggan.data.sources import DataSourceError
-import stepping
+from biggan.runtime import sharding
+from biggan.train import loop as trainer
+from biggan.train import prefetch
 
 
 def digits_pipeline():
@@ -28,7 +30,9 @@ def take(batches, count):
 
 
 def test_prefetched_batches_and_positions_equal_the_synchronous_ones():
-    synchronous = prefetch.GlobalBatchPrefetcher(digits_pipeline(), (2, 1), global_sharding(), depth=0)
+    synchronous = prefetch.GlobalBatchPrefetcher(
+        digits_pipeline(), (2, 1), global_sharding(), depth=0
+    )
     ahead = prefetch.GlobalBatchPrefetcher(digits_pipeline(), (2, 1), global_sharding(), depth=3)
     for _ in range(4):
         a, b = take(synchronous, 1)[0], take(ahead, 1)[0]
@@ -78,7 +82,9 @@ def test_a_producer_error_reaches_the_consumer_with_its_message(monkeypatch):
 @pytest.mark.slow
 def test_the_trainer_stops_with_the_producers_message(tmp_path, monkeypatch):
     calls = fail_on_call(monkeypatch, 4)
-    c = stepping.tiny_config(num_steps=10, log={"sv_every": 0, "sample_every": 0, "checkpoint_every": 2})
+    c = stepping.tiny_config(
+        num_steps=10, log={"sv_every": 0, "sample_every": 0, "checkpoint_every": 2}
+    )
     assert c.data.prefetch_steps > 0
     with pytest.raises(DataSourceError, match="broken.JPEG: the disk went away"):
         trainer.train(c, str(tmp_path / "run"), progress=False)

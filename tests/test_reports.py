@@ -1,4 +1,5 @@
 """Result files: the training-curves plot of the README's pictures (scripts/make_readme_pictures.py)."""
+
 import numpy as np
 import pytest
 from PIL import Image

@@ -1,25 +1,55 @@
 """The technique interface (biggan/techniques/base.py): the step knows no technique by name, and a technique
 written outside the package plugs in through its file and one registry entry alone."""
+
 import inspect
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
-from biggan.train import state as train_state
-from biggan import config as cfg
-from biggan.train import step as ts
-from biggan.techniques import registry
-from biggan.techniques.base import Technique
 from stepping import random_batch, tiny_config
 
+from biggan import config as cfg
+from biggan.techniques import registry
+from biggan.techniques.base import Technique
+from biggan.train import state as train_state
+from biggan.train import step as ts
+
 # Every config key of a technique that acts in the step (README, Ablations).
-TECHNIQUE_KEYS = ("label_smoothing", "soft_labels", "label_noise", "r1_gamma", "dragan_weight", "gp_weight",
-                  "sigma0_", "instance_noise", "feature_matching", "historical_averaging", "replay_", "pacgan_pack",
-                  "d_dropout_keep", "diffaug_", "ada_", "lecam_", "cr_", "zcr_", "freeze_d_blocks")
-STEP_FUNCTIONS = ("make_train_step", "train_step", "d_update", "g_update", "ema_update", "d_micro_loss",
-                  "g_micro_loss", "d_logits", "g_param_terms", "d_param_terms", "unrolled_discriminator")
+TECHNIQUE_KEYS = (
+    "label_smoothing",
+    "soft_labels",
+    "label_noise",
+    "r1_gamma",
+    "dragan_weight",
+    "gp_weight",
+    "sigma0_",
+    "instance_noise",
+    "feature_matching",
+    "historical_averaging",
+    "replay_",
+    "pacgan_pack",
+    "d_dropout_keep",
+    "diffaug_",
+    "ada_",
+    "lecam_",
+    "cr_",
+    "zcr_",
+    "freeze_d_blocks",
+)
+STEP_FUNCTIONS = (
+    "make_train_step",
+    "train_step",
+    "d_update",
+    "g_update",
+    "ema_update",
+    "d_micro_loss",
+    "g_micro_loss",
+    "d_logits",
+    "g_param_terms",
+    "d_param_terms",
+    "unrolled_discriminator",
+)
 
 
 def test_the_step_reads_no_technique_switch():
@@ -37,6 +67,7 @@ def test_every_technique_is_off_in_the_base_config_and_named_once():
 
 class Toy(Technique):
     """A D term 0.5·mean(D(real))², a G term, a counter of D micro-batches and a logged after-step metric."""
+
     name = "toy"
     rng_tag = 99
 
@@ -65,8 +96,12 @@ def test_a_technique_from_outside_plugs_in_through_the_registry(monkeypatch):
     assert set(state.extras) == {"toy"}
     new, m = jax.jit(ts.make_train_step(c, mdl))(state, random_batch(c), jax.random.key(7))
     m = {k: np.asarray(v) for k, v in m.items()}
-    assert int(new.extras["toy"]["count"]) == 2 == int(m["toy_count"])  # one per D micro-batch, 2 D steps
+    assert (
+        int(new.extras["toy"]["count"]) == 2 == int(m["toy_count"])
+    )  # one per D micro-batch, 2 D steps
     # The term is in D's loss and logged under its name (the metrics are the last D update's).
     np.testing.assert_allclose(m["toy_d"], 0.5 * m["d_real_mean"] ** 2, rtol=1e-5)
-    np.testing.assert_allclose(m["d_loss"], m["d_loss_real"] + m["d_loss_fake"] + m["toy_d"], rtol=1e-5)
+    np.testing.assert_allclose(
+        m["d_loss"], m["d_loss_real"] + m["d_loss_fake"] + m["toy_d"], rtol=1e-5
+    )
     assert "toy_g" in m and bool(m["all_finite"])

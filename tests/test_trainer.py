@@ -1,4 +1,5 @@
 """The training loop: resume bit for bit (also after SIGTERM), non-finite guard, bad workdirs, failed saves."""
+
 import collections
 import json
 import os
@@ -12,14 +13,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
-from biggan.train import state as train_state
-from biggan import checkpoints, config as cfg
-from biggan.runtime import sharding
-from biggan.runtime import storage
-from biggan.train import step as ts
-from biggan.train import loop as trainer
 import stepping
+
+from biggan import checkpoints
+from biggan import config as cfg
+from biggan.runtime import sharding, storage
+from biggan.train import loop as trainer
+from biggan.train import state as train_state
+from biggan.train import step as ts
 
 # EMA from step 1 (runlocal's ema_start), so the resume tests cover the EMA weights too.
 TINY = stepping.tiny_flags(ema_start=1, log=dict(sv_every=0, sample_every=0))
@@ -27,12 +28,17 @@ TINY = stepping.tiny_flags(ema_start=1, log=dict(sv_every=0, sample_every=0))
 
 def run_config(num_steps, **log):
     """The tiny config for `num_steps` trainer steps, logging every step, checkpoints only when asked."""
-    return stepping.tiny_config(num_steps=num_steps, ema_start=1,
-                                log={"sv_every": 0, "sample_every": 0, "checkpoint_every": 1000, "log_every": 1, **log})
+    return stepping.tiny_config(
+        num_steps=num_steps,
+        ema_start=1,
+        log={"sv_every": 0, "sample_every": 0, "checkpoint_every": 1000, "log_every": 1, **log},
+    )
 
 
 def saved_state(workdir, step=None):
-    c = cfg.ml_collections.ConfigDict(json.loads(storage.read_text(os.path.join(workdir, "config.json"))))
+    c = cfg.ml_collections.ConfigDict(
+        json.loads(storage.read_text(os.path.join(workdir, "config.json")))
+    )
     ck = checkpoints.Checkpointer(workdir)
     step = ck.latest_step() if step is None else step
     state, data = ck.restore(step, train_state.abstract_state(c, sharding.make_mesh()))
@@ -64,13 +70,28 @@ def test_resume_reaches_the_same_parameters_bit_for_bit(tmp_path):
 @pytest.mark.slow
 def test_sigterm_saves_and_the_resumed_run_matches_an_uninterrupted_one(tmp_path):
     workdir = str(tmp_path / "preempted")
-    proc = subprocess.Popen([sys.executable, "train.py", "--config", "configs/digits.py:runlocal", "--workdir",
-                             workdir, "--config.train.num_steps=100000", "--config.log.log_every=1",
-                             "--config.log.checkpoint_every=100000", *TINY],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "train.py",
+            "--config",
+            "configs/digits.py:runlocal",
+            "--workdir",
+            workdir,
+            "--config.train.num_steps=100000",
+            "--config.log.log_every=1",
+            "--config.log.checkpoint_every=100000",
+            *TINY,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     metrics = os.path.join(workdir, "metrics.jsonl")
     deadline = time.time() + 300
-    while time.time() < deadline and not (os.path.exists(metrics) and open(metrics).read().count("\n") >= 2):
+    while time.time() < deadline and not (
+        os.path.exists(metrics) and open(metrics).read().count("\n") >= 2
+    ):
         assert proc.poll() is None, proc.stdout.read()
         time.sleep(0.2)
     proc.send_signal(signal.SIGTERM)
@@ -98,11 +119,15 @@ def test_non_finite_guard_stops_and_keeps_the_last_good_checkpoint(tmp_path, mon
             bad = jax.tree.map(lambda p: p * jax.numpy.nan, state.g_params)
             metrics = dict(metrics, all_finite=jax.numpy.array(False))
             return state.replace(g_params=bad), metrics
+
         return poisoned_step
 
     monkeypatch.setattr(ts, "make_train_step", poisoned)
-    with pytest.raises(trainer.NonFiniteError, match=r"non-finite loss or parameter at step 3.*"
-                                                      r"last good checkpoint is step 2"):
+    with pytest.raises(
+        trainer.NonFiniteError,
+        match=r"non-finite loss or parameter at step 3.*"
+        r"last good checkpoint is step 2",
+    ):
         trainer.train(run_config(4, checkpoint_every=1), workdir, progress=False)
     step, state, _ = saved_state(workdir)
     assert step == 2
@@ -110,8 +135,17 @@ def test_non_finite_guard_stops_and_keeps_the_last_good_checkpoint(tmp_path, mon
 
 
 # The conversions of a jax.Array that copy its value to the host (np.asarray goes through __array__).
-HOST_READS = ("__bool__", "__float__", "__int__", "__index__", "__complex__", "__array__", "item", "tolist",
-              "block_until_ready")
+HOST_READS = (
+    "__bool__",
+    "__float__",
+    "__int__",
+    "__index__",
+    "__complex__",
+    "__array__",
+    "item",
+    "tolist",
+    "block_until_ready",
+)
 
 
 def count_host_reads(monkeypatch) -> collections.Counter:
@@ -122,6 +156,7 @@ def count_host_reads(monkeypatch) -> collections.Counter:
         def wrapper(self, *args, **kwargs):
             counts[name] += 1
             return real(self, *args, **kwargs)
+
         return wrapper
 
     for name in HOST_READS:
@@ -137,16 +172,25 @@ def test_host_reads_do_not_grow_with_the_number_of_steps(tmp_path, monkeypatch):
     reads = {}
     for num_steps in (2, 10, 40):
         workdir = tmp_path / f"steps{num_steps}"
-        if num_steps > 2:  # the digits classifier and reference moments the first run cached: equal work
+        if (
+            num_steps > 2
+        ):  # the digits classifier and reference moments the first run cached: equal work
             shutil.copytree(tmp_path / "steps2" / "eval", workdir / "eval")
-        c = run_config(num_steps, log_every=num_steps, checkpoint_every=num_steps, sample_every=num_steps,
-                       eval_every=num_steps)
+        c = run_config(
+            num_steps,
+            log_every=num_steps,
+            checkpoint_every=num_steps,
+            sample_every=num_steps,
+            eval_every=num_steps,
+        )
         c.eval.num_samples = 16
         counts.clear()
         trainer.train(c, str(workdir), progress=False)
         reads[num_steps] = dict(counts)
         assert os.path.exists(workdir / "samples" / f"step_{num_steps:07d}.png")
-    assert sum(reads[10].values()) > 0, "the counting seam saw no read at all: it no longer wraps jax.Array"
+    assert sum(reads[10].values()) > 0, (
+        "the counting seam saw no read at all: it no longer wraps jax.Array"
+    )
     assert reads[40] == reads[10], reads
 
 
@@ -157,14 +201,19 @@ def test_workdir_of_another_architecture_is_refused_and_untouched(tmp_path):
     before = open(os.path.join(workdir, "config.json")).read()
     other = run_config(1)
     other.model.update(arch="biggan_deep", ch_g=8)
-    with pytest.raises(ValueError, match=r"different model: biggan 32² vs the requested biggan_deep 32².*"
-                                         r"arch: 'biggan' → 'biggan_deep'.*Nothing was overwritten"):
+    with pytest.raises(
+        ValueError,
+        match=r"different model: biggan 32² vs the requested biggan_deep 32².*"
+        r"arch: 'biggan' → 'biggan_deep'.*Nothing was overwritten",
+    ):
         trainer.train(other, workdir, progress=False)
     assert open(os.path.join(workdir, "config.json")).read() == before
 
 
 def test_unknown_config_key_on_the_command_line_names_the_closest_key():
-    out = subprocess.run([sys.executable, "train.py", "--config.train.lr_gg=1"], capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "train.py", "--config.train.lr_gg=1"], capture_output=True, text=True
+    )
     assert out.returncode != 0
     assert "unknown config key --config.train.lr_gg; did you mean --config.train.lr_g" in out.stderr
 
@@ -179,12 +228,17 @@ def test_failed_save_keeps_the_previous_checkpoint_and_stops_with_a_message(tmp_
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(checkpoints.ocp.CheckpointManager, "save", disk_full)
-    with pytest.raises(checkpoints.CheckpointError, match=r"saving the checkpoint of step 2 .* failed "
-                                                          r"\(OSError.*No space left.*last complete checkpoint is step 1"):
+    with pytest.raises(
+        checkpoints.CheckpointError,
+        match=r"saving the checkpoint of step 2 .* failed "
+        r"\(OSError.*No space left.*last complete checkpoint is step 1",
+    ):
         trainer.train(run_config(3, checkpoint_every=1), workdir, progress=False)
     monkeypatch.setattr(checkpoints.ocp.CheckpointManager, "save", real_save)
     step, state, _ = saved_state(workdir)
-    assert step == 1 and all(np.all(np.isfinite(np.asarray(x))) for x in jax.tree.leaves(state.g_params))
+    assert step == 1 and all(
+        np.all(np.isfinite(np.asarray(x))) for x in jax.tree.leaves(state.g_params)
+    )
 
 
 def test_workdir_written_before_a_model_key_existed_still_resumes(tmp_path):
@@ -216,8 +270,9 @@ def test_best_checkpoint_survives_reopening(tmp_path):
     ckpt.save(5, state, data, None, wait=True)  # a checkpoint without an evaluation
     assert ckpt.all_steps() == [1, 5] and ckpt.best_step() == 1
     ckpt.close()
-    accuracy = checkpoints.Checkpointer(str(tmp_path / "acc"), keep=1, best_metric="classifier_accuracy",
-                                        best_mode="max")
+    accuracy = checkpoints.Checkpointer(
+        str(tmp_path / "acc"), keep=1, best_metric="classifier_accuracy", best_mode="max"
+    )
     for step, value in [(1, 0.5), (2, 0.9), (3, 0.7)]:
         accuracy.save(step, state, data, {"classifier_accuracy": value}, wait=True)
     assert accuracy.all_steps() == [2, 3] and accuracy.best_step() == 2

@@ -1,29 +1,27 @@
 """BigGAN-PyTorch's BigGAN G / G_ema state dict into an exported generator."""
+
 from __future__ import annotations
 
-import argparse
-import dataclasses
-import functools
-import json
-import math
-import os
-import sys
-from collections.abc import Callable
-
-import jax
 import ml_collections
 import numpy as np
-from flax import nnx, traverse_util
 
-from biggan.models import biggan as biggan_arch
-from biggan.models import biggan_deep
-from biggan.sampling import export
-from biggan.models import factory as models
-from biggan.runtime import storage
-from biggan.convert import tf_checkpoint
-from biggan.sampling import truncation_stats
 from biggan import config as cfg
-from biggan.convert.tables import ConversionError, Entry, Kind, build_generator, conv_kernel, read_json, sn_keys, v_from_u, convert_layout, expected_shapes, load_torch_state_dict
+from biggan.convert.tables import (
+    ConversionError,
+    Entry,
+    Kind,
+    build_generator,
+    conv_kernel,
+    convert_layout,
+    expected_shapes,
+    load_torch_state_dict,
+    read_json,
+    sn_keys,
+    v_from_u,
+)
+from biggan.models import biggan as biggan_arch
+from biggan.models import factory as models
+from biggan.sampling import export
 
 
 def _bp_sn(kernel, eps):
@@ -31,6 +29,7 @@ def _bp_sn(kernel, eps):
     Only u is stored: v = normalize(Wᵀu), what its next power-iteration step computes. "linear_chw": the
     first linear, whose output BigGAN-PyTorch views channel-major (C, 4, 4) while ours is (4, 4, C): its
     output rows (weight, bias and u, which indexes rows) are permuted so our reshape sees the same tensor."""
+
     def convert(e, read, out):
         w, u = read(f"{e.theirs}.weight"), read(f"{e.theirs}.u0")[0]
         b = read(f"{e.theirs}.bias") if e.bias else None
@@ -49,7 +48,10 @@ def _bp_sn(kernel, eps):
         out.flat[e.ours + ("sn", "v")] = v_from_u(w_mat, u, eps)
         if e.bias:
             out.flat[e.ours + ("bias",)] = b
-    return Kind(sn_keys("weight", ("u0", lambda s: (1, s[0])), None, extra=(("sv0", (1,)),)), convert)
+
+    return Kind(
+        sn_keys("weight", ("u0", lambda s: (1, s[0])), None, extra=(("sv0", (1,)),)), convert
+    )
 
 
 def _bp_bn(e, read, out):
@@ -65,16 +67,31 @@ def _bp_output_bn(e, read, out):
 
 def biggan_pytorch_kinds(eps: float) -> dict[str, Kind]:
     return {
-        "embed": Kind(lambda e: {f"{e.theirs}.weight": e.shape},
-                      lambda e, read, out: out.flat.__setitem__(e.ours + ("embedding",), read(f"{e.theirs}.weight"))),
+        "embed": Kind(
+            lambda e: {f"{e.theirs}.weight": e.shape},
+            lambda e, read, out: out.flat.__setitem__(
+                e.ours + ("embedding",), read(f"{e.theirs}.weight")
+            ),
+        ),
         "sn_linear_chw": _bp_sn("linear_chw", eps),
         "sn_linear": _bp_sn("linear", eps),
         "sn_conv": _bp_sn("conv", eps),
-        "bn": Kind(lambda e: {f"{e.theirs}.stored_mean": e.shape, f"{e.theirs}.stored_var": e.shape}, _bp_bn),
-        "output_bn": Kind(lambda e: {f"{e.theirs}.{k}": e.shape for k in ("gain", "bias", "stored_mean", "stored_var")},
-                          _bp_output_bn),
-        "gamma": Kind(lambda e: {f"{e.theirs}.gamma": ()},
-                      lambda e, read, out: out.flat.__setitem__(e.ours + ("gamma",), read(f"{e.theirs}.gamma").reshape(()))),
+        "bn": Kind(
+            lambda e: {f"{e.theirs}.stored_mean": e.shape, f"{e.theirs}.stored_var": e.shape},
+            _bp_bn,
+        ),
+        "output_bn": Kind(
+            lambda e: {
+                f"{e.theirs}.{k}": e.shape for k in ("gain", "bias", "stored_mean", "stored_var")
+            },
+            _bp_output_bn,
+        ),
+        "gamma": Kind(
+            lambda e: {f"{e.theirs}.gamma": ()},
+            lambda e, read, out: out.flat.__setitem__(
+                e.ours + ("gamma",), read(f"{e.theirs}.gamma").reshape(())
+            ),
+        ),
     }
 
 
@@ -85,26 +102,45 @@ def biggan_pytorch_layout(m: ml_collections.ConfigDict) -> list[Entry]:
     num_slots = len(plan) + 1 if m.hier else 1
     z_chunk = m.dim_z // num_slots
     cond = m.shared_dim + (z_chunk if m.hier else 0)
-    layout = [Entry("embed", "shared", ("shared_embed",), (m.num_classes, m.shared_dim)),
-              Entry("sn_linear_chw", "linear", ("linear",), (plan[0][0] * ch * 16, z_chunk if m.hier else m.dim_z),
-                    bias=True)]
+    layout = [
+        Entry("embed", "shared", ("shared_embed",), (m.num_classes, m.shared_dim)),
+        Entry(
+            "sn_linear_chw",
+            "linear",
+            ("linear",),
+            (plan[0][0] * ch * 16, z_chunk if m.hier else m.dim_z),
+            bias=True,
+        ),
+    ]
     for i, (cin, cout) in enumerate(plan):
         p, cin, cout = f"blocks.{i}.0", cin * ch, cout * ch
         for bn, c in (("bn1", cin), ("bn2", cout)):
-            layout += [Entry("bn", f"{p}.{bn}", ("blocks", i, bn, "bn"), (c,)),
-                       Entry("sn_linear", f"{p}.{bn}.gain", ("blocks", i, bn, "gain"), (c, cond)),
-                       Entry("sn_linear", f"{p}.{bn}.bias", ("blocks", i, bn, "bias"), (c, cond))]
-        for conv, shape in (("conv1", (cout, cin, 3, 3)), ("conv2", (cout, cout, 3, 3)), ("conv_sc", (cout, cin, 1, 1))):
+            layout += [
+                Entry("bn", f"{p}.{bn}", ("blocks", i, bn, "bn"), (c,)),
+                Entry("sn_linear", f"{p}.{bn}.gain", ("blocks", i, bn, "gain"), (c, cond)),
+                Entry("sn_linear", f"{p}.{bn}.bias", ("blocks", i, bn, "bias"), (c, cond)),
+            ]
+        for conv, shape in (
+            ("conv1", (cout, cin, 3, 3)),
+            ("conv2", (cout, cout, 3, 3)),
+            ("conv_sc", (cout, cin, 1, 1)),
+        ):
             layout.append(Entry("sn_conv", f"{p}.{conv}", ("blocks", i, conv), shape, bias=True))
-        if 8 * 2 ** i in m.g_attn:
+        if 8 * 2**i in m.g_attn:
             p = f"blocks.{i}.1"
-            for name, shape in (("theta", (cout // 8, cout, 1, 1)), ("phi", (cout // 8, cout, 1, 1)),
-                                ("g", (cout // 2, cout, 1, 1)), ("o", (cout, cout // 2, 1, 1))):
+            for name, shape in (
+                ("theta", (cout // 8, cout, 1, 1)),
+                ("phi", (cout // 8, cout, 1, 1)),
+                ("g", (cout // 2, cout, 1, 1)),
+                ("o", (cout, cout // 2, 1, 1)),
+            ):
                 layout.append(Entry("sn_conv", f"{p}.{name}", ("attention", i, name), shape))
             layout.append(Entry("gamma", p, ("attention", i)))
     c = plan[-1][1] * ch
-    layout += [Entry("output_bn", "output_layer.0", ("output_bn",), (c,)),
-               Entry("sn_conv", "output_layer.2", ("output_conv",), (3, c, 3, 3), bias=True)]
+    layout += [
+        Entry("output_bn", "output_layer.0", ("output_bn",), (c,)),
+        Entry("sn_conv", "output_layer.2", ("output_conv",), (3, c, 3, 3), bias=True),
+    ]
     return layout
 
 
@@ -115,18 +151,26 @@ def biggan_pytorch_expected_shapes(m: ml_collections.ConfigDict) -> dict:
 
 def _check_biggan_pytorch_model(m):
     if m.arch != "biggan":
-        raise ConversionError(f"model.arch={m.arch!r}: the biggan-pytorch converter maps BigGAN-PyTorch's BigGAN "
-                              f"G (arch 'biggan'); for BigGAN-deep released weights use `convert hf`")
+        raise ConversionError(
+            f"model.arch={m.arch!r}: the biggan-pytorch converter maps BigGAN-PyTorch's BigGAN "
+            f"G (arch 'biggan'); for BigGAN-deep released weights use `convert hf`"
+        )
     if not m.shared:
-        raise ConversionError("model.shared=False: BigGAN-PyTorch's non-shared G has no z conditioning in its "
-                              "BNs and is not supported; the released models use the shared embedding")
+        raise ConversionError(
+            "model.shared=False: BigGAN-PyTorch's non-shared G has no z conditioning in its "
+            "BNs and is not supported; the released models use the shared embedding"
+        )
     biggan_arch.check_resolution(m.resolution)
     plan = biggan_arch.G_CHANNELS[m.resolution]
     if m.hier and m.dim_z % (len(plan) + 1):
-        raise ConversionError(f"model.dim_z={m.dim_z} does not split into {len(plan) + 1} skip-z chunks")
+        raise ConversionError(
+            f"model.dim_z={m.dim_z} does not split into {len(plan) + 1} skip-z chunks"
+        )
 
 
-def biggan_pytorch_config(config_spec=None, *, bn_eps=1e-5, sn_eps=1e-6) -> ml_collections.ConfigDict:
+def biggan_pytorch_config(
+    config_spec=None, *, bn_eps=1e-5, sn_eps=1e-6
+) -> ml_collections.ConfigDict:
     """Our config for a BigGAN-PyTorch G: a configs/*.py file (path[:arg]), a JSON file (a full config with a
     'model' section, or just config.model keys), or None for the defaults (the released 128² model).
     BigGAN-PyTorch evaluates SN by one power step from the stored u ('iterate'); its scripts use BN eps
@@ -140,10 +184,14 @@ def biggan_pytorch_config(config_spec=None, *, bn_eps=1e-5, sn_eps=1e-6) -> ml_c
         c = cfg.base_config()
         model = data.get("model", data) if isinstance(data, dict) else None
         if not isinstance(model, dict):
-            raise ConversionError(f"--config {config_spec}: expected a JSON object of config.model keys")
+            raise ConversionError(
+                f"--config {config_spec}: expected a JSON object of config.model keys"
+            )
         cfg.check_keys(ml_collections.ConfigDict(model), c.model, prefix="model.")
         c.model.update(model)
-    c.model.update(sn_eval_mode="iterate", bn_eps=float(bn_eps), sn_eps=float(sn_eps), rgb_channels=3)
+    c.model.update(
+        sn_eval_mode="iterate", bn_eps=float(bn_eps), sn_eps=float(sn_eps), rgb_channels=3
+    )
     c.sample.bn_stats = "stored"  # the stored_mean/stored_var its eval mode (G_ema sampling) uses
     c.model.g_attn = tuple(c.model.g_attn)
     _check_biggan_pytorch_model(c.model)
@@ -153,17 +201,26 @@ def biggan_pytorch_config(config_spec=None, *, bn_eps=1e-5, sn_eps=1e-6) -> ml_c
 def convert_biggan_pytorch(state_dict: dict, config: ml_collections.ConfigDict):
     """(config, generator) from a BigGAN-PyTorch BigGAN G state dict; its stored BN statistics are used."""
     m = config.model
-    converted = convert_layout(state_dict, biggan_pytorch_layout(m), biggan_pytorch_kinds(m.sn_eps),
-                               f"BigGAN-PyTorch BigGAN G ({m.resolution}², ch {m.ch_g}, dim_z {m.dim_z}, "
-                               f"attention {tuple(m.g_attn)})")
+    converted = convert_layout(
+        state_dict,
+        biggan_pytorch_layout(m),
+        biggan_pytorch_kinds(m.sn_eps),
+        f"BigGAN-PyTorch BigGAN G ({m.resolution}², ch {m.ch_g}, dim_z {m.dim_z}, "
+        f"attention {tuple(m.g_attn)})",
+    )
     return config, build_generator(config, converted.flat)
 
 
-def convert_biggan_pytorch_file(pth_path, config_spec=None, out_dir=None, *, bn_eps=1e-5, sn_eps=1e-6):
+def convert_biggan_pytorch_file(
+    pth_path, config_spec=None, out_dir=None, *, bn_eps=1e-5, sn_eps=1e-6
+):
     config = biggan_pytorch_config(config_spec, bn_eps=bn_eps, sn_eps=sn_eps)
     sd = load_torch_state_dict(pth_path)
     config, generator = convert_biggan_pytorch(sd, config)
     export.save_generator(out_dir, config, generator)
-    print(f"[convert] wrote {out_dir}: {models.count_params(generator):,} parameters "
-          f"(BigGAN {config.model.resolution}², ch {config.model.ch_g}; stored BN statistics)", flush=True)
+    print(
+        f"[convert] wrote {out_dir}: {models.count_params(generator):,} parameters "
+        f"(BigGAN {config.model.resolution}², ch {config.model.ch_g}; stored BN statistics)",
+        flush=True,
+    )
     return out_dir

@@ -16,38 +16,23 @@ Every key and shape is checked against what the config implies; missing, unexpec
 entries are reported on one line, and nothing is ever left randomly initialised. Errors exit with status 2.
 torch is imported lazily, only to read PyTorch files.
 """
+
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import functools
-import json
-import math
-import os
-import sys
-from collections.abc import Callable
 
-import jax
-import ml_collections
-import numpy as np
-from flax import nnx, traverse_util
-
-from biggan.models import biggan as biggan_arch
-from biggan.models import biggan_deep
-from biggan.sampling import export
-from biggan.models import factory as models
-from biggan.runtime import storage
-from biggan.convert import tf_checkpoint
-from biggan.sampling import truncation_stats
-from biggan import config as cfg
 from biggan.convert.biggan_pytorch import convert_biggan_pytorch_file
 from biggan.convert.hf import convert_hf_files
 from biggan.convert.tables import ConversionError
 from biggan.convert.tfhub import convert_tfhub_module
+from biggan.runtime import storage
+from biggan.sampling import export
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m biggan.convert", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m biggan.convert", description=__doc__.split("\n\n")[0]
+    )
     sub = parser.add_subparsers(dest="source", required=True)
     hf = sub.add_parser("hf", help="pytorch-pretrained-biggan 0.1.1 BigGAN-deep pytorch_model.bin")
     hf.add_argument("model_bin")
@@ -55,34 +40,51 @@ def main(argv=None):
     hf.add_argument("--out", required=True, help="export directory to create")
     bp = sub.add_parser("biggan-pytorch", help="BigGAN-PyTorch BigGAN G / G_ema state dict (.pth)")
     bp.add_argument("pth")
-    bp.add_argument("--config", default=None, help="configs/*.py[:arg] or a JSON of config.model keys "
-                                                   "(default: the released 128² model)")
+    bp.add_argument(
+        "--config",
+        default=None,
+        help="configs/*.py[:arg] or a JSON of config.model keys (default: the released 128² model)",
+    )
     bp.add_argument("--out", required=True)
-    bp.add_argument("--bn-eps", type=float, default=1e-5, help="BN eps of the training run (its scripts: 1e-5)")
-    bp.add_argument("--sn-eps", type=float, default=1e-6, help="SN eps of the training run (its scripts: 1e-6)")
-    th = sub.add_parser("tfhub", help="an unpacked TF Hub module: deepmind/biggan-{128,256,512}/2 or "
-                                      "biggan-deep-{128,256,512}/1")
+    bp.add_argument(
+        "--bn-eps", type=float, default=1e-5, help="BN eps of the training run (its scripts: 1e-5)"
+    )
+    bp.add_argument(
+        "--sn-eps", type=float, default=1e-6, help="SN eps of the training run (its scripts: 1e-6)"
+    )
+    th = sub.add_parser(
+        "tfhub",
+        help="an unpacked TF Hub module: deepmind/biggan-{128,256,512}/2 or "
+        "biggan-deep-{128,256,512}/1",
+    )
     th.add_argument("module_dir")
     th.add_argument("--out", required=True)
-    th.add_argument("--standing_stats", action="store_true",
-                    help="do not read the per-truncation BN statistics from saved_model.pb; sampling then "
-                         "accumulates standing statistics (paper appendix C.1)")
+    th.add_argument(
+        "--standing_stats",
+        action="store_true",
+        help="do not read the per-truncation BN statistics from saved_model.pb; sampling then "
+        "accumulates standing statistics (paper appendix C.1)",
+    )
     args = parser.parse_args(argv)
     try:
         storage.check_bucket(args.out)
     except storage.StorageError as e:
         parser.exit(2, f"error: {e}\n")
     if export.is_exported_generator(args.out):
-        parser.exit(2, f"error: --out {args.out} already holds an exported generator; choose a new directory\n")
+        parser.exit(
+            2,
+            f"error: --out {args.out} already holds an exported generator; choose a new directory\n",
+        )
     try:
         if args.source == "hf":
             convert_hf_files(args.model_bin, args.config_json, args.out)
         elif args.source == "tfhub":
             convert_tfhub_module(args.module_dir, args.out, standing_stats=args.standing_stats)
         else:
-            convert_biggan_pytorch_file(args.pth, args.config, args.out, bn_eps=args.bn_eps, sn_eps=args.sn_eps)
+            convert_biggan_pytorch_file(
+                args.pth, args.config, args.out, bn_eps=args.bn_eps, sn_eps=args.sn_eps
+            )
     except (ConversionError, FileNotFoundError, FileExistsError, KeyError, ValueError) as e:
         message = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
         parser.exit(2, f"error: {message}\n")
     return 0
-

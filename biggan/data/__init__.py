@@ -10,19 +10,55 @@
 
 TFDS is imported only when source == 'tfds' (biggan.data.tfds_source).
 """
+
 from biggan.data.cache import CacheSource, build_cache, read_manifest
 from biggan.data.digits import DIGITS_COUNT, DIGITS_NUM_CLASSES, digits_arrays
-from biggan.data.pipeline import (SOURCES, ShardedBatchIterator, default_data_config, make_pipeline,
-                                  make_source, save_or_check_class_mapping)
-from biggan.data.preprocess import (CorruptImageError, center_crop_box, crop_and_resize,
-                                    load_image_file, to_model_range, to_rgb)
-from biggan.data.sources import (DataSourceError, DigitsSource, FolderSource, ImageSource,
-                                 scan_image_folder)
+from biggan.data.pipeline import (
+    SOURCES,
+    ShardedBatchIterator,
+    default_data_config,
+    make_pipeline,
+    make_source,
+    save_or_check_class_mapping,
+)
+from biggan.data.preprocess import (
+    CorruptImageError,
+    center_crop_box,
+    crop_and_resize,
+    load_image_file,
+    to_model_range,
+    to_rgb,
+)
+from biggan.data.sources import (
+    DataSourceError,
+    DigitsSource,
+    FolderSource,
+    ImageSource,
+    scan_image_folder,
+)
 
 __all__ = [
-    "CacheSource", "CorruptImageError", "DIGITS_COUNT", "DIGITS_NUM_CLASSES", "DataSourceError",
-    "DigitsSource", "FolderSource", "ImageSource", "SOURCES", "ShardedBatchIterator",
-    "build_cache", "center_crop_box", "crop_and_resize", "default_data_config", "digits_arrays",
-    "load_image_file", "make_pipeline", "make_source", "read_manifest",
-    "save_or_check_class_mapping", "scan_image_folder", "to_model_range", "to_rgb",
+    "CacheSource",
+    "CorruptImageError",
+    "DIGITS_COUNT",
+    "DIGITS_NUM_CLASSES",
+    "DataSourceError",
+    "DigitsSource",
+    "FolderSource",
+    "ImageSource",
+    "SOURCES",
+    "ShardedBatchIterator",
+    "build_cache",
+    "center_crop_box",
+    "crop_and_resize",
+    "default_data_config",
+    "digits_arrays",
+    "load_image_file",
+    "make_pipeline",
+    "make_source",
+    "read_manifest",
+    "save_or_check_class_mapping",
+    "scan_image_folder",
+    "to_model_range",
+    "to_rgb",
 ]

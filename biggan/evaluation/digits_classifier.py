@@ -8,6 +8,7 @@ cached as an .npz in a directory; a cached file is re-used when present.
 Input: NHWC images, float in [-1, 1] (quantised to uint8 first, as Inception inputs are) or uint8, 1 or 3
 channels (RGB is averaged to grey: the digits are grey), any resolution (resized to 32x32 bilinearly).
 """
+
 from __future__ import annotations
 
 import json
@@ -20,10 +21,10 @@ import numpy as np
 import optax
 from flax import nnx
 
-from biggan.runtime import storage
 from biggan.data import digits_arrays
-from biggan.sampling.images import to_uint8
 from biggan.evaluation.feature_network import FeatureNetwork
+from biggan.runtime import storage
+from biggan.sampling.images import to_uint8
 
 DIGITS_CLASSIFIER_NAME = "digits-cnn-v1/penultimate"  # feature-network name stored in moments files
 CLASSIFIER_RESOLUTION = 32
@@ -60,14 +61,17 @@ class DigitsCNN(nnx.Module):
 def preprocess(images):
     """Any NHWC digits-like batch (float [-1, 1] or uint8; 1 or 3 channels) -> (N, 32, 32, 1) in [-1, 1]."""
     if images.ndim != 4 or images.shape[-1] not in (1, 3):
-        raise ValueError(f"digits classifier input has shape {images.shape}; expected NHWC with 1 or 3 "
-                         "channels")
+        raise ValueError(
+            f"digits classifier input has shape {images.shape}; expected NHWC with 1 or 3 channels"
+        )
     if images.dtype != jnp.uint8:  # the same uint8 quantisation as the Inception protocol
         images = to_uint8(images)
     x = images.astype(jnp.float32) / 127.5 - 1.0
     x = jnp.mean(x, axis=-1, keepdims=True)
     if x.shape[1:3] != (CLASSIFIER_RESOLUTION, CLASSIFIER_RESOLUTION):
-        x = jax.image.resize(x, (x.shape[0], CLASSIFIER_RESOLUTION, CLASSIFIER_RESOLUTION, 1), "bilinear")
+        x = jax.image.resize(
+            x, (x.shape[0], CLASSIFIER_RESOLUTION, CLASSIFIER_RESOLUTION, 1), "bilinear"
+        )
     return x
 
 
@@ -76,24 +80,27 @@ def digits_split() -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.
     from sklearn.model_selection import train_test_split  # lazy: sklearn import is slow
 
     images, labels = digits_arrays(CLASSIFIER_RESOLUTION)
-    train_idx, test_idx = train_test_split(np.arange(len(labels)), test_size=_TEST_FRACTION,
-                                           stratify=labels, random_state=_SPLIT_SEED)
+    train_idx, test_idx = train_test_split(
+        np.arange(len(labels)), test_size=_TEST_FRACTION, stratify=labels, random_state=_SPLIT_SEED
+    )
     return (images[train_idx], labels[train_idx]), (images[test_idx], labels[test_idx])
 
 
 def _shift_augment(x: np.ndarray, rng: np.random.Generator, max_shift: int = 2) -> np.ndarray:
     # Random translations by up to 2 px (background -1), so slightly off-centre samples still classify.
-    padded = np.pad(x, ((0, 0), (max_shift, max_shift), (max_shift, max_shift), (0, 0)),
-                    constant_values=-1.0)
+    padded = np.pad(
+        x, ((0, 0), (max_shift, max_shift), (max_shift, max_shift), (0, 0)), constant_values=-1.0
+    )
     out = np.empty_like(x)
     size = x.shape[1]
     for i, (dy, dx) in enumerate(rng.integers(0, 2 * max_shift + 1, (len(x), 2))):
-        out[i] = padded[i, dy:dy + size, dx:dx + size]
+        out[i] = padded[i, dy : dy + size, dx : dx + size]
     return out
 
 
-def train_digits_classifier(*, seed: int = 0, epochs: int = 10, batch_size: int = 64,
-                            learning_rate: float = 2e-3, log=print) -> tuple[DigitsCNN, float]:
+def train_digits_classifier(
+    *, seed: int = 0, epochs: int = 10, batch_size: int = 64, learning_rate: float = 2e-3, log=print
+) -> tuple[DigitsCNN, float]:
     """Train on the 80% split; returns (model, test accuracy on the held-out 20%)."""
     (train_x, train_y), (test_x, test_y) = digits_split()
     train_x = np.asarray(preprocess(jnp.asarray(train_x)))
@@ -120,11 +127,13 @@ def train_digits_classifier(*, seed: int = 0, epochs: int = 10, batch_size: int 
         order = rng.permutation(len(train_x))
         augmented = _shift_augment(train_x, rng)
         for i in range(steps_per_epoch):
-            idx = order[i * batch_size:(i + 1) * batch_size]
+            idx = order[i * batch_size : (i + 1) * batch_size]
             params, opt_state, loss = step(params, opt_state, augmented[idx], train_y[idx])
         if log is not None and (epoch + 1) % 5 == 0:
-            log(f"digits classifier epoch {epoch + 1}/{epochs}: loss {float(loss):.4f} "
-                f"({(epoch + 1) * steps_per_epoch / (time.time() - start):.0f} steps/s)")
+            log(
+                f"digits classifier epoch {epoch + 1}/{epochs}: loss {float(loss):.4f} "
+                f"({(epoch + 1) * steps_per_epoch / (time.time() - start):.0f} steps/s)"
+            )
     model = nnx.merge(graphdef, params)
     _, logits = jax.jit(lambda p, x: nnx.merge(graphdef, p, copy=True)(x))(params, test_x)
     accuracy = float(np.mean(np.argmax(np.asarray(logits), axis=1) == test_y))
@@ -149,8 +158,10 @@ def _load(path: str) -> tuple[DigitsCNN, dict]:
     def fill(keys, leaf):
         name = "/".join(str(k.key) for k in keys)
         if name not in f or f[name].shape != leaf.shape:
-            raise ValueError(f"cached digits classifier {path!r} has no array {name} of shape "
-                             f"{leaf.shape}; delete the file to retrain")
+            raise ValueError(
+                f"cached digits classifier {path!r} has no array {name} of shape "
+                f"{leaf.shape}; delete the file to retrain"
+            )
         return jnp.asarray(f[name])
 
     pure = jax.tree_util.tree_map_with_path(fill, pure)
@@ -181,13 +192,21 @@ class DigitsClassifier:
 
     def feature_network(self, *, batch_size: int = 512, mesh=None):
         """This classifier as a sharded `biggan.evaluation.feature_network.FeatureNetwork`."""
-        return FeatureNetwork(DIGITS_CLASSIFIER_NAME, self.apply_fn, self.params, feature_dim=FEATURE_DIM,
-                              num_classes=NUM_CLASSES, batch_size=batch_size, mesh=mesh,
-                              predicts_dataset_classes=True)
+        return FeatureNetwork(
+            DIGITS_CLASSIFIER_NAME,
+            self.apply_fn,
+            self.params,
+            feature_dim=FEATURE_DIM,
+            num_classes=NUM_CLASSES,
+            batch_size=batch_size,
+            mesh=mesh,
+            predicts_dataset_classes=True,
+        )
 
 
-def load_or_train_digits_classifier(cache_dir: str | os.PathLike | None = None, *, seed: int = 0,
-                                    log=print) -> DigitsClassifier:
+def load_or_train_digits_classifier(
+    cache_dir: str | os.PathLike | None = None, *, seed: int = 0, log=print
+) -> DigitsClassifier:
     """The cached classifier in `cache_dir` (default ~/.cache/biggan/digits_classifier), else train
     one (about 10 s on CPU) and cache it there."""
     cache_dir = os.fspath(cache_dir) if cache_dir is not None else default_cache_dir()

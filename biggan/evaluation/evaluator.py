@@ -15,6 +15,7 @@ chunk k goes to process k mod P, each process samples and featurises its chunks 
 every round the chunks are all-gathered and fed to the accumulators in chunk order, so every process
 holds the metrics of the 1-process run with the same seed.
 """
+
 from __future__ import annotations
 
 import logging
@@ -27,35 +28,42 @@ import ml_collections
 import numpy as np
 from tqdm import tqdm
 
-from biggan.evaluation import digits_classifier
-from biggan.runtime import distributed
-from biggan.evaluation import inception
-from biggan.evaluation import metrics
-from biggan.sampling import sampler as sampling
-from biggan.runtime import storage
 from biggan.data import CorruptImageError, digits_arrays, make_source, pipeline, read_manifest
+from biggan.evaluation import digits_classifier, inception, metrics
 from biggan.evaluation.feature_network import FeatureNetwork
+from biggan.runtime import distributed, storage
+from biggan.sampling import sampler as sampling
 
 log = logging.getLogger(__name__)
 
 # Kinds accepted on the command line -> the feature-network name stored in moments files.
-FEATURE_NETWORK_KINDS = {"inception": inception.INCEPTION_NAME,
-                         "digits": digits_classifier.DIGITS_CLASSIFIER_NAME}
+FEATURE_NETWORK_KINDS = {
+    "inception": inception.INCEPTION_NAME,
+    "digits": digits_classifier.DIGITS_CLASSIFIER_NAME,
+}
 
 
-def make_feature_network(name: str, *, inception_weights: str | None = None,
-                         digits_cache_dir: str | None = None, batch_size: int | None = None,
-                         mesh=None) -> FeatureNetwork:
+def make_feature_network(
+    name: str,
+    *,
+    inception_weights: str | None = None,
+    digits_cache_dir: str | None = None,
+    batch_size: int | None = None,
+    mesh=None,
+) -> FeatureNetwork:
     """'inception' / 'digits', or a full feature-network name as stored in a moments file."""
     name = FEATURE_NETWORK_KINDS.get(name, name)
     if name == inception.INCEPTION_NAME:
-        return inception.inception_feature_network(inception_weights, batch_size=batch_size or 200,
-                                                   mesh=mesh)
+        return inception.inception_feature_network(
+            inception_weights, batch_size=batch_size or 200, mesh=mesh
+        )
     if name == digits_classifier.DIGITS_CLASSIFIER_NAME:
         classifier = digits_classifier.load_or_train_digits_classifier(digits_cache_dir)
         return classifier.feature_network(batch_size=batch_size or 512, mesh=mesh)
-    raise ValueError(f"unknown feature network {name!r}; expected one of {sorted(FEATURE_NETWORK_KINDS)} "
-                     f"or {sorted(FEATURE_NETWORK_KINDS.values())}")
+    raise ValueError(
+        f"unknown feature network {name!r}; expected one of {sorted(FEATURE_NETWORK_KINDS)} "
+        f"or {sorted(FEATURE_NETWORK_KINDS.values())}"
+    )
 
 
 def _check_process_local(feature_net: FeatureNetwork) -> None:
@@ -64,32 +72,56 @@ def _check_process_local(feature_net: FeatureNetwork) -> None:
         return
     foreign = [d for d in feature_net.mesh.devices.flat if d.process_index != jax.process_index()]
     if foreign:
-        raise ValueError(f"feature network {feature_net.name!r} runs on a mesh with devices of other "
-                         f"processes ({foreign[0]}, ...), but multi-process evaluation featurises each "
-                         "process's chunks on its own devices; build it with "
-                         "mesh=distributed.local_mesh()")
+        raise ValueError(
+            f"feature network {feature_net.name!r} runs on a mesh with devices of other "
+            f"processes ({foreign[0]}, ...), but multi-process evaluation featurises each "
+            "process's chunks on its own devices; build it with "
+            "mesh=distributed.local_mesh()"
+        )
 
 
 # ----------------------------------------------------------------------------------------------
 # Reference moments.
 # ----------------------------------------------------------------------------------------------
 
-def compute_moments(batches: Iterable[np.ndarray], feature_net: FeatureNetwork, *,
-                    description: str = "", keep_features: int = 10_000, total: int | None = None,
-                    progress: bool = True) -> metrics.Moments:
+
+def compute_moments(
+    batches: Iterable[np.ndarray],
+    feature_net: FeatureNetwork,
+    *,
+    description: str = "",
+    keep_features: int = 10_000,
+    total: int | None = None,
+    progress: bool = True,
+) -> metrics.Moments:
     """Moments of `feature_net` features over image batches (uint8 or [-1, 1] floats, one resolution).
 
     The first `keep_features` feature vectors are stored too (for KID and precision/recall).
     One process (see `compute_moments_of_chunks` for a multi-process job)."""
-    chunks = ({"features": feature_net(images)[0], "resolution": np.int64(images.shape[1])}
-              for images in batches)
-    return _moments_from_chunks(chunks, feature_net, description=description, keep_features=keep_features,
-                                total=total, progress=progress)
+    chunks = (
+        {"features": feature_net(images)[0], "resolution": np.int64(images.shape[1])}
+        for images in batches
+    )
+    return _moments_from_chunks(
+        chunks,
+        feature_net,
+        description=description,
+        keep_features=keep_features,
+        total=total,
+        progress=progress,
+    )
 
 
-def compute_moments_of_chunks(load_chunk: Callable[[int, int], tuple[np.ndarray, list]], count: int,
-                              feature_net: FeatureNetwork, *, batch_size: int, description: str = "",
-                              keep_features: int = 10_000, progress: bool = True) -> metrics.Moments:
+def compute_moments_of_chunks(
+    load_chunk: Callable[[int, int], tuple[np.ndarray, list]],
+    count: int,
+    feature_net: FeatureNetwork,
+    *,
+    batch_size: int,
+    description: str = "",
+    keep_features: int = 10_000,
+    progress: bool = True,
+) -> metrics.Moments:
     """`compute_moments` of images 0..count-1, `load_chunk(start, num)` giving (the readable images of
     start..start+num-1, the locations of those it skipped as corrupt) — see `data_chunks`.
 
@@ -102,27 +134,40 @@ def compute_moments_of_chunks(load_chunk: Callable[[int, int], tuple[np.ndarray,
         images, skipped = load_chunk(start, num)
         images = np.asarray(images)
         if images.shape[0] + len(skipped) != num:
-            raise ValueError(f"load_chunk({start}, {num}) returned {images.shape[0]} images and "
-                             f"{len(skipped)} skipped")
+            raise ValueError(
+                f"load_chunk({start}, {num}) returned {images.shape[0]} images and "
+                f"{len(skipped)} skipped"
+            )
         chunk = {"skipped": np.asarray(skipped, dtype=np.str_)}
         if len(images):
             chunk.update(features=feature_net(images)[0], resolution=np.int64(images.shape[1]))
         return chunk
 
     chunks = distributed.chunk_results_in_order(features_of_chunk, count, batch_size, what="images")
-    return _moments_from_chunks(chunks, feature_net, description=description, keep_features=keep_features,
-                                total=count, progress=progress)
+    return _moments_from_chunks(
+        chunks,
+        feature_net,
+        description=description,
+        keep_features=keep_features,
+        total=count,
+        progress=progress,
+    )
 
 
-def _moments_from_chunks(chunks: Iterable[dict], feature_net, *, description, keep_features, total,
-                         progress) -> metrics.Moments:
+def _moments_from_chunks(
+    chunks: Iterable[dict], feature_net, *, description, keep_features, total, progress
+) -> metrics.Moments:
     acc = metrics.FeatureMoments(feature_net.feature_dim)
     kept: list[np.ndarray] = []
     num_kept = 0
     resolution = None
     skipped: list[str] = []
-    with tqdm(total=total, desc=f"moments ({feature_net.name})", unit="img",
-              disable=not progress or jax.process_index() != 0) as bar:
+    with tqdm(
+        total=total,
+        desc=f"moments ({feature_net.name})",
+        unit="img",
+        disable=not progress or jax.process_index() != 0,
+    ) as bar:
         for chunk in chunks:
             skipped.extend(str(where) for where in chunk.get("skipped", ()))
             bar.update(len(chunk.get("skipped", ())))
@@ -132,10 +177,12 @@ def _moments_from_chunks(chunks: Iterable[dict], feature_net, *, description, ke
             if resolution is None:
                 resolution = int(chunk["resolution"])
             elif int(chunk["resolution"]) != resolution:
-                raise ValueError(f"image batches mix resolutions {resolution} and {int(chunk['resolution'])}")
+                raise ValueError(
+                    f"image batches mix resolutions {resolution} and {int(chunk['resolution'])}"
+                )
             acc.update(features)
             if num_kept < keep_features:
-                kept.append(features[:keep_features - num_kept])
+                kept.append(features[: keep_features - num_kept])
                 num_kept += len(kept[-1])
             bar.update(len(features))
     if resolution is None:
@@ -148,11 +195,12 @@ def _moments_from_chunks(chunks: Iterable[dict], feature_net, *, description, ke
 
 def _iterate_array(images: np.ndarray, batch_size: int):
     for start in range(0, len(images), batch_size):
-        yield images[start:start + batch_size]
+        yield images[start : start + batch_size]
 
 
-DATA_SPEC_HELP = (f"a data.source spec: {pipeline.SOURCE_SPEC_HELP} (a bare existing DIR means "
-                  "folder:DIR)")
+DATA_SPEC_HELP = (
+    f"a data.source spec: {pipeline.SOURCE_SPEC_HELP} (a bare existing DIR means folder:DIR)"
+)
 
 
 def data_section(data: str | None = None, *, resolution: int | None = None, config=None):
@@ -166,7 +214,9 @@ def data_section(data: str | None = None, *, resolution: int | None = None, conf
     elif config is not None:
         section = ml_collections.ConfigDict(config.data.to_dict())
     else:
-        raise ValueError(f"no data: pass --data ({DATA_SPEC_HELP}) or --config (a training config file)")
+        raise ValueError(
+            f"no data: pass --data ({DATA_SPEC_HELP}) or --config (a training config file)"
+        )
     if resolution is None and config is not None:
         resolution = config.model.resolution
     if resolution is None and section.source == "cache":
@@ -174,14 +224,21 @@ def data_section(data: str | None = None, *, resolution: int | None = None, conf
     if resolution is None and section.source == "digits":
         resolution = 32
     if resolution is None:
-        raise ValueError(f"--data {data!r} ({section.source}): pass --resolution (the sample resolution; images are "
-                         "centre-cropped and resized to it as for training) or --config (its model.resolution)")
+        raise ValueError(
+            f"--data {data!r} ({section.source}): pass --resolution (the sample resolution; images are "
+            "centre-cropped and resized to it as for training) or --config (its model.resolution)"
+        )
     section.resolution = int(resolution)
     return section
 
 
-def data_chunks(data: str | None = None, *, resolution: int | None = None, max_images: int | None = None,
-                config=None) -> tuple[Callable[[int, int], tuple[np.ndarray, list]], int, str]:
+def data_chunks(
+    data: str | None = None,
+    *,
+    resolution: int | None = None,
+    max_images: int | None = None,
+    config=None,
+) -> tuple[Callable[[int, int], tuple[np.ndarray, list]], int, str]:
     """(load(start, num) -> (uint8 NHWC images of start..start+num-1 that decode, the locations of those
     that do not), number of images, description) of `data_section(data, ...)`: random access, for chunks
     dealt to several processes. Corrupt images are skipped and reported, as the training pipeline does."""
@@ -190,7 +247,11 @@ def data_chunks(data: str | None = None, *, resolution: int | None = None, max_i
     count = min(len(source), max_images or len(source))
     arrays = source.arrays()
     if arrays is not None:
-        return (lambda start, num: (np.asarray(arrays[0][start:start + num]), [])), count, source.description
+        return (
+            (lambda start, num: (np.asarray(arrays[0][start : start + num]), [])),
+            count,
+            source.description,
+        )
 
     def load_one(index):
         try:
@@ -210,11 +271,21 @@ def data_chunks(data: str | None = None, *, resolution: int | None = None, max_i
     return load, count, source.description
 
 
-def data_batches(data: str | None = None, *, resolution: int | None = None, batch_size: int,
-                 max_images: int | None = None, config=None) -> tuple[Iterable[np.ndarray], int, str]:
+def data_batches(
+    data: str | None = None,
+    *,
+    resolution: int | None = None,
+    batch_size: int,
+    max_images: int | None = None,
+    config=None,
+) -> tuple[Iterable[np.ndarray], int, str]:
     """`data_chunks` as consecutive uint8 NHWC batches (corrupt images left out): (batches, count, description)."""
-    load, count, description = data_chunks(data, resolution=resolution, max_images=max_images, config=config)
-    batches = (load(start, min(batch_size, count - start))[0] for start in range(0, count, batch_size))
+    load, count, description = data_chunks(
+        data, resolution=resolution, max_images=max_images, config=config
+    )
+    batches = (
+        load(start, min(batch_size, count - start))[0] for start in range(0, count, batch_size)
+    )
     return batches, count, description
 
 
@@ -222,12 +293,24 @@ def data_batches(data: str | None = None, *, resolution: int | None = None, batc
 # Generator evaluation.
 # ----------------------------------------------------------------------------------------------
 
-def evaluate_generator(sample_fn: Callable, feature_net: FeatureNetwork,
-                       reference_moments: metrics.Moments | None, num_samples: int, *,
-                       batch_size: int = 500, num_splits: int = 10,
-                       reference_features: np.ndarray | None = None, kid_subset_size: int = 1000,
-                       kid_num_subsets: int = 100, pr_k: int = 3, max_kept_features: int = 10_000,
-                       kid_and_pr: bool = True, progress: bool = True, desc: str = "evaluate") -> dict:
+
+def evaluate_generator(
+    sample_fn: Callable,
+    feature_net: FeatureNetwork,
+    reference_moments: metrics.Moments | None,
+    num_samples: int,
+    *,
+    batch_size: int = 500,
+    num_splits: int = 10,
+    reference_features: np.ndarray | None = None,
+    kid_subset_size: int = 1000,
+    kid_num_subsets: int = 100,
+    pr_k: int = 3,
+    max_kept_features: int = 10_000,
+    kid_and_pr: bool = True,
+    progress: bool = True,
+    desc: str = "evaluate",
+) -> dict:
     """Metrics of `num_samples` generated samples, streamed in chunks of `batch_size` (multi-process:
     chunk k is sampled and featurised by process k mod P, see `distributed.chunk_results_in_order`; a collective,
     every process gets the same result; `feature_net` must run on this process's devices, `distributed.local_mesh()`).
@@ -241,8 +324,10 @@ def evaluate_generator(sample_fn: Callable, feature_net: FeatureNetwork,
     of the dataset's classes).
     """
     if reference_moments is not None and reference_moments.feature_network != feature_net.name:
-        raise ValueError(f"reference moments were computed with {reference_moments.feature_network!r} but "
-                         f"the feature network is {feature_net.name!r}; use matching ones")
+        raise ValueError(
+            f"reference moments were computed with {reference_moments.feature_network!r} but "
+            f"the feature network is {feature_net.name!r}; use matching ones"
+        )
     if reference_features is None and reference_moments is not None:
         reference_features = reference_moments.features
     if not kid_and_pr:
@@ -258,9 +343,11 @@ def evaluate_generator(sample_fn: Callable, feature_net: FeatureNetwork,
             raise ValueError(f"sample_fn({start}, {num}) returned {images.shape[0]} images")
         resolution = int(images.shape[1])
         if reference_moments is not None and reference_moments.resolution != resolution:
-            raise ValueError(f"samples are {resolution}x{resolution} but the reference moments are "
-                             f"for {reference_moments.resolution}x{reference_moments.resolution}; "
-                             "recompute them at the sample resolution")
+            raise ValueError(
+                f"samples are {resolution}x{resolution} but the reference moments are "
+                f"for {reference_moments.resolution}x{reference_moments.resolution}; "
+                "recompute them at the sample resolution"
+            )
         features, logits = feature_net(images)
         chunk = {"features": features, "logits": logits, "resolution": np.int64(resolution)}
         if labels is not None:
@@ -273,25 +360,33 @@ def evaluate_generator(sample_fn: Callable, feature_net: FeatureNetwork,
     num_kept = 0
     correct = labelled = 0
     resolution = None
-    with tqdm(total=num_samples, desc=desc, unit="img", disable=not progress or jax.process_index() != 0) as bar:
+    with tqdm(
+        total=num_samples, desc=desc, unit="img", disable=not progress or jax.process_index() != 0
+    ) as bar:
         # In chunk order on every process (multi-process: gathered each round), so the streaming sums,
         # the IS splits and the kept features are those of a 1-process run.
-        for chunk in distributed.chunk_results_in_order(compute, num_samples, batch_size, what="samples"):
+        for chunk in distributed.chunk_results_in_order(
+            compute, num_samples, batch_size, what="samples"
+        ):
             features, logits, labels = chunk["features"], chunk["logits"], chunk.get("labels")
             if resolution is None:
                 resolution = int(chunk["resolution"])
             moments.update(features)
             scores.update(logits)
             if reference_features is not None and num_kept < max_kept_features:
-                kept.append(features[:max_kept_features - num_kept])
+                kept.append(features[: max_kept_features - num_kept])
                 num_kept += len(kept[-1])
             if labels is not None and feature_net.predicts_dataset_classes:
                 correct += int(np.sum(np.argmax(logits, axis=1) == labels))
                 labelled += len(labels)
             bar.update(len(features))
     is_mean, is_std = scores.result()
-    result = {"num_samples": num_samples, "feature_network": feature_net.name,
-              "is_mean": is_mean, "is_std": is_std}
+    result = {
+        "num_samples": num_samples,
+        "feature_network": feature_net.name,
+        "is_mean": is_mean,
+        "is_std": is_std,
+    }
     if reference_moments is not None:
         generated = metrics.Moments.from_accumulator(moments, feature_net.name, resolution)
         result["fid"] = metrics.fid_from_moments(generated, reference_moments)
@@ -299,9 +394,14 @@ def evaluate_generator(sample_fn: Callable, feature_net: FeatureNetwork,
         fake = np.concatenate(kept)
         n = min(len(fake), len(reference_features))  # equal set sizes: PR depends on them
         result["kid_mean"], result["kid_std"] = metrics.kernel_inception_distance(
-            fake, reference_features, num_subsets=kid_num_subsets, subset_size=min(kid_subset_size, n))
+            fake,
+            reference_features,
+            num_subsets=kid_num_subsets,
+            subset_size=min(kid_subset_size, n),
+        )
         result["precision"], result["recall"] = metrics.precision_recall(
-            reference_features[:n], fake[:n], k=pr_k)
+            reference_features[:n], fake[:n], k=pr_k
+        )
     if labelled:
         result["class_accuracy"] = correct / labelled
     return result
@@ -313,8 +413,12 @@ def make_training_evaluator(config, workdir):
     digits classifier's features give a Fréchet distance and the recognised-class accuracy."""
     eval_dir = os.path.join(workdir, "eval")
     if config.data.source == "digits":
-        classifier = distributed.process_zero_first(lambda: digits_classifier.load_or_train_digits_classifier(eval_dir, log=lambda *a: None),
-                                         "digits classifier")
+        classifier = distributed.process_zero_first(
+            lambda: digits_classifier.load_or_train_digits_classifier(
+                eval_dir, log=lambda *a: None
+            ),
+            "digits classifier",
+        )
         feature_net = classifier.feature_network(mesh=distributed.local_mesh())
         moments_path = os.path.join(eval_dir, "digits_reference_moments.npz")
 
@@ -322,25 +426,40 @@ def make_training_evaluator(config, workdir):
             if storage.exists(moments_path):
                 return metrics.load_moments(moments_path, feature_network=feature_net.name)
             images, _ = digits_arrays(config.data.resolution)
-            moments = compute_moments(_iterate_array(images, 500), feature_net, description="digits",
-                                      total=len(images), progress=False)
+            moments = compute_moments(
+                _iterate_array(images, 500),
+                feature_net,
+                description="digits",
+                total=len(images),
+                progress=False,
+            )
             if jax.process_index() == 0:
                 metrics.save_moments(moments_path, moments)
             return moments
 
-        reference = distributed.process_zero_first(load_or_compute_reference, "digits reference moments")
+        reference = distributed.process_zero_first(
+            load_or_compute_reference, "digits reference moments"
+        )
     else:
-        feature_net = inception.inception_feature_network(config.eval.inception_weights or None,
-                                                          mesh=distributed.local_mesh())
+        feature_net = inception.inception_feature_network(
+            config.eval.inception_weights or None, mesh=distributed.local_mesh()
+        )
         if not config.eval.reference_moments:
-            raise ValueError("log.eval_every > 0 needs eval.reference_moments: compute them once with "
-                             "`python -m biggan.evaluate moments --data ... --out moments.npz` and pass "
-                             "--config.eval.reference_moments=moments.npz (or set --config.log.eval_every=0)")
-        reference = metrics.load_moments(config.eval.reference_moments, feature_network=feature_net.name,
-                                         resolution=config.model.resolution)
+            raise ValueError(
+                "log.eval_every > 0 needs eval.reference_moments: compute them once with "
+                "`python -m biggan.evaluate moments --data ... --out moments.npz` and pass "
+                "--config.eval.reference_moments=moments.npz (or set --config.log.eval_every=0)"
+            )
+        reference = metrics.load_moments(
+            config.eval.reference_moments,
+            feature_network=feature_net.name,
+            resolution=config.model.resolution,
+        )
     num_classes, dim_z = config.model.num_classes, config.model.dim_z
     truncation = config.eval.truncation or None
-    latent = sampling.latent_of(config)  # the run's own latent (paper appendix E), as everywhere it samples
+    latent = sampling.latent_of(
+        config
+    )  # the run's own latent (paper appendix E), as everywhere it samples
     sampling.check_latent_truncation(latent, truncation)
 
     def evaluator(generator, step):
@@ -349,13 +468,27 @@ def make_training_evaluator(config, workdir):
         sampler = sampling.Sampler(config, generator, cache_dir=None, progress=False)
 
         def sample_fn(start, num):
-            z = np.asarray(sampling.sample_latents(jax.random.fold_in(jax.random.key(2024), start), num, dim_z,
-                                                   truncation, latent=latent))
+            z = np.asarray(
+                sampling.sample_latents(
+                    jax.random.fold_in(jax.random.key(2024), start),
+                    num,
+                    dim_z,
+                    truncation,
+                    latent=latent,
+                )
+            )
             y = (np.arange(start, start + num) % num_classes).astype(np.int32)
             return sampler.generate(z, y, truncation, batch_size=500), y
 
-        result = evaluate_generator(sample_fn, feature_net, reference, config.eval.num_samples, kid_and_pr=False,
-                                    progress=False, desc=f"eval@{step}")
+        result = evaluate_generator(
+            sample_fn,
+            feature_net,
+            reference,
+            config.eval.num_samples,
+            kid_and_pr=False,
+            progress=False,
+            desc=f"eval@{step}",
+        )
         renamed = {"fid": result.get("fid"), "is": result["is_mean"]}
         if "class_accuracy" in result:
             renamed["classifier_accuracy"] = result["class_accuracy"]
@@ -369,10 +502,19 @@ def _chunk_seed(seed: int, start: int) -> int:
     return int(np.random.SeedSequence([seed, start]).generate_state(1)[0])
 
 
-def score_sampler(sampler, feature_net: FeatureNetwork, *, num_samples: int = 50_000,
-                  truncation: float | None = None, seed: int = 0, batch_size: int = 500,
-                  reference_moments: metrics.Moments | None = None, num_classes: int | None = None,
-                  progress: bool = True, **kwargs) -> dict:
+def score_sampler(
+    sampler,
+    feature_net: FeatureNetwork,
+    *,
+    num_samples: int = 50_000,
+    truncation: float | None = None,
+    seed: int = 0,
+    batch_size: int = 500,
+    reference_moments: metrics.Moments | None = None,
+    num_classes: int | None = None,
+    progress: bool = True,
+    **kwargs,
+) -> dict:
     """`evaluate_generator` for a sampler object at one truncation (None: none, for our models; paper §3.1:
     a threshold for our models, t of z = t·truncnorm(−2, 2) for released ones — the sampler knows which).
 
@@ -384,18 +526,39 @@ def score_sampler(sampler, feature_net: FeatureNetwork, *, num_samples: int = 50
         classes = None
         if num_classes:
             classes = ((start + np.arange(num)) % num_classes).astype(np.int32)
-        images = sampler.sample(num, truncation=truncation, seed=_chunk_seed(seed, start),
-                                batch_size=batch_size, classes=classes)
+        images = sampler.sample(
+            num,
+            truncation=truncation,
+            seed=_chunk_seed(seed, start),
+            batch_size=batch_size,
+            classes=classes,
+        )
         return (images, classes) if classes is not None else images
 
     desc = "no truncation" if truncation is None else f"truncation {truncation:g}"
-    result = evaluate_generator(sample_fn, feature_net, reference_moments, num_samples,
-                                batch_size=batch_size, progress=progress, desc=desc, **kwargs)
+    result = evaluate_generator(
+        sample_fn,
+        feature_net,
+        reference_moments,
+        num_samples,
+        batch_size=batch_size,
+        progress=progress,
+        desc=desc,
+        **kwargs,
+    )
     return {"truncation": truncation, **result}
 
 
-def sweep_sampler(sampler, feature_net: FeatureNetwork, truncations: Sequence[float], *,
-                  progress: bool = True, **kwargs) -> list[dict]:
+def sweep_sampler(
+    sampler,
+    feature_net: FeatureNetwork,
+    truncations: Sequence[float],
+    *,
+    progress: bool = True,
+    **kwargs,
+) -> list[dict]:
     """`score_sampler` at each truncation: the diversity–fidelity curve of the paper's fig. 17."""
-    return [score_sampler(sampler, feature_net, truncation=float(t), progress=progress, **kwargs)
-            for t in tqdm(truncations, desc="truncation sweep", unit="truncation", disable=not progress)]
+    return [
+        score_sampler(sampler, feature_net, truncation=float(t), progress=progress, **kwargs)
+        for t in tqdm(truncations, desc="truncation sweep", unit="truncation", disable=not progress)
+    ]

@@ -17,6 +17,7 @@ Input protocol (identical to computing FID with pytorch-fid on PNGs of the sampl
 Layout: NHWC activations, HWIO kernels; the batch norms (eps 0.001) are folded into the conv kernels
 and biases at load time. Convolutions run at `Precision.HIGHEST` so TPU/GPU do not drop to bf16 passes.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -29,9 +30,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from biggan.evaluation.feature_network import FeatureNetwork
 from biggan.runtime import storage
 from biggan.sampling.images import to_uint8
-from biggan.evaluation.feature_network import FeatureNetwork
 
 INCEPTION_NAME = "inception-2015-12-05/pool3"  # feature-network name stored in moments files
 INCEPTION_INPUT_SIZE = 299
@@ -41,8 +42,9 @@ BN_EPS = 1e-3
 
 WEIGHTS_FILENAME = "pt_inception-2015-12-05-6726825d.pth"
 # From pytorch_fid/inception.py (FID_WEIGHTS_URL), pytorch-fid 0.3.0.
-WEIGHTS_URL = ("https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
-               + WEIGHTS_FILENAME)
+WEIGHTS_URL = (
+    "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/" + WEIGHTS_FILENAME
+)
 # torch.hub file-name convention: the suffix is the first 8 hex digits of the file's SHA-256.
 WEIGHTS_SHA256_PREFIX = "6726825d"
 WEIGHTS_ENV = "BIGGAN_INCEPTION_WEIGHTS"
@@ -52,12 +54,14 @@ _PRECISION = lax.Precision.HIGHEST
 def default_weights_path() -> str:
     """$BIGGAN_INCEPTION_WEIGHTS, else ~/.cache/biggan/pt_inception-2015-12-05-6726825d.pth."""
     return os.environ.get(WEIGHTS_ENV) or os.path.join(
-        os.path.expanduser("~"), ".cache", "biggan", WEIGHTS_FILENAME)
+        os.path.expanduser("~"), ".cache", "biggan", WEIGHTS_FILENAME
+    )
 
 
 # ----------------------------------------------------------------------------------------------
 # Architecture table: every BasicConv2d (conv without bias + BN + ReLU) as torch name -> shape.
 # ----------------------------------------------------------------------------------------------
+
 
 def _conv_table() -> dict[str, tuple[int, int, int, int]]:
     """torch module path of each conv -> (in_channels, out_channels, kernel_h, kernel_w)."""
@@ -143,29 +147,42 @@ def params_from_state_dict(state_dict: Mapping[str, object], dtype=jnp.float32) 
     optional = {f"{name}{_OPTIONAL_KEY_SUFFIX}" for name in CONV_TABLE}
     missing = sorted(set(expected) - set(arrays))
     unexpected = sorted(set(arrays) - set(expected) - optional)
-    bad_shapes = sorted(f"{k}: got {tuple(arrays[k].shape)}, expected {expected[k]}"
-                        for k in set(expected) & set(arrays) if tuple(arrays[k].shape) != expected[k])
+    bad_shapes = sorted(
+        f"{k}: got {tuple(arrays[k].shape)}, expected {expected[k]}"
+        for k in set(expected) & set(arrays)
+        if tuple(arrays[k].shape) != expected[k]
+    )
     if missing or unexpected or bad_shapes:
+
         def show(items):
-            return (", ".join(items[:10]) + (f", ... ({len(items)} in all)" if len(items) > 10 else "")
-                    ) or "none"
+            return (
+                ", ".join(items[:10]) + (f", ... ({len(items)} in all)" if len(items) > 10 else "")
+            ) or "none"
+
         raise ValueError(
             "not a pytorch-fid FID Inception (inception-2015-12-05) state dict: "
             f"missing keys: {show(missing)}; unexpected keys: {show(unexpected)}; "
             f"wrong shapes: {show(bad_shapes)}. Use the file {WEIGHTS_FILENAME} from {WEIGHTS_URL} "
-            "(torchvision's ImageNet Inception is a different network and gives different numbers).")
+            "(torchvision's ImageNet Inception is a different network and gives different numbers)."
+        )
 
     params: dict = {}
     for name in CONV_TABLE:
         weight = arrays[f"{name}.conv.weight"].astype(np.float64)
-        gamma, beta, mean, var = (arrays[f"{name}.bn.{s}"].astype(np.float64)
-                                  for s in ("weight", "bias", "running_mean", "running_var"))
+        gamma, beta, mean, var = (
+            arrays[f"{name}.bn.{s}"].astype(np.float64)
+            for s in ("weight", "bias", "running_mean", "running_var")
+        )
         scale = gamma / np.sqrt(var + BN_EPS)
         kernel = np.transpose(weight, (2, 3, 1, 0)) * scale  # OIHW -> HWIO, BN scale per output
-        params[name] = {"kernel": jnp.asarray(kernel, dtype),
-                        "bias": jnp.asarray(beta - mean * scale, dtype)}
-    params["fc"] = {"kernel": jnp.asarray(arrays["fc.weight"].T, dtype),
-                    "bias": jnp.asarray(arrays["fc.bias"], dtype)}
+        params[name] = {
+            "kernel": jnp.asarray(kernel, dtype),
+            "bias": jnp.asarray(beta - mean * scale, dtype),
+        }
+    params["fc"] = {
+        "kernel": jnp.asarray(arrays["fc.weight"].T, dtype),
+        "bias": jnp.asarray(arrays["fc.bias"], dtype),
+    }
     return params
 
 
@@ -175,8 +192,9 @@ def _to_numpy(value) -> np.ndarray:
     return np.asarray(value)
 
 
-def load_inception_params(path: str | os.PathLike | None = None, *, verify_checksum: bool = True
-                          ) -> dict:
+def load_inception_params(
+    path: str | os.PathLike | None = None, *, verify_checksum: bool = True
+) -> dict:
     """Read pytorch-fid's `pt_inception-2015-12-05-6726825d.pth` (default: `default_weights_path()`).
 
     torch is imported here only (the file is a torch pickle). With `verify_checksum`, the file's
@@ -188,17 +206,21 @@ def load_inception_params(path: str | os.PathLike | None = None, *, verify_check
             f"FID Inception weights not found at {path!r}. This machine may be offline, so nothing is "
             f"downloaded: fetch {WEIGHTS_URL} (the file pytorch-fid uses; its SHA-256 starts with "
             f"{WEIGHTS_SHA256_PREFIX}) and put it at {default_weights_path()!r}, or point "
-            f"${WEIGHTS_ENV} / --inception_weights at it.")
+            f"${WEIGHTS_ENV} / --inception_weights at it."
+        )
     if verify_checksum:
         digest = _sha256(path)
         if not digest.startswith(WEIGHTS_SHA256_PREFIX):
             raise ValueError(
                 f"{path!r} has SHA-256 {digest}, expected one starting with {WEIGHTS_SHA256_PREFIX} "
                 f"(the file {WEIGHTS_FILENAME} from {WEIGHTS_URL}); re-download it, or pass "
-                "verify_checksum=False for a converted copy you trust.")
+                "verify_checksum=False for a converted copy you trust."
+            )
     import torch  # lazily: torch is only needed to unpickle this one file
 
-    state_dict = torch.load(io.BytesIO(storage.read_bytes(path)), map_location="cpu", weights_only=True)
+    state_dict = torch.load(
+        io.BytesIO(storage.read_bytes(path)), map_location="cpu", weights_only=True
+    )
     return params_from_state_dict(state_dict)
 
 
@@ -209,6 +231,7 @@ def _sha256(path: str) -> str:
 # ----------------------------------------------------------------------------------------------
 # Input protocol.
 # ----------------------------------------------------------------------------------------------
+
 
 def _bilinear_matrix(in_size: int, out_size: int) -> np.ndarray:
     """(out, in) weights of torch bilinear interpolation, align_corners=False, no antialiasing."""
@@ -237,8 +260,10 @@ def resize_bilinear_like_torch(images, size: int):
 def preprocess(images):
     """Samples (float in [-1, 1] or uint8, NHWC, 1 or 3 channels) -> the network's 299x299 input."""
     if images.ndim != 4 or images.shape[-1] not in (1, 3):
-        raise ValueError(f"Inception input has shape {images.shape}; expected NHWC with 1 or 3 "
-                         "channels (images in [-1, 1] or uint8)")
+        raise ValueError(
+            f"Inception input has shape {images.shape}; expected NHWC with 1 or 3 "
+            "channels (images in [-1, 1] or uint8)"
+        )
     if images.shape[-1] == 1:
         images = jnp.repeat(images, 3, axis=-1)
     if images.dtype != jnp.uint8:
@@ -252,11 +277,17 @@ def preprocess(images):
 # Network.
 # ----------------------------------------------------------------------------------------------
 
+
 def _conv(params, name, x, stride=1, padding=(0, 0)):
     p = params[name]
     y = lax.conv_general_dilated(
-        x, p["kernel"], (stride, stride), [(padding[0], padding[0]), (padding[1], padding[1])],
-        dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=_PRECISION)
+        x,
+        p["kernel"],
+        (stride, stride),
+        [(padding[0], padding[0]), (padding[1], padding[1])],
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        precision=_PRECISION,
+    )
     return jax.nn.relu(y + p["bias"])
 
 
@@ -276,7 +307,9 @@ def _avg_pool_3x3_same_excluding_pad(x):
 
 def _block_a(params, name, x):
     b1 = _conv(params, f"{name}.branch1x1", x)
-    b5 = _conv(params, f"{name}.branch5x5_2", _conv(params, f"{name}.branch5x5_1", x), padding=(2, 2))
+    b5 = _conv(
+        params, f"{name}.branch5x5_2", _conv(params, f"{name}.branch5x5_1", x), padding=(2, 2)
+    )
     b3 = _conv(params, f"{name}.branch3x3dbl_1", x)
     b3 = _conv(params, f"{name}.branch3x3dbl_2", b3, padding=(1, 1))
     b3 = _conv(params, f"{name}.branch3x3dbl_3", b3, padding=(1, 1))
@@ -318,12 +351,22 @@ def _block_d(params, name, x):
 def _block_e(params, name, x, *, max_pool_branch: bool):
     b1 = _conv(params, f"{name}.branch1x1", x)
     b3 = _conv(params, f"{name}.branch3x3_1", x)
-    b3 = jnp.concatenate([_conv(params, f"{name}.branch3x3_2a", b3, padding=(0, 1)),
-                          _conv(params, f"{name}.branch3x3_2b", b3, padding=(1, 0))], axis=-1)
+    b3 = jnp.concatenate(
+        [
+            _conv(params, f"{name}.branch3x3_2a", b3, padding=(0, 1)),
+            _conv(params, f"{name}.branch3x3_2b", b3, padding=(1, 0)),
+        ],
+        axis=-1,
+    )
     bd = _conv(params, f"{name}.branch3x3dbl_1", x)
     bd = _conv(params, f"{name}.branch3x3dbl_2", bd, padding=(1, 1))
-    bd = jnp.concatenate([_conv(params, f"{name}.branch3x3dbl_3a", bd, padding=(0, 1)),
-                          _conv(params, f"{name}.branch3x3dbl_3b", bd, padding=(1, 0))], axis=-1)
+    bd = jnp.concatenate(
+        [
+            _conv(params, f"{name}.branch3x3dbl_3a", bd, padding=(0, 1)),
+            _conv(params, f"{name}.branch3x3dbl_3b", bd, padding=(1, 0)),
+        ],
+        axis=-1,
+    )
     # The TF graph's last block (Mixed_7c) pools with max, not average (pytorch-fid FIDInceptionE_2).
     pooled = _max_pool(x, 1, padding=1) if max_pool_branch else _avg_pool_3x3_same_excluding_pad(x)
     bp = _conv(params, f"{name}.branch_pool", pooled)
@@ -352,8 +395,11 @@ def inception_apply(params, x):
     x = _block_e(params, "Mixed_7c", x, max_pool_branch=True)
     pool3 = jnp.mean(x, axis=(1, 2))
     logits_unbiased = jnp.dot(pool3, params["fc"]["kernel"], precision=_PRECISION)
-    return {"pool3": pool3, "logits": logits_unbiased + params["fc"]["bias"],
-            "logits_unbiased": logits_unbiased}
+    return {
+        "pool3": pool3,
+        "logits": logits_unbiased + params["fc"]["bias"],
+        "logits_unbiased": logits_unbiased,
+    }
 
 
 def inception_features(params, images):
@@ -362,10 +408,18 @@ def inception_features(params, images):
     return out["pool3"], out["logits_unbiased"]
 
 
-def inception_feature_network(weights_path: str | os.PathLike | None = None, *, batch_size: int = 200,
-                              mesh=None, params=None):
+def inception_feature_network(
+    weights_path: str | os.PathLike | None = None, *, batch_size: int = 200, mesh=None, params=None
+):
     """The FID Inception as a sharded `biggan.evaluation.feature_network.FeatureNetwork` (params: already loaded ones)."""
     if params is None:
         params = load_inception_params(weights_path)
-    return FeatureNetwork(INCEPTION_NAME, inception_features, params, feature_dim=POOL3_DIM,
-                          num_classes=NUM_LOGITS, batch_size=batch_size, mesh=mesh)
+    return FeatureNetwork(
+        INCEPTION_NAME,
+        inception_features,
+        params,
+        feature_dim=POOL3_DIM,
+        num_classes=NUM_LOGITS,
+        batch_size=batch_size,
+        mesh=mesh,
+    )

@@ -1,5 +1,6 @@
 """Result files people read: CSV tables, the truncation-sweep plot, training curves and sample sheets
 (matplotlib, imported when used)."""
+
 from __future__ import annotations
 
 import csv
@@ -39,7 +40,9 @@ def plot_sweep(path: str, rows: list[dict]) -> None:
         y_values, y_label = [r["truncation"] for r in rows], "truncation"
     ax.plot(is_values, y_values, "o-")
     for r, x, y in zip(rows, is_values, y_values):
-        ax.annotate(f"{r['truncation']:g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        ax.annotate(
+            f"{r['truncation']:g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7
+        )
     ax.set_xlabel(f"IS ({rows[0]['feature_network']})")
     ax.set_ylabel(y_label)
     ax.set_title(f"Truncation sweep, {rows[0]['num_samples']} samples per point")
@@ -49,7 +52,9 @@ def plot_sweep(path: str, rows: list[dict]) -> None:
     plt.close(fig)
 
 
-def plot_curves(path: str, rows: list[dict], panels=(("d_loss", "g_loss"), ("fid",), ("classifier_accuracy",))) -> None:
+def plot_curves(
+    path: str, rows: list[dict], panels=(("d_loss", "g_loss"), ("fid",), ("classifier_accuracy",))
+) -> None:
     """Training curves from metrics.jsonl rows ({"step": ..., key: value}): one panel per group of keys,
     each key drawn at the steps that logged it; groups no row has are left out."""
     import matplotlib
@@ -60,7 +65,9 @@ def plot_curves(path: str, rows: list[dict], panels=(("d_loss", "g_loss"), ("fid
     present = [group for group in panels if any(k in row for row in rows for k in group)]
     if not present:
         raise ValueError(f"no rows hold any of {[k for group in panels for k in group]}")
-    fig, axes = plt.subplots(1, len(present), figsize=(4 * len(present), 3.2), dpi=120, squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(present), figsize=(4 * len(present), 3.2), dpi=120, squeeze=False
+    )
     for ax, group in zip(axes[0], present):
         for key in group:
             points = [(row["step"], row[key]) for row in rows if key in row]
@@ -90,7 +97,9 @@ def plot_study(path: str, curves: dict, metrics=("fid", "classifier_accuracy")) 
     present = [m for m in metrics if any(m in c for c in curves.values())]
     if not present:
         raise ValueError(f"no run of the study logged any of {list(metrics)}")
-    fig, axes = plt.subplots(1, len(present), figsize=(4.5 * len(present), 3.4), dpi=120, squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(present), figsize=(4.5 * len(present), 3.4), dpi=120, squeeze=False
+    )
     for ax, metric in zip(axes[0], present):
         for variant, by_metric in curves.items():
             points = by_metric.get(metric)
@@ -120,7 +129,10 @@ def plot_sample_sheet(path: str, grids: dict) -> None:
     # ~300 pixels a grid: 8 columns of 32² samples at about their own size
     fig, axes = plt.subplots(1, len(grids), figsize=(3.0 * len(grids), 3.7), dpi=100, squeeze=False)
     for ax, (title, grid_path) in zip(axes[0], grids.items()):
-        ax.imshow(plt.imread(io.BytesIO(storage.read_bytes(grid_path)), format="png"), interpolation="nearest")
+        ax.imshow(
+            plt.imread(io.BytesIO(storage.read_bytes(grid_path)), format="png"),
+            interpolation="nearest",
+        )
         ax.set_title(title, fontsize=9)
         ax.axis("off")
     fig.tight_layout()

@@ -4,6 +4,7 @@ Every sampler is `f(rng, shape, ..., dtype=float32) -> Array` and jit-able (keyw
 static Python values, except `step` of variance annealing, which may be a traced int).
 `sample_latent(name, rng, shape, **kw)` dispatches by name; `LATENT_NAMES` lists them.
 """
+
 from __future__ import annotations
 
 import math
@@ -17,8 +18,10 @@ Array = jax.Array
 
 # --------------------------------------------------------------------------- truncation (paper §3.1)
 
-def truncated_normal(rng: Array, shape: tuple[int, ...], threshold: float | None,
-                     dtype=jnp.float32) -> Array:
+
+def truncated_normal(
+    rng: Array, shape: tuple[int, ...], threshold: float | None, dtype=jnp.float32
+) -> Array:
     """N(0, 1) restricted to |z| ≤ threshold; `threshold=None` (or inf) is the plain normal.
 
     The paper (§3.1) re-samples values above the threshold; it does not clip. `jax.random.truncated_normal` samples by inverse CDF
@@ -29,11 +32,15 @@ def truncated_normal(rng: Array, shape: tuple[int, ...], threshold: float | None
     if threshold is None or math.isinf(threshold):
         return jax.random.normal(rng, shape, dtype)
     if not threshold > 0:
-        raise ValueError(f"truncation threshold must be > 0, got {threshold}; use None for no truncation.")
+        raise ValueError(
+            f"truncation threshold must be > 0, got {threshold}; use None for no truncation."
+        )
     return jax.random.truncated_normal(rng, -threshold, threshold, shape, dtype)
 
 
-def tfhub_truncated_latent(rng: Array, shape: tuple[int, ...], truncation: float, dtype=jnp.float32) -> Array:
+def tfhub_truncated_latent(
+    rng: Array, shape: tuple[int, ...], truncation: float, dtype=jnp.float32
+) -> Array:
     """TF Hub / pytorch-pretrained-biggan convention (pytorch_pretrained_biggan/utils.py, truncated_noise_sample): z = t · truncnorm(−2, 2), 0 < t ≤ 1.
     The same t must also be given to those generators (it selects their BN statistics)."""
     if not 0.0 < truncation <= 1.0:
@@ -42,6 +49,7 @@ def tfhub_truncated_latent(rng: Array, shape: tuple[int, ...], truncation: float
 
 
 # --------------------------------------------------------------------------- appendix E latents
+
 
 def normal(rng, shape, dtype=jnp.float32):
     """N(0, I), the default."""
@@ -76,7 +84,9 @@ def categorical3(rng, shape, dtype=jnp.float32):
 def normal_times_bernoulli(rng, shape, dtype=jnp.float32):
     """N(0, I) ⊙ Bernoulli {0, 1}: each coordinate is zeroed with probability 1/2."""
     k_n, k_b = jax.random.split(rng)
-    return jax.random.normal(k_n, shape, dtype) * jax.random.bernoulli(k_b, 0.5, shape).astype(dtype)
+    return jax.random.normal(k_n, shape, dtype) * jax.random.bernoulli(k_b, 0.5, shape).astype(
+        dtype
+    )
 
 
 def normal_bernoulli_half(rng, shape, dtype=jnp.float32):
@@ -89,7 +99,9 @@ def normal_bernoulli_half(rng, shape, dtype=jnp.float32):
     return jnp.concatenate([z_n, z_b], axis=-1)
 
 
-def annealed_sigma(step, anneal_steps: int, sigma_start: float = 2.0, sigma_end: float = 1.0) -> Array:
+def annealed_sigma(
+    step, anneal_steps: int, sigma_start: float = 2.0, sigma_end: float = 1.0
+) -> Array:
     """σ(step): linear from sigma_start at step 0 to sigma_end at anneal_steps, constant after.
     (The paper compared piecewise schedules from 2 to 1 without giving one; linear is our choice.)"""
     if anneal_steps <= 0:
@@ -98,19 +110,30 @@ def annealed_sigma(step, anneal_steps: int, sigma_start: float = 2.0, sigma_end:
     return sigma_start + (sigma_end - sigma_start) * frac
 
 
-def variance_annealing(rng, shape, step, anneal_steps: int, sigma_start: float = 2.0, sigma_end: float = 1.0,
-                       dtype=jnp.float32):
+def variance_annealing(
+    rng,
+    shape,
+    step,
+    anneal_steps: int,
+    sigma_start: float = 2.0,
+    sigma_end: float = 1.0,
+    dtype=jnp.float32,
+):
     """N(0, σ(step)² I) with σ annealed from 2 to 1 (σ is a standard deviation; the paper writes N(0, σI))."""
     sigma = annealed_sigma(step, anneal_steps, sigma_start, sigma_end)
     return (sigma * jax.random.normal(rng, shape, jnp.float32)).astype(dtype)
 
 
-def per_sample_variance(rng, shape, sigma_low: float = 0.5, sigma_high: float = 2.0, dtype=jnp.float32):
+def per_sample_variance(
+    rng, shape, sigma_low: float = 0.5, sigma_high: float = 2.0, dtype=jnp.float32
+):
     """z_i ~ N(0, σ_i² I), σ_i ~ U[σ_l, σ_h] drawn once per sample (axis 0); σ is a standard deviation."""
     if not 0 <= sigma_low <= sigma_high:
         raise ValueError(f"need 0 ≤ sigma_low ≤ sigma_high, got ({sigma_low}, {sigma_high}).")
     k_s, k_n = jax.random.split(rng)
-    sigma = jax.random.uniform(k_s, (shape[0],) + (1,) * (len(shape) - 1), jnp.float32, sigma_low, sigma_high)
+    sigma = jax.random.uniform(
+        k_s, (shape[0],) + (1,) * (len(shape) - 1), jnp.float32, sigma_low, sigma_high
+    )
     return (sigma * jax.random.normal(k_n, shape, jnp.float32)).astype(dtype)
 
 
@@ -139,5 +162,7 @@ def sample_latent(name: str, rng: Array, shape: tuple[int, ...], **kw) -> Array:
     try:
         sampler = _SAMPLERS[name]
     except KeyError:
-        raise ValueError(f"unknown latent distribution {name!r}; valid names: {', '.join(LATENT_NAMES)}.") from None
+        raise ValueError(
+            f"unknown latent distribution {name!r}; valid names: {', '.join(LATENT_NAMES)}."
+        ) from None
     return sampler(rng, tuple(shape), **kw)

@@ -10,6 +10,7 @@ Label techniques (Salimans et al. 2016; ganhacks) act on losses that have target
 least_squares); asking for them with a target-free loss (hinge, wasserstein, rahinge) raises.
 All functions are pure and jit-able (options are Python values fixed at construction).
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -24,7 +25,10 @@ GLossFn = Callable[..., Array]
 
 # --------------------------------------------------------------------------- metrics
 
-def discriminator_accuracy(d_real: Array, d_fake: Array, threshold: float = 0.0) -> tuple[Array, Array]:
+
+def discriminator_accuracy(
+    d_real: Array, d_fake: Array, threshold: float = 0.0
+) -> tuple[Array, Array]:
     """Fraction of reals with D > threshold and of fakes with D < threshold (paper §4.2 memorisation test)."""
     acc_real = jnp.mean((d_real > threshold).astype(jnp.float32))
     acc_fake = jnp.mean((d_fake < threshold).astype(jnp.float32))
@@ -45,11 +49,14 @@ def _aux(loss_real, loss_fake, d_real, d_fake, threshold=0.0) -> dict:
 
 def _check_logits(name: str, x: Array) -> None:
     if x.ndim != 1:
-        raise ValueError(f"{name} must be D logits of shape (B,), got shape {x.shape}; "
-                         "squeeze D's (B, 1) output with x[:, 0] or x.reshape(-1).")
+        raise ValueError(
+            f"{name} must be D logits of shape (B,), got shape {x.shape}; "
+            "squeeze D's (B, 1) output with x[:, 0] or x.reshape(-1)."
+        )
 
 
 # --------------------------------------------------------------------------- targets
+
 
 def _targets(
     rng: Array | None,
@@ -70,10 +77,14 @@ def _targets(
     fake ~ U[fake_range], otherwise they are the plain real_target and 0 (flips only).
     """
     if not noisy_labels:
-        return (jnp.full((batch_real,), real_target, jnp.float32),
-                jnp.zeros((batch_fake,), jnp.float32))
+        return (
+            jnp.full((batch_real,), real_target, jnp.float32),
+            jnp.zeros((batch_fake,), jnp.float32),
+        )
     if rng is None:
-        raise ValueError("noisy_labels=True needs a PRNG key: call d_loss_fn(d_real, d_fake, rng=key).")
+        raise ValueError(
+            "noisy_labels=True needs a PRNG key: call d_loss_fn(d_real, d_fake, rng=key)."
+        )
     k = jax.random.split(rng, 6)
     if soft:
         u = lambda key, n, lo_hi: jax.random.uniform(key, (n,), jnp.float32, lo_hi[0], lo_hi[1])
@@ -82,10 +93,16 @@ def _targets(
     else:
         as_real = lambda key, n: jnp.full((n,), real_target, jnp.float32)
         as_fake = lambda key, n: jnp.zeros((n,), jnp.float32)
-    t_real = jnp.where(jax.random.bernoulli(k[0], flip_prob, (batch_real,)),
-                       as_fake(k[1], batch_real), as_real(k[2], batch_real))
-    t_fake = jnp.where(jax.random.bernoulli(k[3], flip_prob, (batch_fake,)),
-                       as_real(k[4], batch_fake), as_fake(k[5], batch_fake))
+    t_real = jnp.where(
+        jax.random.bernoulli(k[0], flip_prob, (batch_real,)),
+        as_fake(k[1], batch_real),
+        as_real(k[2], batch_real),
+    )
+    t_fake = jnp.where(
+        jax.random.bernoulli(k[3], flip_prob, (batch_fake,)),
+        as_real(k[4], batch_fake),
+        as_fake(k[5], batch_fake),
+    )
     return t_real, t_fake
 
 
@@ -95,6 +112,7 @@ def _bce_with_logits(logits: Array, target: Array) -> Array:
 
 
 # --------------------------------------------------------------------------- the losses
+
 
 def hinge_d_loss(d_real: Array, d_fake: Array, margin: float = 1.0) -> tuple[Array, dict]:
     """L_D = E[relu(m − D(x))] + E[relu(m + D(G(z)))] (paper §3, m = 1; the margin is an ablation axis)."""
@@ -121,7 +139,9 @@ def wasserstein_g_loss(d_fake: Array, d_real: Array | None = None) -> Array:
     return -jnp.mean(d_fake)
 
 
-def relativistic_average_hinge_d_loss(d_real: Array, d_fake: Array, margin: float = 1.0) -> tuple[Array, dict]:
+def relativistic_average_hinge_d_loss(
+    d_real: Array, d_fake: Array, margin: float = 1.0
+) -> tuple[Array, dict]:
     """RaHinge (Jolicoeur-Martineau 2018): D̃r = D(x) − E D(G(z)), D̃f = D(G(z)) − E D(x);
     L_D = E relu(m − D̃r) + E relu(m + D̃f)."""
     rel_real = d_real - jnp.mean(d_fake)
@@ -131,10 +151,14 @@ def relativistic_average_hinge_d_loss(d_real: Array, d_fake: Array, margin: floa
     return loss_real + loss_fake, _aux(loss_real, loss_fake, d_real, d_fake)
 
 
-def relativistic_average_hinge_g_loss(d_fake: Array, d_real: Array | None = None, margin: float = 1.0) -> Array:
+def relativistic_average_hinge_g_loss(
+    d_fake: Array, d_real: Array | None = None, margin: float = 1.0
+) -> Array:
     """L_G = E relu(m + D̃r) + E relu(m − D̃f): the roles of real and fake swapped."""
     if d_real is None:
-        raise ValueError("the relativistic average hinge G loss needs d_real: call g_loss_fn(d_fake, d_real).")
+        raise ValueError(
+            "the relativistic average hinge G loss needs d_real: call g_loss_fn(d_fake, d_real)."
+        )
     rel_real = d_real - jnp.mean(d_fake)
     rel_fake = d_fake - jnp.mean(d_real)
     return jnp.mean(jax.nn.relu(margin + rel_real)) + jnp.mean(jax.nn.relu(margin - rel_fake))
@@ -148,6 +172,7 @@ def _make_bce_d_loss(target_options: dict) -> DLossFn:
         loss_real = jnp.mean(_bce_with_logits(d_real, t_real))
         loss_fake = jnp.mean(_bce_with_logits(d_fake, t_fake))
         return loss_real + loss_fake, _aux(loss_real, loss_fake, d_real, d_fake)
+
     return d_loss
 
 
@@ -172,6 +197,7 @@ def _make_least_squares_d_loss(target_options: dict) -> DLossFn:
         loss_fake = 0.5 * jnp.mean((d_fake - t_fake) ** 2)
         # LSGAN's D regresses to 1/0, so its decision threshold is 0.5, not 0.
         return loss_real + loss_fake, _aux(loss_real, loss_fake, d_real, d_fake, threshold=0.5)
+
     return d_loss
 
 
@@ -187,17 +213,25 @@ _WITH_TARGETS = ("non_saturating", "minimax", "least_squares")
 _WITH_MARGIN = ("hinge", "rahinge")
 G_LOSS_NEEDS_REAL = ("rahinge",)  # relativistic G losses compare D(fake) with D(real)
 LOSS_NAMES = ("hinge", "non_saturating", "minimax", "least_squares", "wasserstein", "rahinge")
-_ALIASES = {"ns": "non_saturating", "nonsaturating": "non_saturating", "lsgan": "least_squares",
-            "ls": "least_squares", "wgan": "wasserstein", "relativistic_average_hinge": "rahinge",
-            "dcgan": "non_saturating"}
+_ALIASES = {
+    "ns": "non_saturating",
+    "nonsaturating": "non_saturating",
+    "lsgan": "least_squares",
+    "ls": "least_squares",
+    "wgan": "wasserstein",
+    "relativistic_average_hinge": "rahinge",
+    "dcgan": "non_saturating",
+}
 
 
 def canonical_loss_name(name: str) -> str:
     """The LOSS_NAMES entry for a loss name or alias ('ns' → 'non_saturating')."""
     key = _ALIASES.get(name.lower(), name.lower())
     if key not in LOSS_NAMES:
-        raise ValueError(f"unknown GAN loss {name!r}; valid names: {', '.join(LOSS_NAMES)} "
-                         f"(aliases: {', '.join(sorted(_ALIASES))}).")
+        raise ValueError(
+            f"unknown GAN loss {name!r}; valid names: {', '.join(LOSS_NAMES)} "
+            f"(aliases: {', '.join(sorted(_ALIASES))})."
+        )
     return key
 
 
@@ -228,17 +262,24 @@ def get_loss(
     key = canonical_loss_name(name)
     uses_labels = noisy_labels or real_target != 1.0
     if uses_labels and key not in _WITH_TARGETS:
-        raise ValueError(f"label smoothing / noisy labels need a loss with targets ({', '.join(_WITH_TARGETS)}); "
-                         f"{key!r} has none. Use real_target=1.0, noisy_labels=False, or another loss.")
+        raise ValueError(
+            f"label smoothing / noisy labels need a loss with targets ({', '.join(_WITH_TARGETS)}); "
+            f"{key!r} has none. Use real_target=1.0, noisy_labels=False, or another loss."
+        )
     if margin != 1.0 and key not in _WITH_MARGIN:
         raise ValueError(f"margin={margin} only applies to {', '.join(_WITH_MARGIN)}, not {key!r}.")
     if margin <= 0:
         raise ValueError(f"hinge margin must be > 0, got {margin}.")
     if not 0.0 <= flip_prob <= 1.0:
         raise ValueError(f"flip_prob must be in [0, 1], got {flip_prob}.")
-    target_options = dict(real_target=float(real_target), noisy_labels=bool(noisy_labels),
-                          real_range=tuple(noisy_real_range), fake_range=tuple(noisy_fake_range),
-                          flip_prob=float(flip_prob), soft=bool(soft_labels))
+    target_options = dict(
+        real_target=float(real_target),
+        noisy_labels=bool(noisy_labels),
+        real_range=tuple(noisy_real_range),
+        fake_range=tuple(noisy_fake_range),
+        flip_prob=float(flip_prob),
+        soft=bool(soft_labels),
+    )
 
     def checked(fn):
         def d_loss(d_real, d_fake, rng=None):
@@ -246,13 +287,16 @@ def get_loss(
             _check_logits("d_real", d_real)
             _check_logits("d_fake", d_fake)
             return fn(d_real, d_fake)
+
         return d_loss
 
     if key == "hinge":
         return checked(lambda r, f: hinge_d_loss(r, f, margin)), hinge_g_loss
     if key == "rahinge":
-        return (checked(lambda r, f: relativistic_average_hinge_d_loss(r, f, margin)),
-                lambda d_fake, d_real=None: relativistic_average_hinge_g_loss(d_fake, d_real, margin))
+        return (
+            checked(lambda r, f: relativistic_average_hinge_d_loss(r, f, margin)),
+            lambda d_fake, d_real=None: relativistic_average_hinge_g_loss(d_fake, d_real, margin),
+        )
     if key == "wasserstein":
         return checked(wasserstein_d_loss), wasserstein_g_loss
     if key == "non_saturating":

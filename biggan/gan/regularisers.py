@@ -21,9 +21,10 @@ same update as BigGAN-PyTorch with `--G_ortho s`; eq. 3 taken literally with the
 beta=1e-4 here (= BigGAN-PyTorch G_ortho 2e-4). `biggan_pytorch_ortho_grad` returns PyTorch's term
 itself (tested equal to the autodiff gradient of ortho_penalty(beta=s/2)).
 """
+
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -34,6 +35,7 @@ LeafFilter = Callable[[str, Array], bool]
 
 
 # --------------------------------------------------------------------------- pytree paths
+
 
 def _key_name(k) -> str | None:
     if isinstance(k, jax.tree_util.DictKey):
@@ -78,11 +80,14 @@ def ortho_filter(path: str, leaf) -> bool:
 
 # --------------------------------------------------------------------------- matrix views
 
+
 def weight_as_matrix(w: Array, name: str = "kernel") -> Array:
     """Matrix view (rows = filters) of a weight leaf; see the module docstring for the rule."""
     if w.ndim < 2:
-        raise ValueError(f"weight {name!r} has shape {w.shape}; a matrix view needs ≥2 dims "
-                         "(exclude 1-d params with the leaf filter).")
+        raise ValueError(
+            f"weight {name!r} has shape {w.shape}; a matrix view needs ≥2 dims "
+            "(exclude 1-d params with the leaf filter)."
+        )
     if name.split("/")[-1].endswith("kernel"):
         return jnp.moveaxis(w, -1, 0).reshape(w.shape[-1], -1)
     return w.reshape(w.shape[0], -1)
@@ -96,6 +101,7 @@ def matrix_as_weight(m: Array, shape: tuple[int, ...], name: str = "kernel") -> 
 
 
 # --------------------------------------------------------------------------- orthogonal regularisation
+
 
 @jax.custom_vjp
 def ortho_penalty_matrix(w_mat: Array) -> Array:
@@ -116,10 +122,10 @@ def _ortho_fwd(w_mat):
     if w.shape[0] > w.shape[1]:
         gram = w.T @ w
         row_sq_norms = jnp.sum(w * w, axis=1)
-        return jnp.sum(gram ** 2) - jnp.sum(row_sq_norms ** 2), (w, gram, row_sq_norms, dtype_of)
+        return jnp.sum(gram**2) - jnp.sum(row_sq_norms**2), (w, gram, row_sq_norms, dtype_of)
     gram = w @ w.T
     off_diag = gram * (1.0 - jnp.eye(gram.shape[0], dtype=gram.dtype))
-    return jnp.sum(off_diag ** 2), (w, off_diag, None, dtype_of)
+    return jnp.sum(off_diag**2), (w, off_diag, None, dtype_of)
 
 
 def _ortho_bwd(residuals, cotangent):
@@ -136,7 +142,9 @@ def _ortho_bwd(residuals, cotangent):
 ortho_penalty_matrix.defvjp(_ortho_fwd, _ortho_bwd)
 
 
-def ortho_penalty(params: PyTree, beta: float = 1e-4, leaf_filter: LeafFilter = default_weight_filter) -> Array:
+def ortho_penalty(
+    params: PyTree, beta: float = 1e-4, leaf_filter: LeafFilter = default_weight_filter
+) -> Array:
     """R = β Σ_W ‖(W Wᵀ) ⊙ (1 − I)‖²_F over the leaves `leaf_filter(path, leaf)` accepts (paper eq. 3).
 
     Differentiate it with the rest of G's loss (exact gradient 4β(WWᵀ⊙(1−I))W). To reproduce
@@ -149,10 +157,12 @@ def ortho_penalty(params: PyTree, beta: float = 1e-4, leaf_filter: LeafFilter = 
     return beta * total
 
 
-def biggan_pytorch_ortho_grad(params: PyTree, strength: float = 1e-4,
-                              leaf_filter: LeafFilter = default_weight_filter) -> PyTree:
+def biggan_pytorch_ortho_grad(
+    params: PyTree, strength: float = 1e-4, leaf_filter: LeafFilter = default_weight_filter
+) -> PyTree:
     """The term BigGAN-PyTorch's utils.ortho adds to .grad: 2·s·((W Wᵀ) ⊙ (1 − I)) W per weight,
     zeros for leaves the filter rejects. Equals the autodiff gradient of ortho_penalty(beta=s/2)."""
+
     def grad_leaf(path, leaf):
         if not leaf_filter(path, leaf):
             return jnp.zeros_like(leaf)
@@ -160,10 +170,12 @@ def biggan_pytorch_ortho_grad(params: PyTree, strength: float = 1e-4,
         gram = w @ w.T
         g = 2.0 * strength * (gram * (1.0 - jnp.eye(gram.shape[0], dtype=gram.dtype))) @ w
         return matrix_as_weight(g, leaf.shape, path).astype(leaf.dtype)
+
     return map_with_path(grad_leaf, params)
 
 
 # --------------------------------------------------------------------------- singular values
+
 
 def gram_side(w_mat: Array) -> tuple[Array, bool]:
     """The smaller Gram matrix of W and whether it is W Wᵀ (rows) or Wᵀ W (columns)."""
@@ -172,8 +184,14 @@ def gram_side(w_mat: Array) -> tuple[Array, bool]:
     return w_mat.T @ w_mat, False
 
 
-def top_singular_values(w: Array, k: int = 3, method: str = "gram", name: str = "kernel",
-                        iters: int = 50, rng: Array | None = None) -> Array:
+def top_singular_values(
+    w: Array,
+    k: int = 3,
+    method: str = "gram",
+    name: str = "kernel",
+    iters: int = 50,
+    rng: Array | None = None,
+) -> Array:
     """The k largest singular values of a weight, viewed as (out, fan_in) (paper §4.1 monitoring).
 
     method: 'gram' (default) — √ of the top eigenvalues of the smaller Gram matrix; fastest on CPU
@@ -196,25 +214,36 @@ def top_singular_values(w: Array, k: int = 3, method: str = "gram", name: str = 
         q = jax.lax.fori_loop(0, iters, lambda i, q: jnp.linalg.qr(w_mat.T @ (w_mat @ q))[0], q)
         s = jnp.linalg.svd(w_mat @ q, compute_uv=False)[:k_eff]
     else:
-        raise ValueError(f"unknown singular value method {method!r}; valid: 'gram', 'svd', 'subspace'.")
+        raise ValueError(
+            f"unknown singular value method {method!r}; valid: 'gram', 'svd', 'subspace'."
+        )
     if k_eff < k:  # thin matrices have fewer singular values; pad so every entry has k values
         s = jnp.concatenate([s, jnp.zeros((k - k_eff,), s.dtype)])
     return s
 
 
-def singular_value_summary(params: PyTree, k: int = 3, method: str = "gram",
-                           leaf_filter: LeafFilter | None = None) -> dict[str, Array]:
+def singular_value_summary(
+    params: PyTree, k: int = 3, method: str = "gram", leaf_filter: LeafFilter | None = None
+) -> dict[str, Array]:
     """{path: (σ0, …, σ_{k−1})} for every ≥2-d leaf (or those `leaf_filter` accepts). Jit-able: the
     keys come from the tree structure. These are RAW weights' values; divide by the SN σ (≈ σ0)
     for the normalised layer's spectrum."""
     leaf_filter = leaf_filter or (lambda path, leaf: jnp.ndim(leaf) >= 2)
-    return {path: top_singular_values(leaf, k, method, name=path)
-            for path, leaf in named_leaves(params) if leaf_filter(path, leaf)}
-
+    return {
+        path: top_singular_values(leaf, k, method, name=path)
+        for path, leaf in named_leaves(params)
+        if leaf_filter(path, leaf)
+    }
 
 
 __all__ = [
-    "path_to_str", "default_weight_filter", "weight_as_matrix", "matrix_as_weight",
-    "ortho_penalty_matrix", "ortho_penalty", "biggan_pytorch_ortho_grad",
-    "top_singular_values", "singular_value_summary",
+    "path_to_str",
+    "default_weight_filter",
+    "weight_as_matrix",
+    "matrix_as_weight",
+    "ortho_penalty_matrix",
+    "ortho_penalty",
+    "biggan_pytorch_ortho_grad",
+    "top_singular_values",
+    "singular_value_summary",
 ]

@@ -1,12 +1,12 @@
 """Build G and D from a `config.model` section (biggan.config.model_config)."""
+
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from biggan.models import biggan
-from biggan.models import biggan_deep
+from biggan.models import biggan, biggan_deep
 
 ARCHS = ("biggan", "biggan_deep")
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -20,15 +20,27 @@ def _dtype(m):
 
 def _check_arch(m):
     if m.arch not in ARCHS:
-        raise ValueError(f"model.arch={m.arch!r} is not an architecture; valid choices: {list(ARCHS)}")
+        raise ValueError(
+            f"model.arch={m.arch!r} is not an architecture; valid choices: {list(ARCHS)}"
+        )
 
 
 def make_generator(m, rngs: nnx.Rngs):
     _check_arch(m)
-    common = dict(resolution=m.resolution, dim_z=m.dim_z, shared_dim=m.shared_dim, num_classes=m.num_classes,
-                  attn_res=tuple(m.g_attn), bn_eps=m.bn_eps, bn_momentum=m.bn_momentum,
-                  bn_group_size=m.bn_group_size or None, sn_eps=m.sn_eps, sn_eval_mode=m.sn_eval_mode,
-                  dtype=_dtype(m), rngs=rngs)
+    common = dict(
+        resolution=m.resolution,
+        dim_z=m.dim_z,
+        shared_dim=m.shared_dim,
+        num_classes=m.num_classes,
+        attn_res=tuple(m.g_attn),
+        bn_eps=m.bn_eps,
+        bn_momentum=m.bn_momentum,
+        bn_group_size=m.bn_group_size or None,
+        sn_eps=m.sn_eps,
+        sn_eval_mode=m.sn_eval_mode,
+        dtype=_dtype(m),
+        rngs=rngs,
+    )
     if m.arch == "biggan":
         return biggan.Generator(ch=m.ch_g, hier=m.hier, shared=m.shared, **common)
     return biggan_deep.Generator(ch=m.ch_g, rgb_channels=m.rgb_channels, **common)
@@ -38,10 +50,19 @@ def make_discriminator(m, rngs: nnx.Rngs, in_channels: int = 3):
     """`in_channels`: 3·m when D scores PacGAN packs of m samples (train.pacgan_pack; biggan/train/state.py init_state)."""
     _check_arch(m)
     # .get: configs saved before these keys existed (a workdir's config.json) build the plain D.
-    common = dict(resolution=m.resolution, ch=m.ch_d, num_classes=m.num_classes, attn_res=tuple(m.d_attn),
-                  sn_eps=m.sn_eps, sn_eval_mode=m.sn_eval_mode, dtype=_dtype(m), in_channels=in_channels,
-                  minibatch_kernels=m.get("d_minibatch_kernels", 0),
-                  minibatch_kernel_dim=m.get("d_minibatch_kernel_dim", 5), rngs=rngs)
+    common = dict(
+        resolution=m.resolution,
+        ch=m.ch_d,
+        num_classes=m.num_classes,
+        attn_res=tuple(m.d_attn),
+        sn_eps=m.sn_eps,
+        sn_eval_mode=m.sn_eval_mode,
+        dtype=_dtype(m),
+        in_channels=in_channels,
+        minibatch_kernels=m.get("d_minibatch_kernels", 0),
+        minibatch_kernel_dim=m.get("d_minibatch_kernel_dim", 5),
+        rngs=rngs,
+    )
     if m.arch == "biggan":
         return biggan.Discriminator(**common)
     return biggan_deep.Discriminator(**common)

@@ -5,6 +5,7 @@ step and batch norm uses batch statistics (and updates its running averages); in
 state changes. Parameters are float32; `dtype` is the activation dtype (bfloat16 for the mixed
 precision switch). BN and SN arithmetic always runs in float32 (the paper raises both eps to 1e-4 for low precision, appendix C).
 """
+
 from __future__ import annotations
 
 import functools
@@ -22,6 +23,7 @@ def orthogonal_init(key, shape, dtype=jnp.float32):
     per weight shape (called eagerly it runs four: the QR, a transpose, the scaling and a reshape, each lowered
     and compiled on its own when a model is built)."""
     return _orthogonal(key, shape, dtype)
+
 
 zeros_init = nnx.initializers.zeros_init()
 
@@ -65,7 +67,9 @@ class SpectralNorm(nnx.Module):
 
     def __init__(self, rows: int, cols: int, *, eps: float, eval_mode: str, rngs: nnx.Rngs):
         if eval_mode not in ("iterate", "stored"):
-            raise ValueError(f"spectral norm eval_mode={eval_mode!r}: expected 'iterate' or 'stored'")
+            raise ValueError(
+                f"spectral norm eval_mode={eval_mode!r}: expected 'iterate' or 'stored'"
+            )
         ku, kv = jax.random.split(rngs.params())
         self.u = SpectralState(_l2_normalize(jax.random.normal(ku, (rows,)), 1e-12))
         self.v = SpectralState(_l2_normalize(jax.random.normal(kv, (cols,)), 1e-12))
@@ -105,16 +109,22 @@ def conv_kernel_grad(x, g, kernel_size: int):
     n, h, w, c = x.shape
     p = kernel_size // 2
     x_pad = jnp.pad(x, ((0, 0), (0, 0), (p, p), (0, 0)))
-    cols = jnp.concatenate([x_pad[:, :, j:j + w] for j in range(kernel_size)], axis=-1)
+    cols = jnp.concatenate([x_pad[:, :, j : j + w] for j in range(kernel_size)], axis=-1)
+
     def gemm(a, b):  # Σ_n a[n]ᵀ b[n] over the flattened pixels
-        prod = jax.lax.dot_general(a.reshape(n, -1, a.shape[-1]), b.reshape(n, -1, b.shape[-1]),
-                                   (((1,), (1,)), ((0,), (0,))), preferred_element_type=jnp.float32)
+        prod = jax.lax.dot_general(
+            a.reshape(n, -1, a.shape[-1]),
+            b.reshape(n, -1, b.shape[-1]),
+            (((1,), (1,)), ((0,), (0,))),
+            preferred_element_type=jnp.float32,
+        )
         return prod.sum(0)
+
     rows = []
     for i in range(kernel_size):
         d = i - p  # x rows h + d pair with g rows h; rows outside the image contribute nothing
         lo, hi = max(-d, 0), h - max(d, 0)
-        rows.append(gemm(cols[:, lo + d:hi + d], g[:, lo:hi]))
+        rows.append(gemm(cols[:, lo + d : hi + d], g[:, lo:hi]))
     return jnp.stack(rows).reshape(kernel_size, kernel_size, c, g.shape[-1])
 
 
@@ -156,7 +166,12 @@ def conv2d_same(x, kernel):
     if kernel.shape[:2] == (1, 1):
         return pointwise_conv(x, kernel)
     big = x.shape[1] * x.shape[2] >= MATMUL_KERNEL_GRAD_MIN_PIXELS
-    if big and kernel.shape[0] == kernel.shape[1] and kernel.shape[0] % 2 == 1 and jax.default_backend() == "cpu":
+    if (
+        big
+        and kernel.shape[0] == kernel.shape[1]
+        and kernel.shape[0] % 2 == 1
+        and jax.default_backend() == "cpu"
+    ):
         return _conv_matmul_kernel_grad(x, kernel)
     return _conv(x, kernel)
 
@@ -164,12 +179,27 @@ def conv2d_same(x, kernel):
 class SNConv(nnx.Module):
     """Spectrally normalised 2-d convolution, NHWC, kernel HWIO, 'SAME' padding (BigGAN uses pad = k//2)."""
 
-    def __init__(self, in_ch, out_ch, kernel_size=3, *, use_bias=True, sn: bool = True, sn_eps=1e-4,
-                 sn_eval_mode="iterate", dtype=jnp.float32, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        in_ch,
+        out_ch,
+        kernel_size=3,
+        *,
+        use_bias=True,
+        sn: bool = True,
+        sn_eps=1e-4,
+        sn_eval_mode="iterate",
+        dtype=jnp.float32,
+        rngs: nnx.Rngs,
+    ):
         k = kernel_size
         self.kernel = nnx.Param(orthogonal_init(rngs.params(), (k, k, in_ch, out_ch)))
         self.bias = nnx.Param(jnp.zeros((out_ch,))) if use_bias else None
-        self.sn = SpectralNorm(out_ch, k * k * in_ch, eps=sn_eps, eval_mode=sn_eval_mode, rngs=rngs) if sn else None
+        self.sn = (
+            SpectralNorm(out_ch, k * k * in_ch, eps=sn_eps, eval_mode=sn_eval_mode, rngs=rngs)
+            if sn
+            else None
+        )
         self.dtype = dtype
 
     def normalized_kernel(self, train: bool):
@@ -193,11 +223,25 @@ class SNConv(nnx.Module):
 class SNLinear(nnx.Module):
     """Spectrally normalised dense layer; kernel (in, out), viewed as (out, in) for SN."""
 
-    def __init__(self, in_features, out_features, *, use_bias=True, sn: bool = True, sn_eps=1e-4,
-                 sn_eval_mode="iterate", dtype=jnp.float32, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        in_features,
+        out_features,
+        *,
+        use_bias=True,
+        sn: bool = True,
+        sn_eps=1e-4,
+        sn_eval_mode="iterate",
+        dtype=jnp.float32,
+        rngs: nnx.Rngs,
+    ):
         self.kernel = nnx.Param(orthogonal_init(rngs.params(), (in_features, out_features)))
         self.bias = nnx.Param(jnp.zeros((out_features,))) if use_bias else None
-        self.sn = SpectralNorm(out_features, in_features, eps=sn_eps, eval_mode=sn_eval_mode, rngs=rngs) if sn else None
+        self.sn = (
+            SpectralNorm(out_features, in_features, eps=sn_eps, eval_mode=sn_eval_mode, rngs=rngs)
+            if sn
+            else None
+        )
         self.dtype = dtype
 
     def normalized_kernel(self, train: bool):
@@ -216,10 +260,22 @@ class SNLinear(nnx.Module):
 class SNEmbed(nnx.Module):
     """Spectrally normalised embedding table (num, dim); SN views it as (num, dim) like BigGAN-PyTorch."""
 
-    def __init__(self, num_embeddings, features, *, sn: bool = True, sn_eps=1e-4, sn_eval_mode="iterate",
-                 rngs: nnx.Rngs):
+    def __init__(
+        self,
+        num_embeddings,
+        features,
+        *,
+        sn: bool = True,
+        sn_eps=1e-4,
+        sn_eval_mode="iterate",
+        rngs: nnx.Rngs,
+    ):
         self.embedding = nnx.Param(orthogonal_init(rngs.params(), (num_embeddings, features)))
-        self.sn = SpectralNorm(num_embeddings, features, eps=sn_eps, eval_mode=sn_eval_mode, rngs=rngs) if sn else None
+        self.sn = (
+            SpectralNorm(num_embeddings, features, eps=sn_eps, eval_mode=sn_eval_mode, rngs=rngs)
+            if sn
+            else None
+        )
 
     def __call__(self, y, train: bool):
         table = self.embedding[...]
@@ -237,8 +293,10 @@ def lookup_classes(table, y):
 
 def check_group_size(batch: int, group_size: int | None):
     if group_size and batch % group_size:
-        raise ValueError(f"batch norm group_size={group_size} does not divide the batch of {batch}; "
-                         f"choose a group size that divides every (micro-)batch, or None for global statistics")
+        raise ValueError(
+            f"batch norm group_size={group_size} does not divide the batch of {batch}; "
+            f"choose a group size that divides every (micro-)batch, or None for global statistics"
+        )
 
 
 def batch_moments(x, group_size: int | None = None):
@@ -270,8 +328,16 @@ class BatchNorm(nnx.Module):
     difference is a factor n/(n−1) with n ≥ B·H·W, below float32 noise for any real batch).
     """
 
-    def __init__(self, num_features, *, eps=1e-4, momentum=0.1, group_size=None, affine=False,
-                 dtype=jnp.float32):
+    def __init__(
+        self,
+        num_features,
+        *,
+        eps=1e-4,
+        momentum=0.1,
+        group_size=None,
+        affine=False,
+        dtype=jnp.float32,
+    ):
         self.mean = StatsState(jnp.zeros((num_features,)))
         self.var = StatsState(jnp.ones((num_features,)))
         self.scale = nnx.Param(jnp.ones((num_features,))) if affine else None
@@ -288,13 +354,17 @@ class BatchNorm(nnx.Module):
             return (xf - self.mean[...]) * jax.lax.rsqrt(self.var[...] + self.eps)
         mean, var = batch_moments(xf, self.group_size)
         m = self.momentum
-        self.mean.set_value((1 - m) * self.mean[...] + m * (mean if mean.ndim == 1 else mean.mean(0)))
+        self.mean.set_value(
+            (1 - m) * self.mean[...] + m * (mean if mean.ndim == 1 else mean.mean(0))
+        )
         self.var.set_value((1 - m) * self.var[...] + m * (var if var.ndim == 1 else var.mean(0)))
         if mean.ndim == 1:
             return (xf - mean) * jax.lax.rsqrt(var + self.eps)
         k = self.group_size
         xg = xf.reshape((xf.shape[0] // k, k) + xf.shape[1:])
-        xg = (xg - mean[:, None, None, None, :]) * jax.lax.rsqrt(var[:, None, None, None, :] + self.eps)
+        xg = (xg - mean[:, None, None, None, :]) * jax.lax.rsqrt(
+            var[:, None, None, None, :] + self.eps
+        )
         return xg.reshape(xf.shape)
 
     def __call__(self, x, train: bool):
@@ -312,9 +382,23 @@ class ConditionalBatchNorm(nnx.Module):
     added to the projections of `cond` (the z chunk when skip-z is on).
     """
 
-    def __init__(self, num_features, cond_dim, *, num_classes=0, eps=1e-4, momentum=0.1, group_size=None,
-                 sn_eps=1e-4, sn_eval_mode="iterate", dtype=jnp.float32, rngs: nnx.Rngs):
-        self.bn = BatchNorm(num_features, eps=eps, momentum=momentum, group_size=group_size, dtype=dtype)
+    def __init__(
+        self,
+        num_features,
+        cond_dim,
+        *,
+        num_classes=0,
+        eps=1e-4,
+        momentum=0.1,
+        group_size=None,
+        sn_eps=1e-4,
+        sn_eval_mode="iterate",
+        dtype=jnp.float32,
+        rngs: nnx.Rngs,
+    ):
+        self.bn = BatchNorm(
+            num_features, eps=eps, momentum=momentum, group_size=group_size, dtype=dtype
+        )
         lin = dict(use_bias=False, sn_eps=sn_eps, sn_eval_mode=sn_eval_mode, rngs=rngs)
         self.gain = SNLinear(cond_dim, num_features, **lin) if cond_dim else None
         self.bias = SNLinear(cond_dim, num_features, **lin) if cond_dim else None
@@ -363,11 +447,22 @@ class SelfAttention(nnx.Module):
     and bias-free. Softmax over keys in float32.
     """
 
-    def __init__(self, ch, *, sn_eps=1e-4, sn_eval_mode="iterate", dtype=jnp.float32, rngs: nnx.Rngs):
+    def __init__(
+        self, ch, *, sn_eps=1e-4, sn_eval_mode="iterate", dtype=jnp.float32, rngs: nnx.Rngs
+    ):
         if ch < 8:
-            raise ValueError(f"self-attention needs at least 8 channels (θ, φ have ch//8), got {ch}; raise the "
-                             f"channel multiplier or move/drop the attention resolution (g_attn / d_attn)")
-        conv = dict(kernel_size=1, use_bias=False, sn_eps=sn_eps, sn_eval_mode=sn_eval_mode, dtype=dtype, rngs=rngs)
+            raise ValueError(
+                f"self-attention needs at least 8 channels (θ, φ have ch//8), got {ch}; raise the "
+                f"channel multiplier or move/drop the attention resolution (g_attn / d_attn)"
+            )
+        conv = dict(
+            kernel_size=1,
+            use_bias=False,
+            sn_eps=sn_eps,
+            sn_eval_mode=sn_eval_mode,
+            dtype=dtype,
+            rngs=rngs,
+        )
         self.theta = SNConv(ch, ch // 8, **conv)
         self.phi = SNConv(ch, ch // 8, **conv)
         self.g = SNConv(ch, ch // 2, **conv)
@@ -396,13 +491,23 @@ class MinibatchDiscrimination(nnx.Module):
     Here A = in_features, B = num_kernels, C = kernel_dim.
     """
 
-    def __init__(self, in_features: int, num_kernels: int, kernel_dim: int, *, include_self: bool = False,
-                 init_std: float = 0.05, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        in_features: int,
+        num_kernels: int,
+        kernel_dim: int,
+        *,
+        include_self: bool = False,
+        init_std: float = 0.05,
+        rngs: nnx.Rngs,
+    ):
         self.in_features = in_features
         self.num_kernels = num_kernels
         self.kernel_dim = kernel_dim
         self.include_self = include_self
-        self.T = nnx.Param(init_std * jax.random.normal(rngs.params(), (in_features, num_kernels, kernel_dim)))
+        self.T = nnx.Param(
+            init_std * jax.random.normal(rngs.params(), (in_features, num_kernels, kernel_dim))
+        )
 
     @property
     def out_features(self) -> int:
@@ -413,16 +518,22 @@ class MinibatchDiscrimination(nnx.Module):
         (the train step scores [fakes; reals] in one pass, and Salimans et al. compare a sample with
         the other samples of its own minibatch, all real or all fake)."""
         if features.ndim != 2 or features.shape[1] != self.in_features:
-            raise ValueError(f"MinibatchDiscrimination expects features (N, {self.in_features}), got "
-                             f"{features.shape}; flatten/pool D's features first.")
+            raise ValueError(
+                f"MinibatchDiscrimination expects features (N, {self.in_features}), got "
+                f"{features.shape}; flatten/pool D's features first."
+            )
         n = features.shape[0]
         if groups < 1 or n % groups:
-            raise ValueError(f"MinibatchDiscrimination groups={groups} must be ≥ 1 and divide the batch of {n}.")
+            raise ValueError(
+                f"MinibatchDiscrimination groups={groups} must be ≥ 1 and divide the batch of {n}."
+            )
         m = jnp.einsum("na,abc->nbc", features.astype(jnp.float32), self.T[...])
-        m = m.reshape((groups, n // groups) + m.shape[1:])                 # (G, n, B, C)
-        l1 = jnp.sum(jnp.abs(m[:, :, None] - m[:, None, :]), axis=-1)      # (G, n, n, B)
+        m = m.reshape((groups, n // groups) + m.shape[1:])  # (G, n, B, C)
+        l1 = jnp.sum(jnp.abs(m[:, :, None] - m[:, None, :]), axis=-1)  # (G, n, n, B)
         similarity = jnp.exp(-l1)
         if not self.include_self:
-            similarity = similarity * (1.0 - jnp.eye(n // groups, dtype=similarity.dtype))[None, :, :, None]
-        o = jnp.sum(similarity, axis=2).reshape(n, -1)                      # (N, B)
+            similarity = (
+                similarity * (1.0 - jnp.eye(n // groups, dtype=similarity.dtype))[None, :, :, None]
+            )
+        o = jnp.sum(similarity, axis=2).reshape(n, -1)  # (N, B)
         return jnp.concatenate([features, o.astype(features.dtype)], axis=-1)

@@ -6,6 +6,7 @@ Directory: the command's --compile_cache flag, else $JAX_COMPILATION_CACHE_DIR, 
 second are not stored (JAX's default threshold): the cache holds the train step, G's forward, the
 feature networks, not every small helper.
 """
+
 from __future__ import annotations
 
 import logging
@@ -16,8 +17,10 @@ import jax
 log = logging.getLogger(__name__)
 
 DEFAULT_DIR = os.path.join(os.path.expanduser("~"), ".cache", "biggan-jax", "xla")
-HELP = ("persistent XLA compilation cache directory (default: $JAX_COMPILATION_CACHE_DIR or "
-        f"{DEFAULT_DIR}); empty turns it off")
+HELP = (
+    "persistent XLA compilation cache directory (default: $JAX_COMPILATION_CACHE_DIR or "
+    f"{DEFAULT_DIR}); empty turns it off"
+)
 
 
 def enable(directory: str | None = None) -> str | None:

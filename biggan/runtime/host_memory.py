@@ -16,6 +16,7 @@ live on the device, and one arena would serialise the input pipeline's host thre
 `BIGGAN_HOST_MALLOC=retain|default` overrides the automatic choice (retain when the CPU is the only
 platform JAX can use).
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -40,8 +41,16 @@ def cpu_only() -> bool:
         return platforms.split(",")[0] == "cpu"
     if list(importlib.metadata.entry_points(group="jax_plugins")):
         return False
-    return not any(importlib.util.find_spec(m) for m in ("libtpu", "jax_cuda12_plugin", "jax_cuda13_plugin",
-                                                         "jax_rocm60_plugin", "jax_rocm7_plugin"))
+    return not any(
+        importlib.util.find_spec(m)
+        for m in (
+            "libtpu",
+            "jax_cuda12_plugin",
+            "jax_cuda13_plugin",
+            "jax_rocm60_plugin",
+            "jax_rocm7_plugin",
+        )
+    )
 
 
 def _backend_started() -> bool:
@@ -64,8 +73,11 @@ def retain_freed_memory() -> bool:
     except (OSError, AttributeError):  # not glibc (e.g. musl): nothing to tune
         return False
     if _backend_started():
-        logging.warning("%s: JAX's backend already started; its threads keep their own malloc arenas, so "
-                        "call host_memory.retain_freed_memory() before the first JAX computation", ENV)
+        logging.warning(
+            "%s: JAX's backend already started; its threads keep their own malloc arenas, so "
+            "call host_memory.retain_freed_memory() before the first JAX computation",
+            ENV,
+        )
     # Arena count first: threads that have not allocated yet then share the main (brk) arena.
     # mallopt takes an int; -1 converts to SIZE_MAX in glibc, i.e. never trim.
     ok = mallopt(_M_ARENA_MAX, 1) and mallopt(_M_MMAP_MAX, 0) and mallopt(_M_TRIM_THRESHOLD, -1)

@@ -4,11 +4,13 @@ The batch is sharded on `data`, parameters and optimiser state are replicated. U
 reductions over the batch axis (BN statistics, loss means) are then global — cross-replica BN comes
 for free (the paper's cross-replica BN, appendix C). Multi-host: each process supplies its local slice of the global batch.
 """
+
 from __future__ import annotations
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 DATA_AXIS = "data"
 
@@ -29,8 +31,10 @@ def replicated(mesh: Mesh) -> NamedSharding:
 def check_batch_divides(global_batch: int, mesh: Mesh, what="train.batch_size"):
     n = mesh.devices.size
     if global_batch % n:
-        raise ValueError(f"{what}={global_batch} is not divisible by the {n} devices of the mesh; "
-                         f"use a multiple of {n}")
+        raise ValueError(
+            f"{what}={global_batch} is not divisible by the {n} devices of the mesh; "
+            f"use a multiple of {n}"
+        )
 
 
 def shard_padded(mesh: Mesh, *arrays):
@@ -40,7 +44,9 @@ def shard_padded(mesh: Mesh, *arrays):
     n = len(arrays[0])
     pad = -n % mesh.devices.size
     if pad:
-        arrays = [np.concatenate([a, np.repeat(a[-1:], pad, axis=0)]) for a in map(np.asarray, arrays)]
+        arrays = [
+            np.concatenate([a, np.repeat(a[-1:], pad, axis=0)]) for a in map(np.asarray, arrays)
+        ]
     placement = batch_sharding(mesh)
     return [jax.device_put(a, placement) for a in arrays], n
 

@@ -5,6 +5,7 @@ Object storage has no append and no rename: a file is written whole, as one obje
 lands completely or not at all). Local files are written to a temporary name and renamed, so that a
 reader never sees half a file there either. Local paths stay plain absolute paths.
 """
+
 from __future__ import annotations
 
 import io
@@ -42,11 +43,15 @@ def check_bucket(path) -> None:
         found = epath.Path(bucket).exists()
     except Exception as e:  # 401/403, no credentials, an unreachable endpoint
         detail = str(e).splitlines()[0] if str(e) else ""
-        raise StorageError(f"cannot read bucket {bucket} for {path} ({type(e).__name__}: {detail}); check the "
-                           f"credentials (gcloud auth application-default login) and their access to it") from e
+        raise StorageError(
+            f"cannot read bucket {bucket} for {path} ({type(e).__name__}: {detail}); check the "
+            f"credentials (gcloud auth application-default login) and their access to it"
+        ) from e
     if not found:
-        raise StorageError(f"bucket {bucket} does not exist or these credentials cannot see it: create it "
-                           f"(gcloud storage buckets create {bucket}) or fix the path {path}")
+        raise StorageError(
+            f"bucket {bucket} does not exist or these credentials cannot see it: create it "
+            f"(gcloud storage buckets create {bucket}) or fix the path {path}"
+        )
 
 
 def refresh(path) -> None:
@@ -57,7 +62,9 @@ def refresh(path) -> None:
     if is_remote(path):
         try:
             epath_backend.fsspec_backend.fs(path).invalidate_cache()
-        except ImportError:  # epath reads URLs through TensorFlow here (EPATH_USE_TF): no fsspec cache
+        except (
+            ImportError
+        ):  # epath reads URLs through TensorFlow here (EPATH_USE_TF): no fsspec cache
             pass
 
 
@@ -143,13 +150,20 @@ class NpyRows:
         with _current(self.path).open("rb") as f:
             version = np.lib.format.read_magic(f)
             if version not in ((1, 0), (2, 0)):
-                raise ValueError(f"{self.path}: .npy format version {version} is not supported (1.0 or 2.0)")
-            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
-                np.lib.format.read_array_header_2_0
+                raise ValueError(
+                    f"{self.path}: .npy format version {version} is not supported (1.0 or 2.0)"
+                )
+            read_header = (
+                np.lib.format.read_array_header_1_0
+                if version == (1, 0)
+                else np.lib.format.read_array_header_2_0
+            )
             self.shape, fortran_order, self.dtype = read_header(f)
             self._offset = f.tell()
         if fortran_order or not self.shape:
-            raise ValueError(f"{self.path}: expected a C-ordered array with rows, got shape {self.shape}")
+            raise ValueError(
+                f"{self.path}: expected a C-ordered array with rows, got shape {self.shape}"
+            )
         self.ndim = len(self.shape)
         self._row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
 
@@ -161,6 +175,7 @@ class NpyRows:
         if not 0 <= index < self.shape[0]:
             raise IndexError(f"row {index} of {self.path} (it has {self.shape[0]})")
         start = self._offset + index * self._row_bytes
-        data = epath_backend.fsspec_backend.fs(self.path).cat_file(self.path, start=start,
-                                                                     end=start + self._row_bytes)
+        data = epath_backend.fsspec_backend.fs(self.path).cat_file(
+            self.path, start=start, end=start + self._row_bytes
+        )
         return np.frombuffer(data, self.dtype).reshape(self.shape[1:])

@@ -8,6 +8,7 @@ Layout of DIR:
   standing_stats_t<t>_<batches>x<batch>.npz  optional: standing statistics cached per truncation (appendix C.1)
 Converters (biggan.convert) and train.py (from its EMA generator) write this format.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,19 +20,22 @@ import orbax.checkpoint as ocp
 from flax import nnx
 
 from biggan.models import factory as models
-from biggan.runtime import sharding
-from biggan.runtime import storage
+from biggan.runtime import sharding, storage
 
 
 def _state_dict(module):
     return nnx.to_pure_dict(nnx.state(module))
 
 
-def save_generator(directory, config: ml_collections.ConfigDict, generator, *, truncation_stats=None):
+def save_generator(
+    directory, config: ml_collections.ConfigDict, generator, *, truncation_stats=None
+):
     """Write an exported generator to `directory` (local, made absolute, or gs://; must not already hold one)."""
     directory = storage.resolve(directory)
     if storage.exists(os.path.join(directory, "generator")):
-        raise FileExistsError(f"{directory} already holds an exported generator; choose a new --out directory")
+        raise FileExistsError(
+            f"{directory} already holds an exported generator; choose a new --out directory"
+        )
     storage.makedirs(directory)
     with ocp.StandardCheckpointer() as ckptr:
         ckptr.save(os.path.join(directory, "generator"), _state_dict(generator))
@@ -43,14 +47,17 @@ def save_generator(directory, config: ml_collections.ConfigDict, generator, *, t
 
 def is_exported_generator(directory) -> bool:
     return storage.exists(os.path.join(directory, "config.json")) and storage.isdir(
-        os.path.join(directory, "generator"))
+        os.path.join(directory, "generator")
+    )
 
 
 def load_config(directory) -> ml_collections.ConfigDict:
     path = os.path.join(directory, "config.json")
     if not storage.exists(path):
-        raise FileNotFoundError(f"{path} not found: {directory} is not an exported generator "
-                                f"(expected config.json and generator/ written by biggan.convert or train.py)")
+        raise FileNotFoundError(
+            f"{path} not found: {directory} is not an exported generator "
+            f"(expected config.json and generator/ written by biggan.convert or train.py)"
+        )
     return ml_collections.ConfigDict(json.loads(storage.read_text(path)))
 
 
@@ -64,8 +71,10 @@ def load_generator(directory):
     # process-local, and in a multi-process job a target without a sharding makes orbax refuse the
     # checkpoint ("Topology mismatch").
     local = sharding.replicated(sharding.make_mesh(jax.local_devices()))
-    target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=local),
-                          nnx.to_pure_dict(abstract_state))
+    target = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=local),
+        nnx.to_pure_dict(abstract_state),
+    )
     with ocp.StandardCheckpointer() as ckptr:
         restored = ckptr.restore(os.path.join(directory, "generator"), target)
     nnx.replace_by_pure_dict(abstract_state, restored)

@@ -8,6 +8,7 @@ Truncation has two meanings (paper §3.1; TF Hub modules):
   stored per-truncation BN statistics (biggan.sampling.truncation_stats).
 BN statistics: see `Sampler` (standing, stored, or the per-truncation table).
 """
+
 from __future__ import annotations
 
 import functools
@@ -21,13 +22,16 @@ import numpy as np
 from flax import nnx
 from tqdm import tqdm
 
-from biggan import config as cfg
 from biggan import checkpoints
-from biggan.sampling import export
+from biggan import config as cfg
 from biggan.gan import latents
-from biggan.runtime import sharding
-from biggan.runtime import storage
-from biggan.sampling.truncation_stats import apply_truncation_stats, batchnorm_paths, check_truncation
+from biggan.runtime import sharding, storage
+from biggan.sampling import export
+from biggan.sampling.truncation_stats import (
+    apply_truncation_stats,
+    batchnorm_paths,
+    check_truncation,
+)
 
 log = logging.getLogger(__name__)
 
@@ -50,16 +54,20 @@ def latent_of(config) -> tuple[str, dict]:
 
 def check_latent_truncation(latent, truncation):
     if truncation and latent[0] != "normal":
-        raise ValueError(f"truncation {truncation}: the truncation trick re-samples a normal latent (paper §3.1), "
-                         f"but this run was trained with train.latent={latent[0]!r} (appendix E); sample it "
-                         f"without --truncation")
+        raise ValueError(
+            f"truncation {truncation}: the truncation trick re-samples a normal latent (paper §3.1), "
+            f"but this run was trained with train.latent={latent[0]!r} (appendix E); sample it "
+            f"without --truncation"
+        )
 
 
 def sample_latents(rng, num, dim_z, truncation=None, *, released=False, latent=NORMAL):
     """z for `num` samples: released TF Hub models z = t·truncnorm(−2, 2); ours the run's latent (`latent_of`),
     for the normal one truncated at `truncation` by re-sampling."""
     if released:  # t = 1 when none is given: untruncated (the TF Hub modules' default)
-        return latents.tfhub_truncated_latent(rng, (num, dim_z), float(1.0 if truncation is None else truncation))
+        return latents.tfhub_truncated_latent(
+            rng, (num, dim_z), float(1.0 if truncation is None else truncation)
+        )
     if latent == NORMAL:
         return latents.truncated_normal(rng, (num, dim_z), truncation if truncation else None)
     check_latent_truncation(latent, truncation)
@@ -79,8 +87,10 @@ def parse_truncations(text: str) -> list[float]:
         else:
             values = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise ValueError(f"truncations {text!r}: expected start:stop:step with step > 0 and "
-                         "stop >= start (e.g. 0.1:1.0:0.1) or a comma list (e.g. 0.25,0.5,1.0)") from None
+        raise ValueError(
+            f"truncations {text!r}: expected start:stop:step with step > 0 and "
+            "stop >= start (e.g. 0.1:1.0:0.1) or a comma list (e.g. 0.25,0.5,1.0)"
+        ) from None
     if not values or any(v <= 0 for v in values):
         raise ValueError(f"truncations {text!r} gives {values}; expected positive values")
     return values
@@ -122,8 +132,19 @@ def _bn_batch_stats(graphdef, state, z, y):
     return {path: (bn.mean[...], bn.var[...]) for path, bn in batchnorm_paths(generator).items()}
 
 
-def standing_stats(generator, *, num_batches: int, batch_size: int, rng, truncation=None, num_classes=None,
-                   progress: bool = False, mesh=None, released: bool = False, latent=NORMAL) -> dict:
+def standing_stats(
+    generator,
+    *,
+    num_batches: int,
+    batch_size: int,
+    rng,
+    truncation=None,
+    num_classes=None,
+    progress: bool = False,
+    mesh=None,
+    released: bool = False,
+    latent=NORMAL,
+) -> dict:
     """Paper appendix C.1: average the per-batch BN means and variances of G run in training mode on
     `num_batches` batches of fresh noise (at the truncation that will be sampled). Returns
     {'<bn path>/mean'|'/var': (C,)} — the format `apply_bn_stats` writes back. `generator` is unchanged.
@@ -134,7 +155,9 @@ def standing_stats(generator, *, num_batches: int, batch_size: int, rng, truncat
     """
     mesh = mesh or sampling_mesh()
     if num_batches < 1 or batch_size < 1:
-        raise ValueError(f"standing statistics need at least one batch of one sample; got {num_batches} x {batch_size}")
+        raise ValueError(
+            f"standing statistics need at least one batch of one sample; got {num_batches} x {batch_size}"
+        )
     devices = mesh.devices.ravel()
     count = max(k for k in range(1, len(devices) + 1) if batch_size % k == 0)
     mesh = sharding.make_mesh(devices[:count])
@@ -145,15 +168,21 @@ def standing_stats(generator, *, num_batches: int, batch_size: int, rng, truncat
     graphdef, state = nnx.split(gen)
     num_classes = num_classes or gen.num_classes
     if progress and jax.process_index() == 0:  # a long accumulation is announced, never silent
-        print(f"standing statistics (paper appendix C.1): {num_batches} batches x {batch_size} samples at "
-              f"truncation {truncation}, {batch_size // count} per device on {count} device(s); "
-              "sample.standing_stats_batches / _batch_size change it", file=sys.stderr, flush=True)
+        print(
+            f"standing statistics (paper appendix C.1): {num_batches} batches x {batch_size} samples at "
+            f"truncation {truncation}, {batch_size // count} per device on {count} device(s); "
+            "sample.standing_stats_batches / _batch_size change it",
+            file=sys.stderr,
+            flush=True,
+        )
     sums = None
     for i in tqdm(range(num_batches), desc="standing stats", unit="batch", disable=not progress):
         kz, ky = jax.random.split(jax.random.fold_in(rng, i))
         z = sample_latents(kz, batch_size, gen.dim_z, truncation, released=released, latent=latent)
         y = jax.random.randint(ky, (batch_size,), 0, num_classes)
-        batch = sharding.batch_sharding(mesh)  # batch_size divides over `mesh`: no padding (it would change BN)
+        batch = sharding.batch_sharding(
+            mesh
+        )  # batch_size divides over `mesh`: no padding (it would change BN)
         stats = _bn_batch_stats(graphdef, state, jax.device_put(z, batch), jax.device_put(y, batch))
         sums = stats if sums is None else jax.tree.map(jnp.add, sums, stats)
     out = {}
@@ -178,8 +207,11 @@ def stats_source(config, truncation_stats=None) -> tuple[str, str, str]:
         default = ("truncation_table", "tfhub", "pytorch_pretrained_biggan")
     else:
         default = ("standing", "ours", "")
-    return (s.get("bn_stats", default[0]), s.get("latents", default[1]),
-            s.get("truncation_table", default[2]) or default[2])
+    return (
+        s.get("bn_stats", default[0]),
+        s.get("latents", default[1]),
+        s.get("truncation_table", default[2]) or default[2],
+    )
 
 
 class Sampler:
@@ -191,8 +223,17 @@ class Sampler:
     choice; 0 uses the stored statistics; N > 0 accumulates standing statistics over N batches.
     """
 
-    def __init__(self, config, generator, *, truncation_stats=None, cache_dir=None, standing_stats=None,
-                 progress=True, mesh=None):
+    def __init__(
+        self,
+        config,
+        generator,
+        *,
+        truncation_stats=None,
+        cache_dir=None,
+        standing_stats=None,
+        progress=True,
+        mesh=None,
+    ):
         self.config = config
         self.truncation_stats = truncation_stats
         self.bn_stats, latents_kind, self.truncation_table = stats_source(config, truncation_stats)
@@ -203,8 +244,10 @@ class Sampler:
             self.bn_stats = "standing" if standing_stats > 0 else "stored"
             self.standing_batches = int(standing_stats) or self.standing_batches
         if self.bn_stats == "truncation_table" and truncation_stats is None:
-            raise ValueError("config.sample.bn_stats='truncation_table' but the export has no truncation_stats.npz; "
-                             "re-run biggan.convert, or sample with --standing_stats N")
+            raise ValueError(
+                "config.sample.bn_stats='truncation_table' but the export has no truncation_stats.npz; "
+                "re-run biggan.convert, or sample with --standing_stats N"
+            )
         self.cache_dir = cache_dir
         self.progress = progress
         self.num_classes = config.model.num_classes
@@ -215,10 +258,14 @@ class Sampler:
     def check_truncation(self, truncation):
         """Raise ValueError for a truncation this model cannot sample (released: outside its table's range)."""
         if self.released:
-            check_truncation(1.0 if truncation is None else truncation, self.truncation_table or
-                             "pytorch_pretrained_biggan")
+            check_truncation(
+                1.0 if truncation is None else truncation,
+                self.truncation_table or "pytorch_pretrained_biggan",
+            )
         elif truncation is not None and truncation < 0:
-            raise ValueError(f"truncation {truncation} is negative; expected a re-sampling threshold > 0 (or none)")
+            raise ValueError(
+                f"truncation {truncation} is negative; expected a re-sampling threshold > 0 (or none)"
+            )
         else:
             check_latent_truncation(self.latent, truncation)
 
@@ -229,8 +276,10 @@ class Sampler:
         if self.bn_stats == "stored":
             return "BN statistics: stored in the weights (evaluation mode of the source code)"
         s = self.config.sample
-        return (f"BN statistics: standing statistics (paper appendix C.1), {self.standing_batches} batches x "
-                f"{s.standing_stats_batch_size} at truncation {truncation}, cached in {self.cache_dir}")
+        return (
+            f"BN statistics: standing statistics (paper appendix C.1), {self.standing_batches} batches x "
+            f"{s.standing_stats_batch_size} at truncation {truncation}, cached in {self.cache_dir}"
+        )
 
     def _standing_cache_path(self, truncation):
         if not self.cache_dir:
@@ -255,16 +304,25 @@ class Sampler:
             return
         self.check_truncation(truncation)
         if self.bn_stats == "truncation_table":
-            apply_truncation_stats(self.generator, self.truncation_stats, truncation, self.truncation_table)
+            apply_truncation_stats(
+                self.generator, self.truncation_stats, truncation, self.truncation_table
+            )
         elif self.bn_stats == "standing":
             path = self._standing_cache_path(truncation)
             if path and storage.exists(path):
                 stats = storage.load_npz(path)
             else:
-                stats = standing_stats(self.generator, num_batches=self.standing_batches,
-                                       batch_size=self.config.sample.standing_stats_batch_size,
-                                       rng=jax.random.key(12345), truncation=truncation, progress=self.progress,
-                                       mesh=self.mesh, released=self.released, latent=self.latent)
+                stats = standing_stats(
+                    self.generator,
+                    num_batches=self.standing_batches,
+                    batch_size=self.config.sample.standing_stats_batch_size,
+                    rng=jax.random.key(12345),
+                    truncation=truncation,
+                    progress=self.progress,
+                    mesh=self.mesh,
+                    released=self.released,
+                    latent=self.latent,
+                )
                 if path and jax.process_index() == 0:
                     storage.save_npz(path, **stats)  # written whole: a reader never sees part of it
             apply_bn_stats(self.generator, stats)
@@ -281,7 +339,9 @@ class Sampler:
         state = jax.device_put(state, sharding.replicated(self.mesh))
         outs = []
         for i in range(0, len(z), batch_size):
-            (zb, yb), num = sharding.shard_padded(self.mesh, z[i:i + batch_size], y[i:i + batch_size])
+            (zb, yb), num = sharding.shard_padded(
+                self.mesh, z[i : i + batch_size], y[i : i + batch_size]
+            )
             outs.append(np.asarray(_eval_forward(graphdef, self.mesh, state, zb, yb))[:num])
         return np.concatenate(outs)
 
@@ -289,14 +349,24 @@ class Sampler:
         """The z `sample` draws for `seed` (the model's convention: see the module docstring)."""
         self.check_truncation(truncation)
         kz, _ = jax.random.split(jax.random.key(seed))
-        return np.asarray(sample_latents(kz, num, self.generator.dim_z, truncation, released=self.released,
-                                         latent=self.latent))
+        return np.asarray(
+            sample_latents(
+                kz,
+                num,
+                self.generator.dim_z,
+                truncation,
+                released=self.released,
+                latent=self.latent,
+            )
+        )
 
     def check_latents(self, latents):
         z = np.asarray(latents, np.float32)
         if z.ndim != 2 or z.shape[1] != self.generator.dim_z:
-            raise ValueError(f"latents have shape {z.shape}; expected (n, {self.generator.dim_z}) for this model's "
-                             f"dim_z={self.generator.dim_z}")
+            raise ValueError(
+                f"latents have shape {z.shape}; expected (n, {self.generator.dim_z}) for this model's "
+                f"dim_z={self.generator.dim_z}"
+            )
         return z
 
     def labels(self, num, *, seed=0, classes=None):
@@ -307,11 +377,17 @@ class Sampler:
         y = np.resize(np.asarray(classes, np.int32), num)
         bad = [int(c) for c in np.ravel(y) if not 0 <= c < self.num_classes]
         if bad:
-            raise ValueError(f"class index {bad[0]} is outside [0, {self.num_classes}); valid: 0..{self.num_classes - 1}")
+            raise ValueError(
+                f"class index {bad[0]} is outside [0, {self.num_classes}); valid: 0..{self.num_classes - 1}"
+            )
         return y
 
     def sample(self, num, *, truncation=None, seed=0, batch_size=64, classes=None, latents=None):
-        z = self.check_latents(latents) if latents is not None else self.latents(num, truncation=truncation, seed=seed)
+        z = (
+            self.check_latents(latents)
+            if latents is not None
+            else self.latents(num, truncation=truncation, seed=seed)
+        )
         y = self.labels(len(z), seed=seed, classes=classes)
         return self.generate(z, y, truncation, batch_size)
 
@@ -321,14 +397,25 @@ def load_sampler(directory, **kw) -> Sampler:
     latest checkpoint of a training workdir (its EMA generator)."""
     if export.is_exported_generator(directory):
         config, generator, truncation_stats = export.load_generator(directory)
-        return Sampler(config, generator, truncation_stats=truncation_stats, cache_dir=directory, **kw)
+        return Sampler(
+            config, generator, truncation_stats=truncation_stats, cache_dir=directory, **kw
+        )
     if storage.isdir(os.path.join(directory, "checkpoints")):
         config, generator, step = checkpoints.load_ema_generator(directory)
         # Multi-process: every process takes part in the restore, which yields arrays replicated over
         # all processes' devices; the Sampler keeps this process's copy, so sampling stays inside it.
-        return Sampler(config, generator, cache_dir=os.path.join(directory, "standing_stats", f"step_{step}"), **kw)
+        return Sampler(
+            config,
+            generator,
+            cache_dir=os.path.join(directory, "standing_stats", f"step_{step}"),
+            **kw,
+        )
     if storage.exists(os.path.join(directory, "saved_model.pb")):
-        raise FileNotFoundError(f"{directory} is a TF Hub module, not an export: convert it first with "
-                                f"`python -m biggan.convert tfhub {directory} --out OUT` and sample OUT")
-    raise FileNotFoundError(f"{directory} is neither an exported generator (config.json + generator/) nor a "
-                            f"training workdir (checkpoints/); pass the --out of biggan.convert or a train.py --workdir")
+        raise FileNotFoundError(
+            f"{directory} is a TF Hub module, not an export: convert it first with "
+            f"`python -m biggan.convert tfhub {directory} --out OUT` and sample OUT"
+        )
+    raise FileNotFoundError(
+        f"{directory} is neither an exported generator (config.json + generator/) nor a "
+        f"training workdir (checkpoints/); pass the --out of biggan.convert or a train.py --workdir"
+    )

@@ -24,6 +24,7 @@ in float64, 0.3/0.02 and 0.6/0.02 are exactly 15 and 30, but the float32 value 0
 15.0000006 → coef ≈ 6e-7 → ≈ row 16 (the float32 trap); `float(t)` keeps whatever value it is given,
 exactly as the reference does.
 """
+
 from __future__ import annotations
 
 import math
@@ -33,7 +34,6 @@ from flax import nnx
 
 from biggan.models import layers
 
-
 TABLES = ("pytorch_pretrained_biggan", "tfhub_biggan")
 
 
@@ -42,8 +42,10 @@ def check_truncation(truncation, table="pytorch_pretrained_biggan") -> float:
     low = 0.02 if table == "tfhub_biggan" else 0.0
     if not (low <= t if low else 0.0 < t) or t > 1.0:
         lower = "0.02 ≤ t" if low else "0 < t"
-        raise ValueError(f"truncation {truncation!r} is outside the released model's range {lower} ≤ 1 (t = 1: "
-                         f"untruncated z; its BN statistics are stored for that range only); choose a value in it")
+        raise ValueError(
+            f"truncation {truncation!r} is outside the released model's range {lower} ≤ 1 (t = 1: "
+            f"untruncated z; its BN statistics are stored for that range only); choose a value in it"
+        )
     return t
 
 
@@ -51,9 +53,11 @@ def interpolation(truncation, n_stats: int, table="pytorch_pretrained_biggan"):
     """(lower row index, coefficient of the lower row) for `truncation` in an `n_stats`-row table."""
     t = check_truncation(truncation, table)
     if table == "tfhub_biggan":
-        position = t / 0.02 - 1.0                 # row k holds t = 0.02·(k+1)
+        position = t / 0.02 - 1.0  # row k holds t = 0.02·(k+1)
         idx = min(int(math.floor(position)), n_stats - 2)
-        return idx, 1.0 - (position - idx)       # a linear interpolation: the lower row gets 1 − fraction
+        return idx, 1.0 - (
+            position - idx
+        )  # a linear interpolation: the lower row gets 1 − fraction
     step = 1.0 / (n_stats - 1)
     coef, idx = math.modf(t / step)  # float64, as in BigGANBatchNorm.forward
     return int(idx), coef
@@ -71,8 +75,11 @@ def interpolate(rows, truncation, table="pytorch_pretrained_biggan"):
 
 def batchnorm_paths(generator) -> dict:
     """{'<bn path>': BatchNorm} for every batch norm of `generator` (the conditional BNs' inner `bn` too)."""
-    return {"/".join(map(str, path)): module for path, module in nnx.iter_modules(generator)
-            if isinstance(module, layers.BatchNorm)}
+    return {
+        "/".join(map(str, path)): module
+        for path, module in nnx.iter_modules(generator)
+        if isinstance(module, layers.BatchNorm)
+    }
 
 
 def check_stats_match(generator, stats: dict):
@@ -81,18 +88,26 @@ def check_stats_match(generator, stats: dict):
     expected = {f"{p}/{k}": bn.mean.shape[0] for p, bn in bns.items() for k in ("mean", "var")}
     missing = sorted(set(expected) - set(stats))
     unexpected = sorted(set(stats) - set(expected))
-    bad_shape = [f"{k}: {np.shape(stats[k])}, expected (n_stats, {c})" for k, c in expected.items()
-                 if k in stats and (np.ndim(stats[k]) != 2 or np.shape(stats[k])[1] != c or np.shape(stats[k])[0] < 2)]
+    bad_shape = [
+        f"{k}: {np.shape(stats[k])}, expected (n_stats, {c})"
+        for k, c in expected.items()
+        if k in stats
+        and (np.ndim(stats[k]) != 2 or np.shape(stats[k])[1] != c or np.shape(stats[k])[0] < 2)
+    ]
     if missing or unexpected or bad_shape:
-        raise ValueError("truncation statistics do not match this generator's batch norms:"
-                         + (f"\n  missing: {missing}" if missing else "")
-                         + (f"\n  unexpected: {unexpected}" if unexpected else "")
-                         + (f"\n  wrong shape: {bad_shape}" if bad_shape else "")
-                         + "\n(were they written for a different model? re-run biggan.convert)")
+        raise ValueError(
+            "truncation statistics do not match this generator's batch norms:"
+            + (f"\n  missing: {missing}" if missing else "")
+            + (f"\n  unexpected: {unexpected}" if unexpected else "")
+            + (f"\n  wrong shape: {bad_shape}" if bad_shape else "")
+            + "\n(were they written for a different model? re-run biggan.convert)"
+        )
     return bns
 
 
-def apply_truncation_stats(generator, stats: dict, truncation, table="pytorch_pretrained_biggan") -> None:
+def apply_truncation_stats(
+    generator, stats: dict, truncation, table="pytorch_pretrained_biggan"
+) -> None:
     """Write the interpolated statistics for `truncation` into every BN's `mean`/`var` of `generator`
     (in place; evaluation-mode forwards then use them)."""
     if table not in TABLES:

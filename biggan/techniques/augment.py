@@ -21,6 +21,7 @@ A policy is a comma-separated list of groups: "color" (brightness, saturation, c
 of the policy in order; with `p` (ADA, Karras et al. 2020) each one is applied to each sample with
 probability p, independently.
 """
+
 from __future__ import annotations
 
 import jax
@@ -36,13 +37,15 @@ POLICY_GROUPS = {
 
 
 def parse_policy(text: str, key: str) -> tuple[str, ...]:
-    """"color,translation" → the operations in order; `key` names the config key in the error."""
+    """ "color,translation" → the operations in order; `key` names the config key in the error."""
     groups = [g.strip() for g in text.split(",") if g.strip()]
     unknown = [g for g in groups if g not in POLICY_GROUPS]
     if unknown or not groups:
-        raise ValueError(f"{key}={text!r}: expected comma-separated augmentations from "
-                         f"{', '.join(POLICY_GROUPS)} (e.g. 'color,translation,cutout')"
-                         + (f"; unknown: {', '.join(unknown)}" if unknown else ""))
+        raise ValueError(
+            f"{key}={text!r}: expected comma-separated augmentations from "
+            f"{', '.join(POLICY_GROUPS)} (e.g. 'color,translation,cutout')"
+            + (f"; unknown: {', '.join(unknown)}" if unknown else "")
+        )
     return tuple(op for g in groups for op in POLICY_GROUPS[g])
 
 
@@ -66,14 +69,20 @@ def draw(op: str, rng: jax.Array, n: int, height: int, width: int) -> dict[str, 
     k_h, k_w = jax.random.split(rng)
     if op in ("translation", "reflect_translation"):
         lim_h, lim_w = translation_limits(op, height, width)
-        return {"shift_h": jax.random.randint(k_h, (n,), -lim_h, lim_h + 1),
-                "shift_w": jax.random.randint(k_w, (n,), -lim_w, lim_w + 1)}
+        return {
+            "shift_h": jax.random.randint(k_h, (n,), -lim_h, lim_h + 1),
+            "shift_w": jax.random.randint(k_w, (n,), -lim_w, lim_w + 1),
+        }
     if op == "cutout":
         size_h, size_w = cutout_size(height, width)
         # Centres as in DiffAugment: 0 … H (an even-sized square may hang one row off either edge).
-        return {"centre_h": jax.random.randint(k_h, (n,), 0, height + (1 - size_h % 2)),
-                "centre_w": jax.random.randint(k_w, (n,), 0, width + (1 - size_w % 2))}
-    raise ValueError(f"unknown augmentation {op!r}; valid: {', '.join(o for g in POLICY_GROUPS.values() for o in g)}")
+        return {
+            "centre_h": jax.random.randint(k_h, (n,), 0, height + (1 - size_h % 2)),
+            "centre_w": jax.random.randint(k_w, (n,), 0, width + (1 - size_w % 2)),
+        }
+    raise ValueError(
+        f"unknown augmentation {op!r}; valid: {', '.join(o for g in POLICY_GROUPS.values() for o in g)}"
+    )
 
 
 def _per_sample(value, x):
@@ -88,6 +97,7 @@ def _translate(x, shift_h, shift_w, limits, mode):
 
     def one(image, dh, dw):
         return jax.lax.dynamic_slice(image, (lim_h + dh, lim_w + dw, 0), (height, width, channels))
+
     return jax.vmap(one)(padded, shift_h, shift_w)
 
 
@@ -109,11 +119,11 @@ def apply(op: str, x: jax.Array, params: dict[str, jax.Array]) -> jax.Array:
         return _translate(x, params["shift_h"], params["shift_w"], limits, mode)
     if op == "cutout":
         size_h, size_w = cutout_size(x.shape[1], x.shape[2])
-        low_h = params["centre_h"][:, None] - size_h // 2                     # (N, 1)
+        low_h = params["centre_h"][:, None] - size_h // 2  # (N, 1)
         low_w = params["centre_w"][:, None] - size_w // 2
         rows, cols = jnp.arange(x.shape[1])[None], jnp.arange(x.shape[2])[None]
-        in_h = (rows >= low_h) & (rows < low_h + size_h)                       # (N, H)
-        in_w = (cols >= low_w) & (cols < low_w + size_w)                       # (N, W)
+        in_h = (rows >= low_h) & (rows < low_h + size_h)  # (N, H)
+        in_w = (cols >= low_w) & (cols < low_w + size_w)  # (N, W)
         keep = ~(in_h[:, :, None] & in_w[:, None, :])
         return x * keep[..., None].astype(x.dtype)
     raise ValueError(f"unknown augmentation {op!r}")

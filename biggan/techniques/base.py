@@ -23,6 +23,7 @@ Terms are logged under their names. State is a dict of arrays (a pytree with a f
 checkpointed with the rest of TrainState). A technique's randomness is `fold_in(micro-batch key, rng_tag)`:
 switching it on leaves the draws of z, y and the other techniques unchanged.
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable, NamedTuple
@@ -39,6 +40,7 @@ class DContext(NamedTuple):
     `d_viewed_fn(x, y)` D on an already viewed batch. `augment(x, rng)`: the enabled augmentation (identity
     without one). `g_fn(z, y)`: G's images in training mode, no gradient. `d_real`, `d_fake`: the main pass's
     logits (augmented inputs when an augmentation is on)."""
+
     real: jax.Array
     fake: jax.Array
     labels: jax.Array
@@ -60,6 +62,7 @@ class GContext(NamedTuple):
     from the parameters being differentiated (a fresh copy: its BN statistics are dropped). `real`,
     `real_labels`: the step's last real micro-batch when a technique `needs_real_in_g` (else None).
     `d_features_fn(x, y)`: D's pooled features (fresh copy, through `d_view`)."""
+
     z: jax.Array
     labels: jax.Array
     fake: jax.Array
@@ -76,6 +79,7 @@ class GContext(NamedTuple):
 
 class Technique:
     """Base class: every hook is a no-op. `name` keys its state in TrainState.extras and its metrics."""
+
     name: str = ""
     rng_tag: int | None = None  # folded into the micro-batch key for this technique's randomness
     needs_real_in_g: bool = False  # whether g_terms reads a real batch (GContext.real)
@@ -160,6 +164,8 @@ def whole(train: ml_collections.ConfigDict, *keys: str) -> None:
 def micro_batch_size(t: ml_collections.ConfigDict) -> int:
     """train.batch_size is the global batch of one update; it is split into num_accumulations micro-batches."""
     if t.batch_size % t.num_accumulations:
-        raise ValueError(f"train.batch_size={t.batch_size} is not divisible by train.num_accumulations="
-                         f"{t.num_accumulations}")
+        raise ValueError(
+            f"train.batch_size={t.batch_size} is not divisible by train.num_accumulations="
+            f"{t.num_accumulations}"
+        )
     return t.batch_size // t.num_accumulations

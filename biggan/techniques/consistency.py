@@ -13,6 +13,7 @@ The squares are means over the batch (D's logits) and over every pixel (G's imag
 PyTorch-StudioGAN src/worker.py (torch.nn.MSELoss), whose weights (10, 10; 5, 0.5, σ = 0.03) they match.
 D(x) and D(G(z)) are the main pass's logits (augmented inputs when DiffAugment or ADA is on, as in StudioGAN).
 """
+
 from __future__ import annotations
 
 import jax
@@ -32,24 +33,32 @@ class ConsistencyRegularisation(Technique):
 
     @staticmethod
     def enabled(config) -> bool:
-        return bool(config.train.get("cr_real_weight", 0.0) or config.train.get("cr_fake_weight", 0.0))
+        return bool(
+            config.train.get("cr_real_weight", 0.0) or config.train.get("cr_fake_weight", 0.0)
+        )
 
     def check(self) -> None:
         t = self.train
         self.ops = augment.parse_policy(t.cr_augment, "train.cr_augment")
         if t.cr_real_weight < 0 or t.cr_fake_weight < 0:
-            raise ValueError(f"train.cr_real_weight={t.cr_real_weight} and train.cr_fake_weight={t.cr_fake_weight} "
-                             f"must be ≥ 0 (CR: real 10, fake 0; bCR: both 10)")
+            raise ValueError(
+                f"train.cr_real_weight={t.cr_real_weight} and train.cr_fake_weight={t.cr_fake_weight} "
+                f"must be ≥ 0 (CR: real 10, fake 0; bCR: both 10)"
+            )
 
     def d_terms(self, ctx, state):
         t, terms = self.train, {}
         key_real, key_fake = jax.random.split(ctx.rng)
         if t.cr_real_weight:
             transformed = ctx.d_fn(augment.augment(ctx.real, key_real, self.ops), ctx.labels)
-            terms["cr_real_penalty"] = t.cr_real_weight * squared_difference(ctx.d_real, transformed)
+            terms["cr_real_penalty"] = t.cr_real_weight * squared_difference(
+                ctx.d_real, transformed
+            )
         if t.cr_fake_weight:
             transformed = ctx.d_fn(augment.augment(ctx.fake, key_fake, self.ops), ctx.fake_labels)
-            terms["cr_fake_penalty"] = t.cr_fake_weight * squared_difference(ctx.d_fake, transformed)
+            terms["cr_fake_penalty"] = t.cr_fake_weight * squared_difference(
+                ctx.d_fake, transformed
+            )
         return terms, state
 
 
@@ -68,19 +77,25 @@ class LatentConsistency(Technique):
     def check(self) -> None:
         t = self.train
         if t.zcr_d_weight < 0 or t.zcr_g_weight < 0 or t.zcr_sigma <= 0:
-            raise ValueError(f"train.zcr_d_weight={t.zcr_d_weight} and train.zcr_g_weight={t.zcr_g_weight} must be "
-                             f"≥ 0 and train.zcr_sigma={t.zcr_sigma} > 0 (Zhao et al.: 5, 0.5, 0.03)")
+            raise ValueError(
+                f"train.zcr_d_weight={t.zcr_d_weight} and train.zcr_g_weight={t.zcr_g_weight} must be "
+                f"≥ 0 and train.zcr_sigma={t.zcr_sigma} > 0 (Zhao et al.: 5, 0.5, 0.03)"
+            )
         if t.replay_capacity:
-            raise ValueError(f"zCR compares each fake with G at its own latent, but experience replay "
-                             f"(train.replay_capacity={t.replay_capacity}) mixes in fakes of earlier latents; "
-                             f"switch one of them off")
+            raise ValueError(
+                f"zCR compares each fake with G at its own latent, but experience replay "
+                f"(train.replay_capacity={t.replay_capacity}) mixes in fakes of earlier latents; "
+                f"switch one of them off"
+            )
 
     def d_terms(self, ctx, state):
         if not self.train.zcr_d_weight:
             return {}, state
         nearby = ctx.g_fn(perturbed(ctx.z, ctx.rng, self.train.zcr_sigma), ctx.fake_labels)
         d_nearby = ctx.d_fn(nearby.astype(ctx.real.dtype), ctx.fake_labels)
-        return {"zcr_d_penalty": self.train.zcr_d_weight * squared_difference(ctx.d_fake, d_nearby)}, state
+        return {
+            "zcr_d_penalty": self.train.zcr_d_weight * squared_difference(ctx.d_fake, d_nearby)
+        }, state
 
     def g_terms(self, ctx, state):
         if not self.train.zcr_g_weight:

@@ -2,6 +2,7 @@
 random differentiable augmentation T on every image D scores, real and fake, in D's and G's step, so D
 never sees an un-augmented image and G's gradient flows through T (§3 of the paper). [train.diffaug_policy]
 """
+
 from __future__ import annotations
 
 from biggan.techniques import augment

@@ -1,6 +1,7 @@
 """Dropout on D's pooled features before its head (paper §4.2: keep probability 0.5…0.95), inverted, in D's
 main pass (the penalties and the other techniques' D passes see no dropout). [model.d_dropout_keep]
 """
+
 from __future__ import annotations
 
 import jax
@@ -9,7 +10,9 @@ import jax.numpy as jnp
 from biggan.techniques.base import Technique
 
 
-def feature_dropout(rng: jax.Array | None, h: jax.Array, keep_prob: float, train: bool) -> jax.Array:
+def feature_dropout(
+    rng: jax.Array | None, h: jax.Array, keep_prob: float, train: bool
+) -> jax.Array:
     """Inverted dropout on D's final features (paper §4.2, keep 0.5…0.95): each unit kept with
     probability keep_prob and scaled by 1/keep_prob in training; identity in evaluation."""
     if not 0.0 < keep_prob <= 1.0:

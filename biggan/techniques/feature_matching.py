@@ -2,11 +2,11 @@
 features f, on the step's last real micro-batch (a constant for G). Both batches go through the enabled
 D-input augmentation, as everything D scores. [train.feature_matching_weight]
 """
+
 from __future__ import annotations
 
-import jax.numpy as jnp
-
 import jax
+import jax.numpy as jnp
 
 from biggan.techniques.base import Technique, nonnegative
 
@@ -15,10 +15,16 @@ def feature_matching_loss(features_real: jax.Array, features_fake: jax.Array) ->
     """‖E f(x) − E f(G(z))‖²_2 over an intermediate D layer (Salimans et al. 2016 §3.1), features
     (B, ...) flattened. A G loss: the real term only depends on D, so no stop-gradient is needed
     when differentiating w.r.t. G."""
-    mean_real = jnp.mean(features_real.reshape(features_real.shape[0], -1).astype(jnp.float32), axis=0)
-    mean_fake = jnp.mean(features_fake.reshape(features_fake.shape[0], -1).astype(jnp.float32), axis=0)
+    mean_real = jnp.mean(
+        features_real.reshape(features_real.shape[0], -1).astype(jnp.float32), axis=0
+    )
+    mean_fake = jnp.mean(
+        features_fake.reshape(features_fake.shape[0], -1).astype(jnp.float32), axis=0
+    )
     if mean_real.shape != mean_fake.shape:
-        raise ValueError(f"feature shapes differ: real {features_real.shape[1:]} vs fake {features_fake.shape[1:]}.")
+        raise ValueError(
+            f"feature shapes differ: real {features_real.shape[1:]} vs fake {features_fake.shape[1:]}."
+        )
     return jnp.sum(jnp.square(mean_real - mean_fake))
 
 

@@ -6,6 +6,7 @@ fine-tuning (train.init_from), D's lower layers keep their pretrained weights an
 BigGAN-deep's input convolution; the head (class embedding and linear output) always trains. Frozen
 parameters get zero updates (their Adam moments still see their gradients, which stay unused).
 """
+
 from __future__ import annotations
 
 import jax
@@ -38,15 +39,23 @@ class FreezeD(Technique):
     def check(self) -> None:
         k = self.train.freeze_d_blocks
         if int(k) != k or k < 0:
-            raise ValueError(f"train.freeze_d_blocks={k} must be a whole number ≥ 0 (the number of D's first "
-                             f"blocks kept frozen; 0 = off)")
+            raise ValueError(
+                f"train.freeze_d_blocks={k} must be a whole number ≥ 0 (the number of D's first "
+                f"blocks kept frozen; 0 = off)"
+            )
 
     def d_updates(self, updates):
         k = int(self.train.freeze_d_blocks)
-        blocks = {int(_key(path[1])) for path, _ in jax.tree_util.tree_flatten_with_path(updates)[0]
-                  if _key(path[0]) == "blocks"}
+        blocks = {
+            int(_key(path[1]))
+            for path, _ in jax.tree_util.tree_flatten_with_path(updates)[0]
+            if _key(path[0]) == "blocks"
+        }
         if k >= len(blocks):
-            raise ValueError(f"train.freeze_d_blocks={k} would freeze all {len(blocks)} blocks of D; use at "
-                             f"most {len(blocks) - 1}")
-        return jax.tree_util.tree_map_with_path(lambda path, u: jnp.zeros_like(u) if frozen(path, k) else u,
-                                                updates)
+            raise ValueError(
+                f"train.freeze_d_blocks={k} would freeze all {len(blocks)} blocks of D; use at "
+                f"most {len(blocks) - 1}"
+            )
+        return jax.tree_util.tree_map_with_path(
+            lambda path, u: jnp.zeros_like(u) if frozen(path, k) else u, updates
+        )

@@ -1,6 +1,7 @@
 """Instance noise (Sønderby et al. 2016): N(0, σ²I) added to every image D's main pass scores, real and fake,
 σ annealed linearly to 0 over `instance_noise_anneal_steps` when that is set. [train.instance_noise_sigma]
 """
+
 from __future__ import annotations
 
 import jax
@@ -35,6 +36,9 @@ class InstanceNoise(Technique):
 
     def perturb(self, x, rng, step):
         t = self.train
-        sigma = (instance_noise_sigma(step, t.instance_noise_sigma, t.instance_noise_anneal_steps)
-                 if t.instance_noise_anneal_steps else t.instance_noise_sigma)
+        sigma = (
+            instance_noise_sigma(step, t.instance_noise_sigma, t.instance_noise_anneal_steps)
+            if t.instance_noise_anneal_steps
+            else t.instance_noise_sigma
+        )
         return add_instance_noise(rng, x, sigma)

@@ -7,6 +7,7 @@
 Only losses with targets (non_saturating, minimax, least_squares) take them; get_loss refuses label
 smoothing on the others.
 """
+
 from __future__ import annotations
 
 from biggan.gan import losses
@@ -38,17 +39,26 @@ class NoisyLabels(Technique):
     def check(self) -> None:
         t = self.train
         if not 0.0 <= t.label_noise <= 1.0:
-            raise ValueError(f"train.label_noise={t.label_noise} is a probability: set it in [0, 1] (0 = off; "
-                             f"Salimans et al.'s noisy labels flip 5%, i.e. 0.05)")
+            raise ValueError(
+                f"train.label_noise={t.label_noise} is a probability: set it in [0, 1] (0 = off; "
+                f"Salimans et al.'s noisy labels flip 5%, i.e. 0.05)"
+            )
         if not losses.has_targets(t.loss):
             which = "train.label_noise" if t.label_noise else "train.soft_labels"
-            raise ValueError(f"{which} acts on D's real/fake targets, but train.loss={t.loss!r} has none; use a "
-                             f"loss with targets (train.loss=non_saturating, minimax or least_squares) or switch "
-                             f"{which} off")
+            raise ValueError(
+                f"{which} acts on D's real/fake targets, but train.loss={t.loss!r} has none; use a "
+                f"loss with targets (train.loss=non_saturating, minimax or least_squares) or switch "
+                f"{which} off"
+            )
         if t.soft_labels and t.label_smoothing:
-            raise ValueError(f"train.soft_labels draws the real target from U[0.7, 1.2], which replaces "
-                             f"train.label_smoothing={t.label_smoothing}; set one of them, not both")
+            raise ValueError(
+                f"train.soft_labels draws the real target from U[0.7, 1.2], which replaces "
+                f"train.label_smoothing={t.label_smoothing}; set one of them, not both"
+            )
 
     def loss_options(self):
-        return {"noisy_labels": True, "flip_prob": float(self.train.label_noise),
-                "soft_labels": bool(self.train.soft_labels)}
+        return {
+            "noisy_labels": True,
+            "flip_prob": float(self.train.label_noise),
+            "soft_labels": bool(self.train.soft_labels),
+        }

@@ -9,6 +9,7 @@ constants for the gradient. Before `lecam_start` steps the averages follow the c
 is off (the authors' BigGAN-CIFAR code: ema_losses(start_itr=1000)); the first update always starts the
 averages at the current means.
 """
+
 from __future__ import annotations
 
 import jax
@@ -20,8 +21,9 @@ from biggan.techniques.base import Technique
 def lecam_penalty(d_real, d_fake, anchor_real, anchor_fake):
     """R of eq. 3 for D's logits on real and fake images and the anchors α_R, α_F."""
     d_real, d_fake = d_real.astype(jnp.float32), d_fake.astype(jnp.float32)
-    return (jnp.mean(jnp.square(jax.nn.relu(d_real - anchor_fake)))
-            + jnp.mean(jnp.square(jax.nn.relu(anchor_real - d_fake))))
+    return jnp.mean(jnp.square(jax.nn.relu(d_real - anchor_fake))) + jnp.mean(
+        jnp.square(jax.nn.relu(anchor_real - d_fake))
+    )
 
 
 class LeCam(Technique):
@@ -34,22 +36,28 @@ class LeCam(Technique):
     def check(self) -> None:
         t = self.train
         if t.lecam_weight < 0 or not 0.0 <= t.lecam_decay < 1.0 or t.lecam_start < 0:
-            raise ValueError(f"train.lecam_weight={t.lecam_weight} must be ≥ 0 (0 = off), train.lecam_decay="
-                             f"{t.lecam_decay} in [0, 1) and train.lecam_start={t.lecam_start} ≥ 0 "
-                             f"(Tseng et al.: weight 0.3 on CIFAR with DiffAugment, decay 0.99)")
+            raise ValueError(
+                f"train.lecam_weight={t.lecam_weight} must be ≥ 0 (0 = off), train.lecam_decay="
+                f"{t.lecam_decay} in [0, 1) and train.lecam_start={t.lecam_start} ≥ 0 "
+                f"(Tseng et al.: weight 0.3 on CIFAR with DiffAugment, decay 0.99)"
+            )
 
     def init_state(self, g_params=None, d_params=None):
         # One array per entry: the trainer donates the state, and a buffer may be donated only once.
-        return {name: jnp.zeros((), jnp.float32) for name in ("anchor_real", "anchor_fake", "count")}
+        return {
+            name: jnp.zeros((), jnp.float32) for name in ("anchor_real", "anchor_fake", "count")
+        }
 
     def d_terms(self, ctx, state):
         t = self.train
         decay = jnp.where((state["count"] == 0) | (ctx.step < t.lecam_start), 0.0, t.lecam_decay)
         mean_real = jax.lax.stop_gradient(jnp.mean(ctx.d_real.astype(jnp.float32)))
         mean_fake = jax.lax.stop_gradient(jnp.mean(ctx.d_fake.astype(jnp.float32)))
-        state = {"anchor_real": decay * state["anchor_real"] + (1 - decay) * mean_real,
-                 "anchor_fake": decay * state["anchor_fake"] + (1 - decay) * mean_fake,
-                 "count": state["count"] + 1}
+        state = {
+            "anchor_real": decay * state["anchor_real"] + (1 - decay) * mean_real,
+            "anchor_fake": decay * state["anchor_fake"] + (1 - decay) * mean_fake,
+            "count": state["count"] + 1,
+        }
         on = (ctx.step >= t.lecam_start).astype(jnp.float32)
         penalty = lecam_penalty(ctx.d_real, ctx.d_fake, state["anchor_real"], state["anchor_fake"])
         return {"lecam_penalty": on * t.lecam_weight * penalty}, state

@@ -3,6 +3,7 @@
 samples of a pack have their own classes: we project with the FIRST sample's label (our choice; the paper's D
 is unconditional). Packs never mix real and fake: the micro-batch is a multiple of the pack. [train.pacgan_pack]
 """
+
 from __future__ import annotations
 
 import jax
@@ -23,16 +24,16 @@ def pack_samples(x: jax.Array, pack: int) -> jax.Array:
     b = x.shape[0]
     if pack < 1 or b % pack:
         raise ValueError(f"PacGAN pack={pack} must be ≥ 1 and divide the batch of {b}.")
-    g = x.reshape((b // pack, pack) + x.shape[1:])                # (B/m, m, H, W, C)
-    g = jnp.moveaxis(g, 1, -2)                                    # (B/m, H, W, m, C)
+    g = x.reshape((b // pack, pack) + x.shape[1:])  # (B/m, m, H, W, C)
+    g = jnp.moveaxis(g, 1, -2)  # (B/m, H, W, m, C)
     return g.reshape(g.shape[:-2] + (pack * x.shape[-1],))
 
 
 def unpack_samples(x: jax.Array, pack: int) -> jax.Array:
     """Inverse of pack_samples."""
     c = x.shape[-1] // pack
-    g = x.reshape(x.shape[:-1] + (pack, c))                       # (B/m, H, W, m, C)
-    g = jnp.moveaxis(g, -2, 1)                                    # (B/m, m, H, W, C)
+    g = x.reshape(x.shape[:-1] + (pack, c))  # (B/m, H, W, m, C)
+    g = jnp.moveaxis(g, -2, 1)  # (B/m, m, H, W, C)
     return g.reshape((-1,) + g.shape[2:])
 
 
@@ -47,9 +48,11 @@ class PacGAN(Technique):
         t, micro = self.train, micro_batch_size(self.train)
         whole(t, "pacgan_pack")
         if t.pacgan_pack < 1 or micro % t.pacgan_pack:
-            raise ValueError(f"train.pacgan_pack={t.pacgan_pack} must be ≥ 1 (1 = off) and divide the micro-batch "
-                             f"of {micro} (train.batch_size / train.num_accumulations) so that every pack is all "
-                             f"real or all fake; choose a divisor of {micro}")
+            raise ValueError(
+                f"train.pacgan_pack={t.pacgan_pack} must be ≥ 1 (1 = off) and divide the micro-batch "
+                f"of {micro} (train.batch_size / train.num_accumulations) so that every pack is all "
+                f"real or all fake; choose a divisor of {micro}"
+            )
 
     def d_view(self, x, y):
         pack = int(self.train.pacgan_pack)

@@ -10,15 +10,14 @@ discrimination D's output for one sample depends on the others of its batch, so 
 terms too. With a D-input augmentation D scores T(x) and the gradient is taken w.r.t. x (as
 stylegan2-ada-pytorch's R1).
 """
+
 from __future__ import annotations
 
 from typing import Callable
 
+import jax
 import jax.numpy as jnp
 
-import jax
-
-from biggan.gan import regularisers
 from biggan.techniques.base import Technique, nonnegative
 
 PENALTY_TAG = 3  # the three share one key, and fold 0 (DRAGAN) and 1 (WGAN-GP) into it
@@ -34,7 +33,9 @@ def _per_sample_input_grads(d_fn: Callable[[jax.Array], jax.Array], x: jax.Array
     (true for BigGAN's D, which has no batch norm; not for a D with batch statistics)."""
     out, vjp = jax.vjp(d_fn, x)
     if out.ndim != 1 or out.shape[0] != x.shape[0]:
-        raise ValueError(f"d_fn must map a batch {x.shape} to logits of shape ({x.shape[0]},), got {out.shape}.")
+        raise ValueError(
+            f"d_fn must map a batch {x.shape} to logits of shape ({x.shape[0]},), got {out.shape}."
+        )
     (g,) = vjp(jnp.ones_like(out))
     return g
 
@@ -43,15 +44,22 @@ def _sq_norms(g: jax.Array) -> jax.Array:
     return jnp.sum(jnp.square(g.astype(jnp.float32)).reshape(g.shape[0], -1), axis=1)
 
 
-def r1_penalty(d_fn: Callable[[jax.Array], jax.Array], x_real: jax.Array, gamma: float) -> jax.Array:
+def r1_penalty(
+    d_fn: Callable[[jax.Array], jax.Array], x_real: jax.Array, gamma: float
+) -> jax.Array:
     """R1 zero-centred gradient penalty γ/2 · E_x ‖∇_x D(x)‖² on real data (Mescheder et al. 2018;
     the paper (§4.2) sweeps γ 1e-3…10). `d_fn(x) -> (B,)` closes over D's params and labels; differentiate the
     result w.r.t. D's params (double backprop works under jax.grad)."""
     return 0.5 * gamma * jnp.mean(_sq_norms(_per_sample_input_grads(d_fn, x_real)))
 
 
-def gradient_norm_penalty(d_fn: Callable[[jax.Array], jax.Array], x: jax.Array, weight: float = 10.0,
-                          center: float = 1.0, eps: float = 1e-12) -> jax.Array:
+def gradient_norm_penalty(
+    d_fn: Callable[[jax.Array], jax.Array],
+    x: jax.Array,
+    weight: float = 10.0,
+    center: float = 1.0,
+    eps: float = 1e-12,
+) -> jax.Array:
     """weight · E (‖∇_x D(x)‖ − center)² at the given points (shared by WGAN-GP and DRAGAN).
     `eps` inside the sqrt keeps the gradient finite where ∇D = 0."""
     norms = jnp.sqrt(_sq_norms(_per_sample_input_grads(d_fn, x)) + eps)
@@ -65,13 +73,20 @@ def _per_sample_uniform(rng: jax.Array, x: jax.Array) -> jax.Array:
 def wgan_gp_interpolates(rng: jax.Array, x_real: jax.Array, x_fake: jax.Array) -> jax.Array:
     """x̂ = ε x_real + (1 − ε) x_fake with ε ~ U[0, 1] per sample (Gulrajani et al. 2017)."""
     if x_real.shape != x_fake.shape:
-        raise ValueError(f"WGAN-GP needs real and fake batches of one shape, got {x_real.shape} and {x_fake.shape}.")
+        raise ValueError(
+            f"WGAN-GP needs real and fake batches of one shape, got {x_real.shape} and {x_fake.shape}."
+        )
     eps = _per_sample_uniform(rng, x_real)
     return (eps * x_real + (1.0 - eps) * x_fake).astype(x_real.dtype)
 
 
-def wgan_gp_penalty(d_fn: Callable[[jax.Array], jax.Array], rng: jax.Array, x_real: jax.Array, x_fake: jax.Array,
-                    weight: float = 10.0) -> jax.Array:
+def wgan_gp_penalty(
+    d_fn: Callable[[jax.Array], jax.Array],
+    rng: jax.Array,
+    x_real: jax.Array,
+    x_fake: jax.Array,
+    weight: float = 10.0,
+) -> jax.Array:
     """WGAN-GP: λ · E (‖∇D(x̂)‖ − 1)² at random interpolates of real and fake (stop-gradient on both
     inputs so only D's params get this penalty's gradient)."""
     x_hat = wgan_gp_interpolates(rng, jax.lax.stop_gradient(x_real), jax.lax.stop_gradient(x_fake))
@@ -88,8 +103,13 @@ def dragan_perturb(rng: jax.Array, x_real: jax.Array, scale: float = 0.5) -> jax
     return (x_real + alpha * delta).astype(x_real.dtype)
 
 
-def dragan_penalty(d_fn: Callable[[jax.Array], jax.Array], rng: jax.Array, x_real: jax.Array, weight: float = 10.0,
-                   scale: float = 0.5) -> jax.Array:
+def dragan_penalty(
+    d_fn: Callable[[jax.Array], jax.Array],
+    rng: jax.Array,
+    x_real: jax.Array,
+    weight: float = 10.0,
+    scale: float = 0.5,
+) -> jax.Array:
     """DRAGAN: λ · E (‖∇D(x̂)‖ − 1)² at noisy points around the real data."""
     x_hat = dragan_perturb(rng, jax.lax.stop_gradient(x_real), scale)
     return gradient_norm_penalty(d_fn, x_hat, weight, center=1.0)
@@ -108,7 +128,9 @@ class R1(Technique):
 
     def d_terms(self, ctx, state):
         real, labels = ctx.view(ctx.real, ctx.labels)
-        return {"r1_penalty": r1_penalty(penalised_d(ctx, labels), real, self.train.r1_gamma)}, state
+        return {
+            "r1_penalty": r1_penalty(penalised_d(ctx, labels), real, self.train.r1_gamma)
+        }, state
 
 
 class DRAGAN(Technique):
@@ -124,8 +146,9 @@ class DRAGAN(Technique):
 
     def d_terms(self, ctx, state):
         real, labels = ctx.view(ctx.real, ctx.labels)
-        penalty = dragan_penalty(penalised_d(ctx, labels), jax.random.fold_in(ctx.rng, 0), real,
-                                              self.train.dragan_weight)
+        penalty = dragan_penalty(
+            penalised_d(ctx, labels), jax.random.fold_in(ctx.rng, 0), real, self.train.dragan_weight
+        )
         return {"dragan_penalty": penalty}, state
 
 
@@ -142,7 +165,14 @@ class WGANGP(Technique):
 
     def d_terms(self, ctx, state):
         real, labels = ctx.view(ctx.real, ctx.labels)
-        fake = ctx.view(ctx.fake, ctx.labels)[0]  # interpolates of (real_i, fake_i) under the real label
-        penalty = wgan_gp_penalty(penalised_d(ctx, labels), jax.random.fold_in(ctx.rng, 1), real,
-                                               fake.astype(real.dtype), self.train.gp_weight)
+        fake = ctx.view(ctx.fake, ctx.labels)[
+            0
+        ]  # interpolates of (real_i, fake_i) under the real label
+        penalty = wgan_gp_penalty(
+            penalised_d(ctx, labels),
+            jax.random.fold_in(ctx.rng, 1),
+            real,
+            fake.astype(real.dtype),
+            self.train.gp_weight,
+        )
         return {"gp_penalty": penalty}, state

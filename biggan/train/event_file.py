@@ -9,6 +9,7 @@ tensorboardX's `SummaryWriter.add_scalar` writes (tests/test_event_file.py compa
 Why not tensorboardX's writer (BUILD_NOTES.md, Dependencies): importing tensorboardX imports torch whenever torch
 is installed, a cost every training process would pay, and the trainer writes only scalars.
 """
+
 from __future__ import annotations
 
 import os
@@ -50,8 +51,12 @@ def masked_crc32c(data: bytes) -> int:
 
 def tfrecord(payload: bytes) -> bytes:
     length = struct.pack("<Q", len(payload))
-    return (length + struct.pack("<I", masked_crc32c(length)) + payload
-            + struct.pack("<I", masked_crc32c(payload)))
+    return (
+        length
+        + struct.pack("<I", masked_crc32c(length))
+        + payload
+        + struct.pack("<I", masked_crc32c(payload))
+    )
 
 
 # --------------------------------------------------------------------------- protobuf wire format
@@ -73,8 +78,14 @@ def _length_delimited(number: int, body: bytes) -> bytes:
     return _field(number, 2, _varint(len(body)) + body)
 
 
-def event_bytes(wall_time: float, step: int = 0, *, file_version: str | None = None,
-                tag: str | None = None, value: float | None = None) -> bytes:
+def event_bytes(
+    wall_time: float,
+    step: int = 0,
+    *,
+    file_version: str | None = None,
+    tag: str | None = None,
+    value: float | None = None,
+) -> bytes:
     """A serialized Event: wall_time (field 1, double), step (2, int64), file_version (3, string) or
     summary (5) with one Summary.Value (1) of tag (1, string) and simple_value (2, float). proto3 leaves
     zero wall_time/step out; simple_value sits in a oneof, so it is written even when 0."""
@@ -86,7 +97,9 @@ def event_bytes(wall_time: float, step: int = 0, *, file_version: str | None = N
     if file_version is not None:
         out += _length_delimited(3, file_version.encode())
     if tag is not None:
-        with np.errstate(over="ignore"):  # as protobuf: a double beyond float32's range becomes ±inf
+        with np.errstate(
+            over="ignore"
+        ):  # as protobuf: a double beyond float32's range becomes ±inf
             simple_value = np.asarray(value, "<f4").tobytes()
         summary_value = _length_delimited(1, tag.encode()) + _field(2, 5, simple_value)
         out += _length_delimited(5, _length_delimited(1, summary_value))
@@ -99,14 +112,24 @@ class ScalarEventWriter:
 
     def __init__(self, logdir: str):
         os.makedirs(logdir, exist_ok=True)
-        self.path = os.path.join(logdir, f"events.out.tfevents.{int(time.time())}.{socket.gethostname()}")
+        self.path = os.path.join(
+            logdir, f"events.out.tfevents.{int(time.time())}.{socket.gethostname()}"
+        )
         self._file = open(self.path, "wb")
         self._file.write(tfrecord(event_bytes(time.time(), file_version="brain.Event:2")))
         self._file.flush()
 
     def add_scalar(self, tag: str, value: float, step: int, wall_time: float | None = None):
-        self._file.write(tfrecord(event_bytes(time.time() if wall_time is None else wall_time, int(step),
-                                              tag=tag, value=float(value))))
+        self._file.write(
+            tfrecord(
+                event_bytes(
+                    time.time() if wall_time is None else wall_time,
+                    int(step),
+                    tag=tag,
+                    value=float(value),
+                )
+            )
+        )
 
     def flush(self):
         if not self._file.closed:

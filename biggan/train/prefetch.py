@@ -6,6 +6,7 @@ not of the ones waiting in the queue: `close()` rewinds the pipeline to it, so a
 replays exactly the batches an uninterrupted run would have seen. An exception in the producer is raised
 in the consumer's `next()` with its own type and message.
 """
+
 from __future__ import annotations
 
 import jax
@@ -30,9 +31,13 @@ class GlobalBatchPrefetcher:
     def _build(self):
         """One global batch and the pipeline position after it."""
         local = [next(self.pipeline) for _ in range(int(np.prod(self.lead_shape)))]
-        batch = {k: np.stack([b[k] for b in local]).reshape(self.lead_shape + local[0][k].shape)
-                 for k in ("image", "label")}
-        batch = {k: jax.make_array_from_process_local_data(self.sharding, v) for k, v in batch.items()}
+        batch = {
+            k: np.stack([b[k] for b in local]).reshape(self.lead_shape + local[0][k].shape)
+            for k in ("image", "label")
+        }
+        batch = {
+            k: jax.make_array_from_process_local_data(self.sharding, v) for k, v in batch.items()
+        }
         return batch, self.pipeline.get_state()
 
     def _built_batches(self):
@@ -47,8 +52,9 @@ class GlobalBatchPrefetcher:
             batch, self.consumed_state = self._build()
             return batch
         if self._background is None:
-            self._background = BackgroundIterator(self._built_batches(), depth=self.depth,
-                                                  name="biggan-global-batch-prefetch")
+            self._background = BackgroundIterator(
+                self._built_batches(), depth=self.depth, name="biggan-global-batch-prefetch"
+            )
         try:
             batch, self.consumed_state = next(self._background)
         except BaseException:

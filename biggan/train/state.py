@@ -1,5 +1,6 @@
 """The training state: what a step reads and writes (`TrainState`), the models' structure (`Models`), the
 optimisers, and the initial and abstract states that training starts, resumes and fine-tunes from."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -19,6 +20,7 @@ from biggan.techniques import historical_averaging, pacgan, registry, replay
 @flax.struct.dataclass
 class TrainState:
     """Everything a step reads and writes. `*_state` holds SN vectors and BN statistics (not trained)."""
+
     step: jax.Array
     g_params: Any
     g_state: Any
@@ -34,13 +36,17 @@ class TrainState:
 
 
 # TrainState.extras keys.
-HIST_D, HIST_G = historical_averaging.HistoricalAveragingD.name, historical_averaging.HistoricalAveragingG.name
+HIST_D, HIST_G = (
+    historical_averaging.HistoricalAveragingD.name,
+    historical_averaging.HistoricalAveragingG.name,
+)
 REPLAY = replay.ExperienceReplay.name
 
 
 @flax.struct.dataclass
 class Models:
     """Static structure of G and D (nnx graph definitions), shared by init, the step and sampling."""
+
     g_graphdef: Any = flax.struct.field(pytree_node=False)
     d_graphdef: Any = flax.struct.field(pytree_node=False)
 
@@ -59,16 +65,25 @@ def init_state(config: ml_collections.ConfigDict, rng) -> tuple[Models, TrainSta
     G = models.make_generator(config.model, nnx.Rngs(g_key))
     # .get here and below: a workdir's config.json written before these keys existed still loads.
     pack = t.get("pacgan_pack", 1)
-    D = models.make_discriminator(config.model, nnx.Rngs(d_key),
-                                  in_channels=pacgan.pacgan_in_channels(3, pack))
+    D = models.make_discriminator(
+        config.model, nnx.Rngs(d_key), in_channels=pacgan.pacgan_in_channels(3, pack)
+    )
     g_graphdef, g_params, g_state = nnx.split(G, nnx.Param, ...)
     d_graphdef, d_params, d_state = nnx.split(D, nnx.Param, ...)
     g_tx, d_tx = make_optimizers(t)
     extras = technique_state(config, g_params, d_params)
     # The EMA copy and the optimiser states as one program each, not one per parameter shape (as eager calls).
-    state = TrainState(step=jnp.zeros((), jnp.int32), g_params=g_params, g_state=g_state, d_params=d_params,
-                       d_state=d_state, ema_params=jax.jit(lambda params: jax.tree.map(jnp.copy, params))(g_params),
-                       g_opt=jax.jit(g_tx.init)(g_params), d_opt=jax.jit(d_tx.init)(d_params), extras=extras)
+    state = TrainState(
+        step=jnp.zeros((), jnp.int32),
+        g_params=g_params,
+        g_state=g_state,
+        d_params=d_params,
+        d_state=d_state,
+        ema_params=jax.jit(lambda params: jax.tree.map(jnp.copy, params))(g_params),
+        g_opt=jax.jit(g_tx.init)(g_params),
+        d_opt=jax.jit(d_tx.init)(d_params),
+        extras=extras,
+    )
     return Models(g_graphdef, d_graphdef), state
 
 
@@ -106,7 +121,9 @@ def abstract_models_and_state(config, mesh):
     into without allocating, and the graph definitions to merge it with, from one abstract trace of the init."""
     mdl, shapes = jax.eval_shape(lambda: init_state(config, jax.random.key(0)))
     replicated = sharding.replicated(mesh)
-    return mdl, jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=replicated), shapes)
+    return mdl, jax.tree.map(
+        lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=replicated), shapes
+    )
 
 
 def abstract_state(config, mesh):

@@ -12,33 +12,37 @@ Every technique of biggan/techniques/registry.py plugs in through the hooks of b
 called in registry order; with none enabled the step is the plain one bit for bit (tests/test_ablation.py,
 tests/test_techniques_in_step.py).
 """
-from __future__ import annotations
 
-from typing import Callable
+from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any
+from typing import Any, Callable
 
-import flax.struct
 import jax
 import jax.numpy as jnp
 import ml_collections
 import optax
 from flax import nnx
-from jax.sharding import NamedSharding, PartitionSpec as P
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from biggan import config as cfg
-from biggan.gan import latents
-from biggan.gan import losses
-from biggan.models import factory as models
-from biggan.gan import regularisers
+from biggan.data import to_model_range
+from biggan.gan import latents, losses, regularisers
 from biggan.gan.regularisers import ortho_filter
+from biggan.models import factory as models
+from biggan.runtime.sharding import DATA_AXIS
 from biggan.techniques import registry
 from biggan.techniques.base import DContext, GContext, micro_batch_size, nonnegative, whole
-from biggan.data import to_model_range
-from biggan.runtime.sharding import DATA_AXIS
-from biggan.train.state import Models, TrainState, make_optimizers, merge, split, with_technique_state
+from biggan.train.state import (
+    Models,
+    TrainState,
+    make_optimizers,
+    merge,
+    split,
+    with_technique_state,
+)
 
 
 def ortho_penalty(g_params, beta):
@@ -80,14 +84,20 @@ def accumulate_gradients(loss_fn, params, carry_states, micro_inputs, unroll=Non
     def body(acc, xs):
         grads_sum, states, loss_sum, aux_sum = acc
         (loss, (aux, *new_states)), grads = grad_fn(params, *states, *xs)
-        return (jax.tree.map(jnp.add, grads_sum, grads), tuple(new_states), loss_sum + loss,
-                jax.tree.map(jnp.add, aux_sum, aux)), None
+        return (
+            jax.tree.map(jnp.add, grads_sum, grads),
+            tuple(new_states),
+            loss_sum + loss,
+            jax.tree.map(jnp.add, aux_sum, aux),
+        ), None
 
     if loops_unrolled(unroll):
         # The first micro-batch's results start the sums (0 + x = x: the same sums as from zeros), so each
         # micro-batch's loss is traced once; the zeros of the scan below need the aux structure, which
         # jax.eval_shape gets by tracing the loss and its gradient once more (about half a CPU step's trace).
-        (loss, (aux, *states)), grads = grad_fn(params, *carry_states, *jax.tree.map(lambda a: a[0], micro_inputs))
+        (loss, (aux, *states)), grads = grad_fn(
+            params, *carry_states, *jax.tree.map(lambda a: a[0], micro_inputs)
+        )
         acc = (grads, tuple(states), loss, aux)
         if n > 1:
             acc, _ = scan_or_unroll(body, acc, jax.tree.map(lambda a: a[1:], micro_inputs), unroll)
@@ -95,10 +105,19 @@ def accumulate_gradients(loss_fn, params, carry_states, micro_inputs, unroll=Non
     else:
         first = jax.tree.map(lambda a: a[0], micro_inputs)
         aux_shape = jax.eval_shape(lambda: grad_fn(params, *carry_states, *first)[0][1][0])
-        init = (jax.tree.map(jnp.zeros_like, params), tuple(carry_states), jnp.zeros(()),
-                jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), aux_shape))
+        init = (
+            jax.tree.map(jnp.zeros_like, params),
+            tuple(carry_states),
+            jnp.zeros(()),
+            jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), aux_shape),
+        )
         (grads, states, loss, aux), _ = scan_or_unroll(body, init, micro_inputs, unroll)
-    return jax.tree.map(lambda g: g / n, grads), states, loss / n, jax.tree.map(lambda a: a / n, aux)
+    return (
+        jax.tree.map(lambda g: g / n, grads),
+        states,
+        loss / n,
+        jax.tree.map(lambda a: a / n, aux),
+    )
 
 
 def check_toolkit(config: ml_collections.ConfigDict) -> None:
@@ -108,8 +127,10 @@ def check_toolkit(config: ml_collections.ConfigDict) -> None:
     whole(t, "unrolled_d_steps")
     nonnegative(t, "unrolled_d_steps")
     if t.latent not in latents.LATENT_NAMES:
-        raise ValueError(f"train.latent={t.latent!r} is not a latent distribution; valid: "
-                         f"{', '.join(latents.LATENT_NAMES)}")
+        raise ValueError(
+            f"train.latent={t.latent!r} is not a latent distribution; valid: "
+            f"{', '.join(latents.LATENT_NAMES)}"
+        )
     registry.enabled(config)
 
 
@@ -117,6 +138,7 @@ def check_toolkit(config: ml_collections.ConfigDict) -> None:
 class StepSetup:
     """What the step's functions read besides (state, batch, rng), fixed when the step is built: the
     config, the models' structure, the enabled techniques (registry order), the losses and optimisers."""
+
     config: ml_collections.ConfigDict
     mdl: Models
     mesh: Any
@@ -137,7 +159,9 @@ class StepSetup:
     @functools.cached_property
     def noisy_labels(self):
         """The technique whose loss options make D's loss draw targets (it then takes that technique's key)."""
-        return next((tech for tech in self.techniques if tech.loss_options().get("noisy_labels")), None)
+        return next(
+            (tech for tech in self.techniques if tech.loss_options().get("noisy_labels")), None
+        )
 
     @functools.cached_property
     def stateful(self) -> tuple:
@@ -168,7 +192,11 @@ def sample_zy(setup: StepSetup, rng, batch_size, step):
     if t.latent == "normal" and not setup.latent_kwargs:
         z = jax.random.normal(kz, (batch_size, m.dim_z), jnp.float32)
     else:  # appendix E latents; variance annealing follows the training step
-        kw = dict(setup.latent_kwargs, step=step) if t.latent == "variance_annealing" else setup.latent_kwargs
+        kw = (
+            dict(setup.latent_kwargs, step=step)
+            if t.latent == "variance_annealing"
+            else setup.latent_kwargs
+        )
         z = latents.sample_latent(t.latent, kz, (batch_size, m.dim_z), **kw).astype(jnp.float32)
     y = jax.random.randint(ky, (batch_size,), 0, m.num_classes)
     return constrain(setup, z), constrain(setup, y)
@@ -208,9 +236,11 @@ def d_logits(setup: StepSetup, D, x, y, rng, step, tech, groups=1):
 def fresh_d(setup: StepSetup, d_params, d_state, view=True):
     """D's logits from a fresh copy (its SN state is dropped), through the view hooks unless `view` is off,
     no augmentation."""
+
     def d_fn(x, y):
         D = merge(setup.mdl.d_graphdef, d_params, d_state)
         return D(*viewed(setup, x, y), train=True) if view else D(x, y, train=True)
+
     return d_fn
 
 
@@ -219,7 +249,9 @@ def fresh_g(setup: StepSetup, g_params, g_state):
     return lambda z, y: merge(setup.mdl.g_graphdef, g_params, g_state)(z, y, train=True)
 
 
-def d_micro_loss(setup: StepSetup, d_params, d_state, g_params, g_state, tech, images, labels, rng, step):
+def d_micro_loss(
+    setup: StepSetup, d_params, d_state, g_params, g_state, tech, images, labels, rng, step
+):
     """D's loss on one micro-batch of reals and as many fresh fakes; `tech`: the techniques' states."""
     G = merge(setup.mdl.g_graphdef, g_params, g_state)
     D = merge(setup.mdl.d_graphdef, d_params, d_state)
@@ -228,12 +260,21 @@ def d_micro_loss(setup: StepSetup, d_params, d_state, g_params, g_state, tech, i
     real = to_model_range(images, setup.dtype)
     tech = dict(tech)
     for technique in setup.using("d_fakes"):
-        fake, y_fake, tech[technique.name] = technique.d_fakes(fake, y_fake, technique.key(rng),
-                                                               tech[technique.name])
+        fake, y_fake, tech[technique.name] = technique.d_fakes(
+            fake, y_fake, technique.key(rng), tech[technique.name]
+        )
     # One D pass over [fake; real] (D has no batch norm, so this equals two passes; SN steps once;
     # minibatch discrimination compares fakes with fakes and reals with reals: groups=2).
-    out = d_logits(setup, D, jnp.concatenate([fake.astype(real.dtype), real]), jnp.concatenate([y_fake, labels]),
-                   rng, step, tech, groups=2)
+    out = d_logits(
+        setup,
+        D,
+        jnp.concatenate([fake.astype(real.dtype), real]),
+        jnp.concatenate([y_fake, labels]),
+        rng,
+        step,
+        tech,
+        groups=2,
+    )
     d_fake, d_real = jnp.split(out, 2)
     if setup.noisy_labels is not None:
         loss, aux = setup.d_loss_fn(d_real, d_fake, rng=setup.noisy_labels.key(rng))
@@ -243,13 +284,22 @@ def d_micro_loss(setup: StepSetup, d_params, d_state, g_params, g_state, tech, i
     term_hooks = setup.using("d_terms")
     if term_hooks:
         states = dict(tech)
-        ctx = DContext(real=real, fake=fake.astype(real.dtype), labels=labels, fake_labels=y_fake, z=z,
-                       d_real=d_real, d_fake=d_fake, d_fn=fresh_d(setup, d_params, d_state),
-                       d_viewed_fn=fresh_d(setup, d_params, d_state, view=False),
-                       view=functools.partial(viewed, setup),
-                       augment=lambda x, key: augmented(setup, x, key, states),
-                       g_fn=lambda z, y: jax.lax.stop_gradient(fresh_g(setup, g_params, g_state)(z, y)),
-                       rng=None, step=step)
+        ctx = DContext(
+            real=real,
+            fake=fake.astype(real.dtype),
+            labels=labels,
+            fake_labels=y_fake,
+            z=z,
+            d_real=d_real,
+            d_fake=d_fake,
+            d_fn=fresh_d(setup, d_params, d_state),
+            d_viewed_fn=fresh_d(setup, d_params, d_state, view=False),
+            view=functools.partial(viewed, setup),
+            augment=lambda x, key: augmented(setup, x, key, states),
+            g_fn=lambda z, y: jax.lax.stop_gradient(fresh_g(setup, g_params, g_state)(z, y)),
+            rng=None,
+            step=step,
+        )
         for technique in term_hooks:
             key = technique.key(rng) if technique.rng_tag is not None else None
             new_terms, new = technique.d_terms(ctx._replace(rng=key), tech.get(technique.name))
@@ -261,8 +311,18 @@ def d_micro_loss(setup: StepSetup, d_params, d_state, g_params, g_state, tech, i
     return loss, (dict(aux, **terms), split(G), split(D), tech)
 
 
-def g_micro_loss(setup: StepSetup, g_params, g_state, d_params, d_state, tech, rng, step, images=None,
-                 labels=None):
+def g_micro_loss(
+    setup: StepSetup,
+    g_params,
+    g_state,
+    d_params,
+    d_state,
+    tech,
+    rng,
+    step,
+    images=None,
+    labels=None,
+):
     """G's loss on one micro-batch of fakes; the step's last real micro-batch when a loss or technique needs it."""
     G = merge(setup.mdl.g_graphdef, g_params, g_state)
     D = merge(setup.mdl.d_graphdef, d_params, d_state)
@@ -273,8 +333,16 @@ def g_micro_loss(setup: StepSetup, g_params, g_state, d_params, d_state, tech, r
         # A relativistic G loss scores the real micro-batch beside the fakes: one D pass over [fake; real] as in
         # D's step (SN steps once; groups=2 for minibatch discrimination). D(real) holds no G parameter, so it
         # only shifts G's targets.
-        out = d_logits(setup, D, jnp.concatenate([fake.astype(real.dtype), real]), jnp.concatenate([y, labels]),
-                       rng, step, tech, groups=2)
+        out = d_logits(
+            setup,
+            D,
+            jnp.concatenate([fake.astype(real.dtype), real]),
+            jnp.concatenate([y, labels]),
+            rng,
+            step,
+            tech,
+            groups=2,
+        )
         d_fake, d_real = jnp.split(out, 2)
         loss, aux = setup.g_loss_fn(d_fake, jax.lax.stop_gradient(d_real)), {}
     else:
@@ -282,12 +350,26 @@ def g_micro_loss(setup: StepSetup, g_params, g_state, d_params, d_state, tech, r
         loss, aux = setup.g_loss_fn(d_fake), {}
     term_hooks = setup.using("g_terms")
     if term_hooks:
+
         def d_features_fn(x, y):
-            return merge(setup.mdl.d_graphdef, d_params, d_state).features(viewed(setup, x, y)[0], train=True)
-        ctx = GContext(z=z, labels=y, fake=fake, d_fake=d_fake, real=real, real_labels=labels,
-                       d_fn=fresh_d(setup, d_params, d_state), d_features_fn=d_features_fn,
-                       augment=lambda x, key: augmented(setup, x, key, tech),
-                       g_fn=fresh_g(setup, g_params, g_state), rng=None, step=step)
+            return merge(setup.mdl.d_graphdef, d_params, d_state).features(
+                viewed(setup, x, y)[0], train=True
+            )
+
+        ctx = GContext(
+            z=z,
+            labels=y,
+            fake=fake,
+            d_fake=d_fake,
+            real=real,
+            real_labels=labels,
+            d_fn=fresh_d(setup, d_params, d_state),
+            d_features_fn=d_features_fn,
+            augment=lambda x, key: augmented(setup, x, key, tech),
+            g_fn=fresh_g(setup, g_params, g_state),
+            rng=None,
+            step=step,
+        )
         for technique in term_hooks:
             key = technique.key(rng) if technique.rng_tag is not None else None
             terms = technique.g_terms(ctx._replace(rng=key), tech.get(technique.name))
@@ -338,26 +420,34 @@ def d_update(setup: StepSetup, carry, xs, step):
         *threaded, images, labels, rng = rest
         tech = dict(constant, **threaded[0]) if threaded_names else constant
         loss, (aux, g_state_new, d_state_new, tech_new) = d_micro_loss(
-            setup, d_params, d_state, g_params, g_state, tech, images, labels, rng, step)
+            setup, d_params, d_state, g_params, g_state, tech, images, labels, rng, step
+        )
         changed = {name: tech_new[name] for name in threaded_names}
         return loss, (aux, d_state_new, g_state_new) + ((changed,) if threaded_names else ())
 
-    states = (d_state, g_state) + (({name: extras[name] for name in threaded_names},) if threaded_names else ())
-    grads, states, loss, aux = accumulate_gradients(loss_fn, d_params, states, (images, labels, rngs),
-                                                    setup.unroll)
+    states = (d_state, g_state) + (
+        ({name: extras[name] for name in threaded_names},) if threaded_names else ()
+    )
+    grads, states, loss, aux = accumulate_gradients(
+        loss_fn, d_params, states, (images, labels, rngs), setup.unroll
+    )
     d_state, g_state = states[:2]
     extras = dict(extras)
     if threaded_names:
         extras.update(states[2])
     metrics = dict(aux, d_loss=loss)
     if setup.using("d_param_terms"):
-        grads = with_param_terms(lambda p: d_param_terms(setup, p, extras), d_params, grads, metrics)
+        grads = with_param_terms(
+            lambda p: d_param_terms(setup, p, extras), d_params, grads, metrics
+        )
     updates, d_opt = setup.d_tx.update(grads, d_opt, d_params)
     for technique in setup.using("d_updates"):
         updates = technique.d_updates(updates)
     d_params = optax.apply_updates(d_params, updates)
     for technique in setup.using("after_d_update"):
-        d_params, extras[technique.name] = technique.after_d_update(d_params, extras.get(technique.name))
+        d_params, extras[technique.name] = technique.after_d_update(
+            d_params, extras.get(technique.name)
+        )
     return (d_params, d_state, d_opt, g_state, g_params, extras), metrics
 
 
@@ -373,9 +463,17 @@ def unrolled_discriminator(setup: StepSetup, state, rng, real_batch):
     def d_step(carry, i):
         return d_update(setup, carry, (images, labels, jax.random.fold_in(key, i)), state.step)[0]
 
-    carry = (state.d_params, state.d_state, state.d_opt, state.g_state, state.g_params, state.extras)
-    ahead = unroll_discriminator(d_step, carry, int(setup.config.train.unrolled_d_steps),
-                                           unroll=loops_unrolled(setup.unroll))
+    carry = (
+        state.d_params,
+        state.d_state,
+        state.d_opt,
+        state.g_state,
+        state.g_params,
+        state.extras,
+    )
+    ahead = unroll_discriminator(
+        d_step, carry, int(setup.config.train.unrolled_d_steps), unroll=loops_unrolled(setup.unroll)
+    )
     return jax.lax.stop_gradient(ahead[0]), ahead[1]
 
 
@@ -391,24 +489,34 @@ def g_update(setup: StepSetup, state, rng, real_batch):
     tech = technique_states(setup, state.extras)
 
     def loss_fn(g_params, g_state, d_state, rng, *real):
-        loss, (aux, g_state_new, d_state_new) = g_micro_loss(setup, g_params, g_state, d_params, d_state, tech,
-                                                             rng, state.step, *real)
+        loss, (aux, g_state_new, d_state_new) = g_micro_loss(
+            setup, g_params, g_state, d_params, d_state, tech, rng, state.step, *real
+        )
         return loss, (aux, g_state_new, d_state_new)
 
-    needs_real = setup.g_needs_real or any(technique.needs_real_in_g for technique in setup.techniques)
+    needs_real = setup.g_needs_real or any(
+        technique.needs_real_in_g for technique in setup.techniques
+    )
     micro_inputs = (rngs,) + (real_batch if needs_real else ())
     grads, (g_state, d_state), loss, aux = accumulate_gradients(
-        loss_fn, state.g_params, (state.g_state, d_state_for_g), micro_inputs, setup.unroll)
+        loss_fn, state.g_params, (state.g_state, d_state_for_g), micro_inputs, setup.unroll
+    )
     if t.unrolled_d_steps:
-        d_state = state.d_state  # G's pass went through the unrolled copy; the real D's SN state stays
+        d_state = (
+            state.d_state
+        )  # G's pass went through the unrolled copy; the real D's SN state stays
     metrics = dict(aux, g_loss=loss)
     extras = dict(state.extras)
     if t.ortho_beta or setup.using("g_param_terms"):
-        grads = with_param_terms(lambda p: g_param_terms(setup, p, extras), state.g_params, grads, metrics)
+        grads = with_param_terms(
+            lambda p: g_param_terms(setup, p, extras), state.g_params, grads, metrics
+        )
     updates, g_opt = setup.g_tx.update(grads, state.g_opt, state.g_params)
     g_params = optax.apply_updates(state.g_params, updates)
     for technique in setup.using("after_g_update"):
-        g_params, extras[technique.name] = technique.after_g_update(g_params, extras.get(technique.name))
+        g_params, extras[technique.name] = technique.after_g_update(
+            g_params, extras.get(technique.name)
+        )
     return g_params, g_state, d_state, g_opt, extras, metrics
 
 
@@ -429,27 +537,50 @@ def train_step(setup: StepSetup, state: TrainState, batch, rng):
     state = with_technique_state(setup.config, state)
     d_rng, g_rng = jax.random.split(rng)
     d_rngs = jax.random.split(d_rng, t.num_d_steps)
-    carry = (state.d_params, state.d_state, state.d_opt, state.g_state, state.g_params, state.extras)
+    carry = (
+        state.d_params,
+        state.d_state,
+        state.d_opt,
+        state.g_state,
+        state.g_params,
+        state.extras,
+    )
     (d_params, d_state, d_opt, g_state, _, extras), d_metrics = scan_or_unroll(
-        functools.partial(d_update, setup, step=state.step), carry, (batch["image"], batch["label"], d_rngs),
-        setup.unroll)
-    state = state.replace(d_params=d_params, d_state=d_state, d_opt=d_opt, g_state=g_state, extras=extras)
-    g_params, g_state, d_state, g_opt, extras, g_metrics = g_update(setup, state, g_rng,
-                                                                    (batch["image"][-1], batch["label"][-1]))
+        functools.partial(d_update, setup, step=state.step),
+        carry,
+        (batch["image"], batch["label"], d_rngs),
+        setup.unroll,
+    )
+    state = state.replace(
+        d_params=d_params, d_state=d_state, d_opt=d_opt, g_state=g_state, extras=extras
+    )
+    g_params, g_state, d_state, g_opt, extras, g_metrics = g_update(
+        setup, state, g_rng, (batch["image"][-1], batch["label"][-1])
+    )
     step = state.step + 1
     technique_metrics = {}
     for technique in setup.using("after_step"):
         extras[technique.name], logged = technique.after_step(extras[technique.name], step)
         technique_metrics.update(logged)
     ema = ema_update(state.ema_params, g_params, step, t.ema_decay, t.ema_start)
-    new_state = state.replace(step=step, g_params=g_params, g_state=g_state, d_state=d_state, g_opt=g_opt,
-                              ema_params=ema, extras=extras)
+    new_state = state.replace(
+        step=step,
+        g_params=g_params,
+        g_state=g_state,
+        d_state=d_state,
+        g_opt=g_opt,
+        ema_params=ema,
+        extras=extras,
+    )
     metrics = {k: v[-1] for k, v in d_metrics.items()}  # the last D update of the step
     metrics.update(g_metrics)
     metrics.update(technique_metrics)
-    metrics["all_finite"] = jnp.all(jnp.stack(
-        [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves((g_params, d_params))]
-        + [jnp.isfinite(v) for v in jax.tree.leaves(metrics)]))
+    metrics["all_finite"] = jnp.all(
+        jnp.stack(
+            [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves((g_params, d_params))]
+            + [jnp.isfinite(v) for v in jax.tree.leaves(metrics)]
+        )
+    )
     return new_state, metrics
 
 
@@ -460,17 +591,29 @@ def make_train_step(config: ml_collections.ConfigDict, mdl: Models, mesh=None, u
     """
     t, m = config.train, config.model
     check_toolkit(config)
-    techniques = tuple(registry.enabled(config))  # switched-on techniques of biggan/techniques/, in hook order
+    techniques = tuple(
+        registry.enabled(config)
+    )  # switched-on techniques of biggan/techniques/, in hook order
     g_tx, d_tx = make_optimizers(t)
     loss_options = dict(margin=t.hinge_margin, real_target=1.0)
     for technique in techniques:
         loss_options.update(technique.loss_options())
     d_loss_fn, g_loss_fn = losses.get_loss(t.loss, **loss_options)
-    setup = StepSetup(config=config, mdl=mdl, mesh=mesh, unroll=unroll, techniques=techniques, d_loss_fn=d_loss_fn,
-                      g_loss_fn=g_loss_fn, g_tx=g_tx, d_tx=d_tx,
-                      latent_kwargs=cfg.parse_kwargs(t.latent_kwargs, "train.latent_kwargs"),
-                      dtype=models.DTYPES[m.dtype], micro_batch=micro_batch_size(t),
-                      g_needs_real=losses.canonical_loss_name(t.loss) in losses.G_LOSS_NEEDS_REAL)
+    setup = StepSetup(
+        config=config,
+        mdl=mdl,
+        mesh=mesh,
+        unroll=unroll,
+        techniques=techniques,
+        d_loss_fn=d_loss_fn,
+        g_loss_fn=g_loss_fn,
+        g_tx=g_tx,
+        d_tx=d_tx,
+        latent_kwargs=cfg.parse_kwargs(t.latent_kwargs, "train.latent_kwargs"),
+        dtype=models.DTYPES[m.dtype],
+        micro_batch=micro_batch_size(t),
+        g_needs_real=losses.canonical_loss_name(t.loss) in losses.G_LOSS_NEEDS_REAL,
+    )
     return functools.partial(train_step, setup)
 
 
