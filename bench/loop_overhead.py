@@ -50,6 +50,7 @@ def main():
     from biggan import config as cfg
     from biggan.data import make_pipeline
     from biggan.runtime import sharding
+    from biggan.techniques.base import micro_batch_size
     from biggan.train import loop as trainer
     from biggan.train import state as train_state
     from biggan.train import step as ts
@@ -60,7 +61,7 @@ def main():
     mdl, state = train_state.init_state(config, jax.random.key(0))
     state = sharding.replicate(state, mesh)
     batch_sharding = NamedSharding(mesh, P(None, None, sharding.DATA_AXIS))
-    pipeline = make_pipeline(config.data, local_batch_size=ts.micro_batch_size(t), seed=0)
+    pipeline = make_pipeline(config.data, local_batch_size=micro_batch_size(t), seed=0)
 
     def next_batch():
         local = [next(pipeline) for _ in range(t.num_d_steps * t.num_accumulations)]

@@ -108,7 +108,7 @@ def g_weight_matrices(g_params):
     return {
         p: np.asarray(regularisers.weight_as_matrix(w, p))
         for p, w in regularisers.named_leaves(pure)
-        if ts.ortho_filter(p, w)
+        if regularisers.ortho_filter(p, w)
     }
 
 
@@ -133,7 +133,7 @@ def test_penalties_and_sigma0_switches_in_one_step():
         path, w = next(
             (p, w)
             for p, w in regularisers.named_leaves(pure)
-            if ts.ortho_filter(p, w) and w.ndim == 2
+            if regularisers.ortho_filter(p, w) and w.ndim == 2
         )
         u = np.ones(w.shape[0]) / np.sqrt(w.shape[0])
         v = np.ones(w.shape[1]) / np.sqrt(w.shape[1])
@@ -169,7 +169,10 @@ def test_penalties_and_sigma0_switches_in_one_step():
     )
     # σ0 regulariser: the value of sigma0.sigma0_penalty on G's weights before the update.
     expected_s0 = sigma0.sigma0_penalty(
-        nnx.to_pure_dict(state.g_params), 0.1, sigma_target=0.5, leaf_filter=ts.ortho_filter
+        nnx.to_pure_dict(state.g_params),
+        0.1,
+        sigma_target=0.5,
+        leaf_filter=regularisers.ortho_filter,
     )
     np.testing.assert_allclose(m["sigma0_penalty"], expected_s0, rtol=1e-4)
     assert m["feature_matching"] > 0
@@ -335,7 +338,7 @@ def test_sigma0_max_is_the_largest_top_singular_value():
         np.linalg.svd(w, compute_uv=False)[0] for w in g_weight_matrices(state.g_params).values()
     )
     np.testing.assert_allclose(
-        collapse.make_sigma0_max_fn(ts.ortho_filter)(state.g_params), expected, rtol=1e-4
+        collapse.make_sigma0_max_fn(regularisers.ortho_filter)(state.g_params), expected, rtol=1e-4
     )
 
 

@@ -43,11 +43,9 @@ STEP_FUNCTIONS = (
     "d_update",
     "g_update",
     "ema_update",
-    "d_micro_loss",
-    "g_micro_loss",
     "d_logits",
-    "g_param_terms",
-    "d_param_terms",
+    "sample_zy",
+    "param_terms",
     "unrolled_discriminator",
 )
 

@@ -8,7 +8,7 @@ from flax import nnx
 
 from biggan.models import layers
 from biggan.techniques import dropout, feature_matching, instance_noise, pacgan, replay
-from biggan.train import step as ts
+from biggan.train import loops
 
 RNG = np.random.default_rng(0)
 
@@ -144,12 +144,12 @@ def test_unroll_discriminator_closed_form_and_gradient():
 
     def unrolled(theta):
         step = lambda w, i: w - lr * (w - theta)
-        return ts.unroll_discriminator(step, jnp.asarray(w0), k)
+        return loops.unroll_discriminator(step, jnp.asarray(w0), k)
 
     theta = 0.5
     np.testing.assert_allclose(unrolled(theta), theta + (1 - lr) ** k * (w0 - theta), rtol=1e-6)
     # G sees the unrolled D: ∂w_k/∂θ = 1 − (1 − lr)^k
     np.testing.assert_allclose(jax.grad(unrolled)(theta), 1 - (1 - lr) ** k, rtol=1e-6)
     np.testing.assert_allclose(
-        ts.unroll_discriminator(lambda w, i: w + i, jnp.asarray(0.0), 4), 0 + 1 + 2 + 3
+        loops.unroll_discriminator(lambda w, i: w + i, jnp.asarray(0.0), 4), 0 + 1 + 2 + 3
     )

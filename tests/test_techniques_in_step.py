@@ -23,7 +23,7 @@ from biggan.data import to_model_range
 from biggan.gan import losses
 from biggan.models import factory as models
 from biggan.runtime import sharding
-from biggan.techniques import pacgan
+from biggan.techniques import pacgan, registry
 from biggan.train import state as train_state
 from biggan.train import step as ts
 
@@ -291,7 +291,9 @@ def test_extras_are_built_checkpointed_and_restored(tmp_path):
         and int(restored.extras[train_state.REPLAY]["size"]) == 5
     )
     assert set(
-        train_state.technique_state(changed, restored.g_params, restored.d_params, restored.extras)
+        train_state.technique_state(
+            registry.enabled(changed), restored.g_params, restored.d_params, restored.extras
+        )
     ) == {train_state.REPLAY, "lecam"}
 
 

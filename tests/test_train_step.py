@@ -10,6 +10,8 @@ from jax.sharding import PartitionSpec as P
 from stepping import leaves, random_batch, tiny_config
 
 from biggan.runtime import sharding
+from biggan.techniques.base import micro_batch_size
+from biggan.train import loops
 from biggan.train import state as train_state
 from biggan.train import step as ts
 
@@ -71,9 +73,7 @@ def test_accumulate_gradients_is_the_mean_of_micro_batch_gradients(unroll, micro
         loss = jnp.mean(jnp.tanh(x @ params["w"]) ** 2)
         return loss, ({"seen": jnp.ones(())}, count + 1)
 
-    grads, (count,), loss, aux = ts.accumulate_gradients(
-        loss_fn, w, (counter,), (xs,), unroll=unroll
-    )
+    grads, count, loss, aux = loops.accumulate_gradients(loss_fn, w, counter, xs, unroll=unroll)
     expected = [jax.grad(lambda p, x=x: loss_fn(p, 0, x)[0])(w)["w"] for x in xs]
     # The loop's gradient is one compiled program, the reference runs op by op: their float32 sums differ by a
     # few ulps of the terms summed, i.e. of the gradient's scale, not of an entry that cancels (measured with
@@ -118,4 +118,4 @@ def test_micro_batch_must_divide():
     with pytest.raises(
         ValueError, match="batch_size=9 is not divisible by train.num_accumulations=2"
     ):
-        ts.micro_batch_size(c.train)
+        micro_batch_size(c.train)

@@ -27,6 +27,7 @@ from flax import nnx, traverse_util
 from biggan import checkpoints
 from biggan.runtime import sharding, storage
 from biggan.sampling import export
+from biggan.techniques import registry
 from biggan.train import state as train_state
 
 log = logging.getLogger(__name__)
@@ -129,7 +130,7 @@ def initial_state(config: ml_collections.ConfigDict, rng) -> train_state.TrainSt
     # init_state's optimiser states are zeros of the parameters' shapes, as fresh ones; the technique states
     # that start at the parameters (historical averages) start at the loaded ones.
     state = state.replace(
-        extras=train_state.technique_state(config, state.g_params, state.d_params)
+        extras=train_state.technique_state(registry.enabled(config), state.g_params, state.d_params)
     )
     log.info(
         "train.init_from: started from %s%s",

@@ -31,6 +31,8 @@ from biggan.gan import regularisers
 from biggan.runtime import distributed, sharding, storage
 from biggan.sampling import export, images
 from biggan.sampling import sampler as sampling
+from biggan.techniques import registry
+from biggan.techniques.base import micro_batch_size
 from biggan.train import collapse, event_file, finetune, prefetch
 from biggan.train import state as train_state
 from biggan.train import step as ts
@@ -151,7 +153,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
         config, workdir
     )  # a resumed run keeps its rollback changes
     mesh = sharding.make_mesh()
-    micro = ts.micro_batch_size(t)
+    micro = micro_batch_size(t)
     sharding.check_batch_divides(micro, mesh, "train.batch_size / train.num_accumulations")
     checkpoints.check_workdir_config(workdir, config)
     ckpt = checkpoints.Checkpointer(
@@ -198,7 +200,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
         mdl, abstract = train_state.abstract_models_and_state(config, mesh)
         state, data_state = ckpt.restore(start, abstract)
         state = sharding.replicate(
-            train_state.with_technique_state(config, state), mesh
+            train_state.with_technique_state(registry.enabled(config), state), mesh
         )  # a rollback's new technique
         # Every process's position is saved; another process layout is mapped (biggan/runtime/distributed.py).
         pipeline.set_state(
@@ -219,7 +221,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
     grid_fn, sv_fn = _make_grid_fn(mdl), _make_sv_fn()
     evaluator = evaluation.make_training_evaluator(config, workdir) if lg.eval_every else None
     monitor = collapse.CollapseMonitor.from_config(lg) if lg.collapse_window else None
-    sigma0_fn = collapse.make_sigma0_max_fn(ts.ortho_filter) if monitor else None
+    sigma0_fn = collapse.make_sigma0_max_fn(regularisers.ortho_filter) if monitor else None
 
     def check_finite(step, host_metrics=None):
         """Raise if any step so far had a non-finite loss or parameter (a host read: log/save/eval steps)."""
@@ -430,7 +432,7 @@ def _rollback(config, workdir, ckpt, mesh, batches, event, num_rollbacks):
     overrides = cfg.parse_kwargs(t.rollback_overrides, "train.rollback_overrides")
     collapse.apply_overrides(config, overrides)
     state = sharding.replicate(
-        train_state.with_technique_state(config, state), mesh
+        train_state.with_technique_state(registry.enabled(config), state), mesh
     )  # a technique switched on starts
     checkpoints.record_config(workdir, config)
     if jax.process_index() == 0:

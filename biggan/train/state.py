@@ -71,7 +71,7 @@ def init_state(config: ml_collections.ConfigDict, rng) -> tuple[Models, TrainSta
     g_graphdef, g_params, g_state = nnx.split(G, nnx.Param, ...)
     d_graphdef, d_params, d_state = nnx.split(D, nnx.Param, ...)
     g_tx, d_tx = make_optimizers(t)
-    extras = technique_state(config, g_params, d_params)
+    extras = technique_state(registry.enabled(config), g_params, d_params)
     # The EMA copy and the optimiser states as one program each, not one per parameter shape (as eager calls).
     state = TrainState(
         step=jnp.zeros((), jnp.int32),
@@ -87,22 +87,23 @@ def init_state(config: ml_collections.ConfigDict, rng) -> tuple[Models, TrainSta
     return Models(g_graphdef, d_graphdef), state
 
 
-def technique_state(config: ml_collections.ConfigDict, g_params, d_params, extras=None) -> dict:
-    """TrainState.extras for the switched-on techniques that have state: the entries of `extras` are kept,
-    missing ones start now (e.g. historical averages at the given params, an empty replay buffer)."""
+def technique_state(techniques, g_params, d_params, extras=None) -> dict:
+    """TrainState.extras for the switched-on techniques (`registry.enabled(config)`) that have state: the
+    entries of `extras` are kept, missing ones start now (e.g. historical averages at the given params, an
+    empty replay buffer)."""
     extras = dict(extras or {})
-    for technique in registry.enabled(config):
+    for technique in techniques:
         if technique.uses("init_state") and technique.name not in extras:
             extras[technique.name] = technique.init_state(g_params, d_params)
     return extras
 
 
-def with_technique_state(config: ml_collections.ConfigDict, state: TrainState) -> TrainState:
+def with_technique_state(techniques, state: TrainState) -> TrainState:
     """`state` with the extras of every switched-on technique: one restored from a checkpoint written while a
     technique was off (then switched on by a rollback override) starts them now. Decided from the dict's keys,
     so inside the step at trace time; the trainer calls it after a restore too, so that the step it compiles
     keeps one state structure."""
-    extras = technique_state(config, state.g_params, state.d_params, state.extras)
+    extras = technique_state(techniques, state.g_params, state.d_params, state.extras)
     return state if extras.keys() == state.extras.keys() else state.replace(extras=extras)
 
 
