@@ -27,14 +27,13 @@ accumulates standing statistics over N batches instead (announced, with a progre
 
 from __future__ import annotations
 
-import argparse
 import io
 import logging
 import sys
 
 import numpy as np
 
-from biggan.runtime import storage  # no JAX: main sets the host allocator before JAX starts
+from biggan.runtime import cli, storage
 
 # Standing statistics larger than this (training-mode samples) run only when asked for with --standing_stats:
 # about a minute of a small model on a CPU; the paper's 100 x 256 at 128² is over an hour there.
@@ -136,9 +135,7 @@ def save(path, images, z, y, truncations, ncol):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = cli.parser("sample.py", __doc__, parents=[cli.runtime_flags(multi_process=False)])
     p.add_argument(
         "--checkpoint", required=True, help="train.py workdir or biggan.convert --out directory"
     )
@@ -155,20 +152,25 @@ def main(argv=None):
         default=16,
         help="number of samples (per row for --sheet and truncation grids; rows for --interpolate)",
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the latents and classes")
     p.add_argument("--latents", default=None, help=".npy of z (n, dim_z), used as given (unscaled)")
     p.add_argument(
         "--output",
         default="samples.png",
         help=".png grid, .npz (images, z, classes, truncation) or .npy (float32 NHWC images in [-1, 1])",
     )
-    p.add_argument("--batch_size", type=int, default=32)
-    p.add_argument("--interpolate", choices=["z", "class", "both"], default=None)
+    p.add_argument("--batch_size", type=int, default=32, help="samples per generator call")
+    p.add_argument(
+        "--interpolate",
+        choices=["z", "class", "both"],
+        default=None,
+        help="interpolation strips between two latents, classes or both (paper figs. 8-9)",
+    )
     p.add_argument("--steps", type=int, default=8, help="images per interpolation strip")
     p.add_argument(
         "--sheet", action="store_true", help="class sheet: one row per --classes entry, --n columns"
     )
-    p.add_argument("--ncol", type=int, default=8)
+    p.add_argument("--ncol", type=int, default=8, help="grid columns")
     p.add_argument(
         "--standing_stats",
         type=int,
@@ -176,12 +178,6 @@ def main(argv=None):
         metavar="BATCHES",
         help="accumulate standing statistics over BATCHES batches (0: use the stored statistics); "
         "default: what the checkpoint ships with",
-    )
-    p.add_argument(
-        "--compile_cache",
-        default=None,
-        help="persistent XLA compilation cache directory "
-        "(default: $JAX_COMPILATION_CACHE_DIR or ~/.cache/biggan-jax/xla); empty turns it off",
     )
     args = p.parse_args(argv)
     # Cheap checks first: nothing is loaded or compiled for a command that cannot succeed.
@@ -226,12 +222,7 @@ def main(argv=None):
         )
 
     logging.basicConfig(level=logging.WARNING)
-    from biggan.runtime import host_memory
-
-    host_memory.retain_freed_memory()  # before the first JAX computation (biggan/runtime/host_memory.py)
-    from biggan.runtime import compile_cache
-
-    compile_cache.enable(args.compile_cache)
+    cli.start(args)  # the host allocator, the compile cache
     try:
         sampler = sampling.load_sampler(args.checkpoint, standing_stats=args.standing_stats)
     except (FileNotFoundError, ValueError) as e:

@@ -5,89 +5,91 @@ r"""Train BigGAN / BigGAN-deep.
   python train.py --config configs/cifar10.py --config.train.lr_g=1e-4      # any key can be overridden
 
 Resumes automatically from --workdir; saves and exits cleanly on SIGTERM. Multi-process (TPU pod, Slurm,
-multi-node GPU): see README "Scaling out".
+multi-node GPU): see README "Scaling out". `--config` and its `--config.KEY=VALUE` overrides are
+ml_collections' config flags (each value parsed as the key's type).
 """
 
 import logging
 import os
 import sys
 
-from absl import app, flags
+from absl import flags
 from absl import logging as absl_logging
 from ml_collections import config_flags
 
-from biggan.config import check_override_flags  # noqa: E402
+from biggan import config as cfg
+from biggan.runtime import cli, storage
 
-if __name__ == "__main__":
-    # Before DEFINE_config_file, which applies --config.* overrides as it loads the default config.
-    check_override_flags(sys.argv[1:])
-
-config_flags.DEFINE_config_file(
-    "config", "configs/digits.py", "experiment config file (path[:arg])", lock_config=True
-)
-flags.DEFINE_string("workdir", None, "run directory (default: workdirs/<config name>)")
-flags.DEFINE_string("coordinator_address", None, "multi-process: host:port of process 0")
-flags.DEFINE_integer("num_processes", None, "multi-process: number of processes")
-flags.DEFINE_integer("process_id", None, "multi-process: index of this process")
-flags.DEFINE_integer("local_device_count", None, "CPU only: simulated devices in this process")
-flags.DEFINE_integer(
-    "initialization_timeout", 120, "multi-process: seconds to wait for the coordinator"
-)
-flags.DEFINE_string(
-    "compile_cache",
-    None,
-    "persistent XLA compilation cache directory (default: "
-    "$JAX_COMPILATION_CACHE_DIR or ~/.cache/biggan-jax/xla); empty turns it off",
-)
-FLAGS = flags.FLAGS
+DEFAULT_CONFIG = "configs/digits.py"
 
 
-def main(argv):
-    del argv
+def parse_args(argv):
+    """(argparse namespace, config): the flags of this command and the shared ones, then `--config` and its
+    overrides through ml_collections (a private absl flag set, so nothing else sees them)."""
+    parser = cli.parser(
+        "train.py",
+        __doc__.split("\n")[0],
+        parents=[cli.runtime_flags(multi_process=True)],
+        epilog="--config.KEY=VALUE overrides any key of the config, e.g. --config.train.lr_g=1e-4",
+    )
+    parser.add_argument(
+        "--config", default=DEFAULT_CONFIG, help="experiment config file (path[:arg])"
+    )
+    parser.add_argument(
+        "--workdir", default=None, help="run directory (default: workdirs/<config name>)"
+    )
+    args, rest = parser.parse_known_args(argv)
+    unknown = [a for a in rest if a.startswith("--") and not a.startswith("--config.")]
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    try:
+        cfg.check_config_path(args.config.partition(":")[0])
+        cfg.check_override_flags(rest)  # an unknown key names the closest valid ones
+    except (OSError, ValueError) as e:
+        parser.error(str(e))
+    config_argv = ["train.py", f"--config={args.config}", *rest]
+    config_flag_values = flags.FlagValues()
+    config_flags.DEFINE_config_file(
+        "config",
+        DEFAULT_CONFIG,
+        flag_values=config_flag_values,
+        lock_config=True,
+        sys_argv=config_argv,
+    )
+    try:
+        positional = config_flag_values(config_argv)[1:]
+        if positional:
+            parser.error(f"unrecognized arguments: {' '.join(positional)}")
+        config = config_flag_values.config
+        cfg.check_keys(config, cfg.base_config())
+    except (flags.Error, OSError, KeyError, ValueError) as e:
+        parser.error(str(e).strip().splitlines()[0] if isinstance(e, flags.Error) else str(e))
+    return parser, args, config
+
+
+def main(argv=None):
+    parser, args, config = parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", force=True
-    )  # absl.app installs its own handler, which would hide these lines
-    absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every file operation at INFO
-    from biggan.runtime import distributed, host_memory
-
-    if (
-        host_memory.retain_freed_memory()
-    ):  # before JAX starts its threads (biggan/runtime/host_memory.py)
-        logging.info(
-            "CPU run: malloc keeps freed memory (%s=default turns this off)", host_memory.ENV
-        )
-    distributed.initialize(
-        FLAGS.coordinator_address,
-        FLAGS.num_processes,
-        FLAGS.process_id,
-        local_device_count=FLAGS.local_device_count,
-        timeout=FLAGS.initialization_timeout,
     )
-    from biggan import config as cfg
-    from biggan.runtime import compile_cache
-    from biggan.train import loop as trainer
-
-    compile_cache.enable(FLAGS.compile_cache)
-    config = FLAGS.config
-    cfg.check_keys(config, cfg.base_config())
-    name = os.path.splitext(os.path.basename(FLAGS["config"].config_filename))[0]
-    workdir = FLAGS.workdir or config.workdir or os.path.join("workdirs", name)
-    cfg.check_same_config(config)
+    absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every file operation at INFO
+    cli.start(args)
     from biggan import checkpoints
-    from biggan.runtime import storage
     from biggan.techniques import registry
     from biggan.train import finetune
+    from biggan.train import loop as trainer
 
+    name = os.path.splitext(os.path.basename(args.config.partition(":")[0]))[0]
+    workdir = args.workdir or config.workdir or os.path.join("workdirs", name)
+    cfg.check_same_config(config)
     try:
         registry.enabled(config)  # the technique switches' values, before anything starts
     except ValueError as e:
-        print(f"train.py: {e}", file=sys.stderr)
-        sys.exit(2)
+        parser.exit(2, f"train.py: {e}\n")
     try:
         result = trainer.train(config, workdir)
     except (storage.StorageError, finetune.InitFromError) as e:  # one line, nothing started
-        print(f"train.py: {e}", file=sys.stderr)
-        sys.exit(2)
+        parser.exit(2, f"train.py: {e}\n")
     except checkpoints.CheckpointError as e:
         logging.error("%s", e)
         sys.stdout.flush()
@@ -99,4 +101,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    main()

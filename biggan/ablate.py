@@ -19,7 +19,6 @@ grid (its first finished seed).
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
@@ -32,7 +31,7 @@ import ml_collections
 
 from biggan import config as cfg
 from biggan.evaluation import reports
-from biggan.runtime import storage
+from biggan.runtime import cli, storage
 from biggan.train import loop as trainer
 
 DEFAULT_METRICS = ("fid", "classifier_accuracy", "is", "d_loss", "g_loss")
@@ -288,14 +287,18 @@ def study_curves(study_dir: str, variants: dict, seeds: int, metrics) -> dict:
 def job_commands(spec: str, variants: dict, seeds: int, study_dir: str) -> list[str]:
     return [
         f"python -m biggan.ablate {shlex.quote(spec)} --seeds {seeds} --workdir {shlex.quote(study_dir)} "
-        f"--only {shlex.quote(name)} --seed-index {i}"
+        f"--only {shlex.quote(name)} --seed_index {i}"
         for name in variants
         for i in range(seeds)
     ]
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m biggan.ablate", description=__doc__.split("\n")[0])
+    p = cli.parser(
+        "python -m biggan.ablate",
+        __doc__.split("\n")[0],
+        parents=[cli.runtime_flags(multi_process=False)],
+    )
     p.add_argument("config", help="study config: path/to/study.py[:arg]")
     p.add_argument(
         "--seeds", type=int, default=None, help="seeds per variant (default: ablation.seeds or 1)"
@@ -306,7 +309,9 @@ def main(argv=None):
     p.add_argument("--list", action="store_true", help="print the variants and exit")
     p.add_argument("--jobs", action="store_true", help="print one command per run and exit")
     p.add_argument("--only", default=None, help="run only this variant")
-    p.add_argument("--seed-index", type=int, default=None, help="run only this seed index")
+    p.add_argument(
+        "--seed_index", "--seed-index", type=int, default=None, help="run only this seed index"
+    )
     args = p.parse_args(argv)
     base, ablation = load_study(args.config)
     variants = variant_overrides(ablation)
@@ -325,6 +330,7 @@ def main(argv=None):
         print("\n".join(job_commands(args.config, variants, seeds, study_dir)))
         return 0
     logging.basicConfig(level=logging.INFO)
+    cli.start(args)  # the host allocator, the compile cache
     rows = run_study(base, ablation, study_dir, seeds, only=args.only, seed_index=args.seed_index)
     print(storage.read_text(os.path.join(study_dir, "results.md")))
     return 0 if rows else 1

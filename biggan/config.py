@@ -265,14 +265,19 @@ def check_keys(config: ml_collections.ConfigDict, reference: ml_collections.Conf
             check_keys(value, reference[key], prefix=path + ".")
 
 
-def run_config_file(spec: str) -> ml_collections.ConfigDict:
-    """`get_config(arg)` of `path/to/config.py[:arg]` (the syntax of train.py's --config), keys unchecked."""
-    path, _, arg = spec.partition(":")
+def check_config_path(path: str) -> None:
+    """Refuse a config file that does not exist, listing the shipped ones."""
     if not os.path.exists(path):
         raise FileNotFoundError(
             f"config file {path!r} not found; shipped configs: "
             f"{', '.join(sorted(os.listdir('configs'))) if os.path.isdir('configs') else 'configs/*.py'}"
         )
+
+
+def run_config_file(spec: str) -> ml_collections.ConfigDict:
+    """`get_config(arg)` of `path/to/config.py[:arg]` (the syntax of train.py's --config), keys unchecked."""
+    path, _, arg = spec.partition(":")
+    check_config_path(path)
     module_spec = importlib.util.spec_from_file_location(
         os.path.splitext(os.path.basename(path))[0], path
     )
@@ -301,9 +306,8 @@ def check_override_flags(argv) -> None:
             if not isinstance(node, ml_collections.ConfigDict):
                 break
             if key not in node:
-                raise SystemExit(
-                    "error: "
-                    + unknown_key_message(
+                raise ValueError(
+                    unknown_key_message(
                         f"--config.{prefix}{key}",
                         key,
                         node.keys(),

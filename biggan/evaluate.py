@@ -12,7 +12,6 @@ results (biggan/evaluation/evaluator.py) and only process 0 prints and writes.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -23,7 +22,7 @@ from biggan import config as cfg
 from biggan.data import DataSourceError
 from biggan.evaluation import evaluator as evaluation
 from biggan.evaluation import metrics, reports
-from biggan.runtime import compile_cache, distributed, host_memory, storage
+from biggan.runtime import cli, distributed, storage
 from biggan.sampling import sampler as sampling
 
 
@@ -52,42 +51,16 @@ def _truncation_arg(text: str) -> float | None:
     return None if text.lower() == "none" else float(text)
 
 
-def _multiprocess_parser():
-    """The compile-cache flag and train.py's multi-process flags (biggan/runtime/distributed.py; scripts/launch_local.py appends them)."""
-    parser = argparse.ArgumentParser(add_help=False)
-    group = parser.add_argument_group(
-        "multi-process (default: the JAX_* / cluster environment, else one process)"
-    )
-    group.add_argument("--coordinator_address", default=None, help="host:port of process 0")
-    group.add_argument("--num_processes", type=int, default=None, help="number of processes")
-    group.add_argument("--process_id", type=int, default=None, help="index of this process")
-    group.add_argument(
-        "--local_device_count",
-        type=int,
-        default=None,
-        help="CPU only: simulated devices in this process",
-    )
-    group.add_argument(
-        "--initialization_timeout",
-        type=int,
-        default=120,
-        help="seconds to wait for the coordinator",
-    )
-    parser.add_argument("--compile_cache", default=None, help=compile_cache.HELP)
-    return parser
-
-
 def _build_parser():
-    parser = argparse.ArgumentParser(
-        prog="python -m biggan.evaluate", description=__doc__.split("\n")[0]
-    )
+    parser = cli.parser("python -m biggan.evaluate", __doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    multiprocess = _multiprocess_parser()
+    multiprocess = cli.runtime_flags(multi_process=True)
 
     p = sub.add_parser(
         "moments",
         help="reference moments of a dataset (the paper: the training set)",
         parents=[multiprocess],
+        formatter_class=cli.HELP_FORMAT,
     )
     p.add_argument(
         "--data", default=None, help=evaluation.DATA_SPEC_HELP + "; default: the --config's data"
@@ -105,8 +78,10 @@ def _build_parser():
         default=None,
         help="image resolution (default: the --config's, a cache's own, 32 for digits)",
     )
-    p.add_argument("--batch_size", type=int, default=500)
-    p.add_argument("--max_images", type=int, default=None)
+    p.add_argument("--batch_size", type=int, default=500, help="images per feature batch")
+    p.add_argument(
+        "--max_images", type=int, default=None, help="use only the first N images (default: all)"
+    )
     p.add_argument(
         "--keep_features",
         type=int,
@@ -119,12 +94,18 @@ def _build_parser():
         ("score", "IS/FID of a checkpoint at one truncation"),
         ("sweep", "IS/FID over truncations: CSV + IS-vs-FID plot"),
     ):
-        p = sub.add_parser(name, help=help_text, parents=[multiprocess])
-        p.add_argument("--checkpoint", required=True)
-        p.add_argument("--num_samples", type=int, default=50_000)
+        p = sub.add_parser(
+            name, help=help_text, parents=[multiprocess], formatter_class=cli.HELP_FORMAT
+        )
+        p.add_argument(
+            "--checkpoint", required=True, help="train.py workdir or biggan.convert --out directory"
+        )
+        p.add_argument(
+            "--num_samples", type=int, default=50_000, help="generated samples (the paper: 50k)"
+        )
         p.add_argument("--moments", default=None, help="reference moments .npz (needed for FID)")
-        p.add_argument("--batch_size", type=int, default=500)
-        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--batch_size", type=int, default=500, help="samples per generator batch")
+        p.add_argument("--seed", type=int, default=0, help="seed of the latents and classes")
         p.add_argument(
             "--standing_stats",
             type=int,
@@ -142,7 +123,7 @@ def _build_parser():
             )
             p.add_argument("--out", default=None, help="also write the metrics as JSON here")
         else:
-            p.add_argument("--truncations", default="0.1:1.0:0.1")
+            p.add_argument("--truncations", default="0.1:1.0:0.1", help="start:stop:step or a,b,c")
             p.add_argument("--out_dir", default=None, help="default: CHECKPOINT/truncation_sweep")
         _add_feature_args(p)
     return parser
@@ -171,16 +152,7 @@ def _feature_network_for(args, moments_path=None, data=None):
 def main(argv=None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
-    host_memory.retain_freed_memory()  # before the first JAX computation (biggan/runtime/host_memory.py)
-    # Join a multi-process job exactly like train.py (flags, else the environment; else a no-op).
-    distributed.initialize(
-        args.coordinator_address,
-        args.num_processes,
-        args.process_id,
-        local_device_count=args.local_device_count,
-        timeout=args.initialization_timeout,
-    )
-    compile_cache.enable(args.compile_cache)
+    cli.start(args)  # the host allocator, the multi-process job (like train.py), the compile cache
     lead = jax.process_index() == 0  # prints and writes; every process computes the same results
     if args.command == "moments":
         try:  # a bad spec, path or config: one line and exit status 2, before any work

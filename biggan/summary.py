@@ -7,12 +7,12 @@ The last line is exactly `G params: <int> D params: <int>`.
 from __future__ import annotations
 
 import collections
-import sys
 
 from flax import nnx
 
 from biggan import config as cfg
 from biggan.models import factory as models
+from biggan.runtime import cli
 
 
 def param_table(module, depth=2):
@@ -24,12 +24,16 @@ def param_table(module, depth=2):
     return counts
 
 
-def main(argv):
-    if len(argv) != 2:
-        raise SystemExit(
-            "usage: python -m biggan.summary CONFIG_FILE[:arg]   (e.g. configs/biggan_128.py)"
-        )
-    config = cfg.load_config_file(argv[1])
+def main(argv=None):
+    parser = cli.parser("python -m biggan.summary", __doc__)
+    parser.add_argument(
+        "config", help="experiment config file (path[:arg]), e.g. configs/biggan_128.py"
+    )
+    args = parser.parse_args(argv)
+    try:
+        config = cfg.load_config_file(args.config)
+    except (OSError, KeyError, ValueError) as e:
+        parser.error(str(e))
     totals = {}
     for name, make in (("G", models.make_generator), ("D", models.make_discriminator)):
         abstract = nnx.eval_shape(lambda: make(config.model, nnx.Rngs(0)))
@@ -43,4 +47,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    main(sys.argv)
+    main()

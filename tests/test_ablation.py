@@ -520,6 +520,6 @@ def test_study_cli_list_jobs_and_bad_keys(tmp_path, capsys):
         == 0
     )
     jobs = capsys.readouterr().out.strip().splitlines()
-    assert len(jobs) == 8 and all("--only" in j and "--seed-index" in j for j in jobs)
+    assert len(jobs) == 8 and all("--only" in j and "--seed_index" in j for j in jobs)
     with pytest.raises(KeyError, match="did you mean train.lr_g"):
         ablate.apply_overrides(small_config(), {"train.lr_gg": 1.0})

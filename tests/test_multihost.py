@@ -493,7 +493,10 @@ def test_launcher_env_mode_joins_any_entry_point():
         timeout=180,
     )
     assert proc.returncode == 0, proc.stdout[-3000:]
-    assert "[0] joined 0 2 3 6 3" in proc.stdout and "[1] joined 1 2 3 6 3" in proc.stdout, (
+    # The line names its process index; Gloo's own log lines (written by its threads, not always to
+    # stderr) can start a launcher line before it, so the "[i] " prefix is not checked. One short write is
+    # atomic on a pipe, so "joined ..." itself is never split.
+    assert "joined 0 2 3 6 3" in proc.stdout and "joined 1 2 3 6 3" in proc.stdout, (
         proc.stdout[-3000:]
     )
 

@@ -19,46 +19,56 @@ torch is imported lazily, only to read PyTorch files.
 
 from __future__ import annotations
 
-import argparse
-
 from biggan.convert.biggan_pytorch import convert_biggan_pytorch_file
 from biggan.convert.hf import convert_hf_files
 from biggan.convert.tables import ConversionError
 from biggan.convert.tfhub import convert_tfhub_module
-from biggan.runtime import storage
+from biggan.runtime import cli, storage
 from biggan.sampling import export
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(
-        prog="python -m biggan.convert", description=__doc__.split("\n\n")[0]
-    )
+    parser = cli.parser("python -m biggan.convert", __doc__)
     sub = parser.add_subparsers(dest="source", required=True)
-    hf = sub.add_parser("hf", help="pytorch-pretrained-biggan 0.1.1 BigGAN-deep pytorch_model.bin")
+    shared = dict(parents=[cli.runtime_flags(multi_process=False)], formatter_class=cli.HELP_FORMAT)
+    hf = sub.add_parser(
+        "hf", help="pytorch-pretrained-biggan 0.1.1 BigGAN-deep pytorch_model.bin", **shared
+    )
     hf.add_argument("model_bin")
     hf.add_argument("config_json", nargs="?", default=None)
     hf.add_argument("--out", required=True, help="export directory to create")
-    bp = sub.add_parser("biggan-pytorch", help="BigGAN-PyTorch BigGAN G / G_ema state dict (.pth)")
+    bp = sub.add_parser(
+        "biggan-pytorch", help="BigGAN-PyTorch BigGAN G / G_ema state dict (.pth)", **shared
+    )
     bp.add_argument("pth")
     bp.add_argument(
         "--config",
         default=None,
         help="configs/*.py[:arg] or a JSON of config.model keys (default: the released 128² model)",
     )
-    bp.add_argument("--out", required=True)
+    bp.add_argument("--out", required=True, help="export directory to create")
     bp.add_argument(
-        "--bn-eps", type=float, default=1e-5, help="BN eps of the training run (its scripts: 1e-5)"
+        "--bn_eps",
+        "--bn-eps",
+        type=float,
+        default=1e-5,
+        help="BN eps of the training run (its scripts: 1e-5)",
     )
     bp.add_argument(
-        "--sn-eps", type=float, default=1e-6, help="SN eps of the training run (its scripts: 1e-6)"
+        "--sn_eps",
+        "--sn-eps",
+        type=float,
+        default=1e-6,
+        help="SN eps of the training run (its scripts: 1e-6)",
     )
     th = sub.add_parser(
         "tfhub",
         help="an unpacked TF Hub module: deepmind/biggan-{128,256,512}/2 or "
         "biggan-deep-{128,256,512}/1",
+        **shared,
     )
     th.add_argument("module_dir")
-    th.add_argument("--out", required=True)
+    th.add_argument("--out", required=True, help="export directory to create")
     th.add_argument(
         "--standing_stats",
         action="store_true",
@@ -75,6 +85,7 @@ def main(argv=None):
             2,
             f"error: --out {args.out} already holds an exported generator; choose a new directory\n",
         )
+    cli.start(args)  # the host allocator, the compile cache
     try:
         if args.source == "hf":
             convert_hf_files(args.model_bin, args.config_json, args.out)

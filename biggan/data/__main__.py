@@ -6,23 +6,23 @@ SOURCE is one of: ``digits``, ``folder:/path/to/root``, ``cache:/path/to/cache``
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 
 from biggan.data.cache import build_cache
 from biggan.data.pipeline import data_config_from_spec, make_source
 from biggan.data.sources import DataSourceError
+from biggan.runtime import cli
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m biggan.data",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = cli.parser("python -m biggan.data", __doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    build = sub.add_parser("build-cache", help="preprocess a source into a memory-mapped cache")
+    build = sub.add_parser(
+        "build-cache",
+        help="preprocess a source into a memory-mapped cache",
+        formatter_class=cli.HELP_FORMAT,
+    )
     build.add_argument(
         "--source", required=True, help="digits | folder:PATH | cache:PATH | tfds:NAME"
     )
@@ -30,14 +30,22 @@ def main(argv=None) -> int:
     build.add_argument("--out", required=True, help="cache directory to create")
     build.add_argument("--split", default="train", help="TFDS split (tfds sources only)")
     build.add_argument(
-        "--tfds-data-dir", default="", help="TFDS data dir (default ~/tensorflow_datasets)"
+        "--tfds_data_dir",
+        "--tfds-data-dir",
+        default="",
+        help="TFDS data dir (default ~/tensorflow_datasets)",
     )
     build.add_argument("--workers", type=int, default=0, help="decode threads (0 = min(8, CPUs))")
     build.add_argument(
-        "--fast-jpeg", action="store_true", help="DCT-domain JPEG downscale (not exact)"
+        "--fast_jpeg",
+        "--fast-jpeg",
+        action="store_true",
+        help="DCT-domain JPEG downscale (not exact)",
     )
     build.add_argument("--overwrite", action="store_true", help="replace an existing cache")
-    build.add_argument("--no-progress", action="store_true", help="no progress bar")
+    build.add_argument(
+        "--no_progress", "--no-progress", action="store_true", help="no progress bar"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
