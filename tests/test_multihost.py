@@ -496,9 +496,9 @@ def test_launcher_env_mode_joins_any_entry_point():
     # The line names its process index; Gloo's own log lines (written by its threads, not always to
     # stderr) can start a launcher line before it, so the "[i] " prefix is not checked. One short write is
     # atomic on a pipe, so "joined ..." itself is never split.
-    assert "joined 0 2 3 6 3" in proc.stdout and "joined 1 2 3 6 3" in proc.stdout, (
-        proc.stdout[-3000:]
-    )
+    assert "joined 0 2 3 6 3" in proc.stdout and "joined 1 2 3 6 3" in proc.stdout, proc.stdout[
+        -3000:
+    ]
 
 
 def test_launcher_rejects_missing_program():
