@@ -1,7 +1,7 @@
-"""Write the synthetic TF Hub modules that tests/test_convert_tfhub.py converts (needs TensorFlow; run once).
+"""Write the synthetic TF Hub modules that tests/convert/test_convert_tfhub.py converts (needs TensorFlow; run once).
 
     python -m venv /tmp/tfvenv && /tmp/tfvenv/bin/pip install tensorflow-cpu==2.21.0
-    /tmp/tfvenv/bin/python scripts/make_tfhub_fixtures.py tests/data/tfhub
+    /tmp/tfvenv/bin/python scripts/make_tfhub_fixtures.py tests/fixtures/tfhub
 
 Each module is written by TensorFlow itself (a TF1 SavedModel: saved_model.pb with the default, empty tag
 set; variables/ written by the SavedModel builder's Saver) with seeded random values under the variable
@@ -274,4 +274,4 @@ def main(out_root):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "tests/data/tfhub")
+    main(sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures/tfhub")

@@ -1,7 +1,7 @@
 """The README's "Sampling and released weights" block, run verbatim from a fresh directory.
 
-The directory holds what its commands name: the synthetic TF Hub modules (tests/data/tfhub, written by
-TensorFlow), a pytorch-pretrained-biggan model with random weights (tests/test_convert_hf.py), a full-size
+The directory holds what its commands name: the synthetic TF Hub modules (tests/fixtures/tfhub, written by
+TensorFlow), a pytorch-pretrained-biggan model with random weights (tests/convert/test_convert_hf.py), a full-size
 random BigGAN-PyTorch G_ema.pth of the released 128² layout (the converter's default config), z.npy, and an
 exported digits generator in workdirs/digits.
 """
@@ -55,7 +55,7 @@ def full_size_biggan_pytorch_state_dict(path):
 
 @pytest.mark.slow
 def test_readme_sampling_commands_run_verbatim(tmp_path):
-    from test_convert_hf import reference_model, save_reference
+    from references import reference_model, save_reference
 
     commands = readme_commands("Sampling and released weights")
     assert len(commands) == 10 and sum(c.startswith("python sample.py") for c in commands) == 6
@@ -64,7 +64,8 @@ def test_readme_sampling_commands_run_verbatim(tmp_path):
     commands += results
     for name in ("biggan-deep-128", "biggan-128"):
         shutil.copytree(
-            os.path.join(stepping.REPO, "tests", "data", "tfhub", name), tmp_path / f"{name}-module"
+            os.path.join(stepping.REPO, "tests", "fixtures", "tfhub", name),
+            tmp_path / f"{name}-module",
         )
     model, config = reference_model(128, ch=8)
     bin_path, _ = save_reference(model, config, tmp_path / "hf")

@@ -2,7 +2,7 @@
 
 Used for smoke runs and tests: it ships with scikit-learn, so it needs no download. The file is read where
 scikit-learn installed it, without importing scikit-learn (a second per process; BUILD_NOTES.md, Dependencies), exactly as
-`sklearn.datasets.load_digits` reads it (tests/test_data.py compares the two).
+`sklearn.datasets.load_digits` reads it (tests/data/test_data.py compares the two).
 """
 
 from __future__ import annotations

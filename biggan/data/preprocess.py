@@ -100,7 +100,7 @@ def crop_and_resize(image: Image.Image, resolution: int) -> np.ndarray:
         out = image.crop(box) if image.size != (side, side) else image
     elif side > resolution:
         # resize(box=...) reads only the crop; with BOX no filter tap leaves the box, so this is
-        # identical to crop() followed by resize() (checked in tests/test_data.py) without the copy.
+        # identical to crop() followed by resize() (checked in tests/data/test_data.py) without the copy.
         out = image.resize((resolution, resolution), Image.BOX, box=box)
     else:
         # Bilinear taps would reach past the box edges (pixels outside the crop): crop first.

@@ -27,7 +27,7 @@ def truncated_normal(
     The paper (§3.1) re-samples values above the threshold; it does not clip. `jax.random.truncated_normal` samples by inverse CDF
     (u ~ U[Φ(−t), Φ(t)], z = Φ⁻¹(u)), which has exactly the density of rejection re-sampling,
     φ(z)/(Φ(t) − Φ(−t)) on [−t, t] — no mass piles up at ±t as clipping would do. Verified by a KS
-    test against scipy.stats.truncnorm in tests/test_latents.py for t = 2, 1, 0.5, 0.04.
+    test against scipy.stats.truncnorm in tests/gan/test_latents.py for t = 2, 1, 0.5, 0.04.
     """
     if threshold is None or math.isinf(threshold):
         return jax.random.normal(rng, shape, dtype)

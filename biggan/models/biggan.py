@@ -1,7 +1,7 @@
 """BigGAN generator and discriminator (paper appendix B), written as explicit per-resolution tables.
 
 Layouts follow the author's BigGAN-PyTorch (BigGAN.py: G_arch / D_arch), in NHWC. Parameter counts match
-BigGAN-PyTorch's and google/compare_gan's exactly (tests/test_models.py).
+BigGAN-PyTorch's and google/compare_gan's exactly (tests/models/test_models.py).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 G follows the released TF Hub / pytorch-pretrained-biggan layout (so converted weights run unchanged:
 biggan.convert), D follows the author's BigGAN-PyTorch BigGANdeep.py. NHWC throughout. Parameter counts
 match the paper's 50.4M / 34.6M exactly: pytorch-pretrained-biggan's G, BigGAN-PyTorch's D
-(tests/test_biggan_deep.py).
+(tests/models/test_biggan_deep.py).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ The format is TensorFlow's event file: a TFRecord file (each record: the payload
 uint64, the masked CRC-32C of those 8 bytes, the payload, its masked CRC-32C) of `Event` protos
 (tensorflow/core/util/event.proto). The first event carries file_version "brain.Event:2"; each scalar is one
 event with wall_time, step and summary.value[0] = {tag, simple_value}. These are exactly the bytes
-tensorboardX's `SummaryWriter.add_scalar` writes (tests/test_event_file.py compares them).
+tensorboardX's `SummaryWriter.add_scalar` writes (tests/train/test_event_file.py compares them).
 
 Why not tensorboardX's writer (BUILD_NOTES.md, Dependencies): importing tensorboardX imports torch whenever torch
 is installed, a cost every training process would pay, and the trainer writes only scalars.

@@ -11,7 +11,7 @@ structure, the enabled techniques, the losses, the optimisers and a few numbers,
 bottom: `train_step` composes `d_update`, `g_update` and `ema_update`; each update is one screen in the order
 the maths happens; the pieces both updates share follow. Every technique of biggan/techniques/registry.py
 plugs in through the hooks of biggan/techniques/base.py, called in registry order; with none enabled the step
-is the plain one bit for bit (tests/test_ablation.py, tests/test_techniques_in_step.py).
+is the plain one bit for bit (tests/test_ablation.py, tests/techniques/test_techniques_in_step.py).
 """
 
 from __future__ import annotations
@@ -154,14 +154,7 @@ def train_step(setup: StepSetup, state: TrainState, batch, rng):
     """`num_d_steps` D updates, one G update, the EMA; the techniques' after-step hooks."""
     state = with_technique_state(setup.techniques, state)
     d_rng, g_rng = jax.random.split(rng)
-    carry = (
-        state.d_params,
-        state.d_state,
-        state.d_opt,
-        state.g_state,
-        state.g_params,
-        state.extras,
-    )
+    carry = d_carry(state)
     d_inputs = (batch["image"], batch["label"], jax.random.split(d_rng, setup.num_d_steps))
     (d_params, d_state, d_opt, g_state, _, extras), d_metrics = scan_or_unroll(
         functools.partial(d_update, setup, step=state.step), carry, d_inputs, setup.unroll
@@ -347,6 +340,19 @@ def g_update(setup: StepSetup, state, rng, real_batch):
     return g_params, g_state, d_state, g_opt, extras, metrics
 
 
+def d_carry(state: TrainState) -> tuple:
+    """What a D update reads and writes: D's params, SN state and optimiser, G's BN state and params, the
+    technique states."""
+    return (
+        state.d_params,
+        state.d_state,
+        state.d_opt,
+        state.g_state,
+        state.g_params,
+        state.extras,
+    )
+
+
 def ema_update(ema_params, g_params, step, decay, start):
     """EMA of G's weights (paper appendix C): equal to G until `start`, then `decay`."""
     decay = jnp.where(step > start, decay, 0.0)
@@ -452,14 +458,7 @@ def unrolled_discriminator(setup: StepSetup, state, rng, real_batch):
     def d_step(carry, i):
         return d_update(setup, carry, (images, labels, jax.random.fold_in(key, i)), state.step)[0]
 
-    carry = (
-        state.d_params,
-        state.d_state,
-        state.d_opt,
-        state.g_state,
-        state.g_params,
-        state.extras,
-    )
+    carry = d_carry(state)
     ahead = unroll_discriminator(
         d_step, carry, setup.unrolled_d_steps, unroll=loops_unrolled(setup.unroll)
     )

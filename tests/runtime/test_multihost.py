@@ -25,7 +25,7 @@ from biggan.data import make_pipeline
 from biggan.runtime import distributed
 from biggan.train import state as train_state
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
 import launch_local  # noqa: E402
 

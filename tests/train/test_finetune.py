@@ -1,6 +1,6 @@
 """Fine-tuning (`train.init_from`, biggan/train/finetune.py) and FreezeD (`train.freeze_d_blocks`).
 
-From released weights: pytorch-pretrained-biggan's layout with seeded random weights (tests/test_convert_hf.py's
+From released weights: pytorch-pretrained-biggan's layout with seeded random weights (tests/convert/test_convert_hf.py's
 reference model), converted by `python -m biggan.convert hf`; the run's first EMA generator draws exactly the
 converted release's images. From a training workdir through train.py: the run starts at the source's weights
 and FreezeD keeps D's first blocks there while everything else trains.
@@ -61,7 +61,7 @@ def test_freezed_zeroes_the_updates_of_the_first_blocks():
 @pytest.fixture(scope="module")
 def converted_release(tmp_path_factory):
     pytest.importorskip("pytorch_pretrained_biggan")
-    from test_convert_hf import reference_model, save_reference
+    from references import reference_model, save_reference
 
     from biggan.convert import cli as convert_cli
 

@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from image_folders import add_bad_files, make_folder, noise_image
 from PIL import Image
 
 from biggan import data
@@ -23,23 +24,6 @@ from biggan.data.sources import ArraySource
 
 
 # ----------------------------------------------------------------------------- helpers
-def _noise_image(rng, width, height, mode="RGB"):
-    channels = {"RGB": 3, "L": None, "RGBA": 4}[mode]
-    shape = (height, width) if channels is None else (height, width, channels)
-    return Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode=mode)
-
-
-def _make_folder(root, counts, *, seed=0, sizes=((40, 30), (30, 52), (47, 47), (64, 33))):
-    """ROOT/<class>/<k>.jpg random JPEGs of assorted (non-square) sizes; returns root."""
-    rng = np.random.default_rng(seed)
-    for c, (name, count) in enumerate(counts.items()):
-        os.makedirs(os.path.join(root, name), exist_ok=True)
-        for k in range(count):
-            w, h = sizes[(k + c) % len(sizes)]
-            _noise_image(rng, w, h).save(os.path.join(root, name, f"{k:03d}.jpg"), quality=90)
-    return str(root)
-
-
 def _indexed_source(n, resolution=4):
     """ArraySource whose image i encodes i in its first pixel, so batches reveal example ids."""
     images = np.zeros((n, resolution, resolution, 3), np.uint8)
@@ -109,7 +93,7 @@ def test_digits_arrays_shapes_and_values():
 )
 def test_crop_and_resize_matches_pil_reference(size, resolution):
     rng = np.random.default_rng(1)
-    image = _noise_image(rng, *size)
+    image = noise_image(rng, *size)
     w, h = size
     s = min(w, h)
     left, top = (w - s) // 2, (h - s) // 2  # centre crop along the long edge, computed here
@@ -172,10 +156,10 @@ def test_folder_decodes_all_modes_to_rgb(tmp_path):
     rng = np.random.default_rng(3)
     root = tmp_path / "modes"
     (root / "x").mkdir(parents=True)
-    _noise_image(rng, 40, 30, "L").save(root / "x" / "grey.jpg")
+    noise_image(rng, 40, 30, "L").save(root / "x" / "grey.jpg")
     Image.new("CMYK", (30, 40), (0, 255, 0, 0)).save(root / "x" / "cmyk.jpg")  # magenta
-    _noise_image(rng, 35, 30, "RGBA").save(root / "x" / "alpha.png")
-    _noise_image(rng, 30, 30).convert("P").save(root / "x" / "palette.gif")
+    noise_image(rng, 35, 30, "RGBA").save(root / "x" / "alpha.png")
+    noise_image(rng, 30, 30).convert("P").save(root / "x" / "palette.gif")
     source = data.FolderSource(root, 16)
     for i, path in enumerate(source.paths):
         image, label = source.load(i)
@@ -249,7 +233,7 @@ def test_state_restore_replays_batches_across_epochs(prefetch):
 
 
 def test_state_restore_decoding_source_with_threads(tmp_path):
-    root = _make_folder(tmp_path / "f", {"a": 9, "b": 8})
+    root = make_folder(tmp_path / "f", {"a": 9, "b": 8})
     config = data.default_data_config()
     config.update(source="folder", path=root, resolution=16, random_flip=True, num_workers=3)
     with data.make_pipeline(config, local_batch_size=5, seed=2) as it:
@@ -273,7 +257,7 @@ def test_set_state_rejects_other_layout():
 
 # ----------------------------------------------------------------------------- folder classes
 def test_folder_class_mapping_is_sorted_and_checked_on_resume(tmp_path):
-    root = _make_folder(tmp_path / "f", {"b": 2, "a": 3, "C": 1, "10": 1, "9": 2})
+    root = make_folder(tmp_path / "f", {"b": 2, "a": 3, "C": 1, "10": 1, "9": 2})
     paths, labels, names = data.scan_image_folder(root)
     assert names == ("10", "9", "C", "a", "b")
     expected = [names.index(os.path.basename(os.path.dirname(p))) for p in paths]
@@ -285,7 +269,7 @@ def test_folder_class_mapping_is_sorted_and_checked_on_resume(tmp_path):
     saved = json.loads((run_dir / "data_classes.json").read_text())
     assert saved["mapping"] == {"10": 0, "9": 1, "C": 2, "a": 3, "b": 4}
     data.make_pipeline(config, local_batch_size=2, seed=0, run_dir=run_dir).close()  # same: ok
-    _make_folder(tmp_path / "f", {"Bb": 1})  # a new class shifts later indices
+    make_folder(tmp_path / "f", {"Bb": 1})  # a new class shifts later indices
     with pytest.raises(data.DataSourceError, match=r"class mapping changed.*'a': 3.*'a': 4"):
         data.make_pipeline(config, local_batch_size=2, seed=0, run_dir=run_dir)
 
@@ -296,7 +280,7 @@ def test_folder_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(data.DataSourceError, match="no class sub-folders"):
         data.FolderSource(tmp_path / "empty", 16)
-    root = _make_folder(tmp_path / "f", {"a": 2})
+    root = make_folder(tmp_path / "f", {"a": 2})
     os.makedirs(os.path.join(root, "b"))
     open(os.path.join(root, "b", "notes.txt"), "w").close()
     with pytest.raises(data.DataSourceError, match=r"class folder '.*/f/b' contains no images"):
@@ -308,24 +292,9 @@ def test_folder_errors(tmp_path):
 
 
 # ----------------------------------------------------------------------------- bad files
-def _add_bad_files(root):
-    good = io.BytesIO()
-    _noise_image(np.random.default_rng(9), 60, 40).save(good, format="JPEG")
-    with open(os.path.join(root, "a", "truncated.jpg"), "wb") as f:
-        f.write(good.getvalue()[: len(good.getvalue()) // 2])
-    with open(os.path.join(root, "b", "garbage.jpg"), "wb") as f:
-        f.write(b"this is not an image" * 10)
-    open(os.path.join(root, "b", "empty.png"), "wb").close()
-    return {
-        os.path.join(root, "a", "truncated.jpg"),
-        os.path.join(root, "b", "garbage.jpg"),
-        os.path.join(root, "b", "empty.png"),
-    }
-
-
 def test_corrupt_files_are_skipped_counted_and_logged(tmp_path, caplog):
-    root = _make_folder(tmp_path / "f", {"a": 5, "b": 5})
-    bad = _add_bad_files(root)
+    root = make_folder(tmp_path / "f", {"a": 5, "b": 5})
+    bad = add_bad_files(root)
     folder = data.FolderSource(root, 16)
     good = sorted(folder.load(i)[0].tobytes() for i, p in enumerate(folder.paths) if p not in bad)
     config = data.default_data_config()
@@ -358,8 +327,8 @@ def test_all_corrupt_shard_raises(tmp_path):
 
 # ----------------------------------------------------------------------------- cache
 def test_cache_matches_folder_and_skips_corrupt(tmp_path):
-    root = _make_folder(tmp_path / "f", {"a": 6, "b": 7})
-    bad = _add_bad_files(root)
+    root = make_folder(tmp_path / "f", {"a": 6, "b": 7})
+    bad = add_bad_files(root)
     out = tmp_path / "cache"
     assert (
         data_cli(
@@ -410,7 +379,7 @@ def test_cache_matches_folder_and_skips_corrupt(tmp_path):
 
 
 def test_cache_pipeline_equals_folder_pipeline(tmp_path):
-    root = _make_folder(tmp_path / "f", {"a": 6, "b": 5})
+    root = make_folder(tmp_path / "f", {"a": 6, "b": 5})
     out = tmp_path / "cache"
     data.build_cache(data.FolderSource(root, 16), out, progress=False)
     config = data.default_data_config()
@@ -457,7 +426,7 @@ def test_library_does_not_import_tfds():
         check=True,
         env=env,
         timeout=120,
-        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
     )
 
 
@@ -516,7 +485,7 @@ def test_prepare_imagenet_folder_mode_on_fake_tars(tmp_path):
 
     def add_jpeg(tar, name):
         buffer = io.BytesIO()
-        _noise_image(rng, 20, 15).save(buffer, format="JPEG")
+        noise_image(rng, 20, 15).save(buffer, format="JPEG")
         info = tarfile.TarInfo(name)
         info.size = len(buffer.getvalue())
         tar.addfile(info, io.BytesIO(buffer.getvalue()))
@@ -534,7 +503,7 @@ def test_prepare_imagenet_folder_mode_on_fake_tars(tmp_path):
         for k in (3, 1, 2):
             add_jpeg(tar, f"ILSVRC2012_val_{k:08d}.JPEG")
     script = os.path.join(
-        os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
         "scripts",
         "prepare_imagenet.sh",
     )

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import stepping
 from gcs_server import GCSServer  # first: it sets what gcsfs reads when it is imported
-from test_trainer import TINY, assert_states_identical, run_config, saved_state
+from stepping import TINY, assert_states_identical, run_config, saved_state
 
 from biggan import checkpoints
 from biggan.runtime import storage
@@ -195,7 +195,7 @@ def test_train_on_gcs_resumes_after_sigterm_bit_for_bit_then_samples_and_evaluat
 @pytest.mark.slow
 def test_convert_out_to_gcs_samples_as_the_local_export(gcs, tmp_path):
     pytest.importorskip("pytorch_pretrained_biggan")
-    from test_convert_hf import reference_model, save_reference
+    from references import reference_model, save_reference
 
     from biggan.convert import hf
 

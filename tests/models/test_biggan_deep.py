@@ -1,6 +1,6 @@
 """BigGAN-deep G and D (paper appendix B; BigGAN-PyTorch BigGANdeep.py): exact parameter counts, forward shapes at every resolution, bad input.
 
-Numerical parity of G with pytorch-pretrained-biggan is in tests/test_convert_hf.py.
+Numerical parity of G with pytorch-pretrained-biggan is in tests/convert/test_convert_hf.py.
 """
 
 import jax

@@ -22,7 +22,7 @@ from biggan.evaluation import evaluator as evaluation
 from biggan.runtime import distributed
 from biggan.train import state as train_state
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
 import launch_local  # noqa: E402
 
@@ -247,7 +247,7 @@ def _run(cmd, env, what):
 def test_score_as_two_processes_equals_one(evaluation_inputs):
     base = evaluation_inputs
     runs = {}
-    # No persistent compilation cache (as tests/test_multihost.py: it would serve process 0 only).
+    # No persistent compilation cache (as tests/runtime/test_multihost.py: it would serve process 0 only).
     plain = {
         k: v
         for k, v in os.environ.items()

@@ -27,7 +27,7 @@ from biggan.techniques import pacgan, registry
 from biggan.train import state as train_state
 from biggan.train import step as ts
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # The last commit before these switches existed: the reference for "default step unchanged".
 BEFORE_COMMIT = "8ad0227f4d8043d4b03a691f587b4ea41c1793d2"
 NEUTRAL = dict(

@@ -298,7 +298,7 @@ def test_sample_cli_defaults_reproduce_eval_mode(tmp_path):
         torch.randn(16, 120, generator=g), torch.randint(0, 1000, (16,), generator=g)
     )
     torch.save(sd, tmp_path / "G_ema.pth")
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     run = dict(capture_output=True, text=True, cwd=root)
     result = subprocess.run(
         [

@@ -1,6 +1,6 @@
 """`python -m biggan.convert tfhub`: the six TF Hub BigGAN modules, read without TensorFlow.
 
-Fixtures: tests/data/tfhub/biggan-128 and biggan-deep-128 were written by TensorFlow 2.21 itself
+Fixtures: tests/fixtures/tfhub/biggan-128 and biggan-deep-128 were written by TensorFlow 2.21 itself
 (scripts/make_tfhub_fixtures.py) with seeded random values under the real variable names, at a small width.
 The references below rebuild the same values from the seed with that script's numpy builders, so they never
 read the module through our reader:
@@ -31,8 +31,8 @@ from biggan.sampling import sampler as sampling
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FIXTURES = os.path.join(ROOT, "tests", "data", "tfhub")
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+FIXTURES = os.path.join(ROOT, "tests", "fixtures", "tfhub")
 _spec = importlib.util.spec_from_file_location(
     "make_tfhub_fixtures", os.path.join(ROOT, "scripts", "make_tfhub_fixtures.py")
 )
@@ -389,7 +389,7 @@ def full_size_config(family, res):
     "family,res,expected",
     [
         ("biggan", 128, 70_433_988),
-        ("biggan", 256, 82_097_604),  # BigGAN-PyTorch's counts (tests/test_models.py)
+        ("biggan", 256, 82_097_604),  # BigGAN-PyTorch's counts (tests/models/test_models.py)
         ("biggan-deep", 128, 50_388_609),
         ("biggan-deep", 256, 55_880_833),
         ("biggan-deep", 512, 56_163_905),

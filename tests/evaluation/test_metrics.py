@@ -16,7 +16,7 @@ from biggan.evaluation.feature_network import FeatureNetwork
 def _import_reference(module):
     """A reference implementation (torch-fidelity / pytorch-fid), tolerating PyPI's CUDA torchvision
     next to CPU torch: its C ops cannot load, so the registration modules that need them are stubbed
-    (see tests/test_inception.py)."""
+    (see tests/evaluation/test_inception.py)."""
     pytest.importorskip("torch")
     try:
         import torchvision  # noqa: F401

@@ -313,13 +313,13 @@ def test_moments_take_every_training_source_and_skip_corrupt_images(
     """folder:, cache: and tfds: specs (as data.source takes them) and --config; corrupt files are skipped
     and counted as the training pipeline does; the moments are the mean/covariance of the readable images'
     features."""
-    from test_data import _add_bad_files, _make_folder
+    from image_folders import add_bad_files, make_folder
 
     from biggan.data import FolderSource
     from biggan.data import __main__ as data_cli
 
-    root = _make_folder(tmp_path / "f", {"a": 6, "b": 7})
-    bad = _add_bad_files(root)
+    root = make_folder(tmp_path / "f", {"a": 6, "b": 7})
+    bad = add_bad_files(root)
     common = [
         "--feature_network",
         "digits",
