@@ -51,8 +51,14 @@ def worker(config_name, out):
         "jax_log_compiles", True
     )  # logs each program lowered, whether compiled or loaded
     from biggan import config as cfg
-    from biggan.train import state as train_state
-    from biggan.train import step as ts
+
+    try:
+        from biggan.train import state as train_state
+        from biggan.train import step as ts
+    except ImportError:  # a reference commit from before the subsystem packages
+        from biggan import train_step as ts
+
+        train_state = ts
 
     c = cfg.load_config_file(config_name.removesuffix("+tiny"))
     if config_name.endswith("+tiny"):

@@ -1,17 +1,12 @@
 """The test helpers: a tiny digits config (and the same as train.py flags), a random uint8 batch in the
-step's layout, leaves; tiny trainer runs and their saved states."""
+step's layout, leaves."""
 
-import json
 import os
 
 import jax
-import ml_collections
 import numpy as np
 
-from biggan import checkpoints
 from biggan import config as cfg
-from biggan.runtime import sharding, storage
-from biggan.train import state as train_state
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -60,34 +55,3 @@ def random_batch(c, seed=0):
 
 def leaves(tree):
     return [np.asarray(x) for x in jax.tree.leaves(tree)]
-
-
-# EMA from step 1 (runlocal's ema_start), so the resume tests cover the EMA weights too.
-TINY = tiny_flags(ema_start=1, log=dict(sv_every=0, sample_every=0))
-
-
-def run_config(num_steps, **log):
-    """The tiny config for `num_steps` trainer steps, logging every step, checkpoints only when asked."""
-    return tiny_config(
-        num_steps=num_steps,
-        ema_start=1,
-        log={"sv_every": 0, "sample_every": 0, "checkpoint_every": 1000, "log_every": 1, **log},
-    )
-
-
-def saved_state(workdir, step=None):
-    c = ml_collections.ConfigDict(
-        json.loads(storage.read_text(os.path.join(workdir, "config.json")))
-    )
-    ck = checkpoints.Checkpointer(workdir)
-    step = ck.latest_step() if step is None else step
-    state, data = ck.restore(step, train_state.abstract_state(c, sharding.make_mesh()))
-    ck.close()
-    return step, state, data
-
-
-def assert_states_identical(a, b):
-    la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
-    assert len(la) == len(lb)
-    for x, y in zip(la, lb):
-        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import stepping
 from gcs_server import GCSServer  # first: it sets what gcsfs reads when it is imported
-from stepping import TINY, assert_states_identical, run_config, saved_state
+from runs import TINY, assert_states_identical, run_config, saved_state
 
 from biggan import checkpoints
 from biggan.runtime import storage

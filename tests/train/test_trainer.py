@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from stepping import TINY, assert_states_identical, run_config, saved_state
+from runs import TINY, assert_states_identical, run_config, saved_state
 
 from biggan import checkpoints
 from biggan.train import loop as trainer
