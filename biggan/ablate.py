@@ -55,12 +55,18 @@ def load_study(spec: str):
     """(base experiment config, ablation section) from `path/to/study.py[:arg]`."""
     path = spec.partition(":")[0]
     config = cfg.run_config_file(spec)
-    if "ablation" not in config or not len(config.ablation.get("variants", {})):
+    if (
+        "ablation" not in config
+        or "variants" not in config.ablation
+        or not config.ablation.variants
+    ):
         raise ValueError(
             f"{path} has no config.ablation.variants; a study config must list "
             f"{{name: ablate.variant({{'dotted.key': value}})}}"
         )
-    ablation = config.ablation
+    # The study section with its optional keys completed: one seed, the default metrics.
+    ablation = ml_collections.ConfigDict(dict(seeds=1, metrics=DEFAULT_METRICS))
+    ablation.update(config.ablation)
     with config.unlocked():
         del config["ablation"]
     cfg.check_keys(config, cfg.base_config())
@@ -163,15 +169,9 @@ def run_study(
         _collect_eval_cache(study_dir, directory)
         log(
             f"{name} seed {i}: done in {result['seconds']:.0f} s: "
-            + ", ".join(
-                f"{m}={result[m]:.4g}"
-                for m in ablation.get("metrics", DEFAULT_METRICS)
-                if m in result
-            )
+            + ", ".join(f"{m}={result[m]:.4g}" for m in ablation.metrics if m in result)
         )
-    return write_results(
-        study_dir, variants, seeds, tuple(ablation.get("metrics", DEFAULT_METRICS))
-    )
+    return write_results(study_dir, variants, seeds, tuple(ablation.metrics))
 
 
 def summarise(values: list[float]) -> tuple[float, float]:
@@ -317,7 +317,7 @@ def main(argv=None):
     variants = variant_overrides(ablation)
     for name, ov in variants.items():
         apply_overrides(base, ov)  # fail early on a bad key, before hours of training
-    seeds = args.seeds or ablation.get("seeds", 1)
+    seeds = args.seeds or ablation.seeds
     name = os.path.splitext(os.path.basename(args.config.partition(":")[0]))[0]
     study_dir = storage.resolve(args.workdir or os.path.join("workdirs", name))
     if args.list:

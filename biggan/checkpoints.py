@@ -8,7 +8,6 @@ replaces a good checkpoint. Nothing non-finite is ever saved (the trainer checks
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -222,16 +221,14 @@ def _capture(fn, errors: list):
 
 def check_workdir_config(workdir: str, config: ml_collections.ConfigDict):
     """Refuse to resume a workdir written by a different architecture; record the config otherwise."""
-    path = os.path.join(workdir, "config.json")
-    if storage.exists(path):
-        old = ml_collections.ConfigDict(json.loads(storage.read_text(path)))
-        old_m, new_m = old.model.to_dict(), config.model.to_dict()
+    if storage.exists(os.path.join(workdir, "config.json")):
+        old = cfg.read_config(workdir)
         diff = model_differences(old.model, config.model)
         if diff:
             raise ValueError(
                 f"{workdir} holds a checkpoint of a different model: "
-                f"{old_m.get('arch')} {old_m.get('resolution')}² vs the requested {new_m.get('arch')} "
-                f"{new_m.get('resolution')}²; differing model keys (workdir → requested): "
+                f"{old.model.arch} {old.model.resolution}² vs the requested {config.model.arch} "
+                f"{config.model.resolution}²; differing model keys (workdir → requested): "
                 + ", ".join(f"{k}: {a!r} → {b!r}" for k, (a, b) in diff.items())
                 + ". Nothing was overwritten; use another --workdir or the matching config."
             )
@@ -251,11 +248,9 @@ def _norm(v):
 def model_differences(
     old: ml_collections.ConfigDict, new: ml_collections.ConfigDict, ignore=()
 ) -> dict:
-    """{key: (old value, new value)} of the model keys that differ, sorted. A key `old` lacks was added to the
-    schema after it was written: it had the schema's default then (every new model key defaults to the old
-    behaviour), so that is compared."""
-    old = dict(cfg.model_config().to_dict(), **old.to_dict())
-    new = new.to_dict()
+    """{key: (old value, new value)} of the model keys that differ, sorted (`old` read with
+    config.read_config, so it has every key)."""
+    old, new = old.to_dict(), new.to_dict()
     return {
         k: (old.get(k), new.get(k))
         for k in sorted(set(old) | set(new))
@@ -268,9 +263,7 @@ def load_ema_generator(workdir, step=None):
 
     Only the EMA weights and G's state are read (orbax's partial restore), into G's structure built from
     `config.model` alone: sampling and evaluation need neither D, the optimisers nor the techniques."""
-    config = ml_collections.ConfigDict(
-        json.loads(storage.read_text(os.path.join(workdir, "config.json")))
-    )
+    config = cfg.read_config(workdir)
     ckpt = Checkpointer(workdir)
     step = ckpt.latest_step() if step is None else step
     if step is None:

@@ -9,13 +9,14 @@ from __future__ import annotations
 import ast
 import difflib
 import importlib.util
+import json
 import os
 
 import jax
 import ml_collections
 
 from biggan.data import pipeline  # the data section's keys are owned by the input pipeline
-from biggan.runtime import distributed
+from biggan.runtime import distributed, storage
 
 
 def model_config() -> ml_collections.ConfigDict:
@@ -263,6 +264,29 @@ def check_keys(config: ml_collections.ConfigDict, reference: ml_collections.Conf
             reference[key], ml_collections.ConfigDict
         ):
             check_keys(value, reference[key], prefix=path + ".")
+
+
+def upgrade(stored) -> ml_collections.ConfigDict:
+    """A config read back from a config.json (a training workdir's or an exported generator's), completed
+    with today's schema: a key the schema gained after the file was written takes its default, which is the
+    behaviour of that time (every new key defaults to it). The one place where defaults stand in for missing
+    keys: every reader of a config.json goes through `read_config`, so the rest of the code reads keys plainly.
+    Keys the schema no longer has are kept."""
+
+    def merge(default: dict, saved: dict) -> dict:
+        out = dict(default)
+        for key, value in saved.items():
+            both_sections = isinstance(value, dict) and isinstance(default.get(key), dict)
+            out[key] = merge(default[key], value) if both_sections else value
+        return out
+
+    saved = stored.to_dict() if isinstance(stored, ml_collections.ConfigDict) else dict(stored)
+    return ml_collections.ConfigDict(merge(base_config().to_dict(), saved))
+
+
+def read_config(directory: str) -> ml_collections.ConfigDict:
+    """`directory`/config.json, upgraded to today's schema."""
+    return upgrade(json.loads(storage.read_text(os.path.join(directory, "config.json"))))
 
 
 def check_config_path(path: str) -> None:

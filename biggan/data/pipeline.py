@@ -126,7 +126,7 @@ def make_source(data_config) -> ImageSource:
             f"data.resolution={resolution}; expected a positive pixel size "
             "(the model resolution, e.g. 128)."
         )
-    path = data_config.get("path", "")
+    path = data_config.path
     if kind in ("folder", "cache") and not path:
         raise DataSourceError(
             f"data.source={kind!r} needs data.path (the "
@@ -135,19 +135,19 @@ def make_source(data_config) -> ImageSource:
     if kind == "digits":
         source = DigitsSource(resolution)
     elif kind == "folder":
-        source = FolderSource(path, resolution, fast_jpeg=bool(data_config.get("fast_jpeg", False)))
+        source = FolderSource(path, resolution, fast_jpeg=data_config.fast_jpeg)
     elif kind == "cache":
         source = CacheSource(path, resolution)
     elif kind == "tfds":
         source = TfdsSource(
             data_config.tfds_name,
-            data_config.get("split", "train"),
+            data_config.split,
             resolution,
-            data_dir=data_config.get("tfds_data_dir", "") or None,
+            data_dir=data_config.tfds_data_dir or None,
         )
     else:
         raise DataSourceError(f"data.source={kind!r}; expected one of {SOURCES}.")
-    max_examples = int(data_config.get("max_examples", 0) or 0)
+    max_examples = int(data_config.max_examples)
     if max_examples:
         source = SubsetSource(source, max_examples)
     return source
@@ -524,7 +524,7 @@ def make_pipeline(
         seed=seed,
         process_index=process_index,
         process_count=process_count,
-        random_flip=bool(data_config.get("random_flip", False)),
-        num_workers=int(data_config.get("num_workers", 0) or 0),
-        prefetch_batches=int(data_config.get("prefetch_batches", 2)),
+        random_flip=data_config.random_flip,
+        num_workers=int(data_config.num_workers),
+        prefetch_batches=int(data_config.prefetch_batches),
     )

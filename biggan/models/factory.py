@@ -59,8 +59,8 @@ def make_discriminator(m, rngs: nnx.Rngs, in_channels: int = 3):
         sn_eval_mode=m.sn_eval_mode,
         dtype=_dtype(m),
         in_channels=in_channels,
-        minibatch_kernels=m.get("d_minibatch_kernels", 0),
-        minibatch_kernel_dim=m.get("d_minibatch_kernel_dim", 5),
+        minibatch_kernels=m.d_minibatch_kernels,
+        minibatch_kernel_dim=m.d_minibatch_kernel_dim,
         rngs=rngs,
     )
     if m.arch == "biggan":

@@ -11,7 +11,6 @@ Converters (biggan.convert) and train.py (from its EMA generator) write this for
 
 from __future__ import annotations
 
-import json
 import os
 
 import jax
@@ -19,6 +18,7 @@ import ml_collections
 import orbax.checkpoint as ocp
 from flax import nnx
 
+from biggan import config as cfg
 from biggan.models import factory as models
 from biggan.runtime import sharding, storage
 
@@ -58,7 +58,7 @@ def load_config(directory) -> ml_collections.ConfigDict:
             f"{path} not found: {directory} is not an exported generator "
             f"(expected config.json and generator/ written by biggan.convert or train.py)"
         )
-    return ml_collections.ConfigDict(json.loads(storage.read_text(path)))
+    return cfg.read_config(directory)
 
 
 def load_generator(directory):

@@ -43,10 +43,10 @@ def latent_of(config) -> tuple[str, dict]:
     """(name, kwargs) of the latent distribution a run was trained with (`train.latent`, paper appendix E):
     every place the run samples draws from it. Variance annealing samples at the end of its schedule (σ_end,
     the distribution G is annealed towards)."""
-    t = config.get("train")
-    if not t or t.get("latent", "normal") == "normal":
+    t = config.train
+    if t.latent == "normal":
         return NORMAL
-    kwargs = cfg.parse_kwargs(t.get("latent_kwargs", ""), "train.latent_kwargs")
+    kwargs = cfg.parse_kwargs(t.latent_kwargs, "train.latent_kwargs")
     if t.latent == "variance_annealing":
         kwargs = dict(kwargs, step=kwargs["anneal_steps"])
     return t.latent, kwargs

@@ -26,7 +26,7 @@ class ADA(Technique):
 
     @staticmethod
     def enabled(config) -> bool:
-        return bool(config.train.get("ada_target", 0.0))
+        return bool(config.train.ada_target)
 
     def check(self) -> None:
         t = self.train
@@ -36,7 +36,7 @@ class ADA(Technique):
                 f"train.ada_target={t.ada_target} is a target for E[sign(D(real))]: set it in (0, 1) "
                 f"(Karras et al. use 0.6) or 0 to switch ADA off"
             )
-        if t.get("diffaug_policy", ""):
+        if t.diffaug_policy:
             raise ValueError(
                 f"train.ada_target={t.ada_target} and train.diffaug_policy={t.diffaug_policy!r} both "
                 f"augment D's inputs; use one (ADA's operations are set by train.ada_policy)"

@@ -33,9 +33,7 @@ class ConsistencyRegularisation(Technique):
 
     @staticmethod
     def enabled(config) -> bool:
-        return bool(
-            config.train.get("cr_real_weight", 0.0) or config.train.get("cr_fake_weight", 0.0)
-        )
+        return bool(config.train.cr_real_weight or config.train.cr_fake_weight)
 
     def check(self) -> None:
         t = self.train
@@ -72,7 +70,7 @@ class LatentConsistency(Technique):
 
     @staticmethod
     def enabled(config) -> bool:
-        return bool(config.train.get("zcr_d_weight", 0.0) or config.train.get("zcr_g_weight", 0.0))
+        return bool(config.train.zcr_d_weight or config.train.zcr_g_weight)
 
     def check(self) -> None:
         t = self.train

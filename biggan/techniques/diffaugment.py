@@ -15,7 +15,7 @@ class DiffAugment(Technique):
 
     @staticmethod
     def enabled(config) -> bool:
-        return bool(config.train.get("diffaug_policy", ""))
+        return bool(config.train.diffaug_policy)
 
     def check(self) -> None:
         self.ops = augment.parse_policy(self.train.diffaug_policy, "train.diffaug_policy")

@@ -31,7 +31,7 @@ class FeatureDropout(Technique):
 
     @staticmethod
     def enabled(config) -> bool:
-        return config.model.get("d_dropout_keep", 1.0) != 1.0
+        return config.model.d_dropout_keep != 1.0
 
     def check(self) -> None:
         keep = self.config.model.d_dropout_keep

@@ -35,7 +35,7 @@ class FeatureMatching(Technique):
 
     @staticmethod
     def enabled(config) -> bool:
-        return bool(config.train.get("feature_matching_weight", 0.0))
+        return bool(config.train.feature_matching_weight)
 
     def check(self) -> None:
         nonnegative(self.train, "feature_matching_weight")

@@ -34,7 +34,7 @@ class FreezeD(Technique):
 
     @staticmethod
     def enabled(config) -> bool:
-        return bool(config.train.get("freeze_d_blocks", 0))
+        return bool(config.train.freeze_d_blocks)
 
     def check(self) -> None:
         k = self.train.freeze_d_blocks

@@ -61,7 +61,7 @@ class HistoricalAveragingD(Technique):
 
     @staticmethod
     def enabled(config) -> bool:
-        return bool(config.train.get("historical_averaging_weight", 0.0))
+        return bool(config.train.historical_averaging_weight)
 
     def check(self) -> None:
         t = self.train

@@ -29,7 +29,7 @@ class InstanceNoise(Technique):
 
     @staticmethod
     def enabled(config) -> bool:
-        return bool(config.train.get("instance_noise_sigma", 0.0))
+        return bool(config.train.instance_noise_sigma)
 
     def check(self) -> None:
         nonnegative(self.train, "instance_noise_sigma", "instance_noise_anneal_steps")

@@ -19,7 +19,7 @@ class LabelSmoothing(Technique):
 
     @staticmethod
     def enabled(config) -> bool:
-        return bool(config.train.get("label_smoothing", 0.0))
+        return bool(config.train.label_smoothing)
 
     def check(self) -> None:
         nonnegative(self.train, "label_smoothing")
@@ -34,7 +34,7 @@ class NoisyLabels(Technique):
 
     @staticmethod
     def enabled(config) -> bool:
-        return bool(config.train.get("label_noise", 0.0) or config.train.get("soft_labels", False))
+        return bool(config.train.label_noise or config.train.soft_labels)
 
     def check(self) -> None:
         t = self.train

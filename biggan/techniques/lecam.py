@@ -31,7 +31,7 @@ class LeCam(Technique):
 
     @staticmethod
     def enabled(config) -> bool:
-        return bool(config.train.get("lecam_weight", 0.0))
+        return bool(config.train.lecam_weight)
 
     def check(self) -> None:
         t = self.train

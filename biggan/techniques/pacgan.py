@@ -42,7 +42,7 @@ class PacGAN(Technique):
 
     @staticmethod
     def enabled(config) -> bool:
-        return config.train.get("pacgan_pack", 1) != 1
+        return config.train.pacgan_pack != 1
 
     def check(self) -> None:
         t, micro = self.train, micro_batch_size(self.train)

@@ -121,7 +121,7 @@ class R1(Technique):
 
     @staticmethod
     def enabled(config) -> bool:
-        return bool(config.train.get("r1_gamma", 0.0))
+        return bool(config.train.r1_gamma)
 
     def check(self) -> None:
         nonnegative(self.train, "r1_gamma")
@@ -139,7 +139,7 @@ class DRAGAN(Technique):
 
     @staticmethod
     def enabled(config) -> bool:
-        return bool(config.train.get("dragan_weight", 0.0))
+        return bool(config.train.dragan_weight)
 
     def check(self) -> None:
         nonnegative(self.train, "dragan_weight")
@@ -158,7 +158,7 @@ class WGANGP(Technique):
 
     @staticmethod
     def enabled(config) -> bool:
-        return bool(config.train.get("gp_weight", 0.0))
+        return bool(config.train.gp_weight)
 
     def check(self) -> None:
         nonnegative(self.train, "gp_weight")

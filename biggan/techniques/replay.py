@@ -95,9 +95,7 @@ class ExperienceReplay(Technique):
 
     @staticmethod
     def enabled(config) -> bool:
-        return bool(
-            config.train.get("replay_capacity", 0) or config.train.get("replay_fraction", 0.0)
-        )
+        return bool(config.train.replay_capacity or config.train.replay_fraction)
 
     def check(self) -> None:
         t, micro = self.train, micro_batch_size(self.train)

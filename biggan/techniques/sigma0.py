@@ -130,7 +130,7 @@ class Sigma0Regulariser(Technique):
 
     @staticmethod
     def enabled(config) -> bool:
-        return bool(config.train.get("sigma0_reg_strength", 0.0))
+        return bool(config.train.sigma0_reg_strength)
 
     def check(self) -> None:
         t = self.train
@@ -160,9 +160,7 @@ class Sigma0Clamp(Technique):
 
     @staticmethod
     def enabled(config) -> bool:
-        return bool(
-            config.train.get("sigma0_clamp", 0.0) or config.train.get("sigma0_clamp_ratio", 0.0)
-        )
+        return bool(config.train.sigma0_clamp or config.train.sigma0_clamp_ratio)
 
     def check(self) -> None:
         t = self.train

@@ -15,7 +15,6 @@ from its own.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 
@@ -25,6 +24,7 @@ import ml_collections
 from flax import nnx, traverse_util
 
 from biggan import checkpoints
+from biggan import config as cfg
 from biggan.runtime import sharding, storage
 from biggan.sampling import export
 from biggan.techniques import registry
@@ -74,7 +74,7 @@ def _source_config(source: str) -> tuple[str, ml_collections.ConfigDict]:
         return "generator", export.load_config(source)
     config_path = os.path.join(source, "config.json")
     if storage.exists(config_path) and storage.isdir(os.path.join(source, "checkpoints")):
-        return "workdir", ml_collections.ConfigDict(json.loads(storage.read_text(config_path)))
+        return "workdir", cfg.read_config(source)
     raise InitFromError(
         f"train.init_from={source} is neither a training workdir (config.json and "
         f"checkpoints/) nor an exported generator (config.json and generator/, written by "

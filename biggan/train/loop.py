@@ -185,9 +185,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
 
     start = ckpt.latest_step()
     if start is None:
-        if t.get(
-            "init_from", ""
-        ):  # fine-tuning: trained weights, fresh optimisers (biggan/train/finetune.py)
+        if t.init_from:  # fine-tuning: trained weights, fresh optimisers (biggan/train/finetune.py)
             mdl, _ = jax.eval_shape(
                 lambda: train_state.init_state(config, jax.random.key(config.seed))
             )
@@ -213,7 +211,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
         pipeline,
         (t.num_d_steps, t.num_accumulations),
         NamedSharding(mesh, P(None, None, sharding.DATA_AXIS)),
-        depth=config.data.get("prefetch_steps", 2),
+        depth=config.data.prefetch_steps,
     )
     first_nonfinite = jax.device_put(np.int32(-1), sharding.replicated(mesh))
     writer = MetricWriter(workdir)

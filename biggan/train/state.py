@@ -63,10 +63,8 @@ def init_state(config: ml_collections.ConfigDict, rng) -> tuple[Models, TrainSta
     t = config.train
     g_key, d_key = jax.random.split(rng)
     G = models.make_generator(config.model, nnx.Rngs(g_key))
-    # .get here and below: a workdir's config.json written before these keys existed still loads.
-    pack = t.get("pacgan_pack", 1)
     D = models.make_discriminator(
-        config.model, nnx.Rngs(d_key), in_channels=pacgan.pacgan_in_channels(3, pack)
+        config.model, nnx.Rngs(d_key), in_channels=pacgan.pacgan_in_channels(3, t.pacgan_pack)
     )
     g_graphdef, g_params, g_state = nnx.split(G, nnx.Param, ...)
     d_graphdef, d_params, d_state = nnx.split(D, nnx.Param, ...)
