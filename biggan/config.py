@@ -15,7 +15,7 @@ import os
 import jax
 import ml_collections
 
-from biggan.data import pipeline  # the data section's keys are owned by the input pipeline
+from biggan.data import source_config  # the data section's keys are owned by the data package
 from biggan.runtime import distributed, storage
 
 
@@ -52,7 +52,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.seed = 0
     c.workdir = ""  # default: workdirs/<config name>
     c.model = model_config()
-    c.data = pipeline.default_data_config()
+    c.data = source_config.default_data_config()
     c.train = ml_collections.ConfigDict(
         dict(
             batch_size=2048,  # global batch per D/G step

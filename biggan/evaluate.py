@@ -21,7 +21,7 @@ import jax
 from biggan import config as cfg
 from biggan.data import DataSourceError
 from biggan.evaluation import evaluator as evaluation
-from biggan.evaluation import metrics, reports
+from biggan.evaluation import metrics, reference, reports
 from biggan.runtime import cli, distributed, storage
 from biggan.sampling import sampler as sampling
 
@@ -63,7 +63,7 @@ def _build_parser():
         formatter_class=cli.HELP_FORMAT,
     )
     p.add_argument(
-        "--data", default=None, help=evaluation.DATA_SPEC_HELP + "; default: the --config's data"
+        "--data", default=None, help=reference.DATA_SPEC_HELP + "; default: the --config's data"
     )
     p.add_argument(
         "--config",
@@ -157,16 +157,16 @@ def main(argv=None) -> int:
     if args.command == "moments":
         try:  # a bad spec, path or config: one line and exit status 2, before any work
             config = cfg.load_config_file(args.config) if args.config else None
-            load_chunk, count, description = evaluation.data_chunks(
+            load_chunk, count, description = reference.data_chunks(
                 args.data, resolution=args.resolution, max_images=args.max_images, config=config
             )
-            source = evaluation.data_section(
+            source = reference.data_section(
                 args.data, resolution=args.resolution, config=config
             ).source
         except (ValueError, KeyError, FileNotFoundError, DataSourceError) as e:
             parser.error(f"moments: {e}")
         feature_net = _feature_network_for(args, data=source)
-        moments = evaluation.compute_moments_of_chunks(
+        moments = reference.compute_moments_of_chunks(
             load_chunk,
             count,
             feature_net,
@@ -229,7 +229,7 @@ def main(argv=None) -> int:
             flush=True,
         )
     feature_net = _feature_network_for(args, moments_path=moments_path)
-    reference = (
+    reference_moments = (
         metrics.load_moments(moments_path, feature_network=feature_net.name)
         if moments_path
         else None
@@ -238,7 +238,7 @@ def main(argv=None) -> int:
         num_samples=args.num_samples,
         seed=args.seed,
         batch_size=args.batch_size,
-        reference_moments=reference,
+        reference_moments=reference_moments,
         progress=lead,
     )
     if args.command == "score":

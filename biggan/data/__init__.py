@@ -13,14 +13,7 @@ TFDS is imported only when source == 'tfds' (biggan.data.tfds_source).
 
 from biggan.data.cache import CacheSource, build_cache, read_manifest
 from biggan.data.digits import DIGITS_COUNT, DIGITS_NUM_CLASSES, digits_arrays
-from biggan.data.pipeline import (
-    SOURCES,
-    ShardedBatchIterator,
-    default_data_config,
-    make_pipeline,
-    make_source,
-    save_or_check_class_mapping,
-)
+from biggan.data.pipeline import ShardedBatchIterator, make_pipeline
 from biggan.data.preprocess import (
     CorruptImageError,
     center_crop_box,
@@ -28,6 +21,12 @@ from biggan.data.preprocess import (
     load_image_file,
     to_model_range,
     to_rgb,
+)
+from biggan.data.source_config import (
+    SOURCES,
+    default_data_config,
+    make_source,
+    save_or_check_class_mapping,
 )
 from biggan.data.sources import (
     DataSourceError,

@@ -10,7 +10,7 @@ import logging
 import sys
 
 from biggan.data.cache import build_cache
-from biggan.data.pipeline import data_config_from_spec, make_source
+from biggan.data.source_config import data_config_from_spec, make_source
 from biggan.data.sources import DataSourceError
 from biggan.runtime import cli
 

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from biggan.models import layers
+from biggan.models import batch_norm, layers
 
 # Channel multipliers (×ch) per G block, input → output; every G block upsamples ×2 from 4×4.
 G_CHANNELS = {
@@ -102,11 +102,11 @@ class GBlock(nnx.Module):
     """ResBlock up: cBN → ReLU → up ×2 → conv3 → cBN → ReLU → conv3; shortcut up ×2 → conv1."""
 
     def __init__(self, in_ch, out_ch, cond_dim, *, num_classes, conv_kw, bn_kw, rngs):
-        self.bn1 = layers.ConditionalBatchNorm(
+        self.bn1 = batch_norm.ConditionalBatchNorm(
             in_ch, cond_dim, num_classes=num_classes, rngs=rngs, **bn_kw
         )
         self.conv1 = layers.SNConv(in_ch, out_ch, 3, rngs=rngs, **conv_kw)
-        self.bn2 = layers.ConditionalBatchNorm(
+        self.bn2 = batch_norm.ConditionalBatchNorm(
             out_ch, cond_dim, num_classes=num_classes, rngs=rngs, **bn_kw
         )
         self.conv2 = layers.SNConv(out_ch, out_ch, 3, rngs=rngs, **conv_kw)
@@ -194,7 +194,7 @@ class Generator(nnx.Module):
             )
         self.blocks = nnx.List(blocks)
         self.attention = nnx.List(attns)
-        self.output_bn = layers.BatchNorm(
+        self.output_bn = batch_norm.BatchNorm(
             plan[-1][1] * ch,
             eps=bn_eps,
             momentum=bn_momentum,

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from biggan.models import layers
+from biggan.models import batch_norm, layers
 from biggan.models.biggan import (
     ProjectionDiscriminator,
     check_attention,
@@ -105,13 +105,13 @@ class GBlock(nnx.Module):
                 f"BigGAN-deep G block {in_ch}→{out_ch}: the channel-dropping skip needs out ≤ in"
             )
         mid = in_ch // BOTTLENECK
-        self.bn1 = layers.ConditionalBatchNorm(in_ch, cond_dim, rngs=rngs, **bn_kw)
+        self.bn1 = batch_norm.ConditionalBatchNorm(in_ch, cond_dim, rngs=rngs, **bn_kw)
         self.conv1 = layers.SNConv(in_ch, mid, 1, rngs=rngs, **conv_kw)
-        self.bn2 = layers.ConditionalBatchNorm(mid, cond_dim, rngs=rngs, **bn_kw)
+        self.bn2 = batch_norm.ConditionalBatchNorm(mid, cond_dim, rngs=rngs, **bn_kw)
         self.conv2 = layers.SNConv(mid, mid, 3, rngs=rngs, **conv_kw)
-        self.bn3 = layers.ConditionalBatchNorm(mid, cond_dim, rngs=rngs, **bn_kw)
+        self.bn3 = batch_norm.ConditionalBatchNorm(mid, cond_dim, rngs=rngs, **bn_kw)
         self.conv3 = layers.SNConv(mid, mid, 3, rngs=rngs, **conv_kw)
-        self.bn4 = layers.ConditionalBatchNorm(mid, cond_dim, rngs=rngs, **bn_kw)
+        self.bn4 = batch_norm.ConditionalBatchNorm(mid, cond_dim, rngs=rngs, **bn_kw)
         self.conv4 = layers.SNConv(mid, out_ch, 1, rngs=rngs, **conv_kw)
         self.upsample, self.out_ch = upsample, out_ch
 
@@ -201,7 +201,7 @@ class Generator(nnx.Module):
         self.blocks = nnx.List(blocks)
         self.attention = nnx.List(attns)
         out_ch = plan[-1][2] * ch
-        self.output_bn = layers.BatchNorm(
+        self.output_bn = batch_norm.BatchNorm(
             out_ch,
             eps=bn_eps,
             momentum=bn_momentum,

@@ -32,7 +32,7 @@ import math
 import numpy as np
 from flax import nnx
 
-from biggan.models import layers
+from biggan.models import batch_norm
 
 TABLES = ("pytorch_pretrained_biggan", "tfhub_biggan")
 
@@ -78,7 +78,7 @@ def batchnorm_paths(generator) -> dict:
     return {
         "/".join(map(str, path)): module
         for path, module in nnx.iter_modules(generator)
-        if isinstance(module, layers.BatchNorm)
+        if isinstance(module, batch_norm.BatchNorm)
     }
 
 

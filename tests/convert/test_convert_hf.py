@@ -102,7 +102,7 @@ def test_expected_key_table_is_the_reference_state_dict(res):
 
 def test_truncation_interpolation_matches_reference_batchnorm():
     """Our interpolation vs pytorch-pretrained-biggan's BigGANBatchNorm (unconditional) for many t."""
-    from biggan.models import layers
+    from biggan.models import batch_norm
 
     g = torch.Generator().manual_seed(0)
     ref = ppb.model.BigGANBatchNorm(6, n_stats=51, eps=1e-4, conditional=False)
@@ -114,7 +114,7 @@ def test_truncation_interpolation_matches_reference_batchnorm():
 
     class Holder(nnx.Module):
         def __init__(self):
-            self.bn = layers.BatchNorm(6, eps=1e-4)
+            self.bn = batch_norm.BatchNorm(6, eps=1e-4)
 
     ours = Holder()
     stats = {"bn/mean": ref.running_means.numpy(), "bn/var": ref.running_vars.numpy()}

@@ -18,7 +18,7 @@ import jax
 import numpy as np
 import pytest
 
-from biggan.evaluation import evaluator as evaluation
+from biggan.evaluation import reference
 from biggan.runtime import distributed
 from biggan.train import state as train_state
 
@@ -202,11 +202,11 @@ def evaluation_inputs(tmp_path_factory):
     net = digits_classifier.load_or_train_digits_classifier(
         base / "classifier", log=None
     ).feature_network()
-    batches, count, _ = evaluation.data_batches(
+    batches, count, _ = reference.data_batches(
         "digits", resolution=32, batch_size=100, max_images=300
     )
     metrics.save_moments(
-        base / "moments.npz", evaluation.compute_moments(batches, net, total=count, progress=False)
+        base / "moments.npz", reference.compute_moments(batches, net, total=count, progress=False)
     )
 
     config = cfg.load_config_file(os.path.join(ROOT, "configs", "digits.py:runlocal"))

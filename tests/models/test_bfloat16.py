@@ -10,8 +10,8 @@ import stepping
 from flax import nnx
 
 from biggan import config as cfg
+from biggan.models import batch_norm, layers
 from biggan.models import factory as models
-from biggan.models import layers
 from biggan.train import state as train_state
 from biggan.train import step as ts
 
@@ -26,8 +26,8 @@ BF16_UNIT_ROUNDOFF = 2.0**-9
 ROUNDINGS = {
     layers.SNConv: 3,
     layers.SNLinear: 3,
-    layers.BatchNorm: 1,
-    layers.ConditionalBatchNorm: 1,
+    batch_norm.BatchNorm: 1,
+    batch_norm.ConditionalBatchNorm: 1,
     layers.SelfAttention: 2,
 }
 

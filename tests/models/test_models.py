@@ -10,7 +10,7 @@ import pytest
 from flax import nnx
 
 from biggan import config as cfg
-from biggan.models import biggan, layers
+from biggan.models import batch_norm, biggan, layers
 from biggan.models import factory as models
 from biggan.models.biggan import Discriminator, Generator
 from biggan.runtime import sharding
@@ -157,7 +157,7 @@ def test_cross_replica_batchnorm_on_8_devices_equals_single_device():
 
 def test_grouped_batchnorm_matches_hand_computation_and_differs_from_global():
     x = jax.random.normal(jax.random.key(3), (8, 2, 2, 3)) * jnp.arange(1, 9.0)[:, None, None, None]
-    bn = layers.BatchNorm(3, eps=1e-4, momentum=1.0, group_size=4)
+    bn = batch_norm.BatchNorm(3, eps=1e-4, momentum=1.0, group_size=4)
     out = bn(x, train=True)
     xn = np.asarray(x, np.float64)
     expected = np.empty_like(xn)
@@ -167,14 +167,14 @@ def test_grouped_batchnorm_matches_hand_computation_and_differs_from_global():
             grp.var((0, 1, 2)) + 1e-4
         )
     np.testing.assert_allclose(out, expected, atol=1e-5)
-    global_out = layers.BatchNorm(3, eps=1e-4)(x, train=True)
+    global_out = batch_norm.BatchNorm(3, eps=1e-4)(x, train=True)
     assert float(jnp.abs(out - global_out).max()) > 1e-2
     # momentum 1: stored statistics are the mean of the groups' statistics.
     np.testing.assert_allclose(
         bn.mean[...], np.mean([xn[:4].mean((0, 1, 2)), xn[4:].mean((0, 1, 2))], 0), atol=1e-5
     )
     with pytest.raises(ValueError, match="group_size=3 does not divide"):
-        layers.BatchNorm(3, group_size=3)(x, train=True)
+        batch_norm.BatchNorm(3, group_size=3)(x, train=True)
 
 
 def test_grouped_generator_on_8_devices_matches_single_device():
@@ -195,7 +195,7 @@ def test_grouped_generator_on_8_devices_matches_single_device():
 
 
 def test_conditional_bn_is_identity_affine_when_projections_are_zero():
-    cbn = layers.ConditionalBatchNorm(6, 5, rngs=nnx.Rngs(0))
+    cbn = batch_norm.ConditionalBatchNorm(6, 5, rngs=nnx.Rngs(0))
     cbn.gain.kernel[...] = jnp.zeros_like(cbn.gain.kernel[...])
     cbn.bias.kernel[...] = jnp.zeros_like(cbn.bias.kernel[...])
     cbn.gain.sn = cbn.bias.sn = (
@@ -203,7 +203,7 @@ def test_conditional_bn_is_identity_affine_when_projections_are_zero():
     )
     x = jax.random.normal(jax.random.key(1), (4, 3, 3, 6)) * 2 + 1
     out = cbn(x, jax.random.normal(jax.random.key(2), (4, 5)), train=True)
-    np.testing.assert_allclose(out, layers.BatchNorm(6)(x, train=True), atol=1e-6)
+    np.testing.assert_allclose(out, batch_norm.BatchNorm(6)(x, train=True), atol=1e-6)
 
 
 def test_attention_is_identity_at_initialisation():

@@ -309,7 +309,7 @@ def test_an_image_folder_and_a_cache_on_gcs_read_as_the_same_on_disk(gcs, tmp_pa
     from PIL import Image
 
     from biggan import data
-    from biggan.data import pipeline
+    from biggan.data import source_config
 
     rng = np.random.default_rng(0)
     files = [
@@ -348,7 +348,7 @@ def test_an_image_folder_and_a_cache_on_gcs_read_as_the_same_on_disk(gcs, tmp_pa
         storage.copy(tmp_path / "cache" / name, f"gs://bkt/cache/{name}")
     batches = []
     for path in ("gs://bkt/cache", str(tmp_path / "cache")):
-        section = pipeline.data_config_from_spec(f"cache:{path}", 16)
+        section = source_config.data_config_from_spec(f"cache:{path}", 16)
         iterator = data.make_pipeline(section, local_batch_size=2, seed=0)
         batches.append([next(iterator) for _ in range(3)])
         iterator.close()
