@@ -21,32 +21,19 @@ G_CHANNELS = {
     512: [(16, 16), (16, 8), (8, 8), (8, 4), (4, 2), (2, 1), (1, 1)],
 }
 
-# D blocks: (in multiplier or 0 for the RGB image, out multiplier, downsample).
+# D blocks: (in multiplier or 0 for the RGB image, out multiplier, downsample). The architecture tables
+# keep a row per resolution (fmt: off).
+# fmt: off
 D_CHANNELS = {
     32: [(0, 4, True), (4, 4, True), (4, 4, False), (4, 4, False)],
     64: [(0, 1, True), (1, 2, True), (2, 4, True), (4, 8, True), (8, 16, False)],
     128: [(0, 1, True), (1, 2, True), (2, 4, True), (4, 8, True), (8, 16, True), (16, 16, False)],
-    256: [
-        (0, 1, True),
-        (1, 2, True),
-        (2, 4, True),
-        (4, 8, True),
-        (8, 8, True),
-        (8, 16, True),
-        (16, 16, False),
-    ],
+    256: [(0, 1, True), (1, 2, True), (2, 4, True), (4, 8, True), (8, 8, True), (8, 16, True), (16, 16, False)],
     # BigGAN-PyTorch has no 512 D; the paper's table 6 does.
-    512: [
-        (0, 1, True),
-        (1, 1, True),
-        (1, 2, True),
-        (2, 4, True),
-        (4, 8, True),
-        (8, 8, True),
-        (8, 16, True),
-        (16, 16, False),
-    ],
+    512: [(0, 1, True), (1, 1, True), (1, 2, True), (2, 4, True), (4, 8, True), (8, 8, True), (8, 16, True),
+          (16, 16, False)],
 }
+# fmt: on
 
 RESOLUTIONS = tuple(sorted(G_CHANNELS))
 

@@ -24,27 +24,11 @@ from biggan.models.biggan import (
 # G blocks: (upsample, in multiplier, out multiplier) of ch, from 4×4. Two blocks per resolution: the
 # first keeps resolution and width, the second upsamples and changes width (paper appendix B, fig. 16). 128/256/512 are
 # pytorch-pretrained-biggan's `layers` lists; 32/64 are BigGAN-PyTorch's BigGANdeep G_arch.
-_G128 = [
-    (False, 16, 16),
-    (True, 16, 16),
-    (False, 16, 16),
-    (True, 16, 8),
-    (False, 8, 8),
-    (True, 8, 4),
-    (False, 4, 4),
-    (True, 4, 2),
-    (False, 2, 2),
-    (True, 2, 1),
-]
-_G256 = _G128[:5] + [
-    (True, 8, 8),
-    (False, 8, 8),
-    (True, 8, 4),
-    (False, 4, 4),
-    (True, 4, 2),
-    (False, 2, 2),
-    (True, 2, 1),
-]
+# fmt: off
+_G128 = [(False, 16, 16), (True, 16, 16), (False, 16, 16), (True, 16, 8), (False, 8, 8), (True, 8, 4),
+         (False, 4, 4), (True, 4, 2), (False, 2, 2), (True, 2, 1)]
+_G256 = _G128[:5] + [(True, 8, 8), (False, 8, 8), (True, 8, 4), (False, 4, 4), (True, 4, 2), (False, 2, 2),
+                     (True, 2, 1)]
 G_BLOCKS = {
     32: [(False, 4, 4), (True, 4, 4)] * 3,
     64: _G128[:8],
@@ -52,25 +36,20 @@ G_BLOCKS = {
     256: _G256,
     512: _G256 + [(False, 1, 1), (True, 1, 1)],
 }
+# fmt: on
 
 # D stages: (in multiplier, out multiplier, downsample); each stage is two blocks, the first changes width
 # and downsamples, the second keeps both (BigGAN-PyTorch BigGANdeep.py D_arch). BigGAN-PyTorch has no 512
 # D: ours prepends a 1→1 downsampling stage to the 256 plan, as the paper's 512 D does for BigGAN.
+# fmt: off
 D_STAGES = {
     32: [(4, 4, True), (4, 4, True), (4, 4, False)],
     64: [(1, 2, True), (2, 4, True), (4, 8, True), (8, 16, True)],
     128: [(1, 2, True), (2, 4, True), (4, 8, True), (8, 16, True), (16, 16, True)],
     256: [(1, 2, True), (2, 4, True), (4, 8, True), (8, 8, True), (8, 16, True), (16, 16, True)],
-    512: [
-        (1, 1, True),
-        (1, 2, True),
-        (2, 4, True),
-        (4, 8, True),
-        (8, 8, True),
-        (8, 16, True),
-        (16, 16, True),
-    ],
+    512: [(1, 1, True), (1, 2, True), (2, 4, True), (4, 8, True), (8, 8, True), (8, 16, True), (16, 16, True)],
 }
+# fmt: on
 
 RESOLUTIONS = tuple(sorted(G_BLOCKS))
 BOTTLENECK = 4  # hidden width = in/4 in G, out/4 in D (channel_ratio of both references)
