@@ -84,9 +84,8 @@ def draw(args, sampler, classes, truncations):
     if args.sheet:
         classes = classes or default_sheet_classes(sampler.num_classes)
         t = truncations[0]
-        base = sampler.latents(
-            n, truncation=t, seed=args.seed
-        )  # one latent per column, shared by the rows
+        # one latent per column, shared by the rows
+        base = sampler.latents(n, truncation=t, seed=args.seed)
         z = np.concatenate([base] * len(classes))
         y = np.repeat(np.asarray(classes, np.int32), n)
         ts = [t] * len(z)

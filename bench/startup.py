@@ -47,9 +47,8 @@ def worker(config_name, out):
 
     logging.getLogger("jax").addHandler(Count())
     logging.getLogger("jax").setLevel(logging.DEBUG)
-    jax.config.update(
-        "jax_log_compiles", True
-    )  # logs each program lowered, whether compiled or loaded
+    # logs each program lowered, whether compiled or loaded
+    jax.config.update("jax_log_compiles", True)
     from biggan import config as cfg
 
     try:

@@ -206,9 +206,8 @@ class Checkpointer:
         self._finish(self._in_flight)
 
     def close(self):
-        if (
-            not self._failed
-        ):  # after a failed save orbax's close would wait on the storage that failed
+        # after a failed save orbax's close would wait on the storage that failed
+        if not self._failed:
             self.manager.close()
 
 

@@ -35,6 +35,7 @@ def get_config(arg=None):
         d_attn=(),
     )
     c.data.update(source="tfds", tfds_name="cifar10", resolution=32)
+    # D images per G step: 4 × 50
     c.train.update(
         batch_size=50,
         num_d_steps=4,
@@ -44,7 +45,7 @@ def get_config(arg=None):
         ema_decay=0.9999,
         ema_start=1000,
         num_steps=EPOCHS * TRAIN_IMAGES // (4 * 50),
-    )  # D images per G step: 4 × 50
+    )
     c.log.update(eval_every=5000, best_metric="fid")
     if arg == "runlocal":
         cfg.shrink_for_smoke_run(c)

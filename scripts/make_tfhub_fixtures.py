@@ -94,9 +94,8 @@ class Values:
         self.variables[name] = (self.rng.standard_normal(shape) / np.sqrt(fan_in)).astype(
             np.float32
         )
-        if (
-            np.prod(shape) <= 256
-        ):  # the non-EMA training weights also live in the module (converters ignore
+        # the non-EMA training weights also live in the module (converters ignore
+        if np.prod(shape) <= 256:
             # them); written for the small tensors only, to keep the files small
             base = name.rsplit("/", 1)[0]
             self.variables[base] = (self.rng.standard_normal(shape) / np.sqrt(fan_in)).astype(

@@ -28,9 +28,8 @@ def reference_model(res, ch=128, seed=0, attention_position=8):
         bn = model.generator.bn  # trap 1: torch.Tensor(n) — uninitialised memory
         bn.weight.copy_(1 + 0.2 * torch.randn(bn.weight.shape, generator=g))
         bn.bias.copy_(0.2 * torch.randn(bn.bias.shape, generator=g))
-        model.generator.layers[attention_position].gamma.fill_(
-            0.5
-        )  # attention on (gamma is 0 at init)
+        # attention on (gamma is 0 at init)
+        model.generator.layers[attention_position].gamma.fill_(0.5)
         for name, buf in model.named_buffers():
             if name.endswith("running_means"):
                 buf.copy_(0.1 * torch.randn(buf.shape, generator=g))

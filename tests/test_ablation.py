@@ -29,9 +29,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PRE_TOOLKIT_COMMIT = "85ad4d68a07c3eaa1000b3e926aeb4bab809f779"
 
 
-small_config = functools.partial(
-    stepping.tiny_config, ch=4, batch_size=4
-)  # the step-tracing tests' size
+# the step-tracing tests' size
+small_config = functools.partial(stepping.tiny_config, ch=4, batch_size=4)
 
 
 def one_step(c, step_module=ts, seed=0, edit_state=None):
@@ -178,9 +177,8 @@ def test_penalties_and_sigma0_switches_in_one_step():
     assert m["feature_matching"] > 0
     # σ0 clamp: after the step every G weight has σ0 ≤ max(clamp, σ1) (numpy SVD), and it had work to do.
     before, after = g_weight_matrices(state.g_params), g_weight_matrices(new.g_params)
-    assert (
-        np.linalg.svd(before[spiked[0]], compute_uv=False)[0] > 3.0
-    )  # the spike is there before the step
+    # the spike is there before the step
+    assert np.linalg.svd(before[spiked[0]], compute_uv=False)[0] > 3.0
     for path, w in after.items():
         s = np.linalg.svd(w, compute_uv=False)
         assert s[0] <= max(clamp, s[1]) * (1 + 1e-3) + 1e-5, path  # ... and clamped after it
@@ -233,9 +231,8 @@ def test_latent_name_and_kwargs_reach_the_sampler(monkeypatch):
         small_config(latent="variance_annealing", latent_kwargs="anneal_steps=100,sigma_start=2.0")
     )
     assert calls and all(n == "variance_annealing" for n, _, _ in calls)
-    assert all(
-        kw == ["anneal_steps", "sigma_start", "step"] for _, _, kw in calls
-    )  # the step is passed
+    # the step is passed
+    assert all(kw == ["anneal_steps", "sigma_start", "step"] for _, _, kw in calls)
     calls.clear()
     trace_step(small_config(latent="bernoulli_pm1"))
     assert {n for n, _, _ in calls} == {"bernoulli_pm1"} and calls[0][1] == (4, 16)
@@ -301,9 +298,8 @@ def feed(monitor, sigma, d, g):
 def test_collapse_rule_on_synthetic_series():
     n = 30
     rng = np.random.default_rng(0)
-    sigma = (
-        1.0 + 0.01 * np.arange(n) + 0.02 * rng.standard_normal(n)
-    )  # slow growth + noise: no collapse
+    # slow growth + noise: no collapse
+    sigma = 1.0 + 0.01 * np.arange(n) + 0.02 * rng.standard_normal(n)
     d = 1.0 + 0.1 * rng.standard_normal(n)
     g = 0.5 + 0.1 * rng.standard_normal(n)
     assert feed(collapse.CollapseMonitor(window=5, sigma_jump=1.5), sigma, d, g) == []

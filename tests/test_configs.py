@@ -32,9 +32,8 @@ def test_every_experiment_of_the_issue_ships():
 @pytest.mark.slow
 @pytest.mark.parametrize("name", CONFIGS)
 def test_config_runlocal_builds_and_steps(name):
-    if (
-        "c.ablation" in open(f"configs/{name}").read()
-    ):  # a study: an experiment plus config.ablation (biggan.ablate)
+    # a study: an experiment plus config.ablation (biggan.ablate)
+    if "c.ablation" in open(f"configs/{name}").read():
         full, _ = ablate.load_study(f"configs/{name}")
         c, study = ablate.load_study(f"configs/{name}:runlocal")
         for overrides in ablate.variant_overrides(study).values():  # every variant names real keys

@@ -95,9 +95,8 @@ def test_readme_sampling_commands_run_verbatim(tmp_path):
     for picture in ("dogs.png", "sheet.png", "truncation.png", "strip.png", "digits.png"):
         assert (tmp_path / picture).stat().st_size > 0
     grid = np.asarray(Image.open(tmp_path / results[0].split("--output ")[1].split()[0]))
-    assert (
-        abs(grid.shape[1] / grid.shape[0] - 10 / 4) < 0.1
-    )  # 4 thresholds x 10 classes (tiles square)
+    # 4 thresholds x 10 classes (tiles square)
+    assert abs(grid.shape[1] / grid.shape[0] - 10 / 4) < 0.1
     saved = np.load(tmp_path / "x.npz")
     assert saved["images"].shape == (4, 128, 128, 3) and list(saved["classes"]) == [
         1,

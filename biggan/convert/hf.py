@@ -222,6 +222,7 @@ def hf_model_config(hc: dict) -> ml_collections.ConfigDict:
     res = hc["output_dim"]
     ch = _hf_get(hc, "channel_width")
     c = cfg.base_config()
+    # the released 128-channel rgb conv, first 3 channels kept (model.py, conv_to_rgb)
     c.model.update(
         arch="biggan_deep",
         resolution=res,
@@ -236,7 +237,7 @@ def hf_model_config(hc: dict) -> ml_collections.ConfigDict:
         sn_eps=float(_hf_get(hc, "eps")),
         sn_eval_mode="stored",  # TF Hub weights: σ = uᵀWv with the stored, already iterated u and v (pytorch-pretrained-biggan, model.py)
         rgb_channels=ch,
-    )  # the released 128-channel rgb conv, first 3 channels kept (model.py, conv_to_rgb)
+    )
     c.sample.update(
         latents="tfhub", bn_stats="truncation_table", truncation_table="pytorch_pretrained_biggan"
     )

@@ -273,9 +273,8 @@ def graph_constants(graph) -> dict[str, np.ndarray]:
         node = nodes.get(name)
         result = None
         if node is not None and depth < 64:
-            if (
-                node.op == "Const" and node.attr["value"].tensor.dtype in DTYPES
-            ):  # strings etc. are skipped
+            # strings etc. are skipped
+            if node.op == "Const" and node.attr["value"].tensor.dtype in DTYPES:
                 result = tensor_value(node.attr["value"].tensor)
             elif node.op == "Identity" and node.input:
                 result = value(node.input[0], depth + 1)

@@ -285,9 +285,8 @@ def tfhub_layout(config) -> list[TfEntry]:
     position = 1 + biggan_deep.g_block_resolutions(m.resolution).index(m.g_attn[0])
     layout.append(sn("Generator/GenZ/G_linear", ("linear",), (cond, 4 * 4 * 16 * ch), bias=True))
     for i, (_, cin, cout) in enumerate(plan):
-        if (
-            i == position
-        ):  # attention before list position `position` = after our block position − 1
+        # attention before list position `position` = after our block position − 1
+        if i == position:
             layout += attention(("attention", i - 1), cin * ch)
         p, cin, cout = scope(i), cin * ch, cout * ch
         mid = cin // biggan_deep.BOTTLENECK

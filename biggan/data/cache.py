@@ -50,9 +50,8 @@ def _shrink_npy_rows(path: str, rows: int) -> None:
                 "shape": new_shape,
             }
         ).encode("latin1")
-        room = (
-            data_offset - 10 - 1
-        )  # magic(6) + version(2) + uint16 length(2); header ends with '\n'
+        # magic(6) + version(2) + uint16 length(2); header ends with '\n'
+        room = data_offset - 10 - 1
         if len(header) > room:
             raise ValueError(f"{path}: new header does not fit ({len(header)} > {room} bytes)")
         f.seek(10)

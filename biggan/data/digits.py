@@ -22,9 +22,8 @@ _DIGITS_MAX_VALUE = 16  # load_digits pixel values are integers 0..16
 
 def digits_csv_path() -> str:
     """sklearn/datasets/data/digits.csv.gz: 64 pixel values then the label per row, as load_digits reads it."""
-    spec = importlib.util.find_spec(
-        "sklearn"
-    )  # locates the package without running its (slow) import
+    # locates the package without running its (slow) import
+    spec = importlib.util.find_spec("sklearn")
     if spec is None or not spec.submodule_search_locations:
         raise ImportError(
             "the digits dataset ships with scikit-learn; install it: pip install scikit-learn"

@@ -228,9 +228,8 @@ def make_training_evaluator(config, workdir):
         )
     num_classes, dim_z = config.model.num_classes, config.model.dim_z
     truncation = config.eval.truncation or None
-    latent = sampling.latent_of(
-        config
-    )  # the run's own latent (paper appendix E), as everywhere it samples
+    # the run's own latent (paper appendix E), as everywhere it samples
+    latent = sampling.latent_of(config)
     sampling.check_latent_truncation(latent, truncation)
 
     def evaluator(generator, step):

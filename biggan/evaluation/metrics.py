@@ -201,9 +201,8 @@ class Moments:
     resolution: int
     description: str = ""
     features: np.ndarray | None = None  # optional subset of the feature vectors (for KID and PR)
-    skipped: list = dataclasses.field(
-        default_factory=list
-    )  # images left out as corrupt (not saved)
+    # images left out as corrupt (not saved)
+    skipped: list = dataclasses.field(default_factory=list)
 
     @classmethod
     def from_accumulator(

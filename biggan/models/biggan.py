@@ -204,9 +204,8 @@ class Generator(nnx.Module):
             conds = [jnp.concatenate([embed, zi], -1) if self.shared else zi for zi in zs[1:]]
         else:
             conds = [embed] * len(self.blocks)
-        h = self.linear(zs[0], train).reshape(
-            z.shape[0], 4, 4, self.bottom_ch
-        )  # HWC order (TF Hub)
+        # HWC order (TF Hub)
+        h = self.linear(zs[0], train).reshape(z.shape[0], 4, 4, self.bottom_ch)
         for block, attention, cond in zip(self.blocks, self.attention, conds):
             h = block(h, cond, y, train)
             if attention is not None:

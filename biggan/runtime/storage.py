@@ -62,9 +62,8 @@ def refresh(path) -> None:
     if is_remote(path):
         try:
             epath_backend.fsspec_backend.fs(path).invalidate_cache()
-        except (
-            ImportError
-        ):  # epath reads URLs through TensorFlow here (EPATH_USE_TF): no fsspec cache
+        # epath reads URLs through TensorFlow here (EPATH_USE_TF): no fsspec cache
+        except ImportError:
             pass
 
 

@@ -180,9 +180,8 @@ def standing_stats(
         kz, ky = jax.random.split(jax.random.fold_in(rng, i))
         z = sample_latents(kz, batch_size, gen.dim_z, truncation, released=released, latent=latent)
         y = jax.random.randint(ky, (batch_size,), 0, num_classes)
-        batch = sharding.batch_sharding(
-            mesh
-        )  # batch_size divides over `mesh`: no padding (it would change BN)
+        # batch_size divides over `mesh`: no padding (it would change BN)
+        batch = sharding.batch_sharding(mesh)
         stats = _bn_batch_stats(graphdef, state, jax.device_put(z, batch), jax.device_put(y, batch))
         sums = stats if sums is None else jax.tree.map(jnp.add, sums, stats)
     out = {}

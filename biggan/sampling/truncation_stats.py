@@ -55,9 +55,8 @@ def interpolation(truncation, n_stats: int, table="pytorch_pretrained_biggan"):
     if table == "tfhub_biggan":
         position = t / 0.02 - 1.0  # row k holds t = 0.02·(k+1)
         idx = min(int(math.floor(position)), n_stats - 2)
-        return idx, 1.0 - (
-            position - idx
-        )  # a linear interpolation: the lower row gets 1 − fraction
+        # a linear interpolation: the lower row gets 1 − fraction
+        return idx, 1.0 - (position - idx)
     step = 1.0 / (n_stats - 1)
     coef, idx = math.modf(t / step)  # float64, as in BigGANBatchNorm.forward
     return int(idx), coef

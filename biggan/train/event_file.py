@@ -97,9 +97,8 @@ def event_bytes(
     if file_version is not None:
         out += _length_delimited(3, file_version.encode())
     if tag is not None:
-        with np.errstate(
-            over="ignore"
-        ):  # as protobuf: a double beyond float32's range becomes ±inf
+        # as protobuf: a double beyond float32's range becomes ±inf
+        with np.errstate(over="ignore"):
             simple_value = np.asarray(value, "<f4").tobytes()
         summary_value = _length_delimited(1, tag.encode()) + _field(2, 5, simple_value)
         out += _length_delimited(5, _length_delimited(1, summary_value))

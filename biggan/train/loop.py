@@ -111,11 +111,12 @@ def _fixed_grid_inputs(config, seed):
     m = config.model
     rows = min(m.num_classes, 10)
     classes = np.repeat(np.arange(rows) * (m.num_classes // rows), 8).astype(np.int32)
+    # the run's latent (appendix E)
     z = np.asarray(
         sampling.sample_latents(
             jax.random.key(seed + 777), len(classes), m.dim_z, latent=sampling.latent_of(config)
         )
-    )  # the run's latent (appendix E)
+    )
     return z, classes
 
 
@@ -149,9 +150,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
     t, lg = config.train, config.log
     workdir = storage.resolve(workdir)  # local (made absolute) or gs://
     storage.check_bucket(workdir)
-    num_rollbacks = collapse.reapply_rollbacks(
-        config, workdir
-    )  # a resumed run keeps its rollback changes
+    # a resumed run keeps its rollback changes
+    num_rollbacks = collapse.reapply_rollbacks(config, workdir)
     mesh = sharding.make_mesh()
     micro = micro_batch_size(t)
     sharding.check_batch_divides(micro, mesh, "train.batch_size / train.num_accumulations")
@@ -197,9 +197,10 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
     else:
         mdl, abstract = train_state.abstract_models_and_state(config, mesh)
         state, data_state = ckpt.restore(start, abstract)
+        # a rollback's new technique
         state = sharding.replicate(
             train_state.with_technique_state(registry.enabled(config), state), mesh
-        )  # a rollback's new technique
+        )
         # Every process's position is saved; another process layout is mapped (biggan/runtime/distributed.py).
         pipeline.set_state(
             distributed.local_data_state(data_state, jax.process_index(), jax.process_count())
@@ -429,9 +430,10 @@ def _rollback(config, workdir, ckpt, mesh, batches, event, num_rollbacks):
     )
     overrides = cfg.parse_kwargs(t.rollback_overrides, "train.rollback_overrides")
     collapse.apply_overrides(config, overrides)
+    # a technique switched on starts
     state = sharding.replicate(
         train_state.with_technique_state(registry.enabled(config), state), mesh
-    )  # a technique switched on starts
+    )
     checkpoints.record_config(workdir, config)
     if jax.process_index() == 0:
         collapse.record_rollback(workdir, event.step, target, event.reason, overrides)

@@ -217,9 +217,8 @@ def d_update(setup: StepSetup, carry, xs, step):
         noisy = {} if setup.noisy_labels is None else {"rng": setup.noisy_labels.key(rng)}
         loss, aux = setup.d_loss_fn(d_real, d_fake, **noisy)
         terms = {}
-        if setup.using(
-            "d_terms"
-        ):  # gradient penalties, LeCam, consistency: this micro-batch's terms
+        # gradient penalties, LeCam, consistency: this micro-batch's terms
+        if setup.using("d_terms"):
             states_before = dict(tech)
             ctx = DContext(
                 real=real, fake=fake, labels=labels, fake_labels=y_fake, z=z, d_real=d_real,
@@ -319,9 +318,8 @@ def g_update(setup: StepSetup, state, rng, real_batch):
         micro_batches,
         setup.unroll,
     )
-    if (
-        setup.unrolled_d_steps
-    ):  # G's passes went through the unrolled copy; the real D's SN state stays
+    # G's passes went through the unrolled copy; the real D's SN state stays
+    if setup.unrolled_d_steps:
         d_state = state.d_state
     metrics = dict(aux, g_loss=loss)
     extras = dict(state.extras)

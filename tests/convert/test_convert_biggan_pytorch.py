@@ -272,9 +272,8 @@ def test_config_errors(tmp_path):
     (tmp_path / "deep.json").write_text(json.dumps({"arch": "biggan_deep"}))
     with pytest.raises(convert_tables.ConversionError, match="convert hf"):
         biggan_pytorch.biggan_pytorch_config(str(tmp_path / "deep.json"))
-    (tmp_path / "full.json").write_text(
-        cfg.base_config().to_json()
-    )  # a whole config with a model section
+    # a whole config with a model section
+    (tmp_path / "full.json").write_text(cfg.base_config().to_json())
     assert biggan_pytorch.biggan_pytorch_config(str(tmp_path / "full.json")).model.resolution == 128
 
 
@@ -286,9 +285,8 @@ def test_sample_cli_defaults_reproduce_eval_mode(tmp_path):
     import sys
     import time
 
-    model = dict(
-        SMALL, num_classes=1000
-    )  # ImageNet's classes, so the class list and names work
+    # ImageNet's classes, so the class list and names work
+    model = dict(SMALL, num_classes=1000)
     (tmp_path / "model.json").write_text(json.dumps(model))
     config = biggan_pytorch.biggan_pytorch_config(str(tmp_path / "model.json"))
     sd = random_state_dict(biggan_pytorch.biggan_pytorch_expected_shapes(config.model), seed=3)
@@ -338,9 +336,8 @@ def test_sample_cli_defaults_reproduce_eval_mode(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "stored in the weights" in result.stderr and "standing statistics" not in result.stderr
     print(f"sample.py, 4 images at 128² (ch 4), cold compile: {elapsed:.1f} s")
-    assert (
-        elapsed < 60
-    )  # the draw is a single evaluation forward (no accumulation), compile included
+    # the draw is a single evaluation forward (no accumulation), compile included
+    assert elapsed < 60
     expected = reference(torch.from_numpy(z), torch.tensor([1, 207, 980, 999]))
     assert expected.std() > 0.05
     err = float(np.abs(np.load(tmp_path / "x.npy") - expected).max())

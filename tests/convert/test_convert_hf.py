@@ -50,9 +50,8 @@ def check_parity(res, ch, tmp_path, truncations=TRUNCATIONS, batch=2, attention_
     y = rng.integers(0, 1000, batch)
     errors, images = {}, {}
     graphdef, _ = nnx.split(G)
-    forward = jax.jit(
-        lambda state, z, y: nnx.merge(graphdef, state)(z, y, train=False)
-    )  # one compile
+    # one compile
+    forward = jax.jit(lambda state, z, y: nnx.merge(graphdef, state)(z, y, train=False))
     for t in truncations:
         ref = reference_images(model, z, y, t)
         truncation_stats.apply_truncation_stats(G, stats, t)

@@ -135,9 +135,8 @@ def pytorch_pretrained_reference(monkeypatch, variables, tables):
         eps=1e-4,
         n_stats=51,
     )
-    with (
-        monkeypatch.context() as patch
-    ):  # only while its loader runs (orbax probes for TensorFlow too)
+    # only while its loader runs (orbax probes for TensorFlow too)
+    with monkeypatch.context() as patch:
         patch.setitem(sys.modules, "tensorflow", fake_tf)
         patch.setattr(
             torch,
@@ -212,9 +211,8 @@ class BigGANv1Reference:
         w = w.permute(3, 2, 0, 1) if w.ndim == 4 else w.t()  # HWIO → OIHW; (in, out) → (out, in)
         w_mat = w.reshape(w.shape[0], -1).double()
         u = self.get(f"{prefix}/u0").reshape(-1).double()
-        self.get(
-            f"{prefix}/u1"
-        )  # a second tracked vector: read by the converter's key check, unused by σ
+        # a second tracked vector: read by the converter's key check, unused by σ
+        self.get(f"{prefix}/u1")
 
         def l2(x):
             return x / torch.sqrt(torch.clamp((x * x).sum(), min=1e-12))
@@ -244,9 +242,8 @@ class BigGANv1Reference:
     def hyper_bn(self, x, cond, prefix, cross, t):
         mean, var = self.stats(t)
         for k in ("accumulated_mean", "accumulated_var", "accumulation_counter"):
-            self.get(
-                f"{prefix}/{cross}/{k}"
-            )  # accumulators: in the module, not used by its sampling
+            # accumulators: in the module, not used by its sampling
+            self.get(f"{prefix}/{cross}/{k}")
         out = F.batch_norm(x, mean, var, eps=1e-4)
         gamma = (
             cond @ self.weight(f"{prefix}/{cross.replace('CrossReplicaBN', 'HyperBN')}/gamma").t()

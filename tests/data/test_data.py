@@ -359,6 +359,7 @@ def test_cache_matches_folder_and_skips_corrupt(tmp_path):
         assert cache.arrays()[1][row] == label
     with pytest.raises(data.DataSourceError, match="holds 16px images but resolution=32"):
         data.CacheSource(out, 32)
+    # exists: refused without --overwrite
     assert (
         data_cli(
             [
@@ -373,7 +374,7 @@ def test_cache_matches_folder_and_skips_corrupt(tmp_path):
             ]
         )
         == 2
-    )  # exists: refused without --overwrite
+    )
     with pytest.raises(data.DataSourceError, match="manifest.json is missing"):
         data.CacheSource(tmp_path / "nowhere")
 

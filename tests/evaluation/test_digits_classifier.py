@@ -222,9 +222,8 @@ def test_score_and_sweep_cli_with_a_fake_checkpoint(
     assert evaluate.main(["score", "--truncation", "0.5", "--out", str(out)] + common) == 0
     result = json.loads(out.read_text())
     assert result["truncation"] == 0.5 and result["num_samples"] == 300 and "fid" in result
-    assert (
-        result["feature_network"] == digits_classifier.DIGITS_CLASSIFIER_NAME
-    )  # from the moments file
+    # from the moments file
+    assert result["feature_network"] == digits_classifier.DIGITS_CLASSIFIER_NAME
     assert [c[1] for c in sampler.calls] == [0.5, 0.5] and sampler.calls[0][2] != sampler.calls[1][
         2
     ]
@@ -405,9 +404,8 @@ def test_moments_take_every_training_source_and_skip_corrupt_images(
             == 0
         )
         raw = tfds.data_source("cifar10", split="train")
-        images = np.stack(
-            [raw[i]["image"] for i in range(12)]
-        )  # 32x32 already: preprocessing is identity
+        # 32x32 already: preprocessing is identity
+        images = np.stack([raw[i]["image"] for i in range(12)])
     from_tfds = metrics.load_moments(tmp_path / "tfds.npz", feature_network=name, resolution=32)
     mu, _ = _feature_moments(classifier.features(images))
     assert from_tfds.n == 12
@@ -455,17 +453,15 @@ def test_readme_evaluation_commands_run_verbatim(tmp_path, cache_dir):
     """The README's evaluation block: every command parses with the real CLI; the offline (digits) ones run
     verbatim from a fresh directory holding a digits run in workdirs/digits."""
     commands = _readme_evaluation_commands()
-    assert len(commands) >= 5 and any(
-        "--num_samples 50000" in c for c in commands
-    )  # the paper's protocol
+    # the paper's protocol
+    assert len(commands) >= 5 and any("--num_samples 50000" in c for c in commands)
     for command in commands:
         evaluate._build_parser().parse_args(shlex.split(command)[3:])  # flags exist as written
     offline = [c for c in commands if "digits" in c]
     assert len(offline) == 2
     home = tmp_path / "home"
-    shutil.copytree(
-        cache_dir, home / ".cache" / "biggan" / "digits_classifier"
-    )  # the trained classifier
+    # the trained classifier
+    shutil.copytree(cache_dir, home / ".cache" / "biggan" / "digits_classifier")
     run = stepping.tiny_config(num_steps=1, log={"sv_every": 0, "sample_every": 0})
     trainer.train(run, str(tmp_path / "workdirs" / "digits"), progress=False)
     env = dict(os.environ, HOME=str(home), PYTHONPATH=stepping.REPO)

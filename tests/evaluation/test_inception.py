@@ -142,9 +142,8 @@ def test_resize_matches_torch_interpolate(size):
         align_corners=False,
     )
     theirs = theirs.permute(0, 2, 3, 1).numpy()
-    np.testing.assert_allclose(
-        ours, theirs, atol=1e-5
-    )  # float32 rounding; a wrong convention is ~0.1 off
+    # float32 rounding; a wrong convention is ~0.1 off
+    np.testing.assert_allclose(ours, theirs, atol=1e-5)
 
 
 def test_quantisation_is_round_half_up_and_clipped():

@@ -300,9 +300,8 @@ def test_score_as_two_processes_equals_one(evaluation_inputs):
                 env,
                 "2 processes",
             )
-        assert (
-            _listing(run_dir / "workdir" / "checkpoints") == checkpoint_files
-        )  # the restore wrote nothing
+        # the restore wrote nothing
+        assert _listing(run_dir / "workdir" / "checkpoints") == checkpoint_files
         with open(run_dir / "score.json") as f:
             runs[name] = (json.load(f), out)
 

@@ -36,13 +36,11 @@ def _np_fd_grad(f, w, h=1e-5):
     return g
 
 
-@pytest.mark.parametrize(
-    "out_in", [(5, 7), (9, 4)]
-)  # wide, and tall (the fan_in × fan_in Gram form)
+# wide, and tall (the fan_in × fan_in Gram form)
+@pytest.mark.parametrize("out_in", [(5, 7), (9, 4)])
 def test_ortho_penalty_and_gradient_match_numpy_on_random_matrix(out_in):
-    w_out_in = np.random.default_rng(out_in).normal(
-        size=out_in
-    )  # PyTorch layout (out, in): rows are filters
+    # PyTorch layout (out, in): rows are filters
+    w_out_in = np.random.default_rng(out_in).normal(size=out_in)
     beta = 0.3
     params = {"lin": {"kernel": jnp.asarray(w_out_in.T, jnp.float32)}}  # ours: (in, out)
     pen = R.ortho_penalty(params, beta)
@@ -211,9 +209,10 @@ def test_singular_value_summary_tree():
         rtol=1e-4,
     )
     lin = np.asarray(params["linear"]["kernel"], np.float64)
+    # 2 values; padded with 0
     np.testing.assert_allclose(
         summary["linear/kernel"], np.r_[np.linalg.svd(lin, compute_uv=False), 0.0], rtol=1e-4
-    )  # 2 values; padded with 0
+    )
 
 
 def test_sigma0_clamp_fixed_and_ratio():
@@ -225,9 +224,8 @@ def test_sigma0_clamp_fixed_and_ratio():
     )
     s_new = np.linalg.svd(clamped, compute_uv=False)
     np.testing.assert_allclose(s_new[0], target, rtol=1e-5)
-    np.testing.assert_allclose(
-        s_new[1:], s[1:], rtol=1e-4, atol=1e-5
-    )  # rest of the spectrum untouched
+    # rest of the spectrum untouched
+    np.testing.assert_allclose(s_new[1:], s[1:], rtol=1e-4, atol=1e-5)
     # ratio mode on a spread-out spectrum: σ0 ← r·σ1
     w2 = _matrix_with_spectrum(np.array([6.0, 2.0, 1.0, 0.5]), 10, 16)
     c2 = np.asarray(sigma0.sigma0_clamp_matrix(jnp.asarray(w2, jnp.float32), ratio=1.5), np.float64)

@@ -294,9 +294,8 @@ def test_pointwise_conv_is_the_1x1_convolution_with_its_gradients(shape):
         jax.random.normal(jax.random.key(i), s) for i, s in ((0, (n, h, w, c)), (2, (n, h, w, co)))
     )
     kernel = jax.random.normal(jax.random.key(1), (1, 1, c, co))
-    assert "conv_general_dilated" not in str(
-        jax.make_jaxpr(layers.conv2d_same)(x, kernel)
-    )  # a matmul, not a conv
+    # a matmul, not a conv
+    assert "conv_general_dilated" not in str(jax.make_jaxpr(layers.conv2d_same)(x, kernel))
     y_ref = _xla_conv(x, kernel)
     np.testing.assert_allclose(
         layers.conv2d_same(x, kernel), y_ref, rtol=1e-6, atol=1e-6 * float(jnp.abs(y_ref).max())

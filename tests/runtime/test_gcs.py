@@ -39,9 +39,8 @@ def gcs(tmp_path_factory):
     server.start()
     server.create_bucket("bkt")
     saved = {k: os.environ.get(k) for k in server.env}
-    os.environ.update(
-        server.env
-    )  # this process's clients too (the tests read what the commands wrote)
+    # this process's clients too (the tests read what the commands wrote)
+    os.environ.update(server.env)
     import fsspec
 
     fsspec.config.conf.setdefault("gs", {})["token"] = (
@@ -146,9 +145,8 @@ def test_train_on_gcs_resumes_after_sigterm_bit_for_bit_then_samples_and_evaluat
         storage.load_npz(str(tmp_path / "x.npz")),
     )
     np.testing.assert_array_equal(remote["images"], local["images"])
-    assert storage.glob(
-        f"{workdir}/standing_stats/step_{stopped + 2}", "standing_stats_*.npz"
-    )  # cached on gs
+    # cached on gs
+    assert storage.glob(f"{workdir}/standing_stats/step_{stopped + 2}", "standing_stats_*.npz")
 
     # Evaluation: reference moments written to gs://, then a score against them with its result on gs://.
     digits_cache = str(tmp_path / "digits_classifier")

@@ -67,9 +67,8 @@ def env(tmp_path_factory):
 
 
 def _check(proc, what, log_path):
-    proc.stdout = proc.stdout.decode(
-        errors="replace"
-    )  # bytes: text=True would turn tqdm's \r into lines
+    # bytes: text=True would turn tqdm's \r into lines
+    proc.stdout = proc.stdout.decode(errors="replace")
     with open(log_path, "a", newline="") as f:
         f.write(proc.stdout)
     if proc.returncode != 0:
@@ -358,9 +357,8 @@ def test_process_shards_disjoint_and_cover_the_data(count):
         shards.append(order)
         it.close()
     indices = np.concatenate(shards)
-    assert (
-        len(indices) == len(set(indices.tolist())) == 100
-    )  # disjoint, and together all 100 examples
+    # disjoint, and together all 100 examples
+    assert len(indices) == len(set(indices.tolist())) == 100
     assert sorted(indices.tolist()) == list(range(100))
     # k steps of `count` processes read the same examples as k steps of one process with the global batch.
     single = make_pipeline(data, local_batch_size=batch * count, seed=3)

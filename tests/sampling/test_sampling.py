@@ -157,9 +157,8 @@ def test_sample_cli_png_npy_latents_and_interpolation(exported, tmp_path):
     x = np.load(npy)
     assert x.shape == (3, 32, 32, 3) and x.dtype == np.float32 and np.abs(x).max() <= 1
     sampler = sampling.load_sampler(exported)
-    np.testing.assert_allclose(
-        x, sampler.generate(z, np.full(3, 207), None), atol=1e-5
-    )  # z used as given
+    # z used as given
+    np.testing.assert_allclose(x, sampler.generate(z, np.full(3, 207), None), atol=1e-5)
     strip = tmp_path / "strip.npy"
     sample_cli.main(
         [
@@ -246,10 +245,11 @@ def test_sample_cli_bad_input(exported, tmp_path, capsys):
         assert exit_info.value.code == 2 and message in err, (args, err)
         assert err.strip().splitlines()[-1].startswith("sample.py: error:") or "error:" in err
         assert not (tmp_path / "never.png").exists()
+    # no directory; a directory that holds no model
     for missing in (
         "/nonexistent/dir",
         str(tmp_path),
-    ):  # no directory; a directory that holds no model
+    ):
         out = subprocess.run(
             [sys.executable, "sample.py", "--checkpoint", missing], capture_output=True, text=True
         )
@@ -281,17 +281,15 @@ def test_class_sheet_rows_are_classes_columns_share_latents(exported, tmp_path):
         and list(saved["classes"]) == [1] * 3 + [207] * 3 + [980] * 3
     )
     z = saved["z"].reshape(3, 3, -1)
-    np.testing.assert_array_equal(
-        z[0], z[1]
-    )  # every row (class) uses the same latents, column by column
+    # every row (class) uses the same latents, column by column
+    np.testing.assert_array_equal(z[0], z[1])
     np.testing.assert_array_equal(z[0], z[2])
     sampler = sampling.load_sampler(exported)
     np.testing.assert_allclose(
         saved["images"][3:6], sampler.generate(z[1], np.full(3, 207), None), atol=1e-5
     )
-    assert np.all(
-        np.isnan(saved["truncation"])
-    )  # no truncation (our models' default), recorded as NaN
+    # no truncation (our models' default), recorded as NaN
+    assert np.all(np.isnan(saved["truncation"]))
 
 
 # Every jit trace and backend compilation reports its duration under these event names (jax._src.dispatch);
@@ -373,9 +371,8 @@ def test_evaluation_forward_is_batch_sharded_equals_one_device_and_compiles_once
 
 def test_sample_cli_never_starts_a_long_accumulation_unasked(tmp_path, capsys):
     c = sampling_config(num_classes=10)
-    c.sample.update(
-        standing_stats_batches=100, standing_stats_batch_size=256
-    )  # the ImageNet configs' size
+    # the ImageNet configs' size
+    c.sample.update(standing_stats_batches=100, standing_stats_batch_size=256)
     d = str(tmp_path / "g")
     export.save_generator(d, c, trained_like_generator(c))
     with pytest.raises(SystemExit) as exit_info:
@@ -447,9 +444,8 @@ def test_a_latent_ablation_is_sampled_from_its_own_latent():
         atol=1e-6,
     )
     assert np.abs(own["output_bn/mean"] - normal["output_bn/mean"]).max() > 1e-3
-    with pytest.raises(
-        ValueError, match="appendix E"
-    ):  # truncation re-samples a normal latent only
+    # truncation re-samples a normal latent only
+    with pytest.raises(ValueError, match="appendix E"):
         sampler.check_truncation(0.5)
     # Variance annealing samples at the end of its schedule (σ_end).
     c.train.update(latent="variance_annealing", latent_kwargs="anneal_steps=100,sigma_end=0.5")

@@ -210,9 +210,8 @@ def test_ada_p_follows_the_authors_rule_on_a_scripted_run():
         ps.append(float(logged["ada_p"]))
         seen.append(p)
     np.testing.assert_allclose(ps, seen, rtol=0, atol=1e-6)
-    assert (
-        max(ps) == pytest.approx(0.96, abs=1e-6) and ps[-1] > 0 and min(ps[12:]) < max(ps)
-    )  # up, then down
+    # up, then down
+    assert max(ps) == pytest.approx(0.96, abs=1e-6) and ps[-1] > 0 and min(ps[12:]) < max(ps)
 
 
 # --------------------------------------------------------------------------- LeCam, CR, zCR on linear models

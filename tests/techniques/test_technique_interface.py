@@ -94,9 +94,8 @@ def test_a_technique_from_outside_plugs_in_through_the_registry(monkeypatch):
     assert set(state.extras) == {"toy"}
     new, m = jax.jit(ts.make_train_step(c, mdl))(state, random_batch(c), jax.random.key(7))
     m = {k: np.asarray(v) for k, v in m.items()}
-    assert (
-        int(new.extras["toy"]["count"]) == 2 == int(m["toy_count"])
-    )  # one per D micro-batch, 2 D steps
+    # one per D micro-batch, 2 D steps
+    assert int(new.extras["toy"]["count"]) == 2 == int(m["toy_count"])
     # The term is in D's loss and logged under its name (the metrics are the last D update's).
     np.testing.assert_allclose(m["toy_d"], 0.5 * m["d_real_mean"] ** 2, rtol=1e-5)
     np.testing.assert_allclose(

@@ -50,9 +50,8 @@ def test_new_switches_default_to_neutral():
     assert {k: c.train[k] for k in NEUTRAL} == NEUTRAL
     assert c.model.d_minibatch_kernels == 0
     _, state = train_state.init_state(tiny_config(), jax.random.key(0))
-    assert (
-        state.extras == {} and jax.tree.leaves(state.extras) == []
-    )  # no new leaves in the default state
+    # no new leaves in the default state
+    assert state.extras == {} and jax.tree.leaves(state.extras) == []
 
 
 @pytest.mark.parametrize(
@@ -222,9 +221,8 @@ def test_minibatch_discrimination_in_the_d_head(arch):
     both = np.asarray(D(x, y, train=False, groups=2))
     np.testing.assert_allclose(both[:3], D(x[:3], y[:3], train=False), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(both[3:], D(x[3:], y[3:], train=False), rtol=1e-5, atol=1e-5)
-    assert (
-        np.abs(both[:3] - np.asarray(D(x, y, train=False))[:3]).max() > 1e-4
-    )  # one group of 6 differs
+    # one group of 6 differs
+    assert np.abs(both[:3] - np.asarray(D(x, y, train=False))[:3]).max() > 1e-4
 
 
 @pytest.mark.parametrize(

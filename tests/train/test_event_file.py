@@ -61,9 +61,8 @@ def test_scalar_events_equal_tensorboardx_bytes(tmp_path):
     theirs.close()
     ours.flush()  # a gs:// run's MetricWriter uploads after closing, which flushes: a no-op, as tensorboardX's
     (theirs_file,) = os.listdir(tmp_path / "theirs")
-    assert (
-        os.path.basename(ours.path).rsplit(".", 2)[0] == theirs_file.rsplit(".", 2)[0]
-    )  # events.out.tfevents
+    # events.out.tfevents
+    assert os.path.basename(ours.path).rsplit(".", 2)[0] == theirs_file.rsplit(".", 2)[0]
     ours_records, theirs_records = records(ours.path), records(tmp_path / "theirs" / theirs_file)
     # The first event holds the file version and the time the file was opened (so differs); every scalar
     # event, with its framing and CRCs, is the same bytes.

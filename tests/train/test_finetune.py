@@ -178,8 +178,7 @@ def test_train_py_fine_tunes_a_workdir_with_freezed(tmp_path):
     )
     for path, value in d_after.items():
         same = np.array_equal(np.asarray(value[...]), np.asarray(d_before[path][...]))
-        assert same == (path[0] == "blocks" and path[1] < 2), (
-            path
-        )  # frozen exactly; the rest trained
+        # frozen exactly; the rest trained
+        assert same == (path[0] == "blocks" and path[1] < 2), path
     assert not np.array_equal(leaves(after.g_params)[0], leaves(before.g_params)[0])
     assert int(after.step) == 2  # a new run: its own step count from 0

@@ -81,9 +81,8 @@ def test_accumulate_gradients_is_the_mean_of_micro_batch_gradients(unroll, micro
     scale = float(np.abs(np.mean(expected, axis=0)).max())
     np.testing.assert_allclose(grads["w"], np.mean(expected, axis=0), rtol=0, atol=1e-6 * scale)
     np.testing.assert_allclose(loss, np.mean([loss_fn(w, 0, x)[0] for x in xs]), rtol=1e-6)
-    assert (
-        int(count) == micro_batches and float(aux["seen"]) == 1.0
-    )  # state threaded through all micro-batches
+    # state threaded through all micro-batches
+    assert int(count) == micro_batches and float(aux["seen"]) == 1.0
 
 
 def test_ema_follows_g_before_start_then_decays():

@@ -139,9 +139,8 @@ def test_host_reads_do_not_grow_with_the_number_of_steps(tmp_path, monkeypatch):
     reads = {}
     for num_steps in (2, 10, 40):
         workdir = tmp_path / f"steps{num_steps}"
-        if (
-            num_steps > 2
-        ):  # the digits classifier and reference moments the first run cached: equal work
+        # the digits classifier and reference moments the first run cached: equal work
+        if num_steps > 2:
             shutil.copytree(tmp_path / "steps2" / "eval", workdir / "eval")
         c = run_config(
             num_steps,
