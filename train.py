@@ -24,8 +24,8 @@ DEFAULT_CONFIG = "configs/digits.py"
 
 
 def parse_args(argv):
-    """(argparse namespace, config): the flags of this command and the shared ones, then `--config` and its
-    overrides through ml_collections (a private absl flag set, so nothing else sees them)."""
+    """(parser, argparse namespace, config): the flags of this command and the shared ones, then `--config`
+    and its overrides through ml_collections (a private absl flag set, so nothing else sees them)."""
     parser = cli.parser(
         "train.py",
         __doc__.split("\n")[0],
@@ -63,7 +63,9 @@ def parse_args(argv):
         config = config_flag_values.config
         cfg.check_keys(config, cfg.base_config())
     except (flags.Error, OSError, KeyError, ValueError) as e:
-        parser.error(str(e).strip().splitlines()[0] if isinstance(e, flags.Error) else str(e))
+        if isinstance(e, flags.Error):
+            parser.error(str(e).strip().splitlines()[0])
+        parser.error(e.args[0] if isinstance(e, KeyError) and e.args else str(e))
     return parser, args, config
 
 

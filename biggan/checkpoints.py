@@ -267,9 +267,7 @@ def load_ema_generator(workdir, step=None):
     step = ckpt.latest_step() if step is None else step
     if step is None:
         raise FileNotFoundError(f"{workdir}/checkpoints holds no checkpoint yet")
-    graphdef, params, g_state = nnx.split(
-        nnx.eval_shape(lambda: models.make_generator(config.model, nnx.Rngs(0))), nnx.Param, ...
-    )
+    graphdef, params, g_state = nnx.split(models.abstract_generator(config.model), nnx.Param, ...)
     replicated = sharding.replicated(sharding.make_mesh())
     wanted = jax.tree.map(
         lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=replicated),

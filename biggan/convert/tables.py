@@ -182,8 +182,7 @@ def sn_keys(weight, u_shape, v_shape, extra=()):
 
 def build_generator(config, flat: dict):
     """Generator from `config.model` with every state leaf taken from `flat` ({path tuple: array})."""
-    abstract = nnx.eval_shape(lambda: models.make_generator(config.model, nnx.Rngs(0)))
-    graphdef, state = nnx.split(abstract)
+    graphdef, state = nnx.split(models.abstract_generator(config.model))
     target = traverse_util.flatten_dict(nnx.to_pure_dict(state))
     # Internal consistency: the mapping must fill every leaf, with the right shape, and nothing else.
     missing = sorted(map(str, set(target) - set(flat)))

@@ -46,6 +46,11 @@ def make_generator(m, rngs: nnx.Rngs):
     return biggan_deep.Generator(ch=m.ch_g, rgb_channels=m.rgb_channels, **common)
 
 
+def abstract_generator(m) -> nnx.Module:
+    """G of `m` as shapes only (no allocation): the structure a checkpoint or an export is restored into."""
+    return nnx.eval_shape(lambda: make_generator(m, nnx.Rngs(0)))
+
+
 def make_discriminator(m, rngs: nnx.Rngs, in_channels: int = 3):
     """`in_channels`: 3·m when D scores PacGAN packs of m samples (train.pacgan_pack; biggan/train/state.py init_state)."""
     _check_arch(m)

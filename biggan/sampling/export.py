@@ -65,8 +65,7 @@ def load_generator(directory):
     """Returns (config, generator, truncation_stats or None)."""
     directory = storage.resolve(directory)
     config = load_config(directory)
-    abstract = nnx.eval_shape(lambda: models.make_generator(config.model, nnx.Rngs(0)))
-    graphdef, abstract_state = nnx.split(abstract)
+    graphdef, abstract_state = nnx.split(models.abstract_generator(config.model))
     # Replicated on this process's devices (biggan.sampling.sampler shards each batch over them): sampling is
     # process-local, and in a multi-process job a target without a sharding makes orbax refuse the
     # checkpoint ("Topology mismatch").
