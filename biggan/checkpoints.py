@@ -18,7 +18,7 @@ import orbax.checkpoint as ocp
 from flax import nnx
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 
-from biggan import config as cfg
+from biggan import core_config
 from biggan.models import factory as models
 from biggan.runtime import sharding, storage
 
@@ -218,22 +218,6 @@ def _capture(fn, errors: list):
         errors.append(e)
 
 
-def check_workdir_config(workdir: str, config: ml_collections.ConfigDict):
-    """Refuse to resume a workdir written by a different architecture; record the config otherwise."""
-    if storage.exists(os.path.join(workdir, "config.json")):
-        old = cfg.read_config(workdir)
-        diff = model_differences(old.model, config.model)
-        if diff:
-            raise ValueError(
-                f"{workdir} holds a checkpoint of a different model: "
-                f"{old.model.arch} {old.model.resolution}² vs the requested {config.model.arch} "
-                f"{config.model.resolution}²; differing model keys (workdir → requested): "
-                + ", ".join(f"{k}: {a!r} → {b!r}" for k, (a, b) in diff.items())
-                + ". Nothing was overwritten; use another --workdir or the matching config."
-            )
-    record_config(workdir, config)
-
-
 def record_config(workdir: str, config: ml_collections.ConfigDict):
     """Write the run's config.json (process 0), what sample.py and biggan.evaluate rebuild the run from."""
     if jax.process_index() == 0:
@@ -248,7 +232,7 @@ def model_differences(
     old: ml_collections.ConfigDict, new: ml_collections.ConfigDict, ignore=()
 ) -> dict:
     """{key: (old value, new value)} of the model keys that differ, sorted (`old` read with
-    config.read_config, so it has every key)."""
+    read with a read_config, so it has every key of its schema)."""
     old, new = old.to_dict(), new.to_dict()
     return {
         k: (old.get(k), new.get(k))
@@ -262,7 +246,7 @@ def load_ema_generator(workdir, step=None):
 
     Only the EMA weights and G's state are read (orbax's partial restore), into G's structure built from
     `config.model` alone: sampling and evaluation need neither D, the optimisers nor the techniques."""
-    config = cfg.read_config(workdir)
+    config = core_config.read_config(workdir)
     ckpt = Checkpointer(workdir)
     step = ckpt.latest_step() if step is None else step
     if step is None:

@@ -14,7 +14,7 @@ from flax import nnx
 from legacy_modules import load_module_at
 from stepping import leaves, random_batch
 
-from biggan import ablate
+from biggan import ablate, core_config
 from biggan import config as cfg
 from biggan.data import to_model_range
 from biggan.gan import latents, regularisers
@@ -279,12 +279,12 @@ def test_contradictory_switches_are_refused():
 
 
 def test_parse_kwargs():
-    assert cfg.parse_kwargs("anneal_steps=100, sigma_start=2.0,name=x", "w") == dict(
+    assert core_config.parse_kwargs("anneal_steps=100, sigma_start=2.0,name=x", "w") == dict(
         anneal_steps=100, sigma_start=2.0, name="x"
     )
-    assert cfg.parse_kwargs("", "w") == {}
+    assert core_config.parse_kwargs("", "w") == {}
     with pytest.raises(ValueError, match="key=value"):
-        cfg.parse_kwargs("anneal_steps", "train.latent_kwargs")
+        core_config.parse_kwargs("anneal_steps", "train.latent_kwargs")
 
 
 # --------------------------------------------------------------------------- collapse monitor
@@ -343,7 +343,7 @@ def test_pick_rollback_step_and_overrides():
     with pytest.raises(RuntimeError, match="keep_checkpoints"):
         collapse.pick_rollback_step([6, 8], flagged_step=9, rollback_steps=4)
     c = cfg.base_config()
-    collapse.apply_overrides(c, cfg.parse_kwargs("train.lr_g=2.5e-5,model.hier=False", "w"))
+    collapse.apply_overrides(c, core_config.parse_kwargs("train.lr_g=2.5e-5,model.hier=False", "w"))
     assert c.train.lr_g == 2.5e-5 and c.model.hier is False
     with pytest.raises(KeyError, match="lr_q"):
         collapse.apply_overrides(c, {"train.lr_q": 1.0})

@@ -18,7 +18,7 @@ import ml_collections
 import orbax.checkpoint as ocp
 from flax import nnx
 
-from biggan import config as cfg
+from biggan import core_config
 from biggan.models import factory as models
 from biggan.runtime import sharding, storage
 
@@ -58,7 +58,7 @@ def load_config(directory) -> ml_collections.ConfigDict:
             f"{path} not found: {directory} is not an exported generator "
             f"(expected config.json and generator/ written by biggan.convert or train.py)"
         )
-    return cfg.read_config(directory)
+    return core_config.read_config(directory)
 
 
 def load_generator(directory):

@@ -22,8 +22,7 @@ import numpy as np
 from flax import nnx
 from tqdm import tqdm
 
-from biggan import checkpoints
-from biggan import config as cfg
+from biggan import checkpoints, core_config
 from biggan.gan import latents
 from biggan.runtime import sharding, storage
 from biggan.sampling import export
@@ -46,7 +45,7 @@ def latent_of(config) -> tuple[str, dict]:
     t = config.train
     if t.latent == "normal":
         return NORMAL
-    kwargs = cfg.parse_kwargs(t.latent_kwargs, "train.latent_kwargs")
+    kwargs = core_config.parse_kwargs(t.latent_kwargs, "train.latent_kwargs")
     if t.latent == "variance_annealing":
         kwargs = dict(kwargs, step=kwargs["anneal_steps"])
     return t.latent, kwargs

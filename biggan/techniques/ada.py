@@ -23,6 +23,13 @@ from biggan.techniques.base import Technique
 class ADA(Technique):
     name = "ada"
     rng_tag = 7
+    config_keys = {
+        "train.ada_target": 0.0,  # target of E[sign(D(real))] (Karras et al.: 0.6; 0 = off) ...
+        "train.ada_policy": "color,translation,cutout",  # ... the augmentations applied with probability p ...
+        "train.ada_interval": 4,
+        "train.ada_kimg": 500.0,
+        "train.ada_p_init": 0.0,  # ... p adjusted every 4 steps, by ≤ 1 per 500k reals
+    }
 
     @staticmethod
     def enabled(config) -> bool:

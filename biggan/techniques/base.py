@@ -1,6 +1,7 @@
 """The interface a training technique implements to plug into the train step (biggan/train/step.py).
 
-A technique is a class with a config switch (`enabled`), a check of its config keys, optional state in
+A technique is a class with its config keys and their neutral defaults (`config_keys`, gathered into the
+schema by `biggan.config.base_config`), a config switch (`enabled`), a check of its keys, optional state in
 `TrainState.extras[name]`, and the hooks it uses; the others are inherited no-ops. The step calls the
 hooks of the enabled techniques in the order of `biggan.techniques.registry.REGISTRY`:
 
@@ -83,6 +84,9 @@ class Technique:
     name: str = ""
     rng_tag: int | None = None  # folded into the micro-batch key for this technique's randomness
     needs_real_in_g: bool = False  # whether g_terms reads a real batch (GContext.real)
+    # {"section.key": default}: the config keys this technique reads, each defaulting to "off" (the step is
+    # then the paper's); biggan.config.base_config adds them to the schema.
+    config_keys: dict[str, Any] = {}
 
     def __init__(self, config: ml_collections.ConfigDict):
         self.config = config

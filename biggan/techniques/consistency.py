@@ -30,6 +30,11 @@ def squared_difference(a, b):
 class ConsistencyRegularisation(Technique):
     name = "cr"
     rng_tag = 8
+    config_keys = {
+        "train.cr_real_weight": 0.0,  # λ·E[(D(x) − D(T(x)))²] on reals (Zhang et al.: 10; 0 = off) ...
+        "train.cr_fake_weight": 0.0,  # ... and on fakes (bCR: both 10)
+        "train.cr_augment": "flip,reflect_translation",  # T
+    }
 
     @staticmethod
     def enabled(config) -> bool:
@@ -67,6 +72,11 @@ def perturbed(z, rng, sigma):
 class LatentConsistency(Technique):
     name = "zcr"
     rng_tag = 9
+    config_keys = {
+        "train.zcr_d_weight": 0.0,
+        "train.zcr_g_weight": 0.0,  # λ_dis (5), λ_gen (0.5); 0 = off
+        "train.zcr_sigma": 0.03,  # z' = z + N(0, σ²I)
+    }
 
     @staticmethod
     def enabled(config) -> bool:

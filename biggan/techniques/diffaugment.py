@@ -12,6 +12,8 @@ from biggan.techniques.base import Technique
 class DiffAugment(Technique):
     name = "diffaug"
     rng_tag = 7  # one key per batch: the parameters are drawn per sample
+    # on every D input, e.g. "color,translation,cutout" ('' = off)
+    config_keys = {"train.diffaug_policy": ""}
 
     @staticmethod
     def enabled(config) -> bool:

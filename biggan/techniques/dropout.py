@@ -28,6 +28,7 @@ def feature_dropout(
 class FeatureDropout(Technique):
     name = "d_dropout"
     rng_tag = 2
+    config_keys = {"model.d_dropout_keep": 1.0}  # keep probability (paper §4.2; 1.0 = off)
 
     @staticmethod
     def enabled(config) -> bool:

@@ -32,6 +32,8 @@ class FeatureMatching(Technique):
     name = "feature_matching"
     rng_tag = 10
     needs_real_in_g = True
+    # + w·‖E f(x) − E f(G(z))‖² on D's pooled features, in G's loss
+    config_keys = {"train.feature_matching_weight": 0.0}
 
     @staticmethod
     def enabled(config) -> bool:

@@ -31,6 +31,9 @@ def frozen(path, k: int) -> bool:
 
 class FreezeD(Technique):
     name = "freezed"
+    config_keys = {
+        "train.freeze_d_blocks": 0
+    }  # keep D's first k blocks at their initial weights (0 = off)
 
     @staticmethod
     def enabled(config) -> bool:

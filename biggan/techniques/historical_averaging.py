@@ -58,6 +58,11 @@ def historical_average_penalty(
 class HistoricalAveragingD(Technique):
     name = "historical_average_d"
     network = "d"
+    config_keys = {
+        "train.historical_averaging_weight": 0.0,  # + w·‖θ − mean of past θ‖² in D's and G's losses
+        # 0: exact mean of all past θ; d ∈ (0, 1): exponential, m ← d·m + (1−d)·θ
+        "train.historical_averaging_decay": 0.0,
+    }
 
     @staticmethod
     def enabled(config) -> bool:

@@ -26,6 +26,10 @@ def add_instance_noise(rng: jax.Array, x: jax.Array, sigma) -> jax.Array:
 class InstanceNoise(Technique):
     name = "instance_noise"
     rng_tag = 1
+    config_keys = {
+        "train.instance_noise_sigma": 0.0,  # N(0, σ²) on every D input, annealed to 0 over ...
+        "train.instance_noise_anneal_steps": 0,  # ... this many steps (0: constant σ)
+    }
 
     @staticmethod
     def enabled(config) -> bool:

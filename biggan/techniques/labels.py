@@ -16,6 +16,9 @@ from biggan.techniques.base import Technique, nonnegative
 
 class LabelSmoothing(Technique):
     name = "label_smoothing"
+    config_keys = {
+        "train.label_smoothing": 0.0
+    }  # one-sided: real target 1 − s (losses with targets only)
 
     @staticmethod
     def enabled(config) -> bool:
@@ -31,6 +34,11 @@ class LabelSmoothing(Technique):
 class NoisyLabels(Technique):
     name = "noisy_labels"
     rng_tag = 4  # the key of D's loss, which draws the flips and the soft targets
+    config_keys = {
+        "train.label_noise": 0.0,  # probability of flipping each of D's real/fake targets (losses with targets)
+        # targets real ~ U[0.7, 1.2], fake ~ U[0, 0.3] (Salimans et al. 2016 / ganhacks; losses with targets)
+        "train.soft_labels": False,
+    }
 
     @staticmethod
     def enabled(config) -> bool:

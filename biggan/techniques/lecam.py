@@ -28,6 +28,11 @@ def lecam_penalty(d_real, d_fake, anchor_real, anchor_fake):
 
 class LeCam(Technique):
     name = "lecam"
+    config_keys = {
+        "train.lecam_weight": 0.0,  # λ (Tseng et al.: 0.3 with DiffAugment on CIFAR; 0 = off) ...
+        "train.lecam_decay": 0.99,
+        "train.lecam_start": 0,  # ... anchors' EMA decay; steps before the term starts
+    }
 
     @staticmethod
     def enabled(config) -> bool:

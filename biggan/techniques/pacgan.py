@@ -39,6 +39,9 @@ def unpack_samples(x: jax.Array, pack: int) -> jax.Array:
 
 class PacGAN(Technique):
     name = "pacgan"
+    config_keys = {
+        "train.pacgan_pack": 1
+    }  # D scores packs of m samples stacked on channels (1 = off)
 
     @staticmethod
     def enabled(config) -> bool:

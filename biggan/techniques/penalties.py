@@ -118,6 +118,7 @@ def dragan_penalty(
 class R1(Technique):
     name = "r1"
     rng_tag = PENALTY_TAG
+    config_keys = {"train.r1_gamma": 0.0}  # γ/2·E‖∇D(x_real)‖²
 
     @staticmethod
     def enabled(config) -> bool:
@@ -136,6 +137,7 @@ class R1(Technique):
 class DRAGAN(Technique):
     name = "dragan"
     rng_tag = PENALTY_TAG
+    config_keys = {"train.dragan_weight": 0.0}
 
     @staticmethod
     def enabled(config) -> bool:
@@ -155,6 +157,7 @@ class DRAGAN(Technique):
 class WGANGP(Technique):
     name = "gp"
     rng_tag = PENALTY_TAG
+    config_keys = {"train.gp_weight": 0.0}  # WGAN-GP λ
 
     @staticmethod
     def enabled(config) -> bool:

@@ -46,6 +46,20 @@ REGISTRY = (
 )
 
 
+def config_keys() -> dict[str, object]:
+    """{"section.key": default} of every technique's keys, in registry order. Two techniques may share a
+    key (historical averaging of D and of G) only with one default."""
+    keys = {}
+    for cls in REGISTRY:
+        for key, default in cls.config_keys.items():
+            if keys.setdefault(key, default) != default:
+                raise ValueError(
+                    f"{cls.__name__} declares {key}={default!r}, another technique {keys[key]!r}; "
+                    "a shared key has one default"
+                )
+    return keys
+
+
 def enabled(config) -> list[Technique]:
     """The switched-on techniques of `config`, built and checked (ValueError names key and fix)."""
     active = [cls(config) for cls in REGISTRY if cls.enabled(config)]

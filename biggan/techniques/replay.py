@@ -92,6 +92,10 @@ def replay_mix(
 class ExperienceReplay(Technique):
     name = "replay"
     rng_tag = 5
+    config_keys = {
+        "train.replay_capacity": 0,  # a buffer of past fakes (0 = off) ...
+        "train.replay_fraction": 0.0,  # ... and the fraction of each D fake batch drawn from it
+    }
 
     @staticmethod
     def enabled(config) -> bool:

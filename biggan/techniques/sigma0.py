@@ -127,6 +127,11 @@ def sigma0_clamp(
 
 class Sigma0Regulariser(Technique):
     name = "sigma0_reg"
+    config_keys = {
+        "train.sigma0_reg_strength": 0.0,  # regularise G's σ0 towards sigma0_target or sigma0_ratio·sg(σ1)
+        "train.sigma0_target": 0.0,  # 0: use sigma0_ratio
+        "train.sigma0_ratio": 0.0,
+    }
 
     @staticmethod
     def enabled(config) -> bool:
@@ -157,6 +162,10 @@ class Sigma0Regulariser(Technique):
 
 class Sigma0Clamp(Technique):
     name = "sigma0_clamp"
+    config_keys = {
+        "train.sigma0_clamp": 0.0,  # after each G update clamp G's σ0 to this (0: off) ...
+        "train.sigma0_clamp_ratio": 0.0,  # ... or to ratio·σ1 (0: off)
+    }
 
     @staticmethod
     def enabled(config) -> bool:

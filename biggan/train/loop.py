@@ -23,7 +23,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 from tqdm import tqdm
 
-from biggan import checkpoints
+from biggan import checkpoints, core_config
 from biggan import config as cfg
 from biggan.data import make_pipeline
 from biggan.evaluation import evaluator as evaluation
@@ -145,6 +145,22 @@ def _make_sv_fn():
     return sv_fn
 
 
+def check_workdir_config(workdir: str, config: ml_collections.ConfigDict):
+    """Refuse to resume a workdir written by a different architecture; record the config otherwise."""
+    if storage.exists(os.path.join(workdir, "config.json")):
+        old = cfg.read_config(workdir)
+        diff = checkpoints.model_differences(old.model, config.model)
+        if diff:
+            raise ValueError(
+                f"{workdir} holds a checkpoint of a different model: "
+                f"{old.model.arch} {old.model.resolution}² vs the requested {config.model.arch} "
+                f"{config.model.resolution}²; differing model keys (workdir → requested): "
+                + ", ".join(f"{k}: {a!r} → {b!r}" for k, (a, b) in diff.items())
+                + ". Nothing was overwritten; use another --workdir or the matching config."
+            )
+    checkpoints.record_config(workdir, config)
+
+
 def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = True) -> dict:
     """Train (or resume) `config` in `workdir`. Returns the last logged metrics."""
     t, lg = config.train, config.log
@@ -155,7 +171,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
     mesh = sharding.make_mesh()
     micro = micro_batch_size(t)
     sharding.check_batch_divides(micro, mesh, "train.batch_size / train.num_accumulations")
-    checkpoints.check_workdir_config(workdir, config)
+    check_workdir_config(workdir, config)
     ckpt = checkpoints.Checkpointer(
         workdir,
         keep=lg.keep_checkpoints,
@@ -428,7 +444,7 @@ def _rollback(config, workdir, ckpt, mesh, batches, event, num_rollbacks):
     batches.restart_from(
         distributed.local_data_state(data_state, jax.process_index(), jax.process_count())
     )
-    overrides = cfg.parse_kwargs(t.rollback_overrides, "train.rollback_overrides")
+    overrides = core_config.parse_kwargs(t.rollback_overrides, "train.rollback_overrides")
     collapse.apply_overrides(config, overrides)
     # a technique switched on starts
     state = sharding.replicate(

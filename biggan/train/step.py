@@ -28,7 +28,7 @@ from flax import nnx
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from biggan import config as cfg
+from biggan import core_config
 from biggan.data import to_model_range
 from biggan.gan import latents, losses, regularisers
 from biggan.models import factory as models
@@ -114,7 +114,7 @@ def make_train_step(config: ml_collections.ConfigDict, mdl: Models, mesh=None, u
         loss_options.update(technique.loss_options())
     d_loss_fn, g_loss_fn = losses.get_loss(t.loss, **loss_options)
     latent, dim_z = t.latent, m.dim_z
-    latent_kwargs = cfg.parse_kwargs(t.latent_kwargs, "train.latent_kwargs")
+    latent_kwargs = core_config.parse_kwargs(t.latent_kwargs, "train.latent_kwargs")
 
     def latent_fn(key, n, step):
         if latent == "normal" and not latent_kwargs:

@@ -211,7 +211,7 @@ def evaluation_inputs(tmp_path_factory):
 
     config = cfg.load_config_file(os.path.join(ROOT, "configs", "digits.py:runlocal"))
     workdir = str(base / "workdir")
-    checkpoints.check_workdir_config(workdir, config)
+    checkpoints.record_config(workdir, config)
     _, state = train_state.init_state(config, jax.random.key(config.seed))
     ckpt = checkpoints.Checkpointer(workdir)
     ckpt.save(0, state, {"epoch": 0, "offset": 0}, wait=True)

@@ -44,9 +44,9 @@ def test_discriminator_parameter_count_matches_spec():
 
 
 def test_factory_builds_biggan_deep():
-    from biggan import config as cfg
+    from biggan import core_config
 
-    m = cfg.model_config()
+    m = core_config.model_config()
     m.update(arch="biggan_deep", resolution=128, ch_g=128, ch_d=128, dim_z=128, rgb_channels=128)
     assert abstract_count(lambda: models.make_generator(m, nnx.Rngs(0))) == 50_388_609
     assert abstract_count(lambda: models.make_discriminator(m, nnx.Rngs(0))) == 34_590_210

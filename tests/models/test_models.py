@@ -10,6 +10,7 @@ import pytest
 from flax import nnx
 
 from biggan import config as cfg
+from biggan import core_config
 from biggan.models import batch_norm, biggan, layers
 from biggan.models import factory as models
 from biggan.models.biggan import Discriminator, Generator
@@ -236,7 +237,7 @@ def test_bad_inputs_raise_clear_errors():
         ValueError, match=r"resolution 100 .*valid resolutions: \[32, 64, 128, 256, 512\]"
     ):
         Generator(resolution=100, rngs=nnx.Rngs(0))
-    m = cfg.model_config()
+    m = core_config.model_config()
     m.arch = "biggan_deeep"
     with pytest.raises(
         ValueError, match=r"biggan_deeep.*valid choices: \['biggan', 'biggan_deep'\]"

@@ -64,26 +64,60 @@ def test_every_technique_is_off_in_the_base_config_and_named_once():
 
 
 class Toy(Technique):
-    """A D term 0.5·mean(D(real))², a G term, a counter of D micro-batches and a logged after-step metric."""
+    """A D term w·mean(D(real))² (w = train.toy_weight, its own key), a G term, a counter of D
+    micro-batches and a logged after-step metric."""
 
     name = "toy"
     rng_tag = 99
+    config_keys = {"train.toy_weight": 0.5}  # on by default, so the step test needs no override
 
     @staticmethod
     def enabled(config):
-        return True
+        return bool(config.train.toy_weight)
 
     def init_state(self, g_params=None, d_params=None):
         return {"count": jnp.zeros((), jnp.int32)}
 
     def d_terms(self, ctx, state):
-        return {"toy_d": 0.5 * jnp.mean(ctx.d_real) ** 2}, {"count": state["count"] + 1}
+        return {"toy_d": self.train.toy_weight * jnp.mean(ctx.d_real) ** 2}, {
+            "count": state["count"] + 1
+        }
 
     def g_terms(self, ctx, state):
         return {"toy_g": 0.1 * jnp.mean(ctx.d_fake)}
 
     def after_step(self, state, step):
         return state, {"toy_count": state["count"]}
+
+
+def test_a_techniques_keys_enter_the_schema_from_its_class(monkeypatch):
+    assert "toy_weight" not in cfg.base_config().train
+    monkeypatch.setattr(registry, "REGISTRY", registry.REGISTRY + (Toy,))
+    c = cfg.base_config()
+    assert c.train.toy_weight == 0.5
+    cfg.check_override_flags(["--config.train.toy_weight=0.1"])  # a known key now
+    # every technique's keys are in the schema with the value that switches it off
+    for cls in registry.REGISTRY[:-1]:
+        for key in cls.config_keys:
+            section, name = key.split(".")
+            assert name in c[section], key
+        assert not cls.enabled(cfg.base_config()), cls.__name__
+
+
+def test_a_technique_key_may_not_redefine_a_core_key_or_another_techniques_default(monkeypatch):
+    class Clash(Toy):
+        config_keys = {"train.lr_g": 0.0}
+
+    monkeypatch.setattr(registry, "REGISTRY", registry.REGISTRY + (Clash,))
+    with pytest.raises(ValueError, match=r"train.lr_g is already a key of biggan.core_config"):
+        cfg.base_config()
+
+    class Disagrees(Toy):
+        config_keys = {"train.r1_gamma": 1.0}
+
+    monkeypatch.setattr(registry, "REGISTRY", registry.REGISTRY[:-1] + (Disagrees,))
+    with pytest.raises(ValueError, match=r"Disagrees declares train.r1_gamma=1.0, another"):
+        cfg.base_config()
 
 
 @pytest.mark.slow  # one compile of the tiny step (~20 s idle)

@@ -163,7 +163,7 @@ def test_host_reads_do_not_grow_with_the_number_of_steps(tmp_path, monkeypatch):
 def test_workdir_of_another_architecture_is_refused_and_untouched(tmp_path):
     workdir = str(tmp_path / "w")
     c = run_config(1)
-    checkpoints.check_workdir_config(workdir, c)
+    trainer.check_workdir_config(workdir, c)
     before = open(os.path.join(workdir, "config.json")).read()
     other = run_config(1)
     other.model.update(arch="biggan_deep", ch_g=8)
@@ -210,15 +210,15 @@ def test_failed_save_keeps_the_previous_checkpoint_and_stops_with_a_message(tmp_
 def test_workdir_written_before_a_model_key_existed_still_resumes(tmp_path):
     workdir = str(tmp_path / "old")
     c = run_config(1)
-    checkpoints.check_workdir_config(workdir, c)
+    trainer.check_workdir_config(workdir, c)
     path = os.path.join(workdir, "config.json")
     old = json.load(open(path))
     del old["model"]["d_minibatch_kernels"]  # as written before minibatch discrimination existed
     json.dump(old, open(path, "w"))
-    checkpoints.check_workdir_config(workdir, c)  # the missing key had its default: same model
+    trainer.check_workdir_config(workdir, c)  # the missing key had its default: same model
     c.model.d_minibatch_kernels = 4  # but a real change is still refused
     with pytest.raises(ValueError, match=r"d_minibatch_kernels: 0 → 4"):
-        checkpoints.check_workdir_config(workdir, c)
+        trainer.check_workdir_config(workdir, c)
 
 
 def test_best_checkpoint_survives_reopening(tmp_path):
