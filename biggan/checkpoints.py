@@ -68,8 +68,15 @@ class Checkpointer:
             create=True,
             **best,
         )
+        # Handlers named up front, so that a fresh process can read a checkpoint's metadata (the extras it
+        # holds, `_stored_extras`) before restoring anything.
         self.manager = ocp.CheckpointManager(
-            self.directory, options=options, item_names=("state", "data")
+            self.directory,
+            options=options,
+            item_handlers={
+                "state": ocp.StandardCheckpointHandler(),
+                "data": ocp.JsonCheckpointHandler(),
+            },
         )
         self.best_metric, self.best_mode = best_metric, best_mode
         # The newest save known to be complete, and the one in flight (asynchronous): an error names the
@@ -241,14 +248,28 @@ def model_differences(
     }
 
 
+# TrainState.extras entry of a checkpoint converted from BigGAN-PyTorch (biggan/convert/biggan_pytorch_run.py):
+# its G_ema's own SN vectors and BN statistics, with which that step samples as the author's code does.
+# Training reads and drops it (no technique has this name), so later checkpoints sample with G's state.
+EMA_G_STATE = "ema_g_state"
+
+
 def load_ema_generator(workdir, step=None):
     """(config, EMA generator with G's SN/BN state, step) from a training workdir's checkpoint.
 
     Only the EMA weights and G's state are read (orbax's partial restore), into G's structure built from
-    `config.model` alone: sampling and evaluation need neither D, the optimisers nor the techniques."""
+    `config.model` alone: sampling and evaluation need neither D, the optimisers nor the techniques. A
+    checkpoint that holds the EMA generator's own state (EMA_G_STATE) samples with it."""
     config = core_config.read_config(workdir)
-    ckpt = Checkpointer(workdir)
-    step = ckpt.latest_step() if step is None else step
+    directory = os.path.join(storage.resolve(workdir), "checkpoints")
+    storage.refresh(directory)
+    # Read-only, with the handler of partial restores (the Checkpointer's reads and writes whole states).
+    manager = ocp.CheckpointManager(
+        directory,
+        options=ocp.CheckpointManagerOptions(create=False, read_only=True),
+        item_handlers={"state": ocp.PyTreeCheckpointHandler()},
+    )
+    step = manager.latest_step() if step is None else step
     if step is None:
         raise FileNotFoundError(f"{workdir}/checkpoints holds no checkpoint yet")
     graphdef, params, g_state = nnx.split(models.abstract_generator(config.model), nnx.Param, ...)
@@ -257,7 +278,12 @@ def load_ema_generator(workdir, step=None):
         lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=replicated),
         {"ema_params": params, "g_state": g_state},
     )
-    restored = ckpt.manager.restore(
+    metadata = manager.item_metadata(step)["state"]
+    stored_extras = (getattr(metadata, "tree", metadata) or {}).get("extras") or {}
+    own_state = EMA_G_STATE in stored_extras
+    if own_state:
+        wanted = {"ema_params": wanted["ema_params"], "extras": {EMA_G_STATE: wanted["g_state"]}}
+    restored = manager.restore(
         step,
         args=ocp.args.Composite(
             state=ocp.args.PyTreeRestore(
@@ -266,7 +292,7 @@ def load_ema_generator(workdir, step=None):
                 partial_restore=True,
             )
         ),
-    )
-    ckpt.close()
-    generator = nnx.merge(graphdef, restored["state"]["ema_params"], restored["state"]["g_state"])
-    return config, generator, step
+    )["state"]
+    manager.close()
+    g_state = restored["extras"][EMA_G_STATE] if own_state else restored["g_state"]
+    return config, nnx.merge(graphdef, restored["ema_params"], g_state), step

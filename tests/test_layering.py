@@ -21,8 +21,8 @@ LAYERS = [
     "config",  # the whole schema (core_config's keys and the techniques'), config files and their checks
     "sampling",  # sampler, truncation, exported generators, images
     "evaluation",  # metrics, feature networks, the evaluator, reports
-    "convert",  # released weights into exported generators
     "train",  # state, step, loop, fine-tuning, collapse monitor
+    "convert",  # released weights into exported generators, a BigGAN-PyTorch run into a workdir
     "evaluate",  # command: python -m biggan.evaluate
     "summary",  # command: python -m biggan.summary
     "ablate",  # command: python -m biggan.ablate

@@ -1,4 +1,5 @@
-"""BigGAN-PyTorch's BigGAN G / G_ema state dict into an exported generator."""
+"""BigGAN-PyTorch's BigGAN G / G_ema and D state dicts: their layouts (one table each) and the exported generator
+converted from a G_ema.pth. A whole weights folder becomes a training workdir in biggan/convert/biggan_pytorch_run.py."""
 
 from __future__ import annotations
 
@@ -41,6 +42,11 @@ def _bp_sn(kernel, eps):
             k = conv_kernel(w)
             out.flat[e.ours + ("kernel",)] = k
             w_mat = k.reshape(-1, k.shape[-1]).T
+        elif (
+            kernel == "embed"
+        ):  # SNEmbedding: the (classes, dim) table itself is SN's matrix (layers.SNEmbed)
+            out.flat[e.ours + ("embedding",)] = w
+            w_mat = w
         else:
             out.flat[e.ours + ("kernel",)] = w.T
             w_mat = w
@@ -76,6 +82,7 @@ def biggan_pytorch_kinds(eps: float) -> dict[str, Kind]:
         "sn_linear_chw": _bp_sn("linear_chw", eps),
         "sn_linear": _bp_sn("linear", eps),
         "sn_conv": _bp_sn("conv", eps),
+        "sn_embed": _bp_sn("embed", eps),
         "bn": Kind(
             lambda e: {f"{e.theirs}.stored_mean": e.shape, f"{e.theirs}.stored_var": e.shape},
             _bp_bn,
@@ -127,21 +134,77 @@ def biggan_pytorch_layout(m: ml_collections.ConfigDict) -> list[Entry]:
         ):
             layout.append(Entry("sn_conv", f"{p}.{conv}", ("blocks", i, conv), shape, bias=True))
         if 8 * 2**i in m.g_attn:
-            p = f"blocks.{i}.1"
-            for name, shape in (
-                ("theta", (cout // 8, cout, 1, 1)),
-                ("phi", (cout // 8, cout, 1, 1)),
-                ("g", (cout // 2, cout, 1, 1)),
-                ("o", (cout, cout // 2, 1, 1)),
-            ):
-                layout.append(Entry("sn_conv", f"{p}.{name}", ("attention", i, name), shape))
-            layout.append(Entry("gamma", p, ("attention", i)))
+            layout += _attention_layout(f"blocks.{i}.1", ("attention", i), cout)
     c = plan[-1][1] * ch
     layout += [
         Entry("output_bn", "output_layer.0", ("output_bn",), (c,)),
         Entry("sn_conv", "output_layer.2", ("output_conv",), (3, c, 3, 3), bias=True),
     ]
     return layout
+
+
+def _attention_layout(theirs: str, ours: tuple, channels: int) -> list[Entry]:
+    """layers.Attention: SN 1×1 convolutions without bias, and the scalar gain gamma."""
+    convs = (
+        ("theta", (channels // 8, channels, 1, 1)),
+        ("phi", (channels // 8, channels, 1, 1)),
+        ("g", (channels // 2, channels, 1, 1)),
+        ("o", (channels, channels // 2, 1, 1)),
+    )
+    return [
+        Entry("sn_conv", f"{theirs}.{name}", ours + (name,), shape) for name, shape in convs
+    ] + [Entry("gamma", theirs, ours)]
+
+
+def biggan_pytorch_d_layout(m: ml_collections.ConfigDict) -> list[Entry]:
+    """BigGAN-PyTorch's BigGAN.Discriminator state dict (num_D_SVs=1, D_wide), entry by entry. Its D attaches
+    attention to every block whose D_arch 'resolution' label is an attention resolution, ours after the first
+    block whose output has it: a model where the two differ is refused."""
+    _check_biggan_pytorch_model(m)
+    if m.resolution == 512:
+        raise ConversionError("BigGAN-PyTorch has no 512² D (its BigGAN.py D_arch stops at 256²)")
+    ch, plan = m.ch_d, biggan_arch.D_CHANNELS[m.resolution]
+    resolutions, res = [], m.resolution
+    for _, _, down in plan:
+        res = res // 2 if down else res
+        resolutions.append(res)
+    # BigGAN.py's D_arch labels every 32² block '16' (its outputs are 16, 8, 8, 8).
+    labels = [16] * len(plan) if m.resolution == 32 else resolutions
+
+    def attended(attn):  # (BigGAN-PyTorch's blocks, ours) that attention at `attn` follows
+        return [i for i, r in enumerate(labels) if r in attn], sorted(map(resolutions.index, attn))
+
+    theirs, ours = attended(m.d_attn)
+    if theirs != ours:
+        valid = [r for r in sorted(set(resolutions)) if attended((r,))[0] == attended((r,))[1]]
+        raise ConversionError(
+            f"model.d_attn={tuple(m.d_attn)}: BigGAN-PyTorch's D attends after its blocks {theirs}, "
+            f"ours after {ours}; use resolutions from {valid} (or none)"
+        )
+    layout = []
+    for i, (cin, cout, down) in enumerate(plan):
+        p, cin, cout = f"blocks.{i}.0", cin * ch if cin else 3, cout * ch
+        layout += [
+            Entry("sn_conv", f"{p}.conv1", ("blocks", i, "conv1"), (cout, cin, 3, 3), bias=True),
+            Entry("sn_conv", f"{p}.conv2", ("blocks", i, "conv2"), (cout, cout, 3, 3), bias=True),
+        ]
+        if cin != cout or down:  # layers.DBlock's learnable shortcut
+            layout.append(
+                Entry(
+                    "sn_conv",
+                    f"{p}.conv_sc",
+                    ("blocks", i, "conv_sc"),
+                    (cout, cin, 1, 1),
+                    bias=True,
+                )
+            )
+        if i in theirs:
+            layout += _attention_layout(f"blocks.{i}.1", ("attention", i), cout)
+    c = plan[-1][1] * ch
+    return layout + [
+        Entry("sn_linear", "linear", ("linear",), (1, c), bias=True),
+        Entry("sn_embed", "embed", ("embed",), (m.num_classes, c)),
+    ]
 
 
 def biggan_pytorch_expected_shapes(m: ml_collections.ConfigDict) -> dict:
@@ -161,6 +224,11 @@ def _check_biggan_pytorch_model(m):
             "BNs and is not supported; the released models use the shared embedding"
         )
     biggan_arch.check_resolution(m.resolution)
+    if m.d_minibatch_kernels:
+        raise ConversionError(
+            f"model.d_minibatch_kernels={m.d_minibatch_kernels}: BigGAN-PyTorch's D has no minibatch "
+            "discrimination; set it to 0"
+        )
     plan = biggan_arch.G_CHANNELS[m.resolution]
     if m.hier and m.dim_z % (len(plan) + 1):
         raise ConversionError(

@@ -11,6 +11,11 @@
   python -m biggan.convert biggan-pytorch G_EMA_PTH [--config CONFIG] --out DIR
       BigGAN-PyTorch's BigGAN G / G_ema state dict; CONFIG is a configs/*.py file (path[:arg]) or a JSON
       of config.model keys (default: the paper's 128² model, which is the released one).
+  python -m biggan.convert biggan-pytorch WEIGHTS_DIR [--config CONFIG] --out WORKDIR
+      a whole BigGAN-PyTorch weights folder (G, G_ema, D, both Adam states, the iteration) into a training
+      workdir: `python train.py --config CONFIG --workdir WORKDIR` continues the run. CONFIG is a configs/*.py
+      file (default: configs/biggan_pytorch_128.py's, the released run's recipe); its Adam hyper-parameters
+      must be the run's (biggan/convert/biggan_pytorch_run.py).
 
 Every key and shape is checked against what the config implies; missing, unexpected and wrongly shaped
 entries are reported on one line, and nothing is ever left randomly initialised. Errors exit with status 2.
@@ -19,7 +24,10 @@ torch is imported lazily, only to read PyTorch files.
 
 from __future__ import annotations
 
+import os
+
 from biggan.convert.biggan_pytorch import convert_biggan_pytorch_file
+from biggan.convert.biggan_pytorch_run import convert_run_folder
 from biggan.convert.hf import convert_hf_files
 from biggan.convert.tables import ConversionError
 from biggan.convert.tfhub import convert_tfhub_module
@@ -38,9 +46,13 @@ def main(argv=None):
     hf.add_argument("config_json", nargs="?", default=None)
     hf.add_argument("--out", required=True, help="export directory to create")
     bp = sub.add_parser(
-        "biggan-pytorch", help="BigGAN-PyTorch BigGAN G / G_ema state dict (.pth)", **shared
+        "biggan-pytorch",
+        help="BigGAN-PyTorch BigGAN G / G_ema state dict (.pth), or a whole weights folder",
+        **shared,
     )
-    bp.add_argument("pth")
+    bp.add_argument(
+        "pth", help="G_ema.pth (→ an exported generator) or a weights folder (→ a workdir)"
+    )
     bp.add_argument(
         "--config",
         default=None,
@@ -52,14 +64,14 @@ def main(argv=None):
         "--bn-eps",
         type=float,
         default=1e-5,
-        help="BN eps of the training run (its scripts: 1e-5)",
+        help="BN eps of the training run (its scripts: 1e-5; a folder's: from --config)",
     )
     bp.add_argument(
         "--sn_eps",
         "--sn-eps",
         type=float,
         default=1e-6,
-        help="SN eps of the training run (its scripts: 1e-6)",
+        help="SN eps of the training run (its scripts: 1e-6; a folder's: from --config)",
     )
     th = sub.add_parser(
         "tfhub",
@@ -91,6 +103,8 @@ def main(argv=None):
             convert_hf_files(args.model_bin, args.config_json, args.out)
         elif args.source == "tfhub":
             convert_tfhub_module(args.module_dir, args.out, standing_stats=args.standing_stats)
+        elif os.path.isdir(args.pth):
+            convert_run_folder(args.pth, args.out, args.config)
         else:
             convert_biggan_pytorch_file(
                 args.pth, args.config, args.out, bn_eps=args.bn_eps, sn_eps=args.sn_eps

@@ -182,7 +182,17 @@ def sn_keys(weight, u_shape, v_shape, extra=()):
 
 def build_generator(config, flat: dict):
     """Generator from `config.model` with every state leaf taken from `flat` ({path tuple: array})."""
-    graphdef, state = nnx.split(models.abstract_generator(config.model))
+    return build_module(models.abstract_generator(config.model), flat, "generator")
+
+
+def build_discriminator(config, flat: dict):
+    """Discriminator from `config.model` with every state leaf taken from `flat`."""
+    return build_module(models.abstract_discriminator(config.model), flat, "discriminator")
+
+
+def build_module(abstract: nnx.Module, flat: dict, what: str):
+    """`abstract` (nnx.eval_shape's) with every state leaf taken from `flat` ({path tuple: array})."""
+    graphdef, state = nnx.split(abstract)
     target = traverse_util.flatten_dict(nnx.to_pure_dict(state))
     # Internal consistency: the mapping must fill every leaf, with the right shape, and nothing else.
     missing = sorted(map(str, set(target) - set(flat)))
@@ -194,7 +204,7 @@ def build_generator(config, flat: dict):
     ]
     if missing or extra or wrong:
         raise AssertionError(
-            f"converter mapping does not cover the generator: missing {missing}, "
+            f"converter mapping does not cover the {what}: missing {missing}, "
             f"extra {extra}, wrong shapes {wrong}"
         )
     pure = traverse_util.unflatten_dict(

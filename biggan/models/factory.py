@@ -54,7 +54,6 @@ def abstract_generator(m) -> nnx.Module:
 def make_discriminator(m, rngs: nnx.Rngs, in_channels: int = 3):
     """`in_channels`: 3·m when D scores PacGAN packs of m samples (train.pacgan_pack; biggan/train/state.py init_state)."""
     _check_arch(m)
-    # .get: configs saved before these keys existed (a workdir's config.json) build the plain D.
     common = dict(
         resolution=m.resolution,
         ch=m.ch_d,
@@ -71,6 +70,11 @@ def make_discriminator(m, rngs: nnx.Rngs, in_channels: int = 3):
     if m.arch == "biggan":
         return biggan.Discriminator(**common)
     return biggan_deep.Discriminator(**common)
+
+
+def abstract_discriminator(m) -> nnx.Module:
+    """D's structure from `config.model` (shapes only, nothing allocated)."""
+    return nnx.eval_shape(lambda: make_discriminator(m, nnx.Rngs(0)))
 
 
 def count_params(module) -> int:

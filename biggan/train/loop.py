@@ -218,9 +218,12 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
             train_state.with_technique_state(registry.enabled(config), state), mesh
         )
         # Every process's position is saved; another process layout is mapped (biggan/runtime/distributed.py).
-        pipeline.set_state(
-            distributed.local_data_state(data_state, jax.process_index(), jax.process_count())
-        )
+        if data_state:
+            pipeline.set_state(
+                distributed.local_data_state(data_state, jax.process_index(), jax.process_count())
+            )
+        else:  # a run converted from another codebase (biggan/convert/biggan_pytorch_run.py)
+            log.info("the checkpoint records no input position: the data stream starts afresh")
         log.info("resumed from %s at step %d", ckpt.directory, start)
 
     step_fn = _jit_step(config, mdl, mesh)
