@@ -15,6 +15,18 @@ from biggan.train import step as ts
 CONFIGS = sorted(os.path.basename(p) for p in glob.glob("configs/*.py"))
 
 
+def config_arg(name, tmp_path, runlocal):
+    """`name[:arg]`: configs/image_folder.py takes its folder (a generated one of 2 classes)."""
+    if name != "image_folder.py":
+        return f"configs/{name}" + (":runlocal" if runlocal else "")
+    from PIL import Image
+
+    for c in range(2):
+        os.makedirs(tmp_path / f"images/c{c}", exist_ok=True)
+        Image.new("RGB", (48, 40), (60 * c, 90, 30)).save(tmp_path / f"images/c{c}/0.png")
+    return f"configs/{name}:{tmp_path / 'images'}" + (",runlocal" if runlocal else "")
+
+
 def test_every_experiment_of_the_issue_ships():
     for name in [
         "biggan_128",
@@ -31,7 +43,7 @@ def test_every_experiment_of_the_issue_ships():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", CONFIGS)
-def test_config_runlocal_builds_and_steps(name):
+def test_config_runlocal_builds_and_steps(name, tmp_path):
     # a study: an experiment plus config.ablation (biggan.ablate)
     if "c.ablation" in open(f"configs/{name}").read():
         full, _ = ablate.load_study(f"configs/{name}")
@@ -39,8 +51,8 @@ def test_config_runlocal_builds_and_steps(name):
         for overrides in ablate.variant_overrides(study).values():  # every variant names real keys
             ablate.apply_overrides(c, overrides)
     else:
-        full = cfg.load_config_file(f"configs/{name}")
-        c = cfg.load_config_file(f"configs/{name}:runlocal")
+        full = cfg.load_config_file(config_arg(name, tmp_path, runlocal=False))
+        c = cfg.load_config_file(config_arg(name, tmp_path, runlocal=True))
     assert c.model.arch == full.model.arch and c.model.resolution == full.model.resolution
     assert "Command" in open(f"configs/{name}").read()  # the top comment documents the command
     mdl, state = train_state.init_state(c, jax.random.key(0))

@@ -88,6 +88,7 @@ class SubsetSource(ImageSource):
         self.class_names = source.class_names
         self.resolution = source.resolution
         self.description = f"{source.description}[:{self._count}]"
+        self.note = source.note
 
     def __len__(self) -> int:
         return self._count

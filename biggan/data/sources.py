@@ -45,6 +45,7 @@ class ImageSource(abc.ABC):
     description: str  # e.g. 'folder:/data/train'; stored in cache manifests and class-mapping files
     resolution: int
     class_names: tuple[str, ...]
+    note: str = ""  # what a user should know of the labels (the trainer's first data line shows it)
 
     @abc.abstractmethod
     def __len__(self) -> int: ...
@@ -112,11 +113,12 @@ class DigitsSource(ArraySource):
 
 
 def scan_image_folder(root: str | os.PathLike) -> tuple[list[str], np.ndarray, tuple[str, ...]]:
-    """List an image folder with one sub-folder per class.
+    """List an image folder with one sub-folder per class, or one class of the images directly in it.
 
     Class index = position of the sub-folder name in sorted order (Python string order, as
     torchvision's ImageFolder). Images are found recursively inside each class folder, sorted by
     relative path, so the example order is deterministic. Hidden entries (leading '.') are ignored.
+    A folder without sub-folders is one class, named after the folder (`FolderSource.note` says so).
     Returns (paths, labels int32, class_names).
     """
     root = os.fspath(root)
@@ -128,12 +130,15 @@ def scan_image_folder(root: str | os.PathLike) -> tuple[list[str], np.ndarray, t
     entries = [(p.name, p.is_dir()) for p in epath.Path(root).iterdir()]  # local or gs://
     class_names = sorted(name for name, is_dir in entries if is_dir and not name.startswith("."))
     if not class_names:
-        loose = sorted(name for name, is_dir in entries if not is_dir)[:5]
-        raise DataSourceError(
-            f"image folder {root!r} has no class sub-folders; expected one sub-folder of images per "
-            f"class (e.g. {root}/cat/1.jpg). Found files {loose} at the top level: move them into "
-            "class folders (a single folder, e.g. 'all', for unconditional data)."
-        )
+        found = sorted(_image_files(root))
+        if not found:
+            raise DataSourceError(
+                f"image folder {root!r} holds no images and no class sub-folders; expected images "
+                f"(ending in {', '.join(IMAGE_EXTENSIONS)}) directly in it (one class) or one sub-folder of "
+                f"images per class (e.g. {root}/cat/1.jpg)."
+            )
+        name = os.path.basename(os.path.normpath(root)) or "images"
+        return found, np.zeros(len(found), np.int32), (name,)
     paths: list[str] = []
     labels: list[int] = []
     for label, name in enumerate(class_names):
@@ -180,6 +185,12 @@ class FolderSource(ImageSource):
         self.resolution = int(resolution)
         self.fast_jpeg = fast_jpeg
         self.description = f"folder:{self.root}"
+        has_class_folders = any(
+            p.is_dir() and not p.name.startswith(".") for p in epath.Path(self.root).iterdir()
+        )
+        self.note = (
+            "" if has_class_folders else "no class sub-folders: one class, every image labelled 0"
+        )
 
     def __len__(self) -> int:
         return len(self.paths)

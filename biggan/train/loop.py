@@ -188,6 +188,14 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
         process_count=jax.process_count(),
         run_dir=workdir,
     )
+    note = pipeline.source.note
+    log.info(
+        "data: %s, %d images, %d classes%s",
+        pipeline.source.description,
+        pipeline.num_examples,
+        pipeline.num_classes,
+        f" ({note})" if note else "",
+    )
     if pipeline.num_classes != config.model.num_classes:
         raise ValueError(
             f"the data has {pipeline.num_classes} classes but model.num_classes="
