@@ -228,6 +228,14 @@ def main(argv=None):
         p.error(f"--checkpoint {args.checkpoint}: {e}")
     if sampler.released and truncations == [None]:
         truncations = [1.0]
+    if not sampler.num_classes:
+        asked = [f for f, v in (("--classes", args.classes), ("--sheet", args.sheet)) if v]
+        asked += ["--interpolate class"] if args.interpolate in ("class", "both") else []
+        if asked:
+            p.error(
+                f"{asked[0]}: this model is unconditional (model.num_classes=0); sample it without "
+                "classes (--interpolate z for strips)"
+            )
     try:
         for t in truncations:
             sampler.check_truncation(t)

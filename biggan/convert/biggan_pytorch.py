@@ -218,6 +218,10 @@ def _check_biggan_pytorch_model(m):
             f"model.arch={m.arch!r}: the biggan-pytorch converter maps BigGAN-PyTorch's BigGAN "
             f"G (arch 'biggan'); for BigGAN-deep released weights use `convert hf`"
         )
+    if not m.num_classes:
+        raise ConversionError(
+            "model.num_classes=0: BigGAN-PyTorch's BigGAN is class-conditional; convert it with its class count"
+        )
     if not m.shared:
         raise ConversionError(
             "model.shared=False: BigGAN-PyTorch's non-shared G has no z conditioning in its "

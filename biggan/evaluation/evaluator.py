@@ -247,6 +247,9 @@ def make_training_evaluator(config, workdir):
                     latent=latent,
                 )
             )
+            if not num_classes:  # unconditional: no labels, so no class accuracy
+                y = np.zeros(num, np.int32)
+                return sampler.generate(z, y, truncation, batch_size=500)
             y = (np.arange(start, start + num) % num_classes).astype(np.int32)
             return sampler.generate(z, y, truncation, batch_size=500), y
 

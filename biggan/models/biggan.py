@@ -141,6 +141,8 @@ class Generator(nnx.Module):
                 f"{resolution}² ({len(plan)} blocks + 1); use a multiple of {self.num_slots}"
             )
         self.dim_z, self.num_classes, self.resolution = dim_z, num_classes, resolution
+        # num_classes 0: unconditional, the BNs conditioned on the z chunks alone (plain BN without skip-z)
+        shared = shared and num_classes > 0
         self.hier, self.shared = hier, shared
         z_chunk = dim_z // self.num_slots
         cond_dim = (shared_dim if shared else 0) + (z_chunk if hier else 0)
@@ -195,7 +197,7 @@ class Generator(nnx.Module):
         if z.ndim != 2 or z.shape[-1] != self.dim_z:
             raise ValueError(f"z has shape {z.shape}; expected (batch, dim_z={self.dim_z})")
         y = jnp.asarray(y)
-        if jnp.issubdtype(y.dtype, jnp.integer):
+        if jnp.issubdtype(y.dtype, jnp.integer) and self.num_classes:
             check_labels(y, self.num_classes)
         zs = jnp.split(z, self.num_slots, axis=-1)
         embed = embed_classes(self.shared_embed, y, self.num_classes) if self.shared else None
@@ -258,12 +260,17 @@ class ProjectionDiscriminator(nnx.Module):
         self.linear, self.minibatch = projection_head_linear(
             feature_dim, minibatch_kernels, minibatch_kernel_dim, conv_kw, rngs
         )
-        self.embed = layers.SNEmbed(
-            num_classes,
-            feature_dim,
-            sn_eps=conv_kw["sn_eps"],
-            sn_eval_mode=conv_kw["sn_eval_mode"],
-            rngs=rngs,
+        # num_classes 0: unconditional, no projection term
+        self.embed = (
+            layers.SNEmbed(
+                num_classes,
+                feature_dim,
+                sn_eps=conv_kw["sn_eps"],
+                sn_eval_mode=conv_kw["sn_eval_mode"],
+                rngs=rngs,
+            )
+            if num_classes
+            else None
         )
         self.num_classes, self.resolution, self.dtype = num_classes, resolution, conv_kw["dtype"]
         self.in_channels = in_channels
@@ -283,7 +290,8 @@ class ProjectionDiscriminator(nnx.Module):
         return projection_head(self, h, y, train, groups)
 
     def __call__(self, x, y, *, train: bool, groups: int = 1):
-        check_labels(y, self.num_classes)
+        if self.num_classes:
+            check_labels(y, self.num_classes)
         return self.head(self.features(x, train), y, train, groups)
 
 
@@ -395,4 +403,6 @@ def projection_head(D, h, y, train, groups=1):
     out = D.linear(h if D.minibatch is None else D.minibatch(h, groups), train)[:, 0].astype(
         jnp.float32
     )
+    if D.embed is None:  # unconditional
+        return out
     return out + jnp.sum(D.embed(y, train) * h, axis=-1)

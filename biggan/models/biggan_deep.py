@@ -146,7 +146,8 @@ class Generator(nnx.Module):
                 f"rgb_channels={rgb_channels}: the output conv needs at least 3 channels"
             )
         self.dim_z, self.num_classes, self.resolution = dim_z, num_classes, resolution
-        cond_dim = dim_z + shared_dim
+        # num_classes 0: unconditional, cond = z alone
+        cond_dim = dim_z + (shared_dim if num_classes else 0)
         conv_kw = dict(sn_eps=sn_eps, sn_eval_mode=sn_eval_mode, dtype=dtype)
         bn_kw = dict(
             eps=bn_eps,
@@ -157,8 +158,10 @@ class Generator(nnx.Module):
             dtype=dtype,
         )
         # The shared embedding is NOT spectrally normalised (as in BigGAN).
-        self.shared_embed = nnx.Embed(
-            num_classes, shared_dim, embedding_init=layers.orthogonal_init, rngs=rngs
+        self.shared_embed = (
+            nnx.Embed(num_classes, shared_dim, embedding_init=layers.orthogonal_init, rngs=rngs)
+            if num_classes
+            else None
         )
         self.bottom_ch = plan[0][1] * ch
         self.linear = layers.SNLinear(cond_dim, 4 * 4 * self.bottom_ch, rngs=rngs, **conv_kw)
@@ -197,13 +200,15 @@ class Generator(nnx.Module):
     def __call__(self, z, y, *, train: bool):
         if z.ndim != 2 or z.shape[-1] != self.dim_z:
             raise ValueError(f"z has shape {z.shape}; expected (batch, dim_z={self.dim_z})")
-        embed = self.embed(y)
-        if embed.shape[0] != z.shape[0]:
-            raise ValueError(
-                f"{z.shape[0]} latents but {embed.shape[0]} class labels; give one label per z"
-            )
-        # z first: TF Hub / pytorch-pretrained-biggan order, so released weights convert unpermuted.
-        cond = jnp.concatenate([z.astype(jnp.float32), embed.astype(jnp.float32)], axis=-1)
+        cond = z.astype(jnp.float32)
+        if self.shared_embed is not None:
+            embed = self.embed(y)
+            if embed.shape[0] != z.shape[0]:
+                raise ValueError(
+                    f"{z.shape[0]} latents but {embed.shape[0]} class labels; give one label per z"
+                )
+            # z first: TF Hub / pytorch-pretrained-biggan order, so released weights convert unpermuted.
+            cond = jnp.concatenate([cond, embed.astype(jnp.float32)], axis=-1)
         h = self.linear(cond, train).reshape(z.shape[0], 4, 4, self.bottom_ch)  # HWC order (TF Hub)
         for block, attention in zip(self.blocks, self.attention):
             h = block(h, cond, train)

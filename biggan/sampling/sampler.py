@@ -370,6 +370,12 @@ class Sampler:
     def labels(self, num, *, seed=0, classes=None):
         """Class indices (num,): `classes` repeated, or uniform draws for `seed`."""
         _, ky = jax.random.split(jax.random.key(seed))
+        if not self.num_classes:
+            if classes is not None and len(classes):
+                raise ValueError(
+                    "this model is unconditional (model.num_classes=0): sample it without classes"
+                )
+            return np.zeros(num, np.int32)
         if classes is None or len(classes) == 0:
             return np.asarray(jax.random.randint(ky, (num,), 0, self.num_classes))
         y = np.resize(np.asarray(classes, np.int32), num)

@@ -87,6 +87,13 @@ def initial_state(config: ml_collections.ConfigDict, rng) -> train_state.TrainSt
     _, state = train_state.init_state(config, rng)
     source = storage.resolve(config.train.init_from)
     kind, source_config = _source_config(source)
+    conditional = {bool(source_config.model.num_classes), bool(config.model.num_classes)}
+    if len(conditional) == 2:
+        raise InitFromError(
+            f"train.init_from={source} has model.num_classes={source_config.model.num_classes}, this run "
+            f"{config.model.num_classes}: a class-conditional and an unconditional BigGAN do not share their "
+            "class layers; fine-tune conditional from conditional, unconditional from unconditional"
+        )
     diff = checkpoints.model_differences(source_config.model, config.model, ignore=("num_classes",))
     if diff:
         raise InitFromError(

@@ -107,10 +107,14 @@ class MetricWriter:
 
 
 def _fixed_grid_inputs(config, seed):
-    """Fixed z and y for sample grids: one row per class (up to 10 classes), 8 samples per row."""
+    """Fixed z and y for sample grids: one row per class (up to 10 classes), 8 samples per row; an
+    unconditional model (num_classes 0): 4 rows of samples."""
     m = config.model
-    rows = min(m.num_classes, 10)
-    classes = np.repeat(np.arange(rows) * (m.num_classes // rows), 8).astype(np.int32)
+    if m.num_classes:
+        rows = min(m.num_classes, 10)
+        classes = np.repeat(np.arange(rows) * (m.num_classes // rows), 8).astype(np.int32)
+    else:
+        classes = np.zeros(4 * 8, np.int32)
     # the run's latent (appendix E)
     z = np.asarray(
         sampling.sample_latents(
@@ -196,7 +200,9 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
         pipeline.num_classes,
         f" ({note})" if note else "",
     )
-    if pipeline.num_classes != config.model.num_classes:
+    if not config.model.num_classes:
+        log.info("model.num_classes=0: an unconditional BigGAN, the data's labels are not used")
+    elif pipeline.num_classes != config.model.num_classes:
         raise ValueError(
             f"the data has {pipeline.num_classes} classes but model.num_classes="
             f"{config.model.num_classes}; set --config.model.num_classes={pipeline.num_classes}"
