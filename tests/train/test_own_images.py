@@ -88,6 +88,8 @@ def test_finetune_a_biggan_pytorch_generator_and_its_run_on_five_classes(tmp_pat
         assert result.returncode == 0, result.stderr
     images = make_folder(tmp_path / "my_images", classes=5)
     command = readme_command("--config.train.init_from=biggan-128-pytorch")
+    readme = open(os.path.join(ROOT, "README.md")).read().replace("\\\n", " ")
+    assert " ".join(command) in " ".join(readme.split())  # the README gives the same command
     smoke = [a.replace("/data/my_images", "/data/my_images,runlocal") for a in command]
     for source_dir, expected in (
         (tmp_path / "export", "(exported generator; D from its initialisation)"),
