@@ -35,8 +35,9 @@ import numpy as np
 
 from biggan.runtime import cli, storage
 
-# Standing statistics larger than this (training-mode samples) run only when asked for with --standing_stats:
-# about a minute of a small model on a CPU; the paper's 100 x 256 at 128² is over an hour there.
+# Standing statistics larger than this (training-mode samples) run only when asked for with
+# --standing_stats: about a minute of a small model on a CPU; the paper's 100 x 256 at 128² is over
+# an hour there.
 STANDING_STATS_UNASKED = 4096
 
 
@@ -49,8 +50,8 @@ def parse_classes(text, num_classes):
 
 
 def interpolation_inputs(sampler, seed, mode, classes, rows, steps, truncation):
-    """z and class vectors for `rows` strips of `steps` images (paper figs. 8-9): interpolate z (fixed
-    class), the class (fixed z), or both."""
+    """z and class vectors for `rows` strips of `steps` images (paper figs. 8-9): interpolate z
+    (fixed class), the class (fixed z), or both."""
     num_classes = sampler.num_classes
     ends = sampler.latents(2 * rows, truncation=truncation, seed=seed)
     z0, z1 = ends[:rows], ends[rows:]
@@ -244,7 +245,8 @@ def main(argv=None):
             sampler.check_latents(storage.load_npy(args.latents))
     except (ValueError, OSError) as e:  # OSError: --latents is not a .npy file
         p.error(str(e).splitlines()[0])
-    # No command that draws a handful of images starts a long accumulation unasked (it is cached afterwards).
+    # No command that draws a handful of images starts a long accumulation unasked (it is cached
+    # afterwards).
     pending = sum(sampler.pending_standing_samples(t) for t in dict.fromkeys(truncations))
     if args.standing_stats is None and pending > STANDING_STATS_UNASKED:
         s = sampler.config.sample

@@ -24,8 +24,9 @@ DEFAULT_CONFIG = "configs/digits.py"
 
 
 def parse_args(argv):
-    """(parser, argparse namespace, config): the flags of this command and the shared ones, then `--config`
-    and its overrides through ml_collections (a private absl flag set, so nothing else sees them)."""
+    """(parser, argparse namespace, config): the flags of this command and the shared ones, then
+    `--config` and its overrides through ml_collections (a private absl flag set, so nothing else
+    sees them)."""
     parser = cli.parser(
         "train.py",
         __doc__.split("\n")[0],
@@ -96,8 +97,9 @@ def main(argv=None):
         logging.error("%s", e)
         sys.stdout.flush()
         sys.stderr.flush()
-        # orbax's background threads may still be retrying the failed save against storage that is gone;
-        # interpreter shutdown would wait for them. The message above names the checkpoint to resume from.
+        # orbax's background threads may still be retrying the failed save against storage that is
+        # gone; interpreter shutdown would wait for them. The message above names the checkpoint to
+        # resume from.
         os._exit(1)
     logging.info("finished at step %d: %s", result["step"], result)
 

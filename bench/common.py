@@ -13,7 +13,8 @@ import time
 
 
 def timeit(fn, repeats=3, warmup=1):
-    """Median wall seconds of fn() over `repeats` calls after `warmup` calls (fn must block until done)."""
+    """Median wall seconds of fn() over `repeats` calls after `warmup` calls (fn must block until
+    done)."""
     for _ in range(warmup):
         fn()
     times = []
@@ -25,8 +26,9 @@ def timeit(fn, repeats=3, warmup=1):
 
 
 def in_own_process(script, argv, malloc_policy):
-    """Run `python script *argv --_worker_out FILE` under BIGGAN_HOST_MALLOC=malloc_policy (an allocator policy
-    is per process: biggan/runtime/host_memory.py) and return the JSON the worker wrote to FILE."""
+    """Run `python script *argv --_worker_out FILE` under BIGGAN_HOST_MALLOC=malloc_policy (an
+    allocator policy is per process: biggan/runtime/host_memory.py) and return the JSON the worker
+    wrote to FILE."""
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
         subprocess.run(
             [sys.executable, os.path.abspath(script), *argv, "--_worker_out", out.name],

@@ -88,7 +88,8 @@ def main():
     jax.block_until_ready((state, metrics))
     bare = (time.perf_counter() - tic) / args.steps
 
-    # before: the previous loop's steady state (batch built after each step, one host read per step).
+    # before: the previous loop's steady state (batch built after each step, one host read per
+    # step).
     step_fn = jax.jit(ts.make_train_step(config, mdl, mesh), donate_argnums=0)
     for i in range(3):
         state, metrics = step_fn(state, next_batch(), jax.random.key(i))

@@ -34,7 +34,8 @@ _NOT_OPS = ("ThunkExecutor", "$", "SlinkyThreadPool")
 
 
 def profile_call(fn, *args):
-    """(wall seconds of fn(*args), {op name: seconds}, minor page faults) for one call after a warm-up call."""
+    """(wall seconds of fn(*args), {op name: seconds}, minor page faults) for one call after a
+    warm-up call."""
     from jax._src.lib import _profile_data  # reads the xplane.pb that jax.profiler writes
 
     jax.block_until_ready(fn(*args))
@@ -144,7 +145,8 @@ def main():
     args = p.parse_args()
     from biggan.runtime import host_memory
 
-    host_memory.retain_freed_memory()  # the CPU policy of our entry points (BIGGAN_HOST_MALLOC overrides)
+    # the CPU policy of our entry points (BIGGAN_HOST_MALLOC overrides)
+    host_memory.retain_freed_memory()
     rows = train_step_rows() if args.what == "train_step" else sample_rows()
     print()
     policy = os.environ.get("BIGGAN_HOST_MALLOC", "auto")

@@ -24,7 +24,8 @@ from common import in_own_process, report, timeit  # noqa: E402
 
 
 def reference(seed=0):
-    """pytorch-pretrained-biggan biggan-deep-128 with random weights and advanced SN vectors (tests/convert/test_convert_hf.py explains why)."""
+    """pytorch-pretrained-biggan biggan-deep-128 with random weights and advanced SN vectors
+    (tests/convert/test_convert_hf.py explains why)."""
     import pytorch_pretrained_biggan as ppb
     import torch
     from torch.nn.utils.spectral_norm import SpectralNorm

@@ -65,7 +65,8 @@ def ours(config_spec, batch, repeats):
 
 
 def _their_utils(path):
-    """`ortho`, `ema` and `toggle_grad` from the checkout's utils.py, without its torchvision imports."""
+    """`ortho`, `ema` and `toggle_grad` from the checkout's utils.py, without its torchvision
+    imports."""
     import torch
 
     namespace = {"torch": torch}
@@ -149,7 +150,8 @@ def biggan_pytorch(path, batch, repeats, device="cpu"):
             torch.randint(0, 1000, (batch,), device=device),
         )
         losses.loss_hinge_gen(GD(z, yz, train_G=True)).backward()
-        # Our ortho_penalty(β) has BigGAN-PyTorch's G_ortho = 2β (biggan/gan/regularisers.py docstring).
+        # Our ortho_penalty(β) has BigGAN-PyTorch's G_ortho = 2β (biggan/gan/regularisers.py
+        # docstring).
         utils.ortho(G, 2 * t.ortho_beta, blacklist=list(G.shared.parameters()))
         G.optim.step()
         itr[0] += 1

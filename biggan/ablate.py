@@ -38,7 +38,8 @@ DEFAULT_METRICS = ("fid", "classifier_accuracy", "is", "d_loss", "g_loss")
 
 
 def variant(overrides: dict) -> ml_collections.ConfigDict:
-    """{'model.shared': False} → ConfigDict(model=ConfigDict(shared=False)) (see module docstring)."""
+    """{'model.shared': False} → ConfigDict(model=ConfigDict(shared=False)) (see module
+    docstring)."""
     nested = ml_collections.ConfigDict()
     for dotted, value in overrides.items():
         node = nested
@@ -130,7 +131,8 @@ def run_study(
     train_fn=None,
     log=print,
 ) -> list[dict]:
-    """Run every unfinished (variant, seed); write results.csv / results.md; return the table rows."""
+    """Run every unfinished (variant, seed); write results.csv / results.md; return the table
+    rows."""
     if train_fn is None:
         train_fn = trainer.train
     variants = variant_overrides(ablation)
@@ -244,7 +246,8 @@ def write_results(
 
 
 def final_sample_grids(study_dir: str, variants: dict, seeds: int) -> dict:
-    """{"variant (seed i, step s)": path} of the last sample grid of each variant's first finished seed."""
+    """{"variant (seed i, step s)": path} of the last sample grid of each variant's first finished
+    seed."""
     grids = {}
     for name in variants:
         for i in range(seeds):

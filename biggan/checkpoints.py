@@ -1,9 +1,10 @@
-"""Training checkpoints with orbax: the whole TrainState, the input pipeline position and the config;
-and the EMA generator restored from them (`load_ema_generator`, what sampling and evaluation read).
+"""Training checkpoints with orbax: the whole TrainState, the input pipeline position and the
+config; and the EMA generator restored from them (`load_ema_generator`, what sampling and evaluation
+read).
 
 Kept: the last `keep` checkpoints plus the best one by the configured metric. Saves are asynchronous
-and atomic (orbax writes a temporary directory and renames it), so a failed or interrupted save never
-replaces a good checkpoint. Nothing non-finite is ever saved (the trainer checks first).
+and atomic (orbax writes a temporary directory and renames it), so a failed or interrupted save
+never replaces a good checkpoint. Nothing non-finite is ever saved (the trainer checks first).
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from biggan.models import factory as models
 from biggan.runtime import sharding, storage
 
 log = logging.getLogger(__name__)
-# With a best metric set, orbax warns at every save without one; checkpoints between evaluations are expected.
+# With a best metric set, orbax warns at every save without one; checkpoints between evaluations are
+# expected.
 logging.getLogger("absl").addFilter(
     lambda record: "did not provide metrics" not in record.getMessage()
 )
@@ -55,8 +57,8 @@ class Checkpointer:
                     keep_checkpoints_without_metrics=False,
                 )
             )
-        # best_fn too: without it orbax keeps the metrics in memory only (not in the checkpoint), so a resumed
-        # run's BestN would see no scored checkpoint and best_step() none.
+        # best_fn too: without it orbax keeps the metrics in memory only (not in the checkpoint), so
+        # a resumed run's BestN would see no scored checkpoint and best_step() none.
         best = (
             dict(best_fn=lambda metrics: metrics[best_metric], best_mode=best_mode)
             if best_metric
@@ -68,8 +70,8 @@ class Checkpointer:
             create=True,
             **best,
         )
-        # Handlers named up front, so that a fresh process can read a checkpoint's metadata (the extras it
-        # holds, `_stored_extras`) before restoring anything.
+        # Handlers named up front, so that a fresh process can read a checkpoint's metadata (the
+        # extras it holds, `_stored_extras`) before restoring anything.
         self.manager = ocp.CheckpointManager(
             self.directory,
             options=options,
@@ -79,8 +81,8 @@ class Checkpointer:
             },
         )
         self.best_metric, self.best_mode = best_metric, best_mode
-        # The newest save known to be complete, and the one in flight (asynchronous): an error names the
-        # former without asking storage, which may be what failed.
+        # The newest save known to be complete, and the one in flight (asynchronous): an error names
+        # the former without asking storage, which may be what failed.
         self._complete, self._in_flight = self.manager.latest_step(), None
         self.timeout_s, self._failed = timeout_s, False
 
@@ -91,7 +93,8 @@ class Checkpointer:
         return list(self.manager.all_steps())
 
     def best_step(self):
-        """The kept step with the best `best_metric` (None without a metric or a scored checkpoint)."""
+        """The kept step with the best `best_metric` (None without a metric or a scored
+        checkpoint)."""
         if not self.best_metric:
             return None
         scored = [
@@ -114,7 +117,8 @@ class Checkpointer:
     def save(
         self, step: int, state, data_state: dict, metrics: dict | None = None, *, wait: bool = False
     ):
-        """Start an asynchronous save; errors of the previous save surface here (or with wait=True)."""
+        """Start an asynchronous save; errors of the previous save surface here (or with
+        wait=True)."""
         metrics = {k: float(v) for k, v in (metrics or {}).items()} if self.best_metric else None
         if self.best_metric and (metrics is None or self.best_metric not in metrics):
             metrics = None
@@ -173,9 +177,9 @@ class Checkpointer:
     def restore(self, step: int, abstract_state):
         """Restore step `step` into the structure/shardings of `abstract_state` (ShapeDtypeStructs).
 
-        The techniques' extras are those the checkpoint holds: a technique a rollback override switched on
-        after it was written starts its state when the step runs (biggan/train/state.py technique_state), and one it
-        switched off is read and dropped."""
+        The techniques' extras are those the checkpoint holds: a technique a rollback override
+        switched on after it was written starts its state when the step runs (biggan/train/state.py
+        technique_state), and one it switched off is read and dropped."""
         wanted = getattr(abstract_state, "extras", None)
         if wanted is not None:
             abstract_state = abstract_state.replace(
@@ -193,8 +197,8 @@ class Checkpointer:
         return state, restored["data"]
 
     def _stored_extras(self, step, wanted: dict, abstract_state) -> dict:
-        """The abstract extras of the checkpoint's entries: `wanted`'s where it has them, else from the
-        checkpoint's metadata (replicated like the rest of `abstract_state`)."""
+        """The abstract extras of the checkpoint's entries: `wanted`'s where it has them, else from
+        the checkpoint's metadata (replicated like the rest of `abstract_state`)."""
         metadata = self.manager.item_metadata(step)["state"]
         stored = (getattr(metadata, "tree", metadata) or {}).get("extras") or {}
         sharding = jax.tree.leaves(abstract_state)[0].sharding
@@ -226,7 +230,8 @@ def _capture(fn, errors: list):
 
 
 def record_config(workdir: str, config: ml_collections.ConfigDict):
-    """Write the run's config.json (process 0), what sample.py and biggan.evaluate rebuild the run from."""
+    """Write the run's config.json (process 0), what sample.py and biggan.evaluate rebuild the run
+    from."""
     if jax.process_index() == 0:
         storage.write_text(os.path.join(workdir, "config.json"), config.to_json(indent=2))
 
@@ -248,22 +253,25 @@ def model_differences(
     }
 
 
-# TrainState.extras entry of a checkpoint converted from BigGAN-PyTorch (biggan/convert/biggan_pytorch_run.py):
-# its G_ema's own SN vectors and BN statistics, with which that step samples as the author's code does.
-# Training reads and drops it (no technique has this name), so later checkpoints sample with G's state.
+# TrainState.extras entry of a checkpoint converted from BigGAN-PyTorch
+# (biggan/convert/biggan_pytorch_run.py): its G_ema's own SN vectors and BN statistics, with which
+# that step samples as the author's code does. Training reads and drops it (no technique has this
+# name), so later checkpoints sample with G's state.
 EMA_G_STATE = "ema_g_state"
 
 
 def load_ema_generator(workdir, step=None):
     """(config, EMA generator with G's SN/BN state, step) from a training workdir's checkpoint.
 
-    Only the EMA weights and G's state are read (orbax's partial restore), into G's structure built from
-    `config.model` alone: sampling and evaluation need neither D, the optimisers nor the techniques. A
-    checkpoint that holds the EMA generator's own state (EMA_G_STATE) samples with it."""
+    Only the EMA weights and G's state are read (orbax's partial restore), into G's structure built
+    from `config.model` alone: sampling and evaluation need neither D, the optimisers nor the
+    techniques. A checkpoint that holds the EMA generator's own state (EMA_G_STATE) samples with
+    it."""
     config = core_config.read_config(workdir)
     directory = os.path.join(storage.resolve(workdir), "checkpoints")
     storage.refresh(directory)
-    # Read-only, with the handler of partial restores (the Checkpointer's reads and writes whole states).
+    # Read-only, with the handler of partial restores (the Checkpointer's reads and writes whole
+    # states).
     manager = ocp.CheckpointManager(
         directory,
         options=ocp.CheckpointManagerOptions(create=False, read_only=True),

@@ -1,8 +1,9 @@
 """The configuration schema shared by every experiment file in configs/.
 
-`base_config()` holds every key: those of biggan.core_config (the paper's row-8 defaults, table 1 row 8,
-appendix C) and each technique's, declared in its file with a neutral default; an experiment file copies it
-and overrides. Unknown keys are refused with the closest valid ones (`core_config.check_keys`).
+`base_config()` holds every key: those of biggan.core_config (the paper's row-8 defaults, table 1
+row 8, appendix C) and each technique's, declared in its file with a neutral default; an experiment
+file copies it and overrides. Unknown keys are refused with the closest valid ones
+(`core_config.check_keys`).
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ def base_config() -> ml_collections.ConfigDict:
 
 
 def read_config(directory: str) -> ml_collections.ConfigDict:
-    """`directory`/config.json, upgraded to the whole schema (a training workdir's, to resume or fine-tune)."""
+    """`directory`/config.json, upgraded to the whole schema (a training workdir's, to resume or
+    fine-tune)."""
     return core_config.read_config(directory, base_config())
 
 
@@ -48,11 +50,12 @@ def imagenet_config(
     lr_d: float,
     smoke_batch_size: int = 2,
 ) -> ml_collections.ConfigDict:
-    """An ImageNet experiment with the paper's recipe (table 1 row 8, appendix C): batch 2048, 2 D steps per
-    G step, Adam β1 0 β2 0.999, ortho β 1e-4, G EMA 0.9999 from step 20k, D attention at 64², FID every
-    2000 steps picking the best checkpoint. `arg`: comma-separated options, "runlocal" (shrink for a CPU
-    smoke run) and "bf16" (bfloat16 activations; parameters, optimiser state and BN statistics stay
-    float32), e.g. `configs/biggan_deep_128.py:bf16` or `:runlocal,bf16`."""
+    """An ImageNet experiment with the paper's recipe (table 1 row 8, appendix C): batch 2048, 2 D
+    steps per G step, Adam β1 0 β2 0.999, ortho β 1e-4, G EMA 0.9999 from step 20k, D attention at
+    64², FID every 2000 steps picking the best checkpoint. `arg`: comma-separated options,
+    "runlocal" (shrink for a CPU smoke run) and "bf16" (bfloat16 activations; parameters, optimiser
+    state and BN statistics stay float32), e.g. `configs/biggan_deep_128.py:bf16` or
+    `:runlocal,bf16`."""
     options = parse_config_arg(arg, ("runlocal", "bf16"))
     c = base_config()
     c.model.update(
@@ -77,7 +80,8 @@ def imagenet_config(
 
 
 def parse_config_arg(arg: str | None, valid: tuple[str, ...]) -> set[str]:
-    """The options of a config argument `a,b` (`path.py:a,b` on the command line); unknown ones raise."""
+    """The options of a config argument `a,b` (`path.py:a,b` on the command line); unknown ones
+    raise."""
     options = {part.strip() for part in (arg or "").split(",") if part.strip()}
     unknown = sorted(options - set(valid))
     if unknown:
@@ -89,8 +93,9 @@ def parse_config_arg(arg: str | None, valid: tuple[str, ...]) -> set[str]:
 
 
 def shrink_for_smoke_run(c: ml_collections.ConfigDict, *, ch=8, batch_size=4):
-    """big_vision's runlocal idea: the same experiment, small enough to build and step on a CPU, reading
-    64 of the embedded digits (10 classes) at the experiment's resolution instead of its dataset."""
+    """big_vision's runlocal idea: the same experiment, small enough to build and step on a CPU,
+    reading 64 of the embedded digits (10 classes) at the experiment's resolution instead of its
+    dataset."""
     c.model.ch_g = c.model.ch_d = ch
     c.model.shared_dim = 8
     c.model.num_classes = 10
@@ -115,7 +120,8 @@ def check_config_path(path: str) -> None:
 
 
 def run_config_file(spec: str) -> ml_collections.ConfigDict:
-    """`get_config(arg)` of `path/to/config.py[:arg]` (the syntax of train.py's --config), keys unchecked."""
+    """`get_config(arg)` of `path/to/config.py[:arg]` (the syntax of train.py's --config), keys
+    unchecked."""
     path, _, arg = spec.partition(":")
     check_config_path(path)
     module_spec = importlib.util.spec_from_file_location(
@@ -134,8 +140,8 @@ def load_config_file(spec: str) -> ml_collections.ConfigDict:
 
 
 def check_override_flags(argv) -> None:
-    """Check `--config.a.b=value` command-line overrides against the schema before flag parsing, so an
-    unknown key fails with one clear line naming the closest valid keys (not a traceback)."""
+    """Check `--config.a.b=value` command-line overrides against the schema before flag parsing, so
+    an unknown key fails with one clear line naming the closest valid keys (not a traceback)."""
     reference = base_config()
     for arg in argv:
         if not arg.startswith("--config."):
@@ -159,8 +165,8 @@ def check_override_flags(argv) -> None:
 
 
 def set_overrides(config: ml_collections.ConfigDict, overrides: dict, what: str) -> None:
-    """Set dotted keys (`{'train.lr_g': 2.5e-5}`) of `config` in place. A key the schema (base_config)
-    lacks raises a KeyError naming `what` and the closest valid keys."""
+    """Set dotted keys (`{'train.lr_g': 2.5e-5}`) of `config` in place. A key the schema
+    (base_config) lacks raises a KeyError naming `what` and the closest valid keys."""
     valid = flatten(base_config())
     for key, value in overrides.items():
         if key not in valid and not any(key.startswith(k + ".") for k in valid):
@@ -178,7 +184,8 @@ def set_overrides(config: ml_collections.ConfigDict, overrides: dict, what: str)
 
 
 def check_same_config(config):
-    """Refuse to train when processes were started with different configs, naming the differing keys.
+    """Refuse to train when processes were started with different configs, naming the differing
+    keys.
 
     Every process sees every config, so all of them raise (none is left waiting in a collective).
     """

@@ -1,10 +1,10 @@
-"""The config keys of everything but the training techniques: the model, the data, the training recipe,
-logging, evaluation and sampling, with the paper's row-8 defaults (table 1 row 8, appendix C), and the reading
-of a stored config.json (`read_config`, `upgrade`).
+"""The config keys of everything but the training techniques: the model, the data, the training
+recipe, logging, evaluation and sampling, with the paper's row-8 defaults (table 1 row 8, appendix
+C), and the reading of a stored config.json (`read_config`, `upgrade`).
 
-Each technique declares its own keys in its file (biggan/techniques/); `biggan.config.base_config` adds them
-to these. Sampling, evaluation and the checkpoint reader rebuild a generator from this module alone, so they
-import no technique.
+Each technique declares its own keys in its file (biggan/techniques/); `biggan.config.base_config`
+adds them to these. Sampling, evaluation and the checkpoint reader rebuild a generator from this
+module alone, so they import no technique.
 """
 
 from __future__ import annotations
@@ -38,11 +38,14 @@ def model_config() -> ml_collections.ConfigDict:
             bn_momentum=0.1,
             bn_group_size=0,  # 0: cross-replica statistics over the global batch; k: per group of k
             sn_eps=1e-4,
-            sn_eval_mode="iterate",  # 'iterate' (BigGAN-PyTorch) | 'stored' (released TF Hub weights)
+            # 'iterate' (BigGAN-PyTorch) | 'stored' (released TF Hub weights)
+            sn_eval_mode="iterate",
             dtype="float32",  # activation dtype: 'float32' | 'bfloat16' (params stay float32)
             rgb_channels=3,  # BigGAN-deep released weights: 128-channel rgb conv sliced to 3
-            d_minibatch_kernels=0,  # minibatch discrimination (Salimans 2016) on D's pooled features: B kernels (0 = off)
-            d_minibatch_kernel_dim=5,  # ... of C dims each (T ∈ R^{A×B×C}; improved-gan used B=100, C=5)
+            # minibatch discrimination (Salimans 2016) on D's pooled features: B kernels (0 = off)
+            d_minibatch_kernels=0,
+            # ... of C dims each (T ∈ R^{A×B×C}; improved-gan used B=100, C=5)
+            d_minibatch_kernel_dim=5,
         )
     )
 
@@ -72,13 +75,17 @@ def core_config() -> ml_collections.ConfigDict:
             loss="hinge",
             latent="normal",
             hinge_margin=1.0,  # hinge / rahinge margin
-            latent_kwargs="",  # sampler options "k=v,k=v" (biggan.gan.latents; variance_annealing gets the step)
-            unrolled_d_steps=0,  # unrolled GAN: G's loss against D advanced k updates ahead (first order; 0 = off)
-            # Fine-tuning: start G, D and the EMA from a training workdir, or G and the EMA from an exported or
-            # converted generator (biggan/train/finetune.py); used when the workdir has no checkpoint yet.
+            # sampler options "k=v,k=v" (biggan.gan.latents; variance_annealing gets the step)
+            latent_kwargs="",
+            # unrolled GAN: G's loss against D advanced k updates ahead (first order; 0 = off)
+            unrolled_d_steps=0,
+            # Fine-tuning: start G, D and the EMA from a training workdir, or G and the EMA from an
+            # exported or converted generator (biggan/train/finetune.py); used when the workdir has
+            # no checkpoint yet.
             init_from="",
-            # Collapse rollback (biggan/train/collapse.py; monitor thresholds in log.collapse_*): on a flagged
-            # collapse go back to the checkpoint ≥ rollback_steps before it and apply rollback_overrides.
+            # Collapse rollback (biggan/train/collapse.py; monitor thresholds in log.collapse_*): on
+            # a flagged collapse go back to the checkpoint ≥ rollback_steps before it and apply
+            # rollback_overrides.
             rollback_steps=0,  # 0: a flagged collapse is only logged
             rollback_overrides="",  # "train.lr_g=2.5e-5,train.lr_d=1e-4"
             rollback_max=3,  # give up (raise) after this many rollbacks
@@ -93,12 +100,13 @@ def core_config() -> ml_collections.ConfigDict:
             keep_checkpoints=3,
             eval_every=0,
             best_metric="",
-            # Host reads of device values happen only on log/checkpoint/sample/eval steps (the non-finite
-            # guard is checked there and before every save). Multi-process: the hosts agree on a SIGTERM
-            # (an all-gather) every this many steps, so all save the same step.
+            # Host reads of device values happen only on log/checkpoint/sample/eval steps (the
+            # non-finite guard is checked there and before every save). Multi-process: the hosts
+            # agree on a SIGTERM (an all-gather) every this many steps, so all save the same step.
             preemption_check_every=10,
-            # A save still unfinished after this many seconds fails the run, naming the last complete checkpoint
-            # (orbax and its storage clients retry a lost bucket or server for a long time on their own).
+            # A save still unfinished after this many seconds fails the run, naming the last
+            # complete checkpoint (orbax and its storage clients retry a lost bucket or server for a
+            # long time on their own).
             checkpoint_timeout_s=1800,
             # Collapse monitor (biggan/train/collapse.py): off while collapse_window = 0.
             collapse_window=0,  # trailing log points compared against (their median)
@@ -110,16 +118,19 @@ def core_config() -> ml_collections.ConfigDict:
     )
     c.eval = ml_collections.ConfigDict(
         dict(
-            num_samples=10_000,  # in-training evaluation (50k for reported numbers: biggan.evaluate score)
+            # in-training evaluation (50k for reported numbers: biggan.evaluate score)
+            num_samples=10_000,
             truncation=0.0,  # 0: no truncation
-            reference_moments="",  # moments .npz of the training data (python -m biggan.evaluate moments)
+            # moments .npz of the training data (python -m biggan.evaluate moments)
+            reference_moments="",
             inception_weights="",  # pt_inception-2015-12-05-6726825d.pth; '' = default cache path
         )
     )
-    # Standing statistics (paper appendix C.1; biggan.sampling.sampler.standing_stats): batches x batch size
-    # samples through G in training mode, once per truncation, cached beside the checkpoint. Each batch
-    # is split over the devices: memory is one training-mode G forward at batch_size / devices, time
-    # about batches x that forward (BigGAN-128: 100 x 256 ~ 25,600 samples).
+    # Standing statistics (paper appendix C.1; biggan.sampling.sampler.standing_stats): batches x
+    # batch size samples through G in training mode, once per truncation, cached beside the
+    # checkpoint. Each batch is split over the devices: memory is one training-mode G forward at
+    # batch_size / devices, time about batches x that forward (BigGAN-128: 100 x 256 ~ 25,600
+    # samples).
     c.sample = ml_collections.ConfigDict(
         dict(
             standing_stats_batches=100,
@@ -131,7 +142,8 @@ def core_config() -> ml_collections.ConfigDict:
             # statistics, biggan/sampling/truncation_stats.py, grid named by truncation_table).
             bn_stats="standing",
             truncation_table="",
-            latents="ours",  # 'ours': truncated normal by re-sampling; 'tfhub': z = t·truncnorm(−2, 2)
+            # 'ours': truncated normal by re-sampling; 'tfhub': z = t·truncnorm(−2, 2)
+            latents="ours",
         )
     )
     return c
@@ -140,8 +152,9 @@ def core_config() -> ml_collections.ConfigDict:
 def unknown_key_message(
     shown: str, key: str, valid, prefix: str = "", hint_prefix: str | None = None
 ) -> str:
-    """'unknown config key <shown>; did you mean …? (valid keys here: …)': the closest of the `valid` keys
-    of this level to `key`, suggested as `hint_prefix` + key and listed as `prefix` + key."""
+    """'unknown config key <shown>; did you mean …? (valid keys here: …)': the closest of the
+    `valid` keys of this level to `key`, suggested as `hint_prefix` + key and listed as `prefix` +
+    key."""
     valid = list(valid)
     close = difflib.get_close_matches(key, valid, n=3, cutoff=0.5)
     hint_prefix = prefix if hint_prefix is None else hint_prefix
@@ -162,11 +175,11 @@ def check_keys(config: ml_collections.ConfigDict, reference: ml_collections.Conf
 
 
 def upgrade(stored, schema: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """A config read back from a config.json (a training workdir's or an exported generator's), completed
-    with `schema`: a key the schema gained after the file was written takes its default, which is the
-    behaviour of that time (every new key defaults to it). The one place where defaults stand in for missing
-    keys: every reader of a config.json goes through `read_config`, so the rest of the code reads keys plainly.
-    Keys the schema no longer has are kept."""
+    """A config read back from a config.json (a training workdir's or an exported generator's),
+    completed with `schema`: a key the schema gained after the file was written takes its default,
+    which is the behaviour of that time (every new key defaults to it). The one place where defaults
+    stand in for missing keys: every reader of a config.json goes through `read_config`, so the rest
+    of the code reads keys plainly. Keys the schema no longer has are kept."""
 
     def merge(default: dict, saved: dict) -> dict:
         out = dict(default)
@@ -180,8 +193,8 @@ def upgrade(stored, schema: ml_collections.ConfigDict) -> ml_collections.ConfigD
 
 
 def read_config(directory: str, schema=None) -> ml_collections.ConfigDict:
-    """`directory`/config.json, upgraded to `schema` (default: `core_config()`, what a generator is rebuilt
-    and sampled from; `biggan.config.read_config` passes the whole schema)."""
+    """`directory`/config.json, upgraded to `schema` (default: `core_config()`, what a generator is
+    rebuilt and sampled from; `biggan.config.read_config` passes the whole schema)."""
     stored = json.loads(storage.read_text(os.path.join(directory, "config.json")))
     return upgrade(stored, core_config() if schema is None else schema)
 

@@ -136,7 +136,8 @@ def _feature_network_for(args, moments_path=None, data=None):
             kind = str(storage.load_npz(moments_path).get("feature_network", "inception"))
         else:
             kind = "digits" if data == "digits" else "inception"
-    # Process 0 first: it trains and caches the digits classifier if needed; the others then read it.
+    # Process 0 first: it trains and caches the digits classifier if needed; the others then read
+    # it.
     return distributed.process_zero_first(
         lambda: evaluation.make_feature_network(
             kind,
@@ -186,7 +187,8 @@ def main(argv=None) -> int:
             )
         return 0
 
-    # Cheap checks first (one line, exit status 2): nothing is loaded or sampled for a command that cannot succeed.
+    # Cheap checks first (one line, exit status 2): nothing is loaded or sampled for a command that
+    # cannot succeed.
     try:
         truncations = (
             sampling.parse_truncations(args.truncations) if args.command == "sweep" else None

@@ -18,7 +18,8 @@ from biggan import config as cfg
 
 def get_config(arg=None):
     c = cfg.base_config()
-    # BigGAN 32² layout (G 4→4→4, D 3→4↓, 4→4↓, 4→4, 4→4) with a small width; skip-z + shared embedding.
+    # BigGAN 32² layout (G 4→4→4, D 3→4↓, 4→4↓, 4→4, 4→4) with a small width; skip-z + shared
+    # embedding.
     c.model.update(
         arch="biggan",
         resolution=32,
@@ -31,9 +32,9 @@ def get_config(arg=None):
         d_attn=(),
     )
     c.data.update(source="digits", resolution=32)
-    # Small-data recipe: lr 2e-4 both (BigGAN-PyTorch CIFAR script), 2 D steps; EMA decay 0.99 from step 200
-    # (a ~100-step horizon suits a 2,500-step run; 0.9999 is for 250k). ch 8 and batch 32 keep 2,500 steps
-    # inside 20 minutes on 2 CPU cores.
+    # Small-data recipe: lr 2e-4 both (BigGAN-PyTorch CIFAR script), 2 D steps; EMA decay 0.99 from
+    # step 200 (a ~100-step horizon suits a 2,500-step run; 0.9999 is for 250k). ch 8 and batch 32
+    # keep 2,500 steps inside 20 minutes on 2 CPU cores.
     c.train.update(
         batch_size=32,
         num_d_steps=2,

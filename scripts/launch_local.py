@@ -28,7 +28,8 @@ import time
 
 
 def free_port() -> int:
-    """A TCP port nobody listens on right now (the OS picks; a tiny race with other programs remains)."""
+    """A TCP port nobody listens on right now (the OS picks; a tiny race with other programs
+    remains)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("localhost", 0))
         return s.getsockname()[1]
@@ -37,7 +38,8 @@ def free_port() -> int:
 def process_env(devices: int) -> dict:
     env = dict(os.environ)
     env["JAX_PLATFORMS"] = "cpu"
-    # jax_num_cpu_devices (set by --local_device_count) must win over an inherited XLA_FLAGS device count.
+    # jax_num_cpu_devices (set by --local_device_count) must win over an inherited XLA_FLAGS device
+    # count.
     flags = [
         f
         for f in env.get("XLA_FLAGS", "").split()
@@ -64,7 +66,8 @@ def _pump(index: int, stream, out) -> None:
 
 
 def _stop(procs, grace: float = 5.0) -> None:
-    """SIGTERM every live process group (the trainer saves and exits on it), then SIGKILL after `grace` s."""
+    """SIGTERM every live process group (the trainer saves and exits on it), then SIGKILL after
+    `grace` s."""
     for p in procs:
         if p.poll() is None:
             try:
@@ -94,10 +97,12 @@ def launch(
     out=None,
     env: dict | None = None,
 ) -> int:
-    """Start `python program... <multi-process flags>` N times; return 0 or the first failure's exit code.
+    """Start `python program... <multi-process flags>` N times; return 0 or the first failure's exit
+    code.
 
-    pass_via='flags' appends train.py's flags; 'env' sets JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and
-    JAX_PROCESS_ID instead, for entry points without those flags that call biggan.runtime.distributed.initialize().
+    pass_via='flags' appends train.py's flags; 'env' sets JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES
+    and JAX_PROCESS_ID instead, for entry points without those flags that call
+    biggan.runtime.distributed.initialize().
     """
     if pass_via not in ("flags", "env"):
         raise ValueError(f"pass_via={pass_via!r}; expected 'flags' or 'env'")

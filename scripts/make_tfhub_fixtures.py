@@ -37,7 +37,8 @@ NON_DEEP = {  # resolution: (G channel plan ×ch, attention before block, z chun
     256: ([(16, 16), (16, 8), (8, 8), (8, 4), (4, 2), (2, 1)], 5, 4),
     512: ([(16, 16), (16, 8), (8, 8), (8, 4), (4, 2), (2, 1), (1, 1)], 4, 4),
 }
-DEEP_LAYERS = {  # pytorch-pretrained-biggan's BigGAN128/256/512 configs: (upsample, in ×ch, out ×ch)
+# pytorch-pretrained-biggan's BigGAN128/256/512 configs: (upsample, in ×ch, out ×ch)
+DEEP_LAYERS = {
     128: [
         (False, 16, 16),
         (True, 16, 16),
@@ -82,7 +83,8 @@ DEEP_LAYERS = {  # pytorch-pretrained-biggan's BigGAN128/256/512 configs: (upsam
     ],
 }
 CH, NUM_CLASSES, SHARED, DEEP_Z = 4, 1000, 8, 8  # ImageNet's 1000 classes: class names work
-DEEP_CH = 8  # pytorch-pretrained-biggan's conversion needs attention's theta/phi (ch·2/8 channels) wider than 1
+# pytorch-pretrained-biggan's conversion needs attention's theta/phi (ch·2/8 channels) wider than 1
+DEEP_CH = 8
 
 
 class Values:
@@ -107,7 +109,8 @@ class Values:
         self.variables[name] = u / np.linalg.norm(u)
 
     def sn(self, prefix, shape, fan_in, bias, *, ema, second_u):
-        """A spectrally normalised layer: w (+ b), u0 (+ u1, the non-deep modules' second vector)."""
+        """A spectrally normalised layer: w (+ b), u0 (+ u1, the non-deep modules' second
+        vector)."""
         self.weight(f"{prefix}/w{ema}", shape, fan_in)
         if bias:
             self.near(f"{prefix}/b{ema}", (shape[-1],), 0.0, 0.1)
@@ -222,18 +225,20 @@ def write_module(directory, values, tables, packed):
     import tensorflow as tf
 
     tf.compat.v1.disable_eager_execution()
-    tf.compat.v1.disable_resource_variables()  # TF1-era modules hold reference variables (VariableV2)
+    # TF1-era modules hold reference variables (VariableV2)
+    tf.compat.v1.disable_resource_variables()
     graph = tf.Graph()
     stacks = {}
     with graph.as_default():
-        # Zero-initialised, then loaded through a feed: the values live in variables/ only, not as graph
-        # constants (as in a real module, whose initialisers are random ops).
+        # Zero-initialised, then loaded through a feed: the values live in variables/ only, not as
+        # graph constants (as in a real module, whose initialisers are random ops).
         variables = [
             (tf.compat.v1.Variable(tf.zeros(np.shape(value), tf.float32), name=name), value)
             for name, value in values.variables.items()
         ]
-        # Stack nodes stack, stack_1, ...: in every group of ten, 1 and 3 hold one BN's mean and var, 6 and 8
-        # the next BN's; the others are unrelated stacks (int index stacks and 1-D float stacks).
+        # Stack nodes stack, stack_1, ...: in every group of ten, 1 and 3 hold one BN's mean and
+        # var, 6 and 8 the next BN's; the others are unrelated stacks (int index stacks and 1-D
+        # float stacks).
         flat = [t for pair in tables for t in pair]
         for group in range(0, len(flat), 4):
             chunk = flat[group : group + 4]

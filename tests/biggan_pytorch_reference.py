@@ -1,11 +1,12 @@
-"""The author's BigGAN-PyTorch (github.com/ajbrock/BigGAN-PyTorch at 98459431, MIT licence), imported from its
-verbatim copy in tests/third_party/biggan_pytorch/: its G and D, `utils.ema`, `utils.save_weights` and
-`train_fns.GAN_training_function`. Its utils.py and train_fns.py import torchvision and its data modules at the
-top but the functions used here never touch them, so those imports are stubbed while it loads.
+"""The author's BigGAN-PyTorch (github.com/ajbrock/BigGAN-PyTorch at 98459431, MIT licence),
+imported from its verbatim copy in tests/third_party/biggan_pytorch/: its G and D, `utils.ema`,
+`utils.save_weights` and `train_fns.GAN_training_function`. Its utils.py and train_fns.py import
+torchvision and its data modules at the top but the functions used here never touch them, so those
+imports are stubbed while it loads.
 
-`run(...)` trains a small BigGAN-PyTorch model for a few iterations with its own training function on random
-data and writes its weights folder as utils.save_weights does: a folder to convert, with non-trivial Adam
-states, EMA and SN vectors.
+`run(...)` trains a small BigGAN-PyTorch model for a few iterations with its own training function
+on random data and writes its weights folder as utils.save_weights does: a folder to convert, with
+non-trivial Adam states, EMA and SN vectors.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ def _stub(name):
 
 @contextlib.contextmanager
 def imported():
-    """(BigGAN, utils, train_fns) of the author's code; sys.path and sys.modules are restored after."""
+    """(BigGAN, utils, train_fns) of the author's code; sys.path and sys.modules are restored
+    after."""
     saved = {n: m for n, m in sys.modules.items() if n.split(".")[0] in ITS_MODULES + STUBBED}
     sys.modules.update({name: _stub(name) for name in STUBBED})
     sys.path.insert(0, str(HERE))
@@ -63,8 +65,9 @@ def its_config(config, batch_size: int) -> dict:
         G_lr=t.lr_g, D_lr=t.lr_d, G_B1=t.beta1_g, D_B1=t.beta1_d, G_B2=t.beta2, D_B2=t.beta2,
         adam_eps=t.adam_eps, num_G_SVs=1, num_D_SVs=1, num_G_SV_itrs=1, num_D_SV_itrs=1,
         G_init="ortho", D_init="ortho",
-        # train_fns.GAN_training_function's keys; G_ortho = 2β: utils.ortho adds strength·2(WWᵀ⊙(1−I))W,
-        # the exact gradient of β‖WWᵀ⊙(1−I)‖² is 4β(WWᵀ⊙(1−I))W (biggan/gan/regularisers.py).
+        # train_fns.GAN_training_function's keys; G_ortho = 2β: utils.ortho adds
+        # strength·2(WWᵀ⊙(1−I))W, the exact gradient of β‖WWᵀ⊙(1−I)‖² is 4β(WWᵀ⊙(1−I))W
+        # (biggan/gan/regularisers.py).
         batch_size=batch_size, num_D_steps=t.num_d_steps, num_D_accumulations=t.num_accumulations,
         num_G_accumulations=t.num_accumulations, toggle_grads=True, split_D=False, D_ortho=0.0,
         G_ortho=2 * t.ortho_beta, ema=True, ema_decay=t.ema_decay,

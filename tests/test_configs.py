@@ -68,9 +68,9 @@ def test_config_runlocal_builds_and_steps(name, tmp_path):
         ).astype(np.int32),
     }
     key = jax.random.key(1)
-    # A smoke test checks that the step builds and runs, not its speed: compile it at LLVM -O0, which halves
-    # XLA:CPU's compile time, most of this test (BigGAN-deep-128: 63 s -> 35 s; BUILD_NOTES, test suite).
-    # Only this test's program; every other test compiles as users do.
+    # A smoke test checks that the step builds and runs, not its speed: compile it at LLVM -O0,
+    # which halves XLA:CPU's compile time, most of this test (BigGAN-deep-128: 63 s -> 35 s;
+    # BUILD_NOTES, test suite). Only this test's program; every other test compiles as users do.
     step = (
         jax.jit(ts.make_train_step(c, mdl))
         .lower(state, batch, key)
@@ -85,8 +85,8 @@ def test_config_runlocal_builds_and_steps(name, tmp_path):
 
 
 def test_cifar10_trains_500_epochs_of_d_images():
-    # launch_cifar_ema.sh: --num_epochs 500; BigGAN-PyTorch's epoch is a pass over D's data, and each G step
-    # consumes num_d_steps × batch_size images (its train.py D_batch_size).
+    # launch_cifar_ema.sh: --num_epochs 500; BigGAN-PyTorch's epoch is a pass over D's data, and
+    # each G step consumes num_d_steps × batch_size images (its train.py D_batch_size).
     t = cfg.load_config_file("configs/cifar10.py").train
     assert t.num_steps * t.num_d_steps * t.batch_size * t.num_accumulations == 500 * 50_000
     assert t.num_steps == 125_000

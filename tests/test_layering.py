@@ -1,6 +1,6 @@
-"""The package layering of BUILD_NOTES ("Layout and layering"): a module imports only from its own package
-and the packages of earlier rows, function-local imports included; sampling and evaluation never reach the
-train step, the techniques or the whole config schema that gathers their keys."""
+"""The package layering of BUILD_NOTES ("Layout and layering"): a module imports only from its own
+package and the packages of earlier rows, function-local imports included; sampling and evaluation
+never reach the train step, the techniques or the whole config schema that gathers their keys."""
 
 import ast
 import pathlib
@@ -18,7 +18,8 @@ LAYERS = [
     "gan",  # losses, latents, orthogonal regularisation and weight spectra
     "checkpoints",  # the orbax checkpoint format and the EMA generator read from it
     "techniques",  # one file per training technique, its config keys included
-    "config",  # the whole schema (core_config's keys and the techniques'), config files and their checks
+    # the whole schema (core_config's keys and the techniques'), config files and their checks
+    "config",
     "sampling",  # sampler, truncation, exported generators, images
     "evaluation",  # metrics, feature networks, the evaluator, reports
     "train",  # state, step, loop, fine-tuning, collapse monitor
@@ -27,7 +28,8 @@ LAYERS = [
     "summary",  # command: python -m biggan.summary
     "ablate",  # command: python -m biggan.ablate
 ]
-# Earlier rows that a row must still not import: what samples and scores never needs the training code.
+# Earlier rows that a row must still not import: what samples and scores never needs the training
+# code.
 FORBIDDEN = {
     "sampling": {"techniques", "config"},
     "evaluation": {"techniques", "config"},
@@ -44,7 +46,8 @@ def layer_of(module: str) -> str:
 
 
 def imported_modules(source: str) -> set[str]:
-    """Every biggan module a source names in an import statement, at any depth (function-local too)."""
+    """Every biggan module a source names in an import statement, at any depth (function-local
+    too)."""
     found = set()
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
@@ -98,8 +101,9 @@ def test_the_check_sees_a_later_or_forbidden_import_even_inside_a_function():
 
 
 def test_sampling_and_evaluation_import_no_train_step_or_technique():
-    # biggan.config gathers the techniques' keys: the sampler reads stored configs with core_config alone.
-    # (The converters and the evaluate/summary commands do load it: they read configs/*.py files.)
+    # biggan.config gathers the techniques' keys: the sampler reads stored configs with core_config
+    # alone. (The converters and the evaluate/summary commands do load it: they read configs/*.py
+    # files.)
     code = (
         "import sys, biggan.sampling.sampler, biggan.evaluation.evaluator;"
         "print(' '.join(m for m in sys.modules"

@@ -1,9 +1,9 @@
 """The README's "Sampling and released weights" block, run verbatim from a fresh directory.
 
-The directory holds what its commands name: the synthetic TF Hub modules (tests/fixtures/tfhub, written by
-TensorFlow), a pytorch-pretrained-biggan model with random weights (tests/convert/test_convert_hf.py), a full-size
-random BigGAN-PyTorch G_ema.pth of the released 128² layout (the converter's default config), z.npy, and an
-exported digits generator in workdirs/digits.
+The directory holds what its commands name: the synthetic TF Hub modules (tests/fixtures/tfhub,
+written by TensorFlow), a pytorch-pretrained-biggan model with random weights
+(tests/convert/test_convert_hf.py), a full-size random BigGAN-PyTorch G_ema.pth of the released 128²
+layout (the converter's default config), z.npy, and an exported digits generator in workdirs/digits.
 """
 
 import os
@@ -24,7 +24,8 @@ pytest.importorskip("pytorch_pretrained_biggan")
 
 
 def readme_commands(heading):
-    """The `python ...` commands of the first bash block under a README heading, continuation lines joined."""
+    """The `python ...` commands of the first bash block under a README heading, continuation lines
+    joined."""
     text = open(os.path.join(stepping.REPO, "README.md")).read()
     section = text.split(f"## {heading}", 1)[1].split("\n## ", 1)[0]
     block = section.split("```bash", 1)[1].split("```", 1)[0].replace("\\\n", " ")
@@ -36,7 +37,8 @@ def readme_commands(heading):
 
 
 def full_size_biggan_pytorch_state_dict(path):
-    """Random weights in the layout of BigGAN-PyTorch's released 128² G_ema.pth (ch 96, 70,433,988 parameters)."""
+    """Random weights in the layout of BigGAN-PyTorch's released 128² G_ema.pth (ch 96, 70,433,988
+    parameters)."""
     shapes = biggan_pytorch.biggan_pytorch_expected_shapes(
         biggan_pytorch.biggan_pytorch_config(None).model
     )

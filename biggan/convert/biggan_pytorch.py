@@ -1,5 +1,6 @@
-"""BigGAN-PyTorch's BigGAN G / G_ema and D state dicts: their layouts (one table each) and the exported generator
-converted from a G_ema.pth. A whole weights folder becomes a training workdir in biggan/convert/biggan_pytorch_run.py."""
+"""BigGAN-PyTorch's BigGAN G / G_ema and D state dicts: their layouts (one table each) and the
+exported generator converted from a G_ema.pth. A whole weights folder becomes a training workdir in
+biggan/convert/biggan_pytorch_run.py."""
 
 from __future__ import annotations
 
@@ -26,10 +27,11 @@ from biggan.sampling import export
 
 
 def _bp_sn(kernel, eps):
-    """BigGAN-PyTorch SN layer (num_svs=1): weight, u0 (1, out) and sv0 (a logging buffer, not used).
-    Only u is stored: v = normalize(Wᵀu), what its next power-iteration step computes. "linear_chw": the
-    first linear, whose output BigGAN-PyTorch views channel-major (C, 4, 4) while ours is (4, 4, C): its
-    output rows (weight, bias and u, which indexes rows) are permuted so our reshape sees the same tensor."""
+    """BigGAN-PyTorch SN layer (num_svs=1): weight, u0 (1, out) and sv0 (a logging buffer, not
+    used). Only u is stored: v = normalize(Wᵀu), what its next power-iteration step computes.
+    "linear_chw": the first linear, whose output BigGAN-PyTorch views channel-major (C, 4, 4) while
+    ours is (4, 4, C): its output rows (weight, bias and u, which indexes rows) are permuted so our
+    reshape sees the same tensor."""
 
     def convert(e, read, out):
         w, u = read(f"{e.theirs}.weight"), read(f"{e.theirs}.u0")[0]
@@ -157,9 +159,9 @@ def _attention_layout(theirs: str, ours: tuple, channels: int) -> list[Entry]:
 
 
 def biggan_pytorch_d_layout(m: ml_collections.ConfigDict) -> list[Entry]:
-    """BigGAN-PyTorch's BigGAN.Discriminator state dict (num_D_SVs=1, D_wide), entry by entry. Its D attaches
-    attention to every block whose D_arch 'resolution' label is an attention resolution, ours after the first
-    block whose output has it: a model where the two differ is refused."""
+    """BigGAN-PyTorch's BigGAN.Discriminator state dict (num_D_SVs=1, D_wide), entry by entry. Its D
+    attaches attention to every block whose D_arch 'resolution' label is an attention resolution,
+    ours after the first block whose output has it: a model where the two differ is refused."""
     _check_biggan_pytorch_model(m)
     if m.resolution == 512:
         raise ConversionError("BigGAN-PyTorch has no 512² D (its BigGAN.py D_arch stops at 256²)")
@@ -243,10 +245,11 @@ def _check_biggan_pytorch_model(m):
 def biggan_pytorch_config(
     config_spec=None, *, bn_eps=1e-5, sn_eps=1e-6
 ) -> ml_collections.ConfigDict:
-    """Our config for a BigGAN-PyTorch G: a configs/*.py file (path[:arg]), a JSON file (a full config with a
-    'model' section, or just config.model keys), or None for the defaults (the released 128² model).
-    BigGAN-PyTorch evaluates SN by one power step from the stored u ('iterate'); its scripts use BN eps
-    1e-5 and SN eps 1e-6 (their train_fns/launch scripts), recorded here."""
+    """Our config for a BigGAN-PyTorch G: a configs/*.py file (path[:arg]), a JSON file (a full
+    config with a 'model' section, or just config.model keys), or None for the defaults (the
+    released 128² model). BigGAN-PyTorch evaluates SN by one power step from the stored u
+    ('iterate'); its scripts use BN eps 1e-5 and SN eps 1e-6 (their train_fns/launch scripts),
+    recorded here."""
     if config_spec is None:
         c = cfg.base_config()
     elif config_spec.split(":")[0].endswith(".py"):
@@ -271,7 +274,8 @@ def biggan_pytorch_config(
 
 
 def convert_biggan_pytorch(state_dict: dict, config: ml_collections.ConfigDict):
-    """(config, generator) from a BigGAN-PyTorch BigGAN G state dict; its stored BN statistics are used."""
+    """(config, generator) from a BigGAN-PyTorch BigGAN G state dict; its stored BN statistics are
+    used."""
     m = config.model
     converted = convert_layout(
         state_dict,

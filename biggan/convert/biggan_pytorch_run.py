@@ -1,15 +1,17 @@
-"""A BigGAN-PyTorch weights folder, as its `utils.save_weights` writes it (G.pth, G_ema.pth, D.pth, G_optim.pth,
-D_optim.pth, state_dict.pth), into a training workdir: `python train.py --workdir WORKDIR` continues the
-author's run, `--config.train.init_from=WORKDIR` fine-tunes from it with its D.
+"""A BigGAN-PyTorch weights folder, as its `utils.save_weights` writes it (G.pth, G_ema.pth, D.pth,
+G_optim.pth, D_optim.pth, state_dict.pth), into a training workdir: `python train.py --workdir
+WORKDIR` continues the author's run, `--config.train.init_from=WORKDIR` fine-tunes from it with its
+D.
 
-What is mapped: G, D and G_ema's weights (biggan/convert/biggan_pytorch.py's tables), G's and D's SN vectors and
-G's BN running statistics, both Adam states (first and second moments through the same tables, the step count),
-and the iteration counter (`state_dict['itr']`) as our step. The Adam hyper-parameters in the optimiser files
-must equal the config's. G_ema's own buffers (its SN vectors and BN statistics, which BigGAN-PyTorch's `ema`
-also averages) are kept in the checkpoint's extras (`checkpoints.EMA_G_STATE`): sampling the converted step
-equals the author's G_ema in eval mode; training continues with our EMA of the parameters alone, sampled
-with G's state or standing statistics (biggan/sampling/sampler.py). BigGAN-PyTorch records no input position,
-so the data stream of the continued run starts afresh.
+What is mapped: G, D and G_ema's weights (biggan/convert/biggan_pytorch.py's tables), G's and D's SN
+vectors and G's BN running statistics, both Adam states (first and second moments through the same
+tables, the step count), and the iteration counter (`state_dict['itr']`) as our step. The Adam
+hyper-parameters in the optimiser files must equal the config's. G_ema's own buffers (its SN vectors
+and BN statistics, which BigGAN-PyTorch's `ema` also averages) are kept in the checkpoint's extras
+(`checkpoints.EMA_G_STATE`): sampling the converted step equals the author's G_ema in eval mode;
+training continues with our EMA of the parameters alone, sampled with G's state or standing
+statistics (biggan/sampling/sampler.py). BigGAN-PyTorch records no input position, so the data
+stream of the continued run starts afresh.
 """
 
 from __future__ import annotations
@@ -41,16 +43,16 @@ from biggan.runtime import storage
 from biggan.train import state as train_state
 
 FILES = ("G.pth", "G_ema.pth", "D.pth", "G_optim.pth", "D_optim.pth", "state_dict.pth")
-# The buffers of BigGAN-PyTorch's layers (SN's u0/sv0, bn/ccbn's running statistics): the rest of a state
-# dict, in order, is its module's parameters() — the order its optimiser state is indexed by.
+# The buffers of BigGAN-PyTorch's layers (SN's u0/sv0, bn/ccbn's running statistics): the rest of a
+# state dict, in order, is its module's parameters() — the order its optimiser state is indexed by.
 BUFFERS = (".u0", ".sv0", ".stored_mean", ".stored_var")
 
 
 def released_run_config(arg=None) -> ml_collections.ConfigDict:
-    """The released BigGAN-PyTorch ImageNet 128² run (scripts/launch_BigGAN_bs256x8.sh): the paper's model,
-    batch 256 × 8 accumulations, one D step per G step, lr 1e-4 / 4e-4, Adam eps 1e-6, no orthogonal
-    regularisation (G_ortho 0), BN eps 1e-5, SN eps 1e-6, EMA 0.9999 from iteration 20k. `arg` as
-    config.imagenet_config's ("runlocal", "bf16")."""
+    """The released BigGAN-PyTorch ImageNet 128² run (scripts/launch_BigGAN_bs256x8.sh): the paper's
+    model, batch 256 × 8 accumulations, one D step per G step, lr 1e-4 / 4e-4, Adam eps 1e-6, no
+    orthogonal regularisation (G_ortho 0), BN eps 1e-5, SN eps 1e-6, EMA 0.9999 from iteration 20k.
+    `arg` as config.imagenet_config's ("runlocal", "bf16")."""
     options = cfg.parse_config_arg(arg, ("runlocal", "bf16"))
     c = cfg.imagenet_config(
         ",".join(sorted(options - {"runlocal"})),
@@ -103,7 +105,8 @@ def check_weights_folder(directory: str) -> None:
 
 
 def load_torch_object(path: str, what: str):
-    """An optimiser state dict or state_dict.pth, read safely (weights_only) with tensors as numpy."""
+    """An optimiser state dict or state_dict.pth, read safely (weights_only) with tensors as
+    numpy."""
     import torch  # lazy: only to read PyTorch files
 
     try:
@@ -128,7 +131,8 @@ def load_torch_object(path: str, what: str):
 def check_adam(
     optimiser: dict, path: str, lr: float, beta1: float, t: ml_collections.ConfigDict, prefix: str
 ):
-    """The optimiser file's Adam hyper-parameters must be the config's (one line naming each difference)."""
+    """The optimiser file's Adam hyper-parameters must be the config's (one line naming each
+    difference)."""
     groups = optimiser.get("param_groups") if isinstance(optimiser, dict) else None
     if not groups or len(groups) != 1:
         raise ConversionError(
@@ -156,8 +160,8 @@ def check_adam(
 
 
 def adam_moments(state_dict: dict, optimiser: dict, convert, path: str):
-    """(step count, first moments, second moments) as {our param path: array}, through `convert` (the
-    weights' table applied to a state dict whose parameters are replaced by a moment)."""
+    """(step count, first moments, second moments) as {our param path: array}, through `convert`
+    (the weights' table applied to a state dict whose parameters are replaced by a moment)."""
     names = [k for k in state_dict if not k.endswith(BUFFERS)]
     indices = optimiser["param_groups"][0]["params"]
     if len(indices) != len(names):
@@ -181,7 +185,8 @@ def adam_moments(state_dict: dict, optimiser: dict, convert, path: str):
 
 
 def _tree_like(template, flat: dict):
-    """`template` (an nnx State of parameters) with its leaves taken from `flat` ({path tuple: array})."""
+    """`template` (an nnx State of parameters) with its leaves taken from `flat` ({path tuple:
+    array})."""
     paths = traverse_util.flatten_dict(nnx.to_pure_dict(template))
     pure = traverse_util.unflatten_dict(
         {k: jnp.asarray(np.asarray(flat[k], np.float32)) for k in paths}
@@ -192,8 +197,8 @@ def _tree_like(template, flat: dict):
 
 
 def _adam_state(initial, count: int, params, mu: dict | None, nu: dict | None):
-    """optax.adam's state (ScaleByAdamState, EmptyState) with the converted count and moments (`initial`
-    when the run had not stepped yet)."""
+    """optax.adam's state (ScaleByAdamState, EmptyState) with the converted count and moments
+    (`initial` when the run had not stepped yet)."""
     adam, *rest = initial
     if not isinstance(adam, optax.ScaleByAdamState):
         raise AssertionError(f"expected optax.adam's state, got {type(adam).__name__}")
@@ -204,7 +209,8 @@ def _adam_state(initial, count: int, params, mu: dict | None, nu: dict | None):
 
 
 def convert_run(directory: str, config: ml_collections.ConfigDict):
-    """The TrainState of a BigGAN-PyTorch weights folder under `config` (checked against every file)."""
+    """The TrainState of a BigGAN-PyTorch weights folder under `config` (checked against every
+    file)."""
     check_weights_folder(directory)
     m, t = config.model, config.train
     _, initial = jax.eval_shape(lambda: train_state.init_state(config, jax.random.key(0)))
@@ -242,7 +248,8 @@ def convert_run(directory: str, config: ml_collections.ConfigDict):
     _, g_params, g_state = nnx.split(generator, nnx.Param, ...)
     _, d_params, d_state = nnx.split(discriminator, nnx.Param, ...)
     _, ema_params, ema_g_state = nnx.split(ema, nnx.Param, ...)
-    # The optimiser states' structure comes from optax (a real init: the abstract one has no values).
+    # The optimiser states' structure comes from optax (a real init: the abstract one has no
+    # values).
     g_tx, d_tx = train_state.make_optimizers(t)
     g_opt = _adam_state(g_tx.init(g_params), g_count, g_params, g_mu, g_nu)
     d_opt = _adam_state(d_tx.init(d_params), d_count, d_params, d_mu, d_nu)
@@ -259,14 +266,15 @@ def convert_run(directory: str, config: ml_collections.ConfigDict):
     )
     if jax.tree.structure(state) != jax.tree.structure(initial):  # what train.py restores into
         raise AssertionError("the converted state does not have the structure of init_state's")
-    # G_ema's own SN vectors and BN statistics: sampling this step (load_ema_generator) uses them, as
-    # BigGAN-PyTorch's sample.py does; training drops them.
+    # G_ema's own SN vectors and BN statistics: sampling this step (load_ema_generator) uses them,
+    # as BigGAN-PyTorch's sample.py does; training drops them.
     state = state.replace(extras={checkpoints.EMA_G_STATE: ema_g_state})
     return state, run_state
 
 
 def convert_run_folder(directory: str, out: str, config_spec: str | None = None) -> str:
-    """Write the training workdir `out` from the weights folder `directory` (`out` must hold no run)."""
+    """Write the training workdir `out` from the weights folder `directory` (`out` must hold no
+    run)."""
     config = cfg.load_config_file(config_spec) if config_spec else released_run_config()
     out = storage.resolve(out)
     if storage.exists(os.path.join(out, "config.json")) or storage.exists(
@@ -278,7 +286,8 @@ def convert_run_folder(directory: str, out: str, config_spec: str | None = None)
     storage.makedirs(out)
     checkpoints.record_config(out, config)
     ckpt = checkpoints.Checkpointer(out, keep=config.log.keep_checkpoints)
-    # No input position: BigGAN-PyTorch does not record one (the loop starts the data stream afresh).
+    # No input position: BigGAN-PyTorch does not record one (the loop starts the data stream
+    # afresh).
     ckpt.save(step, state, {}, wait=True)
     ckpt.close()
     g_count = int(state.g_opt[0].count)

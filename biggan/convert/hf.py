@@ -74,21 +74,23 @@ def _check_hf_config(hc):
             f"{biggan_deep.G_BLOCKS[res]} this converter maps"
         )
     if layers[0][1] != 16 or layers[-1][2] != 1:
-        # The reference hard-wires its first linear to 4·4·16·ch outputs and its output BN/conv to ch channels.
+        # The reference hard-wires its first linear to 4·4·16·ch outputs and its output BN/conv to
+        # ch channels.
         raise ConversionError(
             f"config layers run from {layers[0][1]}·ch to {layers[-1][2]}·ch channels; "
             f"pytorch-pretrained-biggan needs 16·ch → 1·ch"
         )
     pos = _hf_get(hc, "attention_layer_position")
-    # The reference inserts attention before block `pos` only while enumerating blocks, so pos must lie in
-    # [1, len(layers)); our G places it after the upsampling block reaching a resolution.
+    # The reference inserts attention before block `pos` only while enumerating blocks, so pos must
+    # lie in [1, len(layers)); our G places it after the upsampling block reaching a resolution.
     if not 1 <= pos < len(layers) or not layers[pos - 1][0]:
         raise ConversionError(
             f"attention_layer_position={pos}: attention must follow an upsampling block "
             f"and precede another block (position 8 in the released models)"
         )
     if _hf_get(hc, "class_embed_dim") != _hf_get(hc, "z_dim"):
-        # pytorch-pretrained-biggan builds the embedding as Linear(num_classes, z_dim) whatever class_embed_dim.
+        # pytorch-pretrained-biggan builds the embedding as Linear(num_classes, z_dim) whatever
+        # class_embed_dim.
         raise ConversionError(
             f"class_embed_dim={_hf_get(hc, 'class_embed_dim')} != z_dim={_hf_get(hc, 'z_dim')}: "
             f"pytorch-pretrained-biggan only builds models with equal widths"
@@ -97,7 +99,8 @@ def _check_hf_config(hc):
 
 
 def _hf_sn(kernel):
-    """pytorch-pretrained-biggan SN layer: weight_orig, weight_u and the stored, already iterated weight_v."""
+    """pytorch-pretrained-biggan SN layer: weight_orig, weight_u and the stored, already iterated
+    weight_v."""
 
     def convert(e, read, out):
         w = read(f"{e.theirs}.weight_orig")
@@ -168,7 +171,8 @@ def hf_layout(hc: dict) -> list[Entry]:
         Entry("embed", "embeddings", ("shared_embed",), (zd, ncls)),
         Entry("sn_linear", "generator.gen_z", ("linear",), (4 * 4 * 16 * ch, cond), bias=True),
     ]
-    j = 0  # their layer index: the attention layer at list position `pos` shifts the blocks after it
+    # their layer index: the attention layer at list position `pos` shifts the blocks after it
+    j = 0
     for i, (_, cin, cout) in enumerate(layers):
         if i == pos:  # their attention at position `pos` follows our block pos − 1
             c, p = ch * cin, f"generator.layers.{j}"
@@ -235,7 +239,9 @@ def hf_model_config(hc: dict) -> ml_collections.ConfigDict:
         hier=False,
         bn_eps=float(_hf_get(hc, "eps")),
         sn_eps=float(_hf_get(hc, "eps")),
-        sn_eval_mode="stored",  # TF Hub weights: σ = uᵀWv with the stored, already iterated u and v (pytorch-pretrained-biggan, model.py)
+        # TF Hub weights: σ = uᵀWv with the stored, already iterated u and v
+        # (pytorch-pretrained-biggan, model.py)
+        sn_eval_mode="stored",
         rgb_channels=ch,
     )
     c.sample.update(
@@ -245,7 +251,8 @@ def hf_model_config(hc: dict) -> ml_collections.ConfigDict:
 
 
 def convert_hf(state_dict: dict, hc: dict):
-    """(config, generator, truncation stats) from a pytorch-pretrained-biggan state dict and its config."""
+    """(config, generator, truncation stats) from a pytorch-pretrained-biggan state dict and its
+    config."""
     converted = convert_layout(
         state_dict,
         hf_layout(hc),
@@ -259,7 +266,8 @@ def convert_hf(state_dict: dict, hc: dict):
 
 
 def convert_hf_files(model_path, config_path=None, out_dir=None):
-    """Read pytorch_model.bin (+ config.json), convert, write an export to `out_dir`. Returns out_dir."""
+    """Read pytorch_model.bin (+ config.json), convert, write an export to `out_dir`. Returns
+    out_dir."""
     sd = load_torch_state_dict(model_path)
     if config_path is None:
         beside = os.path.join(os.path.dirname(os.path.abspath(model_path)), "config.json")

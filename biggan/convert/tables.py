@@ -1,5 +1,5 @@
-"""What every converter shares: reading state dicts, the layout tables (`Entry`, `Kind`), the checks of keys
-and shapes against them, and the generator they fill."""
+"""What every converter shares: reading state dicts, the layout tables (`Entry`, `Kind`), the checks
+of keys and shapes against them, and the generator they fill."""
 
 from __future__ import annotations
 
@@ -61,7 +61,8 @@ def listing(items, limit=4) -> str:
 
 
 def check_state_dict(state_dict: dict, expected: dict, what: str):
-    """Raise (one line) naming the missing keys, unexpected keys and wrong shapes; `expected` maps key → shape."""
+    """Raise (one line) naming the missing keys, unexpected keys and wrong shapes; `expected` maps
+    key → shape."""
     missing = sorted(set(expected) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(expected))
     wrong = [
@@ -115,14 +116,15 @@ def conv_v(v, w_shape):
 
 
 def v_from_u(w_mat, u, eps):
-    """v = normalize(Wᵀu): the value the next power-iteration step computes (used for 'iterate' mode,
-    where the stored v is never read but is kept consistent)."""
+    """v = normalize(Wᵀu): the value the next power-iteration step computes (used for 'iterate'
+    mode, where the stored v is never read but is kept consistent)."""
     return normalize(w_mat.T @ u, eps).astype(np.float32)
 
 
-# Each format describes its checkpoint once, as a list of `Entry` rows (one per module); each entry's kind
-# says which state-dict keys it owns (with their shapes) and how they become our leaves. The expected key
-# set (checked before anything is converted) and the mapping are both read off that one table.
+# Each format describes its checkpoint once, as a list of `Entry` rows (one per module); each
+# entry's kind says which state-dict keys it owns (with their shapes) and how they become our
+# leaves. The expected key set (checked before anything is converted) and the mapping are both read
+# off that one table.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -181,7 +183,8 @@ def sn_keys(weight, u_shape, v_shape, extra=()):
 
 
 def build_generator(config, flat: dict):
-    """Generator from `config.model` with every state leaf taken from `flat` ({path tuple: array})."""
+    """Generator from `config.model` with every state leaf taken from `flat` ({path tuple:
+    array})."""
     return build_module(models.abstract_generator(config.model), flat, "generator")
 
 
@@ -191,10 +194,12 @@ def build_discriminator(config, flat: dict):
 
 
 def build_module(abstract: nnx.Module, flat: dict, what: str):
-    """`abstract` (nnx.eval_shape's) with every state leaf taken from `flat` ({path tuple: array})."""
+    """`abstract` (nnx.eval_shape's) with every state leaf taken from `flat` ({path tuple:
+    array})."""
     graphdef, state = nnx.split(abstract)
     target = traverse_util.flatten_dict(nnx.to_pure_dict(state))
-    # Internal consistency: the mapping must fill every leaf, with the right shape, and nothing else.
+    # Internal consistency: the mapping must fill every leaf, with the right shape, and nothing
+    # else.
     missing = sorted(map(str, set(target) - set(flat)))
     extra = sorted(map(str, set(flat) - set(target)))
     wrong = [

@@ -1,9 +1,10 @@
-"""Read a TF1 SavedModel / TF Hub module without TensorFlow: checkpoint variables and graph constants.
+"""Read a TF1 SavedModel / TF Hub module without TensorFlow: checkpoint variables and graph
+constants.
 
-A TF Hub (TF1 format) module directory holds `saved_model.pb` (a SavedModel protobuf: MetaGraphDefs, each
-with a GraphDef) and `variables/variables.index` + `variables/variables.data-NNNNN-of-MMMMM` (a tensor
-bundle). The formats, from TensorFlow's sources (core/util/tensor_bundle, core/lib/io/table_format,
-core/protobuf/saved_model.proto, meta_graph.proto):
+A TF Hub (TF1 format) module directory holds `saved_model.pb` (a SavedModel protobuf: MetaGraphDefs,
+each with a GraphDef) and `variables/variables.index` + `variables/variables.data-NNNNN-of-MMMMM` (a
+tensor bundle). The formats, from TensorFlow's sources (core/util/tensor_bundle,
+core/lib/io/table_format, core/protobuf/saved_model.proto, meta_graph.proto):
 
 - `variables.index` is a LevelDB-format table, written uncompressed: a 48-byte footer (metaindex and index
   block handles, magic 0xdb4775248b80fb57) points at an index block whose entries point at data blocks;
@@ -13,8 +14,8 @@ core/protobuf/saved_model.proto, meta_graph.proto):
 - the data shards are the tensors' raw little-endian bytes at those offsets.
 - graph constants are `Const` nodes (attr `value`, a TensorProto); `Pack` of constants is folded too.
 
-The two outer SavedModel messages are walked with a small protobuf wire-format reader; the GraphDef and
-TensorProto messages are parsed with tensorboardX's compiled protos (already a dependency).
+The two outer SavedModel messages are walked with a small protobuf wire-format reader; the GraphDef
+and TensorProto messages are parsed with tensorboardX's compiled protos (already a dependency).
 """
 
 from __future__ import annotations
@@ -63,8 +64,8 @@ def _varint(buf, pos):
 
 
 def proto_fields(buf: bytes) -> list[tuple[int, object]]:
-    """[(field number, value)] of a serialised protobuf message: varints as int, length-delimited fields as
-    bytes, fixed32/64 as int (the caller knows which fields are sub-messages)."""
+    """[(field number, value)] of a serialised protobuf message: varints as int, length-delimited
+    fields as bytes, fixed32/64 as int (the caller knows which fields are sub-messages)."""
     fields, pos = [], 0
     while pos < len(buf):
         key, pos = _varint(buf, pos)
@@ -92,7 +93,8 @@ def _field(fields, number, default=None):
 
 
 def _block_entries(data: bytes, offset: int, size: int):
-    """(key, value) pairs of one table block at `offset` (its `size` excludes the 5-byte trailer)."""
+    """(key, value) pairs of one table block at `offset` (its `size` excludes the 5-byte
+    trailer)."""
     block = data[offset : offset + size]
     compression = data[offset + size] if offset + size < len(data) else None
     if compression != 0:
@@ -114,7 +116,8 @@ def _block_entries(data: bytes, offset: int, size: int):
 
 
 def read_index(index_path) -> dict[str, dict]:
-    """{tensor name: {'dtype', 'shape', 'shard', 'offset', 'size'}} and the header under '' ({'num_shards'})."""
+    """{tensor name: {'dtype', 'shape', 'shard', 'offset', 'size'}} and the header under ''
+    ({'num_shards'})."""
     with open(index_path, "rb") as f:
         data = f.read()
     if len(data) < FOOTER_BYTES or struct.unpack_from("<Q", data, len(data) - 8)[0] != TABLE_MAGIC:
@@ -159,7 +162,8 @@ def read_index(index_path) -> dict[str, dict]:
 
 
 def read_variables(prefix) -> dict[str, np.ndarray]:
-    """All tensors of the checkpoint bundle `prefix` (e.g. MODULE/variables/variables) as numpy arrays."""
+    """All tensors of the checkpoint bundle `prefix` (e.g. MODULE/variables/variables) as numpy
+    arrays."""
     index_path = f"{prefix}.index"
     if not os.path.isfile(index_path):
         raise FileNotFoundError(
@@ -202,8 +206,8 @@ def read_variables(prefix) -> dict[str, np.ndarray]:
 
 
 def read_graph_def(saved_model_path, tags=()):
-    """The GraphDef (tensorboardX proto) of the MetaGraphDef with exactly `tags` (TF Hub: the default,
-    empty tag set) in a saved_model.pb."""
+    """The GraphDef (tensorboardX proto) of the MetaGraphDef with exactly `tags` (TF Hub: the
+    default, empty tag set) in a saved_model.pb."""
     from tensorboardX.proto import graph_pb2
 
     if not os.path.isfile(saved_model_path):
@@ -261,8 +265,8 @@ def tensor_value(tensor) -> np.ndarray:
 
 
 def graph_constants(graph) -> dict[str, np.ndarray]:
-    """{node name: value} for every node that is a constant: `Const`, and `Identity` / `Pack` (tf.stack)
-    whose inputs are all constants (folded here as TensorFlow would at run time)."""
+    """{node name: value} for every node that is a constant: `Const`, and `Identity` / `Pack`
+    (tf.stack) whose inputs are all constants (folded here as TensorFlow would at run time)."""
     nodes = {node.name: node for node in graph.node}
     values: dict[str, np.ndarray | None] = {}
 

@@ -1,5 +1,5 @@
-"""TF Hub TF1 modules (deepmind/biggan-{128,256,512}/2, biggan-deep-{128,256,512}/1) into an exported generator,
-read without TensorFlow (biggan/convert/tf_checkpoint.py)."""
+"""TF Hub TF1 modules (deepmind/biggan-{128,256,512}/2, biggan-deep-{128,256,512}/1) into an
+exported generator, read without TensorFlow (biggan/convert/tf_checkpoint.py)."""
 
 from __future__ import annotations
 
@@ -29,26 +29,29 @@ from biggan.models import biggan_deep
 from biggan.models import factory as models
 from biggan.sampling import export, truncation_stats
 
-# deepmind/biggan-{128,256,512}/2 ("biggan") and deepmind/biggan-deep-{128,256,512}/1 ("biggan_deep"). Names:
-# BigGAN-PyTorch's TFHub/converter.py (non-deep) and pytorch-pretrained-biggan 0.1.1's convert_tf_to_pytorch.py
-# (deep). Checkpoint keys carry no `module/` prefix and no `:0` (those come from tf.global_variables()).
+# deepmind/biggan-{128,256,512}/2 ("biggan") and deepmind/biggan-deep-{128,256,512}/1
+# ("biggan_deep"). Names: BigGAN-PyTorch's TFHub/converter.py (non-deep) and
+# pytorch-pretrained-biggan 0.1.1's convert_tf_to_pytorch.py (deep). Checkpoint keys carry no
+# `module/` prefix and no `:0` (those come from tf.global_variables()).
 
 TFHUB_EMA = {"biggan": "/ema_b999900", "biggan_deep": "/ema_0.9999"}
 TFHUB_BLOCKS = {
     "biggan": {len(v): k for k, v in biggan_arch.G_CHANNELS.items() if k >= 128},
     "biggan_deep": {len(v): k for k, v in biggan_deep.G_BLOCKS.items() if k >= 128},
 }
-# Non-deep: attention after G block 3/4/3 (BigGAN-PyTorch TFHub/converter.py convert_from_v1, attention_blocknum),
-# i.e. at 64²/128²/64²; deep: before list position 8 of the layout (pytorch-pretrained-biggan configs).
+# Non-deep: attention after G block 3/4/3 (BigGAN-PyTorch TFHub/converter.py convert_from_v1,
+# attention_blocknum), i.e. at 64²/128²/64²; deep: before list position 8 of the layout
+# (pytorch-pretrained-biggan configs).
 TFHUB_ATTENTION = {128: 64, 256: 128, 512: 64}
-# Per-truncation statistic tables, rows per BN: deep t = k/50, k = 0..50 (pytorch-pretrained-biggan, n_stats);
-# non-deep t = 0.02·(k+1), k = 0..49 (ivclab/BigGAN-Generator-Pretrained-Pytorch, src/batch_normalization.py).
+# Per-truncation statistic tables, rows per BN: deep t = k/50, k = 0..50 (pytorch-pretrained-biggan,
+# n_stats); non-deep t = 0.02·(k+1), k = 0..49 (ivclab/BigGAN-Generator-Pretrained-Pytorch,
+# src/batch_normalization.py).
 TFHUB_STAT_ROWS = {"biggan_deep": 51, "biggan": 50}
 
 
 def _tfhub_vector(name):
-    """Public converters squeeze these (u vectors, biases, BN affines, attention gamma): any shape of the
-    right size is accepted."""
+    """Public converters squeeze these (u vectors, biases, BN affines, attention gamma): any shape
+    of the right size is accepted."""
     leaf = name.rsplit("/", 2)
     return (
         leaf[-1] in ("u0", "u1")
@@ -58,7 +61,8 @@ def _tfhub_vector(name):
 
 
 def tfhub_family(variables: dict) -> tuple[str, int]:
-    """(family, resolution) from the variable names; refuses anything that is not one of the six modules."""
+    """(family, resolution) from the variable names; refuses anything that is not one of the six
+    modules."""
     if "Generator/G_Z/G_linear/u0" in variables:
         family = "biggan"
     elif "Generator/GenZ/G_linear/u0" in variables:
@@ -79,7 +83,8 @@ def tfhub_family(variables: dict) -> tuple[str, int]:
 
 
 def tfhub_model_config(variables: dict) -> ml_collections.ConfigDict:
-    """Our config for a TF Hub module: family and resolution from the names, widths from the shapes."""
+    """Our config for a TF Hub module: family and resolution from the names, widths from the
+    shapes."""
     family, res = tfhub_family(variables)
     ema = TFHUB_EMA[family]
     embed = variables.get("linear/w" + ema)
@@ -138,12 +143,13 @@ def tfhub_model_config(variables: dict) -> ml_collections.ConfigDict:
 
 
 def _tfhub_sn(e, read, out, eps, cond_swap=0):
-    """A TF SN layer: w (in, out) or HWIO = our kernel layout; only u0 counts (u1, where present, is a second
-    tracked singular vector). u and v are prepared as pytorch-pretrained-biggan's conversion does
-    (load_tf_weights_in_biggan): v = normalize(Wᵀu0), u = normalize(Wv); evaluation then uses σ = uᵀWv
-    ('stored'), which equals BigGAN-PyTorch's one power step from u0 at evaluation.
-    `cond_swap`: non-deep cBN projections take [z_chunk, embed] (TF Hub) while our BigGAN G concatenates
-    [embed, z_chunk] (BigGAN-PyTorch): their input rows are rotated (BigGAN-PyTorch convert_from_v1 does the same)."""
+    """A TF SN layer: w (in, out) or HWIO = our kernel layout; only u0 counts (u1, where present, is
+    a second tracked singular vector). u and v are prepared as pytorch-pretrained-biggan's
+    conversion does (load_tf_weights_in_biggan): v = normalize(Wᵀu0), u = normalize(Wv); evaluation
+    then uses σ = uᵀWv ('stored'), which equals BigGAN-PyTorch's one power step from u0 at
+    evaluation. `cond_swap`: non-deep cBN projections take [z_chunk, embed] (TF Hub) while our
+    BigGAN G concatenates [embed, z_chunk] (BigGAN-PyTorch): their input rows are rotated
+    (BigGAN-PyTorch convert_from_v1 does the same)."""
     w = read(f"{e.theirs}/w{e.ema}")
     if cond_swap:
         w = np.concatenate([w[cond_swap:], w[:cond_swap]], axis=0)
@@ -207,8 +213,8 @@ def tfhub_kinds(eps: float) -> dict[str, Kind]:
 
 
 def tfhub_layout(config) -> list[TfEntry]:
-    """Every variable a TF Hub module of this config holds that the conversion reads, entry by entry in
-    forward order (the order of the BN statistic tables)."""
+    """Every variable a TF Hub module of this config holds that the conversion reads, entry by entry
+    in forward order (the order of the BN statistic tables)."""
     m = config.model
     family = m.arch
     ema, ch = TFHUB_EMA[family], m.ch_g
@@ -315,9 +321,10 @@ def tfhub_layout(config) -> list[TfEntry]:
 
 def tfhub_stat_tables(constants: dict, layout: list[TfEntry], rows: int) -> list[tuple]:
     """The per-truncation (mean, var) tables of every BN, found by shape and order among the graph's
-    constants: float (rows, C) tables, in graph order, a mean then a var per BN in forward order. For the
-    deep modules these are the nodes pytorch-pretrained-biggan's extract_batch_norm_stats names
-    (stack_{10i+1}, stack_{10i+3}, stack_{10i+6}, stack_{10i+8}); no public code names the non-deep ones."""
+    constants: float (rows, C) tables, in graph order, a mean then a var per BN in forward order.
+    For the deep modules these are the nodes pytorch-pretrained-biggan's extract_batch_norm_stats
+    names (stack_{10i+1}, stack_{10i+3}, stack_{10i+6}, stack_{10i+8}); no public code names the
+    non-deep ones."""
     channels = [e.shape[0] for e in layout if e.kind == "bn"]
     tables = [
         (name, v)
@@ -400,7 +407,8 @@ def convert_tfhub(variables: dict, constants: dict | None):
 
 
 def read_tfhub_module(module_dir, *, with_constants=True):
-    """(variables, graph constants or None) of an unpacked TF Hub module directory, without TensorFlow."""
+    """(variables, graph constants or None) of an unpacked TF Hub module directory, without
+    TensorFlow."""
     if not os.path.isdir(module_dir):
         raise FileNotFoundError(
             f"{module_dir} is not a directory; expected an unpacked TF Hub module (saved_model.pb, "

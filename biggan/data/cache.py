@@ -196,7 +196,8 @@ def read_manifest(cache_dir: str | os.PathLike) -> dict:
 
 class CacheSource(ArraySource):
     """A built cache, memory-mapped read-only; on object storage (gs://) each image is a ranged read
-    (`storage.NpyRows`) and the pipeline's threads read them in parallel, as they decode image files."""
+    (`storage.NpyRows`) and the pipeline's threads read them in parallel, as they decode image
+    files."""
 
     def __init__(self, cache_dir: str | os.PathLike, resolution: int | None = None):
         self.remote = storage.is_remote(cache_dir)
@@ -230,6 +231,6 @@ class CacheSource(ArraySource):
         super().__init__(images, labels, manifest["class_names"], f"cache:{cache_dir}")
 
     def arrays(self):
-        # Remote rows are single ranged reads: whole-array slicing would fetch them one by one on one
-        # thread, so callers take the per-example path (parallel, as for image files).
+        # Remote rows are single ranged reads: whole-array slicing would fetch them one by one on
+        # one thread, so callers take the per-example path (parallel, as for image files).
         return None if self.remote else super().arrays()

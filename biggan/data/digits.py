@@ -1,8 +1,9 @@
 """scikit-learn's bundled digits (1,797 grey 8x8 images, 10 classes) as a tiny RGB image dataset.
 
-Used for smoke runs and tests: it ships with scikit-learn, so it needs no download. The file is read where
-scikit-learn installed it, without importing scikit-learn (a second per process; BUILD_NOTES.md, Dependencies), exactly as
-`sklearn.datasets.load_digits` reads it (tests/data/test_data.py compares the two).
+Used for smoke runs and tests: it ships with scikit-learn, so it needs no download. The file is read
+where scikit-learn installed it, without importing scikit-learn (a second per process;
+BUILD_NOTES.md, Dependencies), exactly as `sklearn.datasets.load_digits` reads it
+(tests/data/test_data.py compares the two).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ _DIGITS_MAX_VALUE = 16  # load_digits pixel values are integers 0..16
 
 
 def digits_csv_path() -> str:
-    """sklearn/datasets/data/digits.csv.gz: 64 pixel values then the label per row, as load_digits reads it."""
+    """sklearn/datasets/data/digits.csv.gz: 64 pixel values then the label per row, as load_digits
+    reads it."""
     # locates the package without running its (slow) import
     spec = importlib.util.find_spec("sklearn")
     if spec is None or not spec.submodule_search_locations:
@@ -38,8 +40,8 @@ def digits_csv_path() -> str:
 
 
 def load_digits_raw() -> tuple[np.ndarray, np.ndarray]:
-    """``(images, labels)`` as ``sklearn.datasets.load_digits()`` gives ``.images`` and ``.target``: float64
-    ``(1797, 8, 8)`` in 0..16 and int ``(1797,)``."""
+    """``(images, labels)`` as ``sklearn.datasets.load_digits()`` gives ``.images`` and ``.target``:
+    float64 ``(1797, 8, 8)`` in 0..16 and int ``(1797,)``."""
     with gzip.open(digits_csv_path(), "rt") as f:
         table = np.loadtxt(f, delimiter=",")
     return table[:, :-1].reshape(-1, 8, 8), table[:, -1].astype(int)
@@ -70,7 +72,8 @@ def _digits_arrays_cached(resolution: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def digits_arrays(resolution: int = 32) -> tuple[np.ndarray, np.ndarray]:
-    """Return ``(images, labels)``: uint8 NHWC RGB ``(1797, r, r, 3)`` and int32 ``(1797,)`` in 0..9.
+    """Return ``(images, labels)``: uint8 NHWC RGB ``(1797, r, r, 3)`` and int32 ``(1797,)`` in
+    0..9.
 
     Pixel values 0..16 are scaled to 0..255 (white digit on black), then upscaled bilinearly
     from 8x8 to ``resolution`` x ``resolution``. The returned arrays are read-only copies shared

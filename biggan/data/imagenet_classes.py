@@ -16,8 +16,8 @@ def class_names() -> tuple[str, ...]:
 
 
 def class_index(name_or_index: str | int, num_classes: int = 1000) -> int:
-    """An ImageNet class index from an index or a class name (case-insensitive); unknown names get the
-    closest matches in the error."""
+    """An ImageNet class index from an index or a class name (case-insensitive); unknown names get
+    the closest matches in the error."""
     text = str(name_or_index).strip()
     if text.lstrip("-").isdigit():
         index = int(text)

@@ -1,5 +1,6 @@
-"""Background work for the input pipelines (threads; PIL, numpy and JAX's transfers release the GIL):
-an order-preserving parallel map with bounded lookahead, and an iterator produced ahead on a thread."""
+"""Background work for the input pipelines (threads; PIL, numpy and JAX's transfers release the
+GIL): an order-preserving parallel map with bounded lookahead, and an iterator produced ahead on a
+thread."""
 
 from __future__ import annotations
 

@@ -97,7 +97,8 @@ class ShardedBatchIterator:
         return [self.seed % (1 << 64), epoch, stream]
 
     def epoch_order(self, epoch: int) -> tuple[np.ndarray, np.ndarray | None]:
-        """(global indices of this process's shard in visiting order, flip flags or None) for ``epoch``."""
+        """(global indices of this process's shard in visiting order, flip flags or None) for
+        ``epoch``."""
         cached = self._epoch_cache.get(epoch)
         if cached is None:
             rng = np.random.default_rng(self._seed_words(epoch, _PERMUTATION_STREAM))
@@ -276,7 +277,8 @@ class ShardedBatchIterator:
         }
 
     def set_state(self, state: dict[str, Any]) -> None:
-        """Continue from a position returned by `get_state` (of the same data, seed and sharding)."""
+        """Continue from a position returned by `get_state` (of the same data, seed and
+        sharding)."""
         expected = {
             "seed": self.seed,
             "process_index": self.process_index,

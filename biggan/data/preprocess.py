@@ -63,7 +63,8 @@ def center_crop_box(width: int, height: int) -> tuple[int, int, int, int]:
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
-    """Any PIL mode -> 'RGB'. Alpha is composited over `ALPHA_BACKGROUND`; 16-bit is scaled to 8-bit."""
+    """Any PIL mode -> 'RGB'. Alpha is composited over `ALPHA_BACKGROUND`; 16-bit is scaled to
+    8-bit."""
     mode = image.mode
     if mode == "RGB":
         return image
@@ -100,7 +101,8 @@ def crop_and_resize(image: Image.Image, resolution: int) -> np.ndarray:
         out = image.crop(box) if image.size != (side, side) else image
     elif side > resolution:
         # resize(box=...) reads only the crop; with BOX no filter tap leaves the box, so this is
-        # identical to crop() followed by resize() (checked in tests/data/test_data.py) without the copy.
+        # identical to crop() followed by resize() (checked in tests/data/test_data.py) without the
+        # copy.
         out = image.resize((resolution, resolution), Image.BOX, box=box)
     else:
         # Bilinear taps would reach past the box edges (pixels outside the crop): crop first.
@@ -145,7 +147,8 @@ def load_image_file(
 
 
 def array_crop_and_resize(array: np.ndarray, resolution: int, where: str = "array") -> np.ndarray:
-    """`crop_and_resize` for an already decoded uint8 array (H, W), (H, W, 1), (H, W, 3) or (H, W, 4)."""
+    """`crop_and_resize` for an already decoded uint8 array (H, W), (H, W, 1), (H, W, 3) or (H, W,
+    4)."""
     array = np.asarray(array)
     if array.ndim == 3 and array.shape[-1] == 1:
         array = array[..., 0]

@@ -1,5 +1,6 @@
-"""The data section of the config (`default_data_config`, a source spec on the command line) and the image
-source it selects (`make_source`), with the class-name mapping a run records beside its checkpoints."""
+"""The data section of the config (`default_data_config`, a source spec on the command line) and the
+image source it selects (`make_source`), with the class-name mapping a run records beside its
+checkpoints."""
 
 from __future__ import annotations
 
@@ -39,9 +40,11 @@ def default_data_config() -> ml_collections.ConfigDict:
             "fast_jpeg": False,  # 'folder': DCT-domain JPEG downscale (faster, not bit-exact)
             "num_workers": 0,  # decode threads for folder/tfds; 0 = min(8, CPU count)
             "prefetch_batches": 2,  # local batches decoded ahead in a background thread; 0 = none
-            "prefetch_steps": 2,  # the trainer's global batches (a step's worth each) stacked and placed
+            # the trainer's global batches (a step's worth each) stacked and placed
+            "prefetch_steps": 2,
             # on the devices ahead by a background thread (biggan/train/prefetch.py); 0 = none
-            "max_examples": 0,  # use only the first N examples (debugging, limited-data studies); 0 = all
+            # use only the first N examples (debugging, limited-data studies); 0 = all
+            "max_examples": 0,
         }
     )
 
@@ -57,8 +60,8 @@ def data_config_from_spec(
     tfds_data_dir: str = "",
     fast_jpeg: bool = False,
 ) -> ml_collections.ConfigDict:
-    """A source spec ('digits' | 'folder:PATH' | 'cache:PATH' | 'tfds:NAME[:SPLIT]') -> a data ConfigDict
-    (the spec's split, when given, wins over ``split``)."""
+    """A source spec ('digits' | 'folder:PATH' | 'cache:PATH' | 'tfds:NAME[:SPLIT]') -> a data
+    ConfigDict (the spec's split, when given, wins over ``split``)."""
     config = default_data_config()
     kind, _, rest = spec.partition(":")
     if kind not in SOURCES or (kind == "digits") != (not rest):

@@ -59,7 +59,8 @@ class ImageSource(abc.ABC):
         return f"{self.description}[{index}]"
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray] | None:
-        """(images (N, r, r, 3) uint8, labels (N,) int32) when the data is array-backed, else None."""
+        """(images (N, r, r, 3) uint8, labels (N,) int32) when the data is array-backed, else
+        None."""
         return None
 
     @property
@@ -113,7 +114,8 @@ class DigitsSource(ArraySource):
 
 
 def scan_image_folder(root: str | os.PathLike) -> tuple[list[str], np.ndarray, tuple[str, ...]]:
-    """List an image folder with one sub-folder per class, or one class of the images directly in it.
+    """List an image folder with one sub-folder per class, or one class of the images directly in
+    it.
 
     Class index = position of the sub-folder name in sorted order (Python string order, as
     torchvision's ImageFolder). Images are found recursively inside each class folder, sorted by
@@ -157,9 +159,10 @@ def scan_image_folder(root: str | os.PathLike) -> tuple[list[str], np.ndarray, t
 
 
 def _image_files(class_dir: str) -> list[str]:
-    """Image files anywhere below `class_dir`, skipping hidden files and folders (order: caller sorts)."""
-    # Object storage: epath's walk (one listing per folder level; it yields folders without their gs://);
-    # local: os.walk, following symlinked folders.
+    """Image files anywhere below `class_dir`, skipping hidden files and folders (order: caller
+    sorts)."""
+    # Object storage: epath's walk (one listing per folder level; it yields folders without their
+    # gs://); local: os.walk, following symlinked folders.
     remote = storage.is_remote(class_dir)
     walk = epath.Path(class_dir).walk() if remote else os.walk(class_dir, followlinks=True)
     scheme = class_dir.split("://", 1)[0] + "://" if remote else ""

@@ -1,8 +1,8 @@
 """TFDS datasets (imagenet2012, cifar10, ...) through `tfds.data_source` (random access).
 
-Only this module imports tensorflow_datasets, and only when a TFDS source is built. Reading a prepared dataset
-needs only `tensorflow-datasets` + `array-record` (no TensorFlow); PREPARING one (`tfds build`)
-runs the TFDS builders, which need TensorFlow (`pip install tensorflow-cpu`). See
+Only this module imports tensorflow_datasets, and only when a TFDS source is built. Reading a
+prepared dataset needs only `tensorflow-datasets` + `array-record` (no TensorFlow); PREPARING one
+(`tfds build`) runs the TFDS builders, which need TensorFlow (`pip install tensorflow-cpu`). See
 scripts/prepare_imagenet.sh, and the TF-free alternative there (extract to an image folder).
 
 ImageNet manual download: put ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar in
@@ -39,7 +39,8 @@ def import_tfds():
 
 
 def tfds_data_dir(data_dir: str | None) -> str:
-    """The TFDS data dir actually used: the argument, else $TFDS_DATA_DIR, else ~/tensorflow_datasets."""
+    """The TFDS data dir actually used: the argument, else $TFDS_DATA_DIR, else
+    ~/tensorflow_datasets."""
     return os.path.expanduser(data_dir or os.environ.get("TFDS_DATA_DIR", "~/tensorflow_datasets"))
 
 

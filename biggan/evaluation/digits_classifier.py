@@ -1,12 +1,14 @@
 """A small CNN classifier of scikit-learn's digits: the offline stand-in for Inception.
 
-The digits runs have no Inception weights offline, so they log a Fréchet distance in this classifier's
-penultimate features (128-d) and the accuracy with which it recognises the requested class in samples.
-It is trained once (seconds on CPU) on a fixed stratified 80% split of `biggan.data.digits_arrays` and
-cached as an .npz in a directory; a cached file is re-used when present.
+The digits runs have no Inception weights offline, so they log a Fréchet distance in this
+classifier's penultimate features (128-d) and the accuracy with which it recognises the requested
+class in samples. It is trained once (seconds on CPU) on a fixed stratified 80% split of
+`biggan.data.digits_arrays` and cached as an .npz in a directory; a cached file is re-used when
+present.
 
-Input: NHWC images, float in [-1, 1] (quantised to uint8 first, as Inception inputs are) or uint8, 1 or 3
-channels (RGB is averaged to grey: the digits are grey), any resolution (resized to 32x32 bilinearly).
+Input: NHWC images, float in [-1, 1] (quantised to uint8 first, as Inception inputs are) or uint8, 1
+or 3 channels (RGB is averaged to grey: the digits are grey), any resolution (resized to 32x32
+bilinearly).
 """
 
 from __future__ import annotations
@@ -49,8 +51,8 @@ class DigitsCNN(nnx.Module):
 
     def __call__(self, x):
         """x: (N, 32, 32, 1) in [-1, 1] -> (features (N, 128), logits (N, 10))."""
-        # The digits carry 8x8 of information: average 32 -> 16 first, which costs nothing in accuracy
-        # and makes training 4x cheaper.
+        # The digits carry 8x8 of information: average 32 -> 16 first, which costs nothing in
+        # accuracy and makes training 4x cheaper.
         x = nnx.avg_pool(x, (2, 2), strides=(2, 2))
         x = nnx.max_pool(nnx.relu(self.conv1(x)), (2, 2), strides=(2, 2))
         x = nnx.max_pool(nnx.relu(self.conv2(x)), (2, 2), strides=(2, 2))
@@ -59,7 +61,8 @@ class DigitsCNN(nnx.Module):
 
 
 def preprocess(images):
-    """Any NHWC digits-like batch (float [-1, 1] or uint8; 1 or 3 channels) -> (N, 32, 32, 1) in [-1, 1]."""
+    """Any NHWC digits-like batch (float [-1, 1] or uint8; 1 or 3 channels) -> (N, 32, 32, 1) in
+    [-1, 1]."""
     if images.ndim != 4 or images.shape[-1] not in (1, 3):
         raise ValueError(
             f"digits classifier input has shape {images.shape}; expected NHWC with 1 or 3 channels"
@@ -76,7 +79,8 @@ def preprocess(images):
 
 
 def digits_split() -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
-    """((train images, labels), (test images, labels)): uint8 32x32 RGB, stratified 80/20, fixed seed."""
+    """((train images, labels), (test images, labels)): uint8 32x32 RGB, stratified 80/20, fixed
+    seed."""
     from sklearn.model_selection import train_test_split  # lazy: sklearn import is slow
 
     images, labels = digits_arrays(CLASSIFIER_RESOLUTION)
@@ -87,7 +91,8 @@ def digits_split() -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.
 
 
 def _shift_augment(x: np.ndarray, rng: np.random.Generator, max_shift: int = 2) -> np.ndarray:
-    # Random translations by up to 2 px (background -1), so slightly off-centre samples still classify.
+    # Random translations by up to 2 px (background -1), so slightly off-centre samples still
+    # classify.
     padded = np.pad(
         x, ((0, 0), (max_shift, max_shift), (max_shift, max_shift), (0, 0)), constant_values=-1.0
     )
@@ -144,7 +149,8 @@ def _save(path: str, model: DigitsCNN, metadata: dict) -> None:
     flat = {}
     for keys, value in jax.tree_util.tree_flatten_with_path(nnx.to_pure_dict(nnx.state(model)))[0]:
         flat["/".join(str(k.key) for k in keys)] = np.asarray(value)
-    # Written whole (local rename or one object): a concurrent reader never sees a half-written file.
+    # Written whole (local rename or one object): a concurrent reader never sees a half-written
+    # file.
     storage.save_npz(path, __metadata__=np.str_(json.dumps(metadata)), **flat)
 
 

@@ -1,19 +1,20 @@
-"""Evaluation library (paper §4 and appendix D; Heusel et al. 2017 for FID, Salimans et al. 2016 for IS):
-IS/FID(/KID/PR) of a generator, truncation sweeps, the in-training evaluator (the reference moments they
-compare with: reference.py). The command line is biggan/evaluate.py.
+"""Evaluation library (paper §4 and appendix D; Heusel et al. 2017 for FID, Salimans et al. 2016 for
+IS): IS/FID(/KID/PR) of a generator, truncation sweeps, the in-training evaluator (the reference
+moments they compare with: reference.py). The command line is biggan/evaluate.py.
 
   evaluate_generator(sample_fn, feature_net, reference_moments, num_samples, ...) -> dict
   score_sampler(sampler, feature_net, ...), sweep_sampler(sampler, feature_net, truncations, ...)
   make_feature_network(name)
   make_training_evaluator(config, workdir) -> evaluator(generator, step)
 
-A sampler is anything with `.sample(num, *, truncation, seed, batch_size, classes=None)` returning float32
-NHWC in [-1, 1] (`biggan.sampling.sampler.load_sampler(checkpoint_dir)` gives one).
+A sampler is anything with `.sample(num, *, truncation, seed, batch_size, classes=None)` returning
+float32 NHWC in [-1, 1] (`biggan.sampling.sampler.load_sampler(checkpoint_dir)` gives one).
 
-Multi-process: the work is split by chunks of `batch_size` (biggan.runtime.distributed.chunk_results_in_order):
-chunk k goes to process k mod P, each process samples and featurises its chunks on its own devices, and
-every round the chunks are all-gathered and fed to the accumulators in chunk order, so every process
-holds the metrics of the 1-process run with the same seed.
+Multi-process: the work is split by chunks of `batch_size`
+(biggan.runtime.distributed.chunk_results_in_order): chunk k goes to process k mod P, each process
+samples and featurises its chunks on its own devices, and every round the chunks are all-gathered
+and fed to the accumulators in chunk order, so every process holds the metrics of the 1-process run
+with the same seed.
 """
 
 from __future__ import annotations
@@ -82,17 +83,18 @@ def evaluate_generator(
     progress: bool = True,
     desc: str = "evaluate",
 ) -> dict:
-    """Metrics of `num_samples` generated samples, streamed in chunks of `batch_size` (multi-process:
-    chunk k is sampled and featurised by process k mod P, see `distributed.chunk_results_in_order`; a collective,
-    every process gets the same result; `feature_net` must run on this process's devices, `distributed.local_mesh()`).
+    """Metrics of `num_samples` generated samples, streamed in chunks of `batch_size`
+    (multi-process: chunk k is sampled and featurised by process k mod P, see
+    `distributed.chunk_results_in_order`; a collective, every process gets the same result;
+    `feature_net` must run on this process's devices, `distributed.local_mesh()`).
 
-    `sample_fn(start, num)` returns images (NHWC, [-1, 1] float or uint8) for samples start..start+num,
-    or (images, class labels); it should be deterministic in (start, num) for reproducible numbers.
-    Returns a dict with num_samples, feature_network, is_mean, is_std and, when available,
-    fid (reference moments), kid_mean/kid_std/precision/recall (reference features: given, or stored in
-    the moments file; `kid_and_pr=False` skips them, e.g. in the training loop, as KID over 2048-d
-    Inception features costs tens of seconds of host time) and class_accuracy (labels + a classifier
-    of the dataset's classes).
+    `sample_fn(start, num)` returns images (NHWC, [-1, 1] float or uint8) for samples
+    start..start+num, or (images, class labels); it should be deterministic in (start, num) for
+    reproducible numbers. Returns a dict with num_samples, feature_network, is_mean, is_std and,
+    when available, fid (reference moments), kid_mean/kid_std/precision/recall (reference features:
+    given, or stored in the moments file; `kid_and_pr=False` skips them, e.g. in the training loop,
+    as KID over 2048-d Inception features costs tens of seconds of host time) and class_accuracy
+    (labels + a classifier of the dataset's classes).
     """
     if reference_moments is not None and reference_moments.feature_network != feature_net.name:
         raise ValueError(
@@ -106,7 +108,8 @@ def evaluate_generator(
     check_process_local(feature_net)
 
     def compute(start, num):
-        # Per chunk, inside one process: sample, check, featurise (metrics need all chunks: see below).
+        # Per chunk, inside one process: sample, check, featurise (metrics need all chunks: see
+        # below).
         out = sample_fn(start, num)
         images, labels = out if isinstance(out, tuple) else (out, None)
         images = np.asarray(images)
@@ -134,8 +137,8 @@ def evaluate_generator(
     with tqdm(
         total=num_samples, desc=desc, unit="img", disable=not progress or jax.process_index() != 0
     ) as bar:
-        # In chunk order on every process (multi-process: gathered each round), so the streaming sums,
-        # the IS splits and the kept features are those of a 1-process run.
+        # In chunk order on every process (multi-process: gathered each round), so the streaming
+        # sums, the IS splits and the kept features are those of a 1-process run.
         for chunk in distributed.chunk_results_in_order(
             compute, num_samples, batch_size, what="samples"
         ):
@@ -179,9 +182,10 @@ def evaluate_generator(
 
 
 def make_training_evaluator(config, workdir):
-    """`evaluator(generator, step) -> metrics` for the training loop: the EMA generator with standing
-    statistics (paper appendix C.1), balanced classes, fixed latents. Digits (no Inception weights offline): the
-    digits classifier's features give a Fréchet distance and the recognised-class accuracy."""
+    """`evaluator(generator, step) -> metrics` for the training loop: the EMA generator with
+    standing statistics (paper appendix C.1), balanced classes, fixed latents. Digits (no Inception
+    weights offline): the digits classifier's features give a Fréchet distance and the
+    recognised-class accuracy."""
     eval_dir = os.path.join(workdir, "eval")
     if config.data.source == "digits":
         classifier = distributed.process_zero_first(
@@ -233,8 +237,9 @@ def make_training_evaluator(config, workdir):
     sampling.check_latent_truncation(latent, truncation)
 
     def evaluator(generator, step):
-        # Multi-process: each process samples its own chunks (evaluate_generator) on its own devices (the
-        # Sampler copies G there). The forward and standing-statistics programs are compiled once per run.
+        # Multi-process: each process samples its own chunks (evaluate_generator) on its own devices
+        # (the Sampler copies G there). The forward and standing-statistics programs are compiled
+        # once per run.
         sampler = sampling.Sampler(config, generator, cache_dir=None, progress=False)
 
         def sample_fn(start, num):
@@ -271,7 +276,8 @@ def make_training_evaluator(config, workdir):
 
 
 def _chunk_seed(seed: int, start: int) -> int:
-    # Independent, reproducible streams per chunk (not seed + start, which would overlap across seeds).
+    # Independent, reproducible streams per chunk (not seed + start, which would overlap across
+    # seeds).
     return int(np.random.SeedSequence([seed, start]).generate_state(1)[0])
 
 
@@ -288,8 +294,9 @@ def score_sampler(
     progress: bool = True,
     **kwargs,
 ) -> dict:
-    """`evaluate_generator` for a sampler object at one truncation (None: none, for our models; paper §3.1:
-    a threshold for our models, t of z = t·truncnorm(−2, 2) for released ones — the sampler knows which).
+    """`evaluate_generator` for a sampler object at one truncation (None: none, for our models;
+    paper §3.1: a threshold for our models, t of z = t·truncnorm(−2, 2) for released ones — the
+    sampler knows which).
 
     Classes are balanced (sample i gets class i mod num_classes; num_classes defaults to
     `sampler.num_classes`, else the sampler picks classes itself)."""

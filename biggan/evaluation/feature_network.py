@@ -20,7 +20,8 @@ class FeatureNetwork:
     params are replicated. Calling the object with a numpy NHWC batch of any size returns numpy
     (features, logits); batches are cut into chunks of at most `batch_size` and padded to a multiple
     of the device count (padding rows are dropped). Single-process: all devices must be addressable.
-    `predicts_dataset_classes`: its logits index the generator's classes (so class accuracy is meaningful).
+    `predicts_dataset_classes`: its logits index the generator's classes (so class accuracy is
+    meaningful).
     """
 
     def __init__(

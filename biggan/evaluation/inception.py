@@ -1,10 +1,11 @@
-"""The FID Inception-v3 ("inception-2015-12-05" of Heusel et al. 2017, with pytorch-fid's weights) as pure JAX functions over a params pytree.
+"""The FID Inception-v3 ("inception-2015-12-05" of Heusel et al. 2017, with pytorch-fid's weights)
+as pure JAX functions over a params pytree.
 
-This is the network pytorch-fid builds with `fid_inception_v3()` (torchvision's Inception3 with the TF
-patches: average pools that ignore padding, a max pool in the last block, 1008 classes) and the weights it
-distributes as `pt_inception-2015-12-05-6726825d.pth`. Outputs: pool3 (2048-d, for FID/KID/PR), logits
-(1008-way, with the fc bias, as torch's `fc`) and unbiased logits (pool3 @ W, no bias) — the quantity the
-original TF Inception Score code and torch-fidelity feed to the softmax.
+This is the network pytorch-fid builds with `fid_inception_v3()` (torchvision's Inception3 with the
+TF patches: average pools that ignore padding, a max pool in the last block, 1008 classes) and the
+weights it distributes as `pt_inception-2015-12-05-6726825d.pth`. Outputs: pool3 (2048-d, for
+FID/KID/PR), logits (1008-way, with the fc bias, as torch's `fc`) and unbiased logits (pool3 @ W, no
+bias) — the quantity the original TF Inception Score code and torch-fidelity feed to the softmax.
 
 Input protocol (identical to computing FID with pytorch-fid on PNGs of the samples):
   1. float samples in [-1, 1] are quantised to uint8: floor((x + 1) * 127.5 + 0.5) clipped to [0, 255]
@@ -15,7 +16,8 @@ Input protocol (identical to computing FID with pytorch-fid on PNGs of the sampl
   4. x = 2x - 1, the [-1, 1] range the TF graph expects.
 
 Layout: NHWC activations, HWIO kernels; the batch norms (eps 0.001) are folded into the conv kernels
-and biases at load time. Convolutions run at `Precision.HIGHEST` so TPU/GPU do not drop to bf16 passes.
+and biases at load time. Convolutions run at `Precision.HIGHEST` so TPU/GPU do not drop to bf16
+passes.
 """
 
 from __future__ import annotations
@@ -121,7 +123,8 @@ CONV_TABLE = _conv_table()
 
 
 def expected_state_dict_shapes() -> dict[str, tuple[int, ...]]:
-    """Key -> shape of the state dict pytorch-fid's FID Inception loads (`num_batches_tracked` aside)."""
+    """Key -> shape of the state dict pytorch-fid's FID Inception loads (`num_batches_tracked`
+    aside)."""
     shapes: dict[str, tuple[int, ...]] = {}
     for name, (cin, cout, kh, kw) in CONV_TABLE.items():
         shapes[f"{name}.conv.weight"] = (cout, cin, kh, kw)
@@ -137,10 +140,12 @@ _OPTIONAL_KEY_SUFFIX = ".bn.num_batches_tracked"
 
 
 def params_from_state_dict(state_dict: Mapping[str, object], dtype=jnp.float32) -> dict:
-    """Map a pytorch-fid FID-Inception state dict (torch tensors or arrays) to the JAX params pytree.
+    """Map a pytorch-fid FID-Inception state dict (torch tensors or arrays) to the JAX params
+    pytree.
 
     Checks the exact key set and every shape; raises ValueError naming missing keys, unexpected keys
-    and shape mismatches. Folds each BN into its conv: kernel * gamma/sqrt(var+eps), beta - mean*scale.
+    and shape mismatches. Folds each BN into its conv: kernel * gamma/sqrt(var+eps), beta -
+    mean*scale.
     """
     expected = expected_state_dict_shapes()
     arrays = {k: _to_numpy(v) for k, v in state_dict.items()}
@@ -195,7 +200,8 @@ def _to_numpy(value) -> np.ndarray:
 def load_inception_params(
     path: str | os.PathLike | None = None, *, verify_checksum: bool = True
 ) -> dict:
-    """Read pytorch-fid's `pt_inception-2015-12-05-6726825d.pth` (default: `default_weights_path()`).
+    """Read pytorch-fid's `pt_inception-2015-12-05-6726825d.pth` (default:
+    `default_weights_path()`).
 
     torch is imported here only (the file is a torch pickle). With `verify_checksum`, the file's
     SHA-256 must start with 6726825d (the prefix in its name).
@@ -250,7 +256,8 @@ def _bilinear_matrix(in_size: int, out_size: int) -> np.ndarray:
 
 
 def resize_bilinear_like_torch(images, size: int):
-    """NHWC float resize to (size, size) matching torch F.interpolate(bilinear, align_corners=False)."""
+    """NHWC float resize to (size, size) matching torch F.interpolate(bilinear,
+    align_corners=False)."""
     _, height, width, _ = images.shape
     rows = jnp.asarray(_bilinear_matrix(height, size))
     cols = jnp.asarray(_bilinear_matrix(width, size))
@@ -367,7 +374,8 @@ def _block_e(params, name, x, *, max_pool_branch: bool):
         ],
         axis=-1,
     )
-    # The TF graph's last block (Mixed_7c) pools with max, not average (pytorch-fid FIDInceptionE_2).
+    # The TF graph's last block (Mixed_7c) pools with max, not average (pytorch-fid
+    # FIDInceptionE_2).
     pooled = _max_pool(x, 1, padding=1) if max_pool_branch else _avg_pool_3x3_same_excluding_pad(x)
     bp = _conv(params, f"{name}.branch_pool", pooled)
     return jnp.concatenate([b1, b3, bd, bp], axis=-1)
@@ -411,7 +419,8 @@ def inception_features(params, images):
 def inception_feature_network(
     weights_path: str | os.PathLike | None = None, *, batch_size: int = 200, mesh=None, params=None
 ):
-    """The FID Inception as a sharded `biggan.evaluation.feature_network.FeatureNetwork` (params: already loaded ones)."""
+    """The FID Inception as a sharded `biggan.evaluation.feature_network.FeatureNetwork` (params:
+    already loaded ones)."""
     if params is None:
         params = load_inception_params(weights_path)
     return FeatureNetwork(

@@ -1,9 +1,9 @@
 """Sample-quality metrics (paper §4): Inception Score, FID, KID, improved precision & recall.
 
 Everything here works on features/logits as numpy arrays and computes in float64. FID statistics are
-accumulated in a streaming way (`FeatureMoments`: n, sum, sum of outer products), so 50k samples never
-need to be held at once. Moments files (`save_moments`/`load_moments`) record which
-feature network and which image resolution produced them, and refuse to be mixed.
+accumulated in a streaming way (`FeatureMoments`: n, sum, sum of outer products), so 50k samples
+never need to be held at once. Moments files (`save_moments`/`load_moments`) record which feature
+network and which image resolution produced them, and refuse to be mixed.
 """
 
 from __future__ import annotations
@@ -54,7 +54,8 @@ def _split_ends(num_samples: int, num_splits: int) -> np.ndarray:
 
 
 def inception_score(logits, num_splits: int = 10) -> tuple[float, float]:
-    """exp(E_x KL(p(y|x) || p(y))) over `num_splits` consecutive splits of the samples: (mean, std)."""
+    """exp(E_x KL(p(y|x) || p(y))) over `num_splits` consecutive splits of the samples: (mean,
+    std)."""
     log_p = _log_softmax64(logits)
     ends = _split_ends(log_p.shape[0], num_splits)
     scores = []
@@ -118,8 +119,8 @@ def trace_sqrt_product(sigma1, sigma2) -> float:
     """Tr sqrt(Σ1 Σ2) for symmetric PSD Σ1, Σ2, via eigendecompositions.
 
     Σ1Σ2 is similar to Σ1^½ Σ2 Σ1^½ (symmetric PSD), so Tr sqrt(Σ1Σ2) = Σ_i sqrt(λ_i(Σ1^½ Σ2 Σ1^½)).
-    Unlike scipy's `sqrtm` of the non-symmetric product, this cannot produce complex or NaN results on
-    singular covariances, so no eps-offset retry is needed.
+    Unlike scipy's `sqrtm` of the non-symmetric product, this cannot produce complex or NaN results
+    on singular covariances, so no eps-offset retry is needed.
     """
     root1 = _psd_sqrt(sigma1)
     middle = root1 @ sigma2 @ root1
@@ -214,8 +215,8 @@ class Moments:
 
 
 def save_moments(path: str | os.PathLike, moments: Moments) -> None:
-    """Write an .npz: mu, sigma (float64), n, feature_network, resolution, description, format_version
-    and, if present, features (float32)."""
+    """Write an .npz: mu, sigma (float64), n, feature_network, resolution, description,
+    format_version and, if present, features (float32)."""
     extra = (
         {} if moments.features is None else {"features": np.asarray(moments.features, np.float32)}
     )
@@ -275,7 +276,8 @@ def load_moments(
 
 
 def fid_from_moments(generated: Moments, reference: Moments) -> float:
-    """FID between two labelled Gaussian fits; warns when either used fewer samples than dimensions."""
+    """FID between two labelled Gaussian fits; warns when either used fewer samples than
+    dimensions."""
     if generated.feature_network != reference.feature_network:
         raise ValueError(
             f"FID between moments of feature networks {generated.feature_network!r} and "
@@ -338,7 +340,8 @@ def kernel_inception_distance(
     degree: int = 3,
     seed: int = 0,
 ) -> tuple[float, float]:
-    """KID: mean and std of unbiased polynomial MMD² over random subsets (drawn without replacement)."""
+    """KID: mean and std of unbiased polynomial MMD² over random subsets (drawn without
+    replacement)."""
     f1, f2 = _as_features("features1", features1), _as_features("features2", features2)
     if subset_size > min(len(f1), len(f2)) or subset_size < 2:
         raise ValueError(
@@ -370,7 +373,8 @@ def knn_radii(features, k: int = 3, batch_size: int = 1000) -> np.ndarray:
     radii = np.empty(len(f))
     for start in range(0, len(f), batch_size):
         d2 = _squared_distances(f[start : start + batch_size], f)
-        # Index k of the sorted row is the k-th neighbour: index 0 is the sample itself (distance 0).
+        # Index k of the sorted row is the k-th neighbour: index 0 is the sample itself (distance
+        # 0).
         radii[start : start + batch_size] = np.partition(d2, k, axis=1)[:, k]
     return np.sqrt(radii)
 
@@ -390,7 +394,8 @@ def precision_recall(
 ) -> tuple[float, float]:
     """Improved precision and recall (Kynkäänniemi et al. 2019) with k-NN manifolds (k = 3).
 
-    precision: fraction of fakes inside the real manifold; recall: fraction of reals inside the fake one.
+    precision: fraction of fakes inside the real manifold; recall: fraction of reals inside the fake
+    one.
     """
     real, fake = (
         _as_features("real_features", real_features),

@@ -1,6 +1,7 @@
-"""Reference moments of a dataset (the paper: the training set), the statistics FID compares a generator's
-samples with: datasets as chunks of images (digits, folders, caches, TFDS, .npz), their features and moments,
-written in the format biggan.evaluation.metrics reads. The command line is `python -m biggan.evaluate moments`."""
+"""Reference moments of a dataset (the paper: the training set), the statistics FID compares a
+generator's samples with: datasets as chunks of images (digits, folders, caches, TFDS, .npz), their
+features and moments, written in the format biggan.evaluation.metrics reads. The command line is
+`python -m biggan.evaluate moments`."""
 
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ log = logging.getLogger(__name__)
 
 
 def check_process_local(feature_net: FeatureNetwork) -> None:
-    """Multi-process evaluation runs the feature network inside each process: its mesh must be local."""
+    """Multi-process evaluation runs the feature network inside each process: its mesh must be
+    local."""
     if jax.process_count() == 1:
         return
     foreign = [d for d in feature_net.mesh.devices.flat if d.process_index != jax.process_index()]
@@ -45,7 +47,8 @@ def compute_moments(
     total: int | None = None,
     progress: bool = True,
 ) -> metrics.Moments:
-    """Moments of `feature_net` features over image batches (uint8 or [-1, 1] floats, one resolution).
+    """Moments of `feature_net` features over image batches (uint8 or [-1, 1] floats, one
+    resolution).
 
     The first `keep_features` feature vectors are stored too (for KID and precision/recall).
     One process (see `compute_moments_of_chunks` for a multi-process job)."""
@@ -73,12 +76,12 @@ def compute_moments_of_chunks(
     keep_features: int = 10_000,
     progress: bool = True,
 ) -> metrics.Moments:
-    """`compute_moments` of images 0..count-1, `load_chunk(start, num)` giving (the readable images of
-    start..start+num-1, the locations of those it skipped as corrupt) — see `data_chunks`.
+    """`compute_moments` of images 0..count-1, `load_chunk(start, num)` giving (the readable images
+    of start..start+num-1, the locations of those it skipped as corrupt) — see `data_chunks`.
 
-    Multi-process: the chunks are dealt to the processes (`distributed.chunk_results_in_order`), so every
-    process gets the moments of one process reading all chunks (a collective: all must call). The moments'
-    `skipped` lists every skipped image."""
+    Multi-process: the chunks are dealt to the processes (`distributed.chunk_results_in_order`), so
+    every process gets the moments of one process reading all chunks (a collective: all must call).
+    The moments' `skipped` lists every skipped image."""
     check_process_local(feature_net)
 
     def features_of_chunk(start, num):
@@ -155,9 +158,10 @@ DATA_SPEC_HELP = (
 
 
 def data_section(data: str | None = None, *, resolution: int | None = None, config=None):
-    """The `data` config section to read reference images from: `data` a source spec (`DATA_SPEC_HELP`),
-    else a training config's data section (the paper's FID reference is the training set). The resolution:
-    `resolution`, else the config's model.resolution, else a cache's own, else 32 for digits."""
+    """The `data` config section to read reference images from: `data` a source spec
+    (`DATA_SPEC_HELP`), else a training config's data section (the paper's FID reference is the
+    training set). The resolution: `resolution`, else the config's model.resolution, else a cache's
+    own, else 32 for digits."""
     if data:
         if data != "digits" and ":" not in data and os.path.isdir(data):
             data = f"folder:{data}"
@@ -190,9 +194,10 @@ def data_chunks(
     max_images: int | None = None,
     config=None,
 ) -> tuple[Callable[[int, int], tuple[np.ndarray, list]], int, str]:
-    """(load(start, num) -> (uint8 NHWC images of start..start+num-1 that decode, the locations of those
-    that do not), number of images, description) of `data_section(data, ...)`: random access, for chunks
-    dealt to several processes. Corrupt images are skipped and reported, as the training pipeline does."""
+    """(load(start, num) -> (uint8 NHWC images of start..start+num-1 that decode, the locations of
+    those that do not), number of images, description) of `data_section(data, ...)`: random access,
+    for chunks dealt to several processes. Corrupt images are skipped and reported, as the training
+    pipeline does."""
     section = data_section(data, resolution=resolution, config=config)
     source = make_source(section)
     count = min(len(source), max_images or len(source))
@@ -230,7 +235,8 @@ def data_batches(
     max_images: int | None = None,
     config=None,
 ) -> tuple[Iterable[np.ndarray], int, str]:
-    """`data_chunks` as consecutive uint8 NHWC batches (corrupt images left out): (batches, count, description)."""
+    """`data_chunks` as consecutive uint8 NHWC batches (corrupt images left out): (batches, count,
+    description)."""
     load, count, description = data_chunks(
         data, resolution=resolution, max_images=max_images, config=config
     )

@@ -1,5 +1,5 @@
-"""Result files people read: CSV tables, the truncation-sweep plot, training curves and sample sheets
-(matplotlib, imported when used)."""
+"""Result files people read: CSV tables, the truncation-sweep plot, training curves and sample
+sheets (matplotlib, imported when used)."""
 
 from __future__ import annotations
 
@@ -55,8 +55,8 @@ def plot_sweep(path: str, rows: list[dict]) -> None:
 def plot_curves(
     path: str, rows: list[dict], panels=(("d_loss", "g_loss"), ("fid",), ("classifier_accuracy",))
 ) -> None:
-    """Training curves from metrics.jsonl rows ({"step": ..., key: value}): one panel per group of keys,
-    each key drawn at the steps that logged it; groups no row has are left out."""
+    """Training curves from metrics.jsonl rows ({"step": ..., key: value}): one panel per group of
+    keys, each key drawn at the steps that logged it; groups no row has are left out."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -85,9 +85,10 @@ def plot_curves(
 
 
 def plot_study(path: str, curves: dict, metrics=("fid", "classifier_accuracy")) -> None:
-    """An ablation study's evaluation curves: one panel per metric, one line per variant (the mean over
-    seeds at each evaluated step, a band of ± one sample std where there are several seeds).
-    `curves`: {variant: {metric: [(step, mean, std or nan), ...]}} (biggan.ablate.summarise per step)."""
+    """An ablation study's evaluation curves: one panel per metric, one line per variant (the mean
+    over seeds at each evaluated step, a band of ± one sample std where there are several seeds).
+    `curves`: {variant: {metric: [(step, mean, std or nan), ...]}} (biggan.ablate.summarise per
+    step)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -118,7 +119,8 @@ def plot_study(path: str, curves: dict, metrics=("fid", "classifier_accuracy")) 
 
 
 def plot_sample_sheet(path: str, grids: dict) -> None:
-    """Sample grids side by side, each titled: `grids` = {title: path of a PNG grid} (e.g. a study's variants)."""
+    """Sample grids side by side, each titled: `grids` = {title: path of a PNG grid} (e.g. a study's
+    variants)."""
     import matplotlib
 
     matplotlib.use("Agg")

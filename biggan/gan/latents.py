@@ -24,10 +24,11 @@ def truncated_normal(
 ) -> Array:
     """N(0, 1) restricted to |z| ≤ threshold; `threshold=None` (or inf) is the plain normal.
 
-    The paper (§3.1) re-samples values above the threshold; it does not clip. `jax.random.truncated_normal` samples by inverse CDF
-    (u ~ U[Φ(−t), Φ(t)], z = Φ⁻¹(u)), which has exactly the density of rejection re-sampling,
-    φ(z)/(Φ(t) − Φ(−t)) on [−t, t] — no mass piles up at ±t as clipping would do. Verified by a KS
-    test against scipy.stats.truncnorm in tests/gan/test_latents.py for t = 2, 1, 0.5, 0.04.
+    The paper (§3.1) re-samples values above the threshold; it does not clip.
+    `jax.random.truncated_normal` samples by inverse CDF (u ~ U[Φ(−t), Φ(t)], z = Φ⁻¹(u)), which has
+    exactly the density of rejection re-sampling, φ(z)/(Φ(t) − Φ(−t)) on [−t, t] — no mass piles up
+    at ±t as clipping would do. Verified by a KS test against scipy.stats.truncnorm in
+    tests/gan/test_latents.py for t = 2, 1, 0.5, 0.04.
     """
     if threshold is None or math.isinf(threshold):
         return jax.random.normal(rng, shape, dtype)
@@ -41,8 +42,9 @@ def truncated_normal(
 def tfhub_truncated_latent(
     rng: Array, shape: tuple[int, ...], truncation: float, dtype=jnp.float32
 ) -> Array:
-    """TF Hub / pytorch-pretrained-biggan convention (pytorch_pretrained_biggan/utils.py, truncated_noise_sample): z = t · truncnorm(−2, 2), 0 < t ≤ 1.
-    The same t must also be given to those generators (it selects their BN statistics)."""
+    """TF Hub / pytorch-pretrained-biggan convention (pytorch_pretrained_biggan/utils.py,
+    truncated_noise_sample): z = t · truncnorm(−2, 2), 0 < t ≤ 1. The same t must also be given to
+    those generators (it selects their BN statistics)."""
     if not 0.0 < truncation <= 1.0:
         raise ValueError(f"TF Hub truncation must be in (0, 1], got {truncation}.")
     return truncation * jax.random.truncated_normal(rng, -2.0, 2.0, shape, dtype)
@@ -90,7 +92,8 @@ def normal_times_bernoulli(rng, shape, dtype=jnp.float32):
 
 
 def normal_bernoulli_half(rng, shape, dtype=jnp.float32):
-    """Concatenation along the last axis: the first ⌈d/2⌉ coordinates N(0, 1), the rest Bernoulli {0, 1}."""
+    """Concatenation along the last axis: the first ⌈d/2⌉ coordinates N(0, 1), the rest Bernoulli
+    {0, 1}."""
     d = shape[-1]
     d_normal = (d + 1) // 2
     k_n, k_b = jax.random.split(rng)
@@ -102,8 +105,8 @@ def normal_bernoulli_half(rng, shape, dtype=jnp.float32):
 def annealed_sigma(
     step, anneal_steps: int, sigma_start: float = 2.0, sigma_end: float = 1.0
 ) -> Array:
-    """σ(step): linear from sigma_start at step 0 to sigma_end at anneal_steps, constant after.
-    (The paper compared piecewise schedules from 2 to 1 without giving one; linear is our choice.)"""
+    """σ(step): linear from sigma_start at step 0 to sigma_end at anneal_steps, constant after. (The
+    paper compared piecewise schedules from 2 to 1 without giving one; linear is our choice.)"""
     if anneal_steps <= 0:
         raise ValueError(f"anneal_steps must be > 0, got {anneal_steps}.")
     frac = jnp.clip(jnp.asarray(step, jnp.float32) / anneal_steps, 0.0, 1.0)
@@ -119,7 +122,8 @@ def variance_annealing(
     sigma_end: float = 1.0,
     dtype=jnp.float32,
 ):
-    """N(0, σ(step)² I) with σ annealed from 2 to 1 (σ is a standard deviation; the paper writes N(0, σI))."""
+    """N(0, σ(step)² I) with σ annealed from 2 to 1 (σ is a standard deviation; the paper writes
+    N(0, σI))."""
     sigma = annealed_sigma(step, anneal_steps, sigma_start, sigma_end)
     return (sigma * jax.random.normal(rng, shape, jnp.float32)).astype(dtype)
 
@@ -127,7 +131,8 @@ def variance_annealing(
 def per_sample_variance(
     rng, shape, sigma_low: float = 0.5, sigma_high: float = 2.0, dtype=jnp.float32
 ):
-    """z_i ~ N(0, σ_i² I), σ_i ~ U[σ_l, σ_h] drawn once per sample (axis 0); σ is a standard deviation."""
+    """z_i ~ N(0, σ_i² I), σ_i ~ U[σ_l, σ_h] drawn once per sample (axis 0); σ is a standard
+    deviation."""
     if not 0 <= sigma_low <= sigma_high:
         raise ValueError(f"need 0 ≤ sigma_low ≤ sigma_high, got ({sigma_low}, {sigma_high}).")
     k_s, k_n = jax.random.split(rng)
@@ -157,8 +162,9 @@ LATENT_NAMES = tuple(_SAMPLERS)
 
 
 def sample_latent(name: str, rng: Array, shape: tuple[int, ...], **kw) -> Array:
-    """Draw latents from the named distribution, e.g. sample_latent('variance_annealing', key,
-    (B, 120), step=s, anneal_steps=100_000) or sample_latent('truncated_normal', key, (B, 120), threshold=0.5)."""
+    """Draw latents from the named distribution, e.g. sample_latent('variance_annealing', key, (B,
+    120), step=s, anneal_steps=100_000) or sample_latent('truncated_normal', key, (B, 120),
+    threshold=0.5)."""
     try:
         sampler = _SAMPLERS[name]
     except KeyError:

@@ -1,4 +1,5 @@
-"""GAN losses on discriminator logits (hinge default, paper §3; margin ablation; the catalogue in README, Ablations).
+"""GAN losses on discriminator logits (hinge default, paper §3; margin ablation; the catalogue in
+README, Ablations).
 
 Every loss takes raw D outputs ("logits", shape (B,)) and returns a scalar mean over the batch.
 `get_loss(name, **options)` returns `(d_loss_fn, g_loss_fn)`:
@@ -6,9 +7,9 @@ Every loss takes raw D outputs ("logits", shape (B,)) and returns a scalar mean 
     d_loss_fn(d_real, d_fake, rng=None) -> (loss, aux)   # aux: dict of scalars for logging
     g_loss_fn(d_fake, d_real=None)      -> loss          # d_real only for relativistic losses
 
-Label techniques (Salimans et al. 2016; ganhacks) act on losses that have targets (non_saturating, minimax,
-least_squares); asking for them with a target-free loss (hinge, wasserstein, rahinge) raises.
-All functions are pure and jit-able (options are Python values fixed at construction).
+Label techniques (Salimans et al. 2016; ganhacks) act on losses that have targets (non_saturating,
+minimax, least_squares); asking for them with a target-free loss (hinge, wasserstein, rahinge)
+raises. All functions are pure and jit-able (options are Python values fixed at construction).
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ GLossFn = Callable[..., Array]
 def discriminator_accuracy(
     d_real: Array, d_fake: Array, threshold: float = 0.0
 ) -> tuple[Array, Array]:
-    """Fraction of reals with D > threshold and of fakes with D < threshold (paper §4.2 memorisation test)."""
+    """Fraction of reals with D > threshold and of fakes with D < threshold (paper §4.2 memorisation
+    test)."""
     acc_real = jnp.mean((d_real > threshold).astype(jnp.float32))
     acc_fake = jnp.mean((d_fake < threshold).astype(jnp.float32))
     return acc_real, acc_fake
@@ -107,7 +109,8 @@ def _targets(
 
 
 def _bce_with_logits(logits: Array, target: Array) -> Array:
-    """Binary cross-entropy −[t log σ(x) + (1−t) log(1−σ(x))] = t·softplus(−x) + (1−t)·softplus(x)."""
+    """Binary cross-entropy −[t log σ(x) + (1−t) log(1−σ(x))] = t·softplus(−x) +
+    (1−t)·softplus(x)."""
     return target * jax.nn.softplus(-logits) + (1.0 - target) * jax.nn.softplus(logits)
 
 
@@ -115,7 +118,8 @@ def _bce_with_logits(logits: Array, target: Array) -> Array:
 
 
 def hinge_d_loss(d_real: Array, d_fake: Array, margin: float = 1.0) -> tuple[Array, dict]:
-    """L_D = E[relu(m − D(x))] + E[relu(m + D(G(z)))] (paper §3, m = 1; the margin is an ablation axis)."""
+    """L_D = E[relu(m − D(x))] + E[relu(m + D(G(z)))] (paper §3, m = 1; the margin is an ablation
+    axis)."""
     loss_real = jnp.mean(jax.nn.relu(margin - d_real))
     loss_fake = jnp.mean(jax.nn.relu(margin + d_fake))
     return loss_real + loss_fake, _aux(loss_real, loss_fake, d_real, d_fake)
@@ -177,7 +181,8 @@ def _make_bce_d_loss(target_options: dict) -> DLossFn:
 
 
 def non_saturating_g_loss(d_fake: Array, d_real: Array | None = None) -> Array:
-    """L_G = −E log σ(D(G(z))) = E softplus(−D(G(z))) (Goodfellow et al. 2014, the practical G loss)."""
+    """L_G = −E log σ(D(G(z))) = E softplus(−D(G(z))) (Goodfellow et al. 2014, the practical G
+    loss)."""
     del d_real
     return jnp.mean(jax.nn.softplus(-d_fake))
 
@@ -236,7 +241,8 @@ def canonical_loss_name(name: str) -> str:
 
 
 def has_targets(name: str) -> bool:
-    """Whether a loss has real/fake targets (so label smoothing / soft / noisy labels apply to it)."""
+    """Whether a loss has real/fake targets (so label smoothing / soft / noisy labels apply to
+    it)."""
     return canonical_loss_name(name) in _WITH_TARGETS
 
 
@@ -253,9 +259,9 @@ def get_loss(
 ) -> tuple[DLossFn, GLossFn]:
     """Return (d_loss_fn, g_loss_fn) for a loss name in LOSS_NAMES (aliases: ns, lsgan, wgan, …).
 
-    margin: hinge / rahinge margin (1 in the paper).
-    real_target: real label for target losses; 0.9 is one-sided label smoothing (Salimans et al. 2016).
-    noisy_labels: soft and noisy labels — real ~ U[0.7, 1.2], fake ~ U[0, 0.3], flip_prob (5%)
+    margin: hinge / rahinge margin (1 in the paper). real_target: real label for target losses; 0.9
+    is one-sided label smoothing (Salimans et al. 2016). noisy_labels: soft and noisy labels — real
+    ~ U[0.7, 1.2], fake ~ U[0, 0.3], flip_prob (5%)
       flipped; the D loss then needs `rng=`. Only for non_saturating / minimax / least_squares.
       soft_labels=False keeps the plain targets (real_target, 0) and only flips them.
     """

@@ -1,5 +1,5 @@
-"""Orthogonal regularisation (paper eq. 3) and the weight-spectrum tools that the σ0 technique (§4.1,
-techniques/sigma0.py) and the collapse monitor share. All functions are pure and jit-able.
+"""Orthogonal regularisation (paper eq. 3) and the weight-spectrum tools that the σ0 technique
+(§4.1, techniques/sigma0.py) and the collapse monitor share. All functions are pure and jit-able.
 
 Weight layout. Parameter trees are plain pytrees or `nnx.State` (pass `nnx.state(G, nnx.Param)`,
 not the whole state: SN's u/v and BN statistics are not weights). A leaf is viewed as a matrix
@@ -73,8 +73,8 @@ def default_weight_filter(path: str, leaf: Array, exclude: tuple[str, ...] = ("s
 
 
 def ortho_filter(path: str, leaf) -> bool:
-    """The G weights of ortho reg and the σ0 terms: not the shared class embedding (G's `shared_embed`), not
-    1-d parameters (paper §3.1)."""
+    """The G weights of ortho reg and the σ0 terms: not the shared class embedding (G's
+    `shared_embed`), not 1-d parameters (paper §3.1)."""
     return default_weight_filter(path, leaf, exclude=("shared_embed", "class_embed"))
 
 
@@ -131,8 +131,9 @@ def _ortho_fwd(w_mat):
 def _ortho_bwd(residuals, cotangent):
     w, m, row_sq_norms, dtype_of = residuals
     if row_sq_norms is None:
-        # 4·(WWᵀ⊙(1−I))·W (M is symmetric, so (Wᵀ·M)ᵀ = M·W). XLA:CPU still copies a conv kernel transposed
-        # in and the gradient transposed out, as for M·W (compiled HLO checked); this form is the one timed.
+        # 4·(WWᵀ⊙(1−I))·W (M is symmetric, so (Wᵀ·M)ᵀ = M·W). XLA:CPU still copies a conv kernel
+        # transposed in and the gradient transposed out, as for M·W (compiled HLO checked); this
+        # form is the one timed.
         grad = (w.T @ m).T
     else:  # (WWᵀ − diag‖w_i‖²)·W = W·(WᵀW) − ‖w_i‖²·w_i
         grad = w @ m - row_sq_norms[:, None] * w
@@ -145,7 +146,8 @@ ortho_penalty_matrix.defvjp(_ortho_fwd, _ortho_bwd)
 def ortho_penalty(
     params: PyTree, beta: float = 1e-4, leaf_filter: LeafFilter = default_weight_filter
 ) -> Array:
-    """R = β Σ_W ‖(W Wᵀ) ⊙ (1 − I)‖²_F over the leaves `leaf_filter(path, leaf)` accepts (paper eq. 3).
+    """R = β Σ_W ‖(W Wᵀ) ⊙ (1 − I)‖²_F over the leaves `leaf_filter(path, leaf)` accepts (paper eq.
+    3).
 
     Differentiate it with the rest of G's loss (exact gradient 4β(WWᵀ⊙(1−I))W). To reproduce
     BigGAN-PyTorch's `ortho(strength=s)` use beta = s / 2 (module docstring).

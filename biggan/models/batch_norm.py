@@ -1,7 +1,7 @@
-"""Batch norm for BigGAN (Flax NNX): cross-replica statistics over the (sharded) batch or per group, and the
-conditional BN of G (`1 + Wγ·cond`, paper appendix B). In training the statistics are the batch's (and the
-running averages update); in evaluation the stored ones. The arithmetic runs in float32 (eps 1e-4, paper
-appendix C)."""
+"""Batch norm for BigGAN (Flax NNX): cross-replica statistics over the (sharded) batch or per group,
+and the conditional BN of G (`1 + Wγ·cond`, paper appendix B). In training the statistics are the
+batch's (and the running averages update); in evaluation the stored ones. The arithmetic runs in
+float32 (eps 1e-4, paper appendix C)."""
 
 from __future__ import annotations
 
@@ -23,9 +23,10 @@ def check_group_size(batch: int, group_size: int | None):
 def batch_moments(x, group_size: int | None = None):
     """Per-channel mean and (biased) variance of NHWC `x` in float32.
 
-    group_size None: over the whole batch, which under `jax.jit` with the batch sharded over devices is
-    the global (cross-replica) batch — the paper's cross-replica BN (appendix C). group_size k: statistics per group of k consecutive
-    samples (a per-GPU BN of the PyTorch codebases), returned with a leading group axis.
+    group_size None: over the whole batch, which under `jax.jit` with the batch sharded over devices
+    is the global (cross-replica) batch — the paper's cross-replica BN (appendix C). group_size k:
+    statistics per group of k consecutive samples (a per-GPU BN of the PyTorch codebases), returned
+    with a leading group axis.
     """
     x = x.astype(jnp.float32)
     if not group_size:
@@ -40,13 +41,15 @@ def batch_moments(x, group_size: int | None = None):
 
 
 class BatchNorm(nnx.Module):
-    """Batch normalisation (no affine of its own unless `affine`), with room for standing statistics.
+    """Batch normalisation (no affine of its own unless `affine`), with room for standing
+    statistics.
 
     Training: normalise with batch (or group) statistics and move `mean`/`var` towards them with
     `momentum` (PyTorch convention: new = (1 − m)·old + m·batch; m = 1 stores the batch statistics,
-    which is how `biggan.sampling.sampler.standing_stats` collects them). Evaluation: normalise with `mean`/`var`.
-    The stored variance is the biased batch variance (BigGAN-PyTorch stores the unbiased one; the
-    difference is a factor n/(n−1) with n ≥ B·H·W, below float32 noise for any real batch).
+    which is how `biggan.sampling.sampler.standing_stats` collects them). Evaluation: normalise with
+    `mean`/`var`. The stored variance is the biased batch variance (BigGAN-PyTorch stores the
+    unbiased one; the difference is a factor n/(n−1) with n ≥ B·H·W, below float32 noise for any
+    real batch).
     """
 
     def __init__(
@@ -96,7 +99,8 @@ class BatchNorm(nnx.Module):
 
 
 class ConditionalBatchNorm(nnx.Module):
-    """Class-conditional BN (paper §3, appendix B): out = x̂·(1 + Wγ·cond) + Wβ·cond, Wγ/Wβ bias-free SN linears.
+    """Class-conditional BN (paper §3, appendix B): out = x̂·(1 + Wγ·cond) + Wβ·cond, Wγ/Wβ
+    bias-free SN linears.
 
     `cond_dim` 0 drops the linear projections; `num_classes` > 0 adds per-layer class embeddings for
     gain and bias (the non-shared-embedding baseline of the paper's table 1), which are then
@@ -124,7 +128,8 @@ class ConditionalBatchNorm(nnx.Module):
         self.gain = SNLinear(cond_dim, num_features, **lin) if cond_dim else None
         self.bias = SNLinear(cond_dim, num_features, **lin) if cond_dim else None
         if num_classes:
-            # BigGAN-PyTorch's non-shared ccbn: plain (not SN) embeddings, initialised like the rest.
+            # BigGAN-PyTorch's non-shared ccbn: plain (not SN) embeddings, initialised like the
+            # rest.
             self.class_gain = nnx.Param(orthogonal_init(rngs.params(), (num_classes, num_features)))
             self.class_bias = nnx.Param(orthogonal_init(rngs.params(), (num_classes, num_features)))
         else:

@@ -1,7 +1,7 @@
 """BigGAN generator and discriminator (paper appendix B), written as explicit per-resolution tables.
 
-Layouts follow the author's BigGAN-PyTorch (BigGAN.py: G_arch / D_arch), in NHWC. Parameter counts match
-BigGAN-PyTorch's and google/compare_gan's exactly (tests/models/test_models.py).
+Layouts follow the author's BigGAN-PyTorch (BigGAN.py: G_arch / D_arch), in NHWC. Parameter counts
+match BigGAN-PyTorch's and google/compare_gan's exactly (tests/models/test_models.py).
 """
 
 from __future__ import annotations
@@ -69,8 +69,8 @@ def check_labels(y, num_classes):
 
 
 def embed_classes(embed: nnx.Embed, y, num_classes):
-    """Shared class embedding of integer labels (B,) or of a float class vector (B, num_classes): one-hot
-    or soft, e.g. for class interpolation (paper figs. 8-9)."""
+    """Shared class embedding of integer labels (B,) or of a float class vector (B, num_classes):
+    one-hot or soft, e.g. for class interpolation (paper figs. 8-9)."""
     y = jnp.asarray(y)
     if jnp.issubdtype(y.dtype, jnp.floating):
         if y.ndim != 2 or y.shape[-1] != num_classes:
@@ -104,12 +104,14 @@ class GBlock(nnx.Module):
         h = self.conv1(layers.upsample2x(h), train)
         h = jax.nn.relu(self.bn2(h, cond, train, y))
         h = self.conv2(h, train)
-        # A 1×1 conv commutes with nearest upsampling, so convolve first: same result, 4× fewer FLOPs.
+        # A 1×1 conv commutes with nearest upsampling, so convolve first: same result, 4× fewer
+        # FLOPs.
         return h + layers.upsample2x(self.conv_sc(x, train))
 
 
 class Generator(nnx.Module):
-    """BigGAN G (paper appendix B, table 4). `hier` = skip-z, `shared` = shared class embedding (both paper defaults)."""
+    """BigGAN G (paper appendix B, table 4). `hier` = skip-z, `shared` = shared class embedding
+    (both paper defaults)."""
 
     def __init__(
         self,
@@ -141,7 +143,8 @@ class Generator(nnx.Module):
                 f"{resolution}² ({len(plan)} blocks + 1); use a multiple of {self.num_slots}"
             )
         self.dim_z, self.num_classes, self.resolution = dim_z, num_classes, resolution
-        # num_classes 0: unconditional, the BNs conditioned on the z chunks alone (plain BN without skip-z)
+        # num_classes 0: unconditional, the BNs conditioned on the z chunks alone (plain BN without
+        # skip-z)
         shared = shared and num_classes > 0
         self.hier, self.shared = hier, shared
         z_chunk = dim_z // self.num_slots
@@ -155,7 +158,8 @@ class Generator(nnx.Module):
             sn_eval_mode=sn_eval_mode,
             dtype=dtype,
         )
-        # The shared embedding is NOT spectrally normalised (BigGAN-PyTorch BigGAN.py: `shared` is a plain embedding).
+        # The shared embedding is NOT spectrally normalised (BigGAN-PyTorch BigGAN.py: `shared` is a
+        # plain embedding).
         self.shared_embed = (
             nnx.Embed(num_classes, shared_dim, embedding_init=layers.orthogonal_init, rngs=rngs)
             if shared
@@ -242,8 +246,9 @@ class DBlock(nnx.Module):
 
 
 class ProjectionDiscriminator(nnx.Module):
-    """What BigGAN's and BigGAN-deep's D share (paper appendix B): stem → blocks with optional attention →
-    h = Σ_hw ReLU(features) → linear(h) + ⟨embed(y), h⟩. Subclasses build `blocks`, `attention` and `stem`."""
+    """What BigGAN's and BigGAN-deep's D share (paper appendix B): stem → blocks with optional
+    attention → h = Σ_hw ReLU(features) → linear(h) + ⟨embed(y), h⟩. Subclasses build `blocks`,
+    `attention` and `stem`."""
 
     def init_head(
         self,
@@ -296,7 +301,8 @@ class ProjectionDiscriminator(nnx.Module):
 
 
 class Discriminator(ProjectionDiscriminator):
-    """BigGAN projection discriminator (Miyato & Koyama 2018; paper appendix B): D(x, y) = linear(h) + ⟨embed(y), h⟩, h = Σ_hw ReLU(features)."""
+    """BigGAN projection discriminator (Miyato & Koyama 2018; paper appendix B): D(x, y) = linear(h)
+    + ⟨embed(y), h⟩, h = Σ_hw ReLU(features)."""
 
     def __init__(
         self,
@@ -334,7 +340,8 @@ class Discriminator(ProjectionDiscriminator):
                     rngs=rngs,
                 )
             )
-            # Attention after the first block reaching the resolution (BigGAN-PyTorch places it per block).
+            # Attention after the first block reaching the resolution (BigGAN-PyTorch places it per
+            # block).
             attns.append(
                 layers.SelfAttention(cout * ch, rngs=rngs, **conv_kw)
                 if r in attn_res and r not in out_res[:i]
@@ -397,9 +404,10 @@ def projection_head_linear(feature_dim, minibatch_kernels, minibatch_kernel_dim,
 
 
 def projection_head(D, h, y, train, groups=1):
-    """linear([h, o(h)]) + ⟨embed(y), h⟩, o = minibatch features (absent when off). The projection term
-    stays on the pooled features h alone: only the unconditional output sees the batch. `groups`: the
-    batch is that many equal minibatches compared only within themselves (the step's [fakes; reals])."""
+    """linear([h, o(h)]) + ⟨embed(y), h⟩, o = minibatch features (absent when off). The projection
+    term stays on the pooled features h alone: only the unconditional output sees the batch.
+    `groups`: the batch is that many equal minibatches compared only within themselves (the step's
+    [fakes; reals])."""
     out = D.linear(h if D.minibatch is None else D.minibatch(h, groups), train)[:, 0].astype(
         jnp.float32
     )

@@ -1,9 +1,10 @@
-"""BigGAN-deep generator and discriminator (paper appendix B), written as explicit per-resolution tables.
+"""BigGAN-deep generator and discriminator (paper appendix B), written as explicit per-resolution
+tables.
 
-G follows the released TF Hub / pytorch-pretrained-biggan layout (so converted weights run unchanged:
-biggan.convert), D follows the author's BigGAN-PyTorch BigGANdeep.py. NHWC throughout. Parameter counts
-match the paper's 50.4M / 34.6M exactly: pytorch-pretrained-biggan's G, BigGAN-PyTorch's D
-(tests/models/test_biggan_deep.py).
+G follows the released TF Hub / pytorch-pretrained-biggan layout (so converted weights run
+unchanged: biggan.convert), D follows the author's BigGAN-PyTorch BigGANdeep.py. NHWC throughout.
+Parameter counts match the paper's 50.4M / 34.6M exactly: pytorch-pretrained-biggan's G,
+BigGAN-PyTorch's D (tests/models/test_biggan_deep.py).
 """
 
 from __future__ import annotations
@@ -73,9 +74,11 @@ def d_stage_resolutions(resolution):
 
 
 class GBlock(nnx.Module):
-    """cBN → ReLU → 1×1 (in→in/4) → cBN → ReLU → [up ×2] → 3×3 → cBN → ReLU → 3×3 → cBN → ReLU → 1×1 (→out).
+    """cBN → ReLU → 1×1 (in→in/4) → cBN → ReLU → [up ×2] → 3×3 → cBN → ReLU → 3×3 → cBN → ReLU → 1×1
+    (→out).
 
-    Skip: keep the first `out` channels of x (drop the rest), [up ×2], add. No learned shortcut (paper appendix B).
+    Skip: keep the first `out` channels of x (drop the rest), [up ×2], add. No learned shortcut
+    (paper appendix B).
     """
 
     def __init__(self, in_ch, out_ch, cond_dim, *, upsample, conv_kw, bn_kw, rngs):
@@ -109,13 +112,14 @@ class GBlock(nnx.Module):
 
 
 class Generator(nnx.Module):
-    """BigGAN-deep G (paper appendix B): cond = concat(z, embed(y)) feeds the first linear and every cBN.
+    """BigGAN-deep G (paper appendix B): cond = concat(z, embed(y)) feeds the first linear and every
+    cBN.
 
-    `y` is either integer class indices (B,) or a float class vector (B, num_classes), one-hot or soft,
-    multiplied into the embedding table (the released models' bias-free Linear(1000→128)).
-    `rgb_channels`: the output conv's width; the first 3 channels are kept (128 in the released weights).
-    Attention after the upsampling block reaching each resolution in `attn_res`
-    (64 = list position 8 of the released layouts).
+    `y` is either integer class indices (B,) or a float class vector (B, num_classes), one-hot or
+    soft, multiplied into the embedding table (the released models' bias-free Linear(1000→128)).
+    `rgb_channels`: the output conv's width; the first 3 channels are kept (128 in the released
+    weights). Attention after the upsampling block reaching each resolution in `attn_res` (64 = list
+    position 8 of the released layouts).
     """
 
     def __init__(
@@ -207,7 +211,8 @@ class Generator(nnx.Module):
                 raise ValueError(
                     f"{z.shape[0]} latents but {embed.shape[0]} class labels; give one label per z"
                 )
-            # z first: TF Hub / pytorch-pretrained-biggan order, so released weights convert unpermuted.
+            # z first: TF Hub / pytorch-pretrained-biggan order, so released weights convert
+            # unpermuted.
             cond = jnp.concatenate([cond, embed.astype(jnp.float32)], axis=-1)
         h = self.linear(cond, train).reshape(z.shape[0], 4, 4, self.bottom_ch)  # HWC order (TF Hub)
         for block, attention in zip(self.blocks, self.attention):
@@ -222,7 +227,8 @@ class Generator(nnx.Module):
 class DBlock(nnx.Module):
     """ReLU → 1×1 (→out/4) → ReLU → 3×3 → ReLU → 3×3 → ReLU → [avg pool] → 1×1 (→out).
 
-    Skip: [avg pool], then concat(x, 1×1 conv(x) → out−in channels) when widening, identity otherwise.
+    Skip: [avg pool], then concat(x, 1×1 conv(x) → out−in channels) when widening, identity
+    otherwise.
     """
 
     def __init__(self, in_ch, out_ch, *, downsample, conv_kw, rngs):
@@ -256,8 +262,9 @@ class DBlock(nnx.Module):
 
 
 class Discriminator(ProjectionDiscriminator):
-    """BigGAN-deep projection D (BigGAN-PyTorch BigGANdeep.py): stem 3×3 conv, two blocks per stage, attention after the stage
-    reaching each resolution in `attn_res`, head ReLU → sum pool → linear + ⟨embed(y), h⟩."""
+    """BigGAN-deep projection D (BigGAN-PyTorch BigGANdeep.py): stem 3×3 conv, two blocks per stage,
+    attention after the stage reaching each resolution in `attn_res`, head ReLU → sum pool → linear
+    + ⟨embed(y), h⟩."""
 
     def __init__(
         self,

@@ -47,12 +47,14 @@ def make_generator(m, rngs: nnx.Rngs):
 
 
 def abstract_generator(m) -> nnx.Module:
-    """G of `m` as shapes only (no allocation): the structure a checkpoint or an export is restored into."""
+    """G of `m` as shapes only (no allocation): the structure a checkpoint or an export is restored
+    into."""
     return nnx.eval_shape(lambda: make_generator(m, nnx.Rngs(0)))
 
 
 def make_discriminator(m, rngs: nnx.Rngs, in_channels: int = 3):
-    """`in_channels`: 3·m when D scores PacGAN packs of m samples (train.pacgan_pack; biggan/train/state.py init_state)."""
+    """`in_channels`: 3·m when D scores PacGAN packs of m samples (train.pacgan_pack;
+    biggan/train/state.py init_state)."""
     _check_arch(m)
     common = dict(
         resolution=m.resolution,

@@ -1,10 +1,11 @@
-"""BigGAN building blocks on Flax NNX: spectral norm, SN convolutions and embeddings, self-attention, minibatch
-discrimination (batch norm: batch_norm.py).
+"""BigGAN building blocks on Flax NNX: spectral norm, SN convolutions and embeddings,
+self-attention, minibatch discrimination (batch norm: batch_norm.py).
 
 Every layer takes `train` explicitly: in training, spectral norm advances its power iteration by one
 step and batch norm uses batch statistics (and updates its running averages); in evaluation neither
 state changes. Parameters are float32; `dtype` is the activation dtype (bfloat16 for the mixed
-precision switch). BN and SN arithmetic always runs in float32 (the paper raises both eps to 1e-4 for low precision, appendix C).
+precision switch). BN and SN arithmetic always runs in float32 (the paper raises both eps to 1e-4
+for low precision, appendix C).
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ _orthogonal = nnx.initializers.orthogonal()
 
 @functools.partial(jax.jit, static_argnums=(1, 2))
 def orthogonal_init(key, shape, dtype=jnp.float32):
-    """Paper §3: orthogonal init (Saxe et al. 2014) for every weight; flax's initializer, compiled as one program
-    per weight shape (called eagerly it runs four: the QR, a transpose, the scaling and a reshape, each lowered
-    and compiled on its own when a model is built)."""
+    """Paper §3: orthogonal init (Saxe et al. 2014) for every weight; flax's initializer, compiled
+    as one program per weight shape (called eagerly it runs four: the QR, a transpose, the scaling
+    and a reshape, each lowered and compiled on its own when a model is built)."""
     return _orthogonal(key, shape, dtype)
 
 
@@ -38,16 +39,18 @@ class StatsState(nnx.BatchStat):
 
 
 def _l2_normalize(x, eps):
-    # max(||x||, eps), as torch.nn.functional.normalize (BigGAN-PyTorch and pytorch-pretrained-biggan).
+    # max(||x||, eps), as torch.nn.functional.normalize (BigGAN-PyTorch and
+    # pytorch-pretrained-biggan).
     return x / jnp.maximum(jnp.linalg.norm(x), eps)
 
 
 def spectral_sigma(w_mat, u, v, *, update: bool, eps: float):
     """Top singular value estimate of `w_mat` (rows = outputs) and the next (u, v).
 
-    `update` True: one power-iteration step from the stored u (v = W^T u, u = W v), σ = uᵀWv with the new
-    vectors (BigGAN-PyTorch's `power_iteration`). `update` False: σ = uᵀWv with the stored vectors
-    (torch.nn.utils.spectral_norm in eval). Gradients flow through W only: u and v are constants.
+    `update` True: one power-iteration step from the stored u (v = W^T u, u = W v), σ = uᵀWv with
+    the new vectors (BigGAN-PyTorch's `power_iteration`). `update` False: σ = uᵀWv with the stored
+    vectors (torch.nn.utils.spectral_norm in eval). Gradients flow through W only: u and v are
+    constants.
     """
     if update:
         v = jax.lax.stop_gradient(_l2_normalize(w_mat.T @ u, eps))
@@ -57,13 +60,13 @@ def spectral_sigma(w_mat, u, v, *, update: bool, eps: float):
 
 
 class SpectralNorm(nnx.Module):
-    """Holds the (u, v) state of one weight and returns W/σ (Miyato et al. 2018; paper §3). Not `nnx.SpectralNorm`, which
-    writes W/σ back into the parameter (google/flax#5576).
+    """Holds the (u, v) state of one weight and returns W/σ (Miyato et al. 2018; paper §3). Not
+    `nnx.SpectralNorm`, which writes W/σ back into the parameter (google/flax#5576).
 
-    `w_mat_fn` views the stored kernel as (out, in·kh·kw) rows-as-outputs, the PyTorch layout, so u has
-    the PyTorch length and converted u vectors can be used unchanged.
-    `eval_mode`: 'iterate' = in evaluation run one power step from u without storing it (BigGAN-PyTorch);
-    'stored' = use the stored u and v (pytorch-pretrained-biggan / TF Hub weights).
+    `w_mat_fn` views the stored kernel as (out, in·kh·kw) rows-as-outputs, the PyTorch layout, so u
+    has the PyTorch length and converted u vectors can be used unchanged. `eval_mode`: 'iterate' =
+    in evaluation run one power step from u without storing it (BigGAN-PyTorch); 'stored' = use the
+    stored u and v (pytorch-pretrained-biggan / TF Hub weights).
     """
 
     def __init__(self, rows: int, cols: int, *, eps: float, eval_mode: str, rngs: nnx.Rngs):
@@ -81,18 +84,20 @@ class SpectralNorm(nnx.Module):
         update = train or self.eval_mode == "iterate"
         sigma, u, v = spectral_sigma(w_mat, self.u[...], self.v[...], update=update, eps=self.eps)
         if train:
-            # set_value, not `u[...] = ...`: flax's indexed write compares the value's sharding, which on a
-            # tracer builds an error message by walking the whole jaxpr; with hundreds of SN layers that
-            # made tracing a BigGAN-deep step take minutes (BUILD_NOTES, "tracing time").
+            # set_value, not `u[...] = ...`: flax's indexed write compares the value's sharding,
+            # which on a tracer builds an error message by walking the whole jaxpr; with hundreds of
+            # SN layers that made tracing a BigGAN-deep step take minutes (BUILD_NOTES, "tracing
+            # time").
             self.u.set_value(u)
             self.v.set_value(v)
         return sigma
 
 
 _CONV_DIMS = ("NHWC", "HWIO", "NHWC")
-# XLA:CPU lowers a kernel gradient to a "convolution" whose window is the whole image; for H·W ≥ 64² it runs
-# at 15–30 GFLOP/s, 4–6× below the forward convolution, and was the largest item of a CPU train step
-# (bench/profile_ops.py). Below this size XLA's own kernel gradient is as fast as the matmul form.
+# XLA:CPU lowers a kernel gradient to a "convolution" whose window is the whole image; for H·W ≥ 64²
+# it runs at 15–30 GFLOP/s, 4–6× below the forward convolution, and was the largest item of a CPU
+# train step (bench/profile_ops.py). Below this size XLA's own kernel gradient is as fast as the
+# matmul form.
 MATMUL_KERNEL_GRAD_MIN_PIXELS = 64 * 64
 
 
@@ -103,9 +108,9 @@ def _conv(x, kernel):
 def conv_kernel_grad(x, g, kernel_size: int):
     """∂⟨conv(x, W), g⟩/∂W for a stride-1 'SAME' k×k convolution, as k matrix products.
 
-    dW[i, j] = Σ_{n,h,w} x_pad[n, h+i, w+j]ᵀ g[n, h, w]. The k width-shifts of x are concatenated on the
-    channel axis once ((N, H, W, k·C), zero-padded at the border), then each height-shift i is one
-    (k·C × Co) product over all pixels, batched over n: row i of the kernel in one GEMM.
+    dW[i, j] = Σ_{n,h,w} x_pad[n, h+i, w+j]ᵀ g[n, h, w]. The k width-shifts of x are concatenated on
+    the channel axis once ((N, H, W, k·C), zero-padded at the border), then each height-shift i is
+    one (k·C × Co) product over all pixels, batched over n: row i of the kernel in one GEMM.
     """
     n, h, w, c = x.shape
     p = kernel_size // 2
@@ -151,19 +156,20 @@ _conv_matmul_kernel_grad.defvjp(_conv_fwd, _conv_bwd)
 def pointwise_conv(x, kernel):
     """A 1×1 convolution as the matrix product it is: (N·H·W, C) @ (C, O).
 
-    The values of lax.conv_general_dilated with a 1×1 kernel (bit for bit on the BigGAN shapes we checked on
-    XLA:CPU), but XLA:CPU runs the product 1.1–2.7× faster, and 1.9–9.8× faster with both gradients, written
-    this way than as a convolution (BigGAN's shortcut and attention shapes, `python bench/conv_ops.py`).
-    Half of BigGAN-deep's convolutions are 1×1."""
+    The values of lax.conv_general_dilated with a 1×1 kernel (bit for bit on the BigGAN shapes we
+    checked on XLA:CPU), but XLA:CPU runs the product 1.1–2.7× faster, and 1.9–9.8× faster with both
+    gradients, written this way than as a convolution (BigGAN's shortcut and attention shapes,
+    `python bench/conv_ops.py`). Half of BigGAN-deep's convolutions are 1×1."""
     n_h_w, (c, o) = x.shape[:-1], kernel.shape[2:]
     return (x.reshape(-1, c) @ kernel.reshape(c, o)).reshape(*n_h_w, o)
 
 
 def conv2d_same(x, kernel):
     """Stride-1 'SAME' convolution, NHWC × HWIO (BigGAN's pad = k//2). Same values as
-    lax.conv_general_dilated. A 1×1 kernel is a matrix product (`pointwise_conv`) on every backend. On CPU,
-    for images of ≥ 64² pixels, a k×k kernel's gradient is computed by `conv_kernel_grad` (matrix products)
-    instead of XLA's convolution (see MATMUL_KERNEL_GRAD_MIN_PIXELS); GPU and TPU keep XLA's own gradient."""
+    lax.conv_general_dilated. A 1×1 kernel is a matrix product (`pointwise_conv`) on every backend.
+    On CPU, for images of ≥ 64² pixels, a k×k kernel's gradient is computed by `conv_kernel_grad`
+    (matrix products) instead of XLA's convolution (see MATMUL_KERNEL_GRAD_MIN_PIXELS); GPU and TPU
+    keep XLA's own gradient."""
     if kernel.shape[:2] == (1, 1):
         return pointwise_conv(x, kernel)
     big = x.shape[1] * x.shape[2] >= MATMUL_KERNEL_GRAD_MIN_PIXELS
@@ -178,7 +184,8 @@ def conv2d_same(x, kernel):
 
 
 class SNConv(nnx.Module):
-    """Spectrally normalised 2-d convolution, NHWC, kernel HWIO, 'SAME' padding (BigGAN uses pad = k//2)."""
+    """Spectrally normalised 2-d convolution, NHWC, kernel HWIO, 'SAME' padding (BigGAN uses pad =
+    k//2)."""
 
     def __init__(
         self,
@@ -208,8 +215,9 @@ class SNConv(nnx.Module):
         if self.sn is None:
             return kernel
         out_ch = kernel.shape[-1]
-        # (kh, kw, in, out) -> (out, kh·kw·in): rows are filters. Column order differs from PyTorch's
-        # (in, kh, kw); singular values do not depend on it, v is permuted by the converters.
+        # (kh, kw, in, out) -> (out, kh·kw·in): rows are filters. Column order differs from
+        # PyTorch's (in, kh, kw); singular values do not depend on it, v is permuted by the
+        # converters.
         w_mat = kernel.reshape(-1, out_ch).T
         return kernel / self.sn.sigma(w_mat, train)
 
@@ -259,7 +267,8 @@ class SNLinear(nnx.Module):
 
 
 class SNEmbed(nnx.Module):
-    """Spectrally normalised embedding table (num, dim); SN views it as (num, dim) like BigGAN-PyTorch."""
+    """Spectrally normalised embedding table (num, dim); SN views it as (num, dim) like
+    BigGAN-PyTorch."""
 
     def __init__(
         self,
@@ -286,7 +295,8 @@ class SNEmbed(nnx.Module):
 
 
 def lookup_classes(table, y):
-    """Rows of `table` (num_classes, dim) for integer labels (B,), or the mix for class vectors (B, num_classes)."""
+    """Rows of `table` (num_classes, dim) for integer labels (B,), or the mix for class vectors (B,
+    num_classes)."""
     if jnp.issubdtype(y.dtype, jnp.floating):
         return y.astype(jnp.float32) @ table
     return jnp.take(table, y, axis=0)
@@ -310,10 +320,11 @@ def max_pool2x(x):
 
 
 class SelfAttention(nnx.Module):
-    """SA-GAN non-local block (Zhang et al. 2019): out = x + γ·o, γ initialised to 0, so identity at init.
+    """SA-GAN non-local block (Zhang et al. 2019): out = x + γ·o, γ initialised to 0, so identity at
+    init.
 
-    Channel split as BigGAN-PyTorch: θ, φ → C/8, g → C/2; φ and g max-pooled 2×2; all four 1×1 convs SN
-    and bias-free. Softmax over keys in float32.
+    Channel split as BigGAN-PyTorch: θ, φ → C/8, g → C/2; φ and g max-pooled 2×2; all four 1×1 convs
+    SN and bias-free. Softmax over keys in float32.
     """
 
     def __init__(
@@ -383,9 +394,9 @@ class MinibatchDiscrimination(nnx.Module):
         return self.in_features + self.num_kernels
 
     def __call__(self, features: jax.Array, groups: int = 1) -> jax.Array:
-        """`groups`: the batch is `groups` contiguous equal minibatches compared only within themselves
-        (the train step scores [fakes; reals] in one pass, and Salimans et al. compare a sample with
-        the other samples of its own minibatch, all real or all fake)."""
+        """`groups`: the batch is `groups` contiguous equal minibatches compared only within
+        themselves (the train step scores [fakes; reals] in one pass, and Salimans et al. compare a
+        sample with the other samples of its own minibatch, all real or all fake)."""
         if features.ndim != 2 or features.shape[1] != self.in_features:
             raise ValueError(
                 f"MinibatchDiscrimination expects features (N, {self.in_features}), got "

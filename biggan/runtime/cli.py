@@ -1,9 +1,9 @@
 """The one command-line convention of train.py, sample.py and the `python -m biggan.…` commands.
 
-Every command is an argparse parser from `parser()` (its --help lists every flag with its default; a user
-error is one line and exit status 2, argparse's `error`). The flags every JAX command shares are defined
-here once (`runtime_flags`: the multi-process job and the compile cache), and `start` is the one start-up
-sequence they run before their first JAX computation.
+Every command is an argparse parser from `parser()` (its --help lists every flag with its default; a
+user error is one line and exit status 2, argparse's `error`). The flags every JAX command shares
+are defined here once (`runtime_flags`: the multi-process job and the compile cache), and `start` is
+the one start-up sequence they run before their first JAX computation.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ log = logging.getLogger(__name__)
 
 
 class HELP_FORMAT(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Each flag's default in --help; the description as written (its usage examples keep their lines).
-    Also for subcommands' parsers (`add_parser(..., formatter_class=cli.HELP_FORMAT)`)."""
+    """Each flag's default in --help; the description as written (its usage examples keep their
+    lines). Also for subcommands' parsers (`add_parser(..., formatter_class=cli.HELP_FORMAT)`)."""
 
 
 def parser(prog: str, description: str, **kwargs) -> argparse.ArgumentParser:
@@ -32,9 +32,10 @@ def parser(prog: str, description: str, **kwargs) -> argparse.ArgumentParser:
 
 
 def runtime_flags(*, multi_process: bool = True) -> argparse.ArgumentParser:
-    """A parent parser (`parents=[...]`) with the shared flags: the compile cache and, for the commands
-    that join a multi-process job (train.py, biggan.evaluate; scripts/launch_local.py appends them), the
-    job's flags (default: the JAX_* / cluster environment, else one process; runtime/distributed.py)."""
+    """A parent parser (`parents=[...]`) with the shared flags: the compile cache and, for the
+    commands that join a multi-process job (train.py, biggan.evaluate; scripts/launch_local.py
+    appends them), the job's flags (default: the JAX_* / cluster environment, else one process;
+    runtime/distributed.py)."""
     flags = argparse.ArgumentParser(add_help=False)
     if multi_process:
         group = flags.add_argument_group(
@@ -61,8 +62,8 @@ def runtime_flags(*, multi_process: bool = True) -> argparse.ArgumentParser:
 
 def start(args: argparse.Namespace) -> None:
     """The start-up every JAX command runs before its first JAX computation, in this order: the host
-    allocator (CPU runs; before JAX starts its threads), the multi-process job (when the command has its
-    flags), the persistent compilation cache."""
+    allocator (CPU runs; before JAX starts its threads), the multi-process job (when the command has
+    its flags), the persistent compilation cache."""
     if host_memory.retain_freed_memory():
         log.info("CPU run: malloc keeps freed memory (%s=default turns this off)", host_memory.ENV)
     if hasattr(args, "coordinator_address"):

@@ -1,8 +1,8 @@
 """Multi-process start-up: `jax.distributed.initialize()` from flags or the cluster's environment.
 
-One JAX process per host (TPU pod slice, Slurm, Open MPI, Kubernetes) or several on one machine with CPU
-devices (scripts/launch_local.py). Every process must run the same config: `biggan.config.check_same_config` compares
-them at start-up and names the keys that differ.
+One JAX process per host (TPU pod slice, Slurm, Open MPI, Kubernetes) or several on one machine with
+CPU devices (scripts/launch_local.py). Every process must run the same config:
+`biggan.config.check_same_config` compares them at start-up and names the keys that differ.
 """
 
 from __future__ import annotations
@@ -44,11 +44,13 @@ def _cluster_detected() -> str | None:
             continue
         if value:
             return name
-    try:  # JAX's TPU detectors (a Cloud TPU VM answers through its metadata server, not the environment)
+    # JAX's TPU detectors (a Cloud TPU VM answers through its metadata server, not the environment)
+    try:
         from jax._src import clusters
 
         for env in clusters.ClusterEnv._cluster_types:
-            # Slurm / Open MPI are judged by the hints above: a single-task allocation is no cluster.
+            # Slurm / Open MPI are judged by the hints above: a single-task allocation is no
+            # cluster.
             if env.name in ("gcetpu", "gketpu") and env.is_env_present():
                 return env.name
     except Exception as e:  # noqa: BLE001 - a private API: when it moves, fall back to the hints above
@@ -82,7 +84,8 @@ def initialize(
         env.get("JAX_NUM_CPU_DEVICES") if coordinator_address else None
     )
     if local_device_count:
-        # CPU devices for local multi-process runs (tests; debugging a pod config before paying for one).
+        # CPU devices for local multi-process runs (tests; debugging a pod config before paying for
+        # one).
         jax.config.update("jax_num_cpu_devices", int(local_device_count))
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
     explicit = coordinator_address is not None or num_processes is not None
@@ -95,8 +98,9 @@ def initialize(
             f"--process_id (got {coordinator_address!r}, {num_processes!r}, {process_id!r})"
         )
     if explicit and int(process_id) != 0:
-        # JAX aborts the whole interpreter (C++ CHECK, no Python exception) when the coordinator stays
-        # unreachable, so a clear message must come before: wait for its port ourselves, bounded.
+        # JAX aborts the whole interpreter (C++ CHECK, no Python exception) when the coordinator
+        # stays unreachable, so a clear message must come before: wait for its port ourselves,
+        # bounded.
         wait_for_coordinator(coordinator_address, timeout)
     where = (
         coordinator_address
@@ -138,7 +142,8 @@ def initialize(
 
 
 def wait_for_coordinator(address: str, timeout: float, *, poll_s: float = 0.2):
-    """Return once `host:port` accepts TCP connections; raise naming the address after `timeout` s."""
+    """Return once `host:port` accepts TCP connections; raise naming the address after `timeout`
+    s."""
     host, sep, port = str(address).rpartition(":")
     host = host.strip("[]")  # [::1]:1234
     if not sep or not host or not port.isdigit():
@@ -168,7 +173,8 @@ def wait_for_coordinator(address: str, timeout: float, *, poll_s: float = 0.2):
 
 
 def allgather_json(obj) -> list:
-    """Every process's JSON-able `obj`, in process order, on every process (a collective: all must call)."""
+    """Every process's JSON-able `obj`, in process order, on every process (a collective: all must
+    call)."""
     mine = np.frombuffer(json.dumps(obj, sort_keys=True, default=str).encode(), np.uint8)
     if jax.process_count() == 1:
         return [json.loads(mine.tobytes())]
@@ -277,10 +283,11 @@ def allgather_arrays(arrays: dict) -> list[dict]:
 
 
 def wait_for_all_processes(name: str, timeout_s: float = 3600.0) -> None:
-    """Block until every process reaches `name`, through the coordination service (no device collective;
-    no-op for one process). Before a program's first run: its collectives set up their CPU (gloo)
-    communicators waiting only 30 s for the slowest process, which a process that compiled longer (another
-    load, a compilation-cache miss) would exceed. `name` must be new to the job (a barrier is used once)."""
+    """Block until every process reaches `name`, through the coordination service (no device
+    collective; no-op for one process). Before a program's first run: its collectives set up their
+    CPU (gloo) communicators waiting only 30 s for the slowest process, which a process that
+    compiled longer (another load, a compilation-cache miss) would exceed. `name` must be new to the
+    job (a barrier is used once)."""
     if jax.process_count() == 1:
         return
     try:
@@ -307,10 +314,12 @@ def barrier(name: str) -> None:
 def deal_chunks(
     num_items: int, batch_size: int, process_count: int
 ) -> list[list[tuple[int, int] | None]]:
-    """Round-robin chunks: chunk k (items k·batch_size onwards, `num` of them) goes to process k mod P.
+    """Round-robin chunks: chunk k (items k·batch_size onwards, `num` of them) goes to process k mod
+    P.
 
-    Returns rounds[r][p] = (start, num) of chunk r·P + p, or None where the chunks ran out (only in the
-    last round). Reading the rounds in order, processes in order, gives the chunks in item order.
+    Returns rounds[r][p] = (start, num) of chunk r·P + p, or None where the chunks ran out (only in
+    the last round). Reading the rounds in order, processes in order, gives the chunks in item
+    order.
     """
     if num_items < 0 or batch_size < 1 or process_count < 1:
         raise ValueError(
@@ -337,13 +346,14 @@ def chunk_results_in_order(
     process_count: int | None = None,
     allgather: Callable[[dict], list[dict]] | None = None,
 ) -> Iterator[dict]:
-    """`compute(start, num) -> {name: numpy array}` of every chunk, yielded in chunk order on every process.
+    """`compute(start, num) -> {name: numpy array}` of every chunk, yielded in chunk order on every
+    process.
 
     One process: the chunks one after another, computed here. P processes (a collective: all must
-    iterate to the end): each round every process computes its chunk of `deal_chunks` (one whose chunks
-    ran out sends an empty dict), the results are all-gathered bit for bit and yielded in chunk order.
-    An exception in one process's `compute` is raised on every process (none is left waiting).
-    `process_index`/`process_count`/`allgather` default to JAX's and `allgather_arrays`.
+    iterate to the end): each round every process computes its chunk of `deal_chunks` (one whose
+    chunks ran out sends an empty dict), the results are all-gathered bit for bit and yielded in
+    chunk order. An exception in one process's `compute` is raised on every process (none is left
+    waiting). `process_index`/`process_count`/`allgather` default to JAX's and `allgather_arrays`.
     """
     process_count = jax.process_count() if process_count is None else process_count
     if process_count == 1:
@@ -376,13 +386,15 @@ def chunk_results_in_order(
 
 
 def local_mesh():
-    """This process's devices as a `data` mesh for a FeatureNetwork (None: all devices, one process)."""
+    """This process's devices as a `data` mesh for a FeatureNetwork (None: all devices, one
+    process)."""
     return sharding.make_mesh(jax.local_devices()) if jax.process_count() > 1 else None
 
 
 def process_zero_first(make: Callable, name: str):
-    """`make()` on process 0, then on the others: what process 0 caches on first use (the trained digits
-    classifier, reference moments) the others then read instead of writing the same file concurrently."""
+    """`make()` on process 0, then on the others: what process 0 caches on first use (the trained
+    digits classifier, reference moments) the others then read instead of writing the same file
+    concurrently."""
     if jax.process_index() == 0:
         made = make()
     barrier(f"biggan.runtime.distributed.process_zero_first:{name}")

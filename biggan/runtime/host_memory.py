@@ -4,8 +4,8 @@ XLA:CPU allocates each step's large temporaries with malloc. glibc serves reques
 threshold (at most 32 MiB) with fresh mmaps, gives freed heap back to the OS, and gives every thread
 its own arena, so each step touches new pages: on the 2-core machine of BUILD_NOTES one BigGAN-128
 train step took ~4.1 million page faults in ~33 s. With one arena, no mmap and no trimming it took
-~0.37 million in ~23 s (`python bench/profile_ops.py train_step` counts them; `BIGGAN_HOST_MALLOC=default`
-gives glibc's own). PyTorch pays the same cost under the same
+~0.37 million in ~23 s (`python bench/profile_ops.py train_step` counts them;
+`BIGGAN_HOST_MALLOC=default` gives glibc's own). PyTorch pays the same cost under the same
 allocator; bench/train_step.py and bench/sample.py time both implementations under both policies.
 
 `mallopt` settings only change where memory comes from, never a computed value. They must be set

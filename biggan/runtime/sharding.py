@@ -2,7 +2,8 @@
 
 The batch is sharded on `data`, parameters and optimiser state are replicated. Under `jax.jit`,
 reductions over the batch axis (BN statistics, loss means) are then global — cross-replica BN comes
-for free (the paper's cross-replica BN, appendix C). Multi-host: each process supplies its local slice of the global batch.
+for free (the paper's cross-replica BN, appendix C). Multi-host: each process supplies its local
+slice of the global batch.
 """
 
 from __future__ import annotations
@@ -38,9 +39,9 @@ def check_batch_divides(global_batch: int, mesh: Mesh, what="train.batch_size"):
 
 
 def shard_padded(mesh: Mesh, *arrays):
-    """Place `arrays` (one leading length n) batch-sharded on `mesh`, padded to a multiple of its device count
-    by repeating the last row: for per-sample computations, whose rows n: are then dropped. Returns
-    ([placed arrays], n)."""
+    """Place `arrays` (one leading length n) batch-sharded on `mesh`, padded to a multiple of its
+    device count by repeating the last row: for per-sample computations, whose rows n: are then
+    dropped. Returns ([placed arrays], n)."""
     n = len(arrays[0])
     pad = -n % mesh.devices.size
     if pad:

@@ -1,5 +1,5 @@
-"""Run files on a local disk or on object storage (`gs://bucket/run`) through one interface: etils.epath,
-which orbax already depends on (gcsfs for `gs://`: `pip install -e ".[gcs]"`).
+"""Run files on a local disk or on object storage (`gs://bucket/run`) through one interface:
+etils.epath, which orbax already depends on (gcsfs for `gs://`: `pip install -e ".[gcs]"`).
 
 Object storage has no append and no rename: a file is written whole, as one object (an upload either
 lands completely or not at all). Local files are written to a temporary name and renamed, so that a
@@ -32,8 +32,9 @@ def resolve(path) -> str:
 
 
 def check_bucket(path) -> None:
-    """Object storage: raise StorageError (one line naming the fix) unless `path`'s bucket exists and these
-    credentials can list it; asked once, before a run writes anything. Local paths: nothing to check."""
+    """Object storage: raise StorageError (one line naming the fix) unless `path`'s bucket exists
+    and these credentials can list it; asked once, before a run writes anything. Local paths:
+    nothing to check."""
     path = os.fspath(path)
     if not is_remote(path):
         return
@@ -55,9 +56,10 @@ def check_bucket(path) -> None:
 
 
 def refresh(path) -> None:
-    """Object storage: drop the listing cache of etils.epath's fsspec filesystem (one instance per scheme,
-    shared with orbax), since another process or host may have written since this one last listed: a stale
-    listing hides new checkpoints and a stale size reads a file short. Local paths: nothing to do."""
+    """Object storage: drop the listing cache of etils.epath's fsspec filesystem (one instance per
+    scheme, shared with orbax), since another process or host may have written since this one last
+    listed: a stale listing hides new checkpoints and a stale size reads a file short. Local paths:
+    nothing to do."""
     path = os.fspath(path)
     if is_remote(path):
         try:
@@ -142,7 +144,8 @@ def load_npy(path) -> np.ndarray:
 
 class NpyRows:
     """The rows of a .npy file on object storage, each read on demand with one ranged read: what
-    np.load(path, mmap_mode="r") gives for a local file, for `shape`, `dtype`, `ndim`, `len()` and `rows[i]`."""
+    np.load(path, mmap_mode="r") gives for a local file, for `shape`, `dtype`, `ndim`, `len()` and
+    `rows[i]`."""
 
     def __init__(self, path):
         self.path = os.fspath(path)

@@ -30,7 +30,8 @@ def _state_dict(module):
 def save_generator(
     directory, config: ml_collections.ConfigDict, generator, *, truncation_stats=None
 ):
-    """Write an exported generator to `directory` (local, made absolute, or gs://; must not already hold one)."""
+    """Write an exported generator to `directory` (local, made absolute, or gs://; must not already
+    hold one)."""
     directory = storage.resolve(directory)
     if storage.exists(os.path.join(directory, "generator")):
         raise FileExistsError(
@@ -66,9 +67,9 @@ def load_generator(directory):
     directory = storage.resolve(directory)
     config = load_config(directory)
     graphdef, abstract_state = nnx.split(models.abstract_generator(config.model))
-    # Replicated on this process's devices (biggan.sampling.sampler shards each batch over them): sampling is
-    # process-local, and in a multi-process job a target without a sharding makes orbax refuse the
-    # checkpoint ("Topology mismatch").
+    # Replicated on this process's devices (biggan.sampling.sampler shards each batch over them):
+    # sampling is process-local, and in a multi-process job a target without a sharding makes orbax
+    # refuse the checkpoint ("Topology mismatch").
     local = sharding.replicated(sharding.make_mesh(jax.local_devices()))
     target = jax.tree.map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=local),

@@ -1,7 +1,8 @@
 """Images as people look at them: [-1, 1] floats quantised to uint8, and sample grids saved as PNG.
 
-`to_uint8` is the one quantisation of the project: PNG grids, the FID Inception's input and the digits
-classifier's input all go through it, so every consumer sees the pixels an image file would hold.
+`to_uint8` is the one quantisation of the project: PNG grids, the FID Inception's input and the
+digits classifier's input all go through it, so every consumer sees the pixels an image file would
+hold.
 """
 
 from __future__ import annotations

@@ -39,9 +39,9 @@ NORMAL = ("normal", {})
 
 
 def latent_of(config) -> tuple[str, dict]:
-    """(name, kwargs) of the latent distribution a run was trained with (`train.latent`, paper appendix E):
-    every place the run samples draws from it. Variance annealing samples at the end of its schedule (σ_end,
-    the distribution G is annealed towards)."""
+    """(name, kwargs) of the latent distribution a run was trained with (`train.latent`, paper
+    appendix E): every place the run samples draws from it. Variance annealing samples at the end of
+    its schedule (σ_end, the distribution G is annealed towards)."""
     t = config.train
     if t.latent == "normal":
         return NORMAL
@@ -61,8 +61,8 @@ def check_latent_truncation(latent, truncation):
 
 
 def sample_latents(rng, num, dim_z, truncation=None, *, released=False, latent=NORMAL):
-    """z for `num` samples: released TF Hub models z = t·truncnorm(−2, 2); ours the run's latent (`latent_of`),
-    for the normal one truncated at `truncation` by re-sampling."""
+    """z for `num` samples: released TF Hub models z = t·truncnorm(−2, 2); ours the run's latent
+    (`latent_of`), for the normal one truncated at `truncation` by re-sampling."""
     if released:  # t = 1 when none is given: untruncated (the TF Hub modules' default)
         return latents.tfhub_truncated_latent(
             rng, (num, dim_z), float(1.0 if truncation is None else truncation)
@@ -97,13 +97,15 @@ def parse_truncations(text: str) -> list[float]:
 
 def sampling_mesh():
     """The devices sampling and evaluation shard their batch over: all of them (one process) or this
-    process's (multi-process: each process samples its own chunks, biggan/evaluation/evaluator.py)."""
+    process's (multi-process: each process samples its own chunks,
+    biggan/evaluation/evaluator.py)."""
     return sharding.make_mesh(jax.local_devices())
 
 
 def place_generator(generator, mesh=None):
     """`generator` with its arrays replicated on `mesh` (default `sampling_mesh()`). Arrays of a
-    multi-process checkpoint restore span every process; this process's copy is taken (no collective)."""
+    multi-process checkpoint restore span every process; this process's copy is taken (no
+    collective)."""
     mesh = mesh or sampling_mesh()
     replicated = sharding.replicated(mesh)
 
@@ -116,8 +118,9 @@ def place_generator(generator, mesh=None):
     return nnx.merge(graphdef, jax.tree.map(place, state))
 
 
-# Built once per (generator structure, mesh): jit caches on the static graphdef, so every Sampler, every
-# in-training evaluation and every truncation reuse the compiled forward (no fresh closures to re-trace).
+# Built once per (generator structure, mesh): jit caches on the static graphdef, so every Sampler,
+# every in-training evaluation and every truncation reuse the compiled forward (no fresh closures to
+# re-trace).
 @functools.partial(jax.jit, static_argnums=(0, 1))
 def _eval_forward(graphdef, mesh, state, z, y):
     images = nnx.merge(graphdef, state, copy=True)(z, y, train=False)
@@ -145,12 +148,12 @@ def standing_stats(
     latent=NORMAL,
 ) -> dict:
     """Paper appendix C.1: average the per-batch BN means and variances of G run in training mode on
-    `num_batches` batches of fresh noise (at the truncation that will be sampled). Returns
-    {'<bn path>/mean'|'/var': (C,)} — the format `apply_bn_stats` writes back. `generator` is unchanged.
+    `num_batches` batches of fresh noise (at the truncation that will be sampled). Returns {'<bn
+    path>/mean'|'/var': (C,)} — the format `apply_bn_stats` writes back. `generator` is unchanged.
 
-    Each batch is sharded over `mesh` (default `sampling_mesh()`; the largest leading group of its devices
-    that divides `batch_size`): a device holds batch_size / devices samples, and the statistics are those
-    of the whole batch (cross-device reductions under jit), as on one device.
+    Each batch is sharded over `mesh` (default `sampling_mesh()`; the largest leading group of its
+    devices that divides `batch_size`): a device holds batch_size / devices samples, and the
+    statistics are those of the whole batch (cross-device reductions under jit), as on one device.
     """
     mesh = mesh or sampling_mesh()
     if num_batches < 1 or batch_size < 1:
@@ -198,8 +201,9 @@ def apply_bn_stats(generator, stats: dict):
 
 
 def stats_source(config, truncation_stats=None) -> tuple[str, str, str]:
-    """(bn_stats, latents, truncation_table) of a run or export: its config.sample, or for exports written
-    before those keys existed, what their files imply (a per-truncation table: a converted TF Hub model)."""
+    """(bn_stats, latents, truncation_table) of a run or export: its config.sample, or for exports
+    written before those keys existed, what their files imply (a per-truncation table: a converted
+    TF Hub model)."""
     s = config.sample
     if truncation_stats is not None:
         default = ("truncation_table", "tfhub", "pytorch_pretrained_biggan")
@@ -213,12 +217,14 @@ def stats_source(config, truncation_stats=None) -> tuple[str, str, str]:
 
 
 class Sampler:
-    """Batched evaluation-mode sampling from a generator with the right BN statistics for a truncation.
+    """Batched evaluation-mode sampling from a generator with the right BN statistics for a
+    truncation.
 
-    Which statistics (`config.sample.bn_stats`, or `standing_stats` here): 'truncation_table' (TF Hub
-    exports), 'stored' (the BN state as loaded: BigGAN-PyTorch's eval mode) or 'standing' (paper appendix
-    C.1: accumulated once per truncation, cached in `cache_dir`). `standing_stats`: None keeps the config's
-    choice; 0 uses the stored statistics; N > 0 accumulates standing statistics over N batches.
+    Which statistics (`config.sample.bn_stats`, or `standing_stats` here): 'truncation_table' (TF
+    Hub exports), 'stored' (the BN state as loaded: BigGAN-PyTorch's eval mode) or 'standing' (paper
+    appendix C.1: accumulated once per truncation, cached in `cache_dir`). `standing_stats`: None
+    keeps the config's choice; 0 uses the stored statistics; N > 0 accumulates standing statistics
+    over N batches.
     """
 
     def __init__(
@@ -254,7 +260,8 @@ class Sampler:
         self._stats_for = None
 
     def check_truncation(self, truncation):
-        """Raise ValueError for a truncation this model cannot sample (released: outside its table's range)."""
+        """Raise ValueError for a truncation this model cannot sample (released: outside its table's
+        range)."""
         if self.released:
             check_truncation(
                 1.0 if truncation is None else truncation,
@@ -286,7 +293,8 @@ class Sampler:
         return os.path.join(self.cache_dir, f"standing_stats_t{truncation or 0:g}_{size}.npz")
 
     def pending_standing_samples(self, truncation) -> int:
-        """Training-mode samples `prepare(truncation)` would first run (0: none, or already cached)."""
+        """Training-mode samples `prepare(truncation)` would first run (0: none, or already
+        cached)."""
         if self.bn_stats != "standing":
             return 0
         path = self._standing_cache_path(truncation)
@@ -295,7 +303,8 @@ class Sampler:
         return self.standing_batches * int(self.config.sample.standing_stats_batch_size)
 
     def prepare(self, truncation):
-        """Set G's BN statistics for `truncation` (table row, stored, or cached standing statistics)."""
+        """Set G's BN statistics for `truncation` (table row, stored, or cached standing
+        statistics)."""
         if self.released and truncation is None:
             truncation = 1.0  # the TF Hub modules' untruncated default
         if self._stats_for == (truncation,):
@@ -327,7 +336,8 @@ class Sampler:
         self._stats_for = (truncation,)
 
     def generate(self, z, y, truncation=None, batch_size=64):
-        """Images (N, H, W, 3) float32 in [-1, 1] for given latents and classes (indices or class vectors).
+        """Images (N, H, W, 3) float32 in [-1, 1] for given latents and classes (indices or class
+        vectors).
 
         Each batch is sharded over the sampler's devices (padded to a multiple of their number; G's
         evaluation forward is per sample, so the padding changes nothing else)."""
@@ -397,8 +407,8 @@ class Sampler:
 
 
 def load_sampler(directory, **kw) -> Sampler:
-    """A sampler for an exported generator (biggan.sampling.export, e.g. converted released weights) or for the
-    latest checkpoint of a training workdir (its EMA generator)."""
+    """A sampler for an exported generator (biggan.sampling.export, e.g. converted released weights)
+    or for the latest checkpoint of a training workdir (its EMA generator)."""
     if export.is_exported_generator(directory):
         config, generator, truncation_stats = export.load_generator(directory)
         return Sampler(
@@ -406,8 +416,9 @@ def load_sampler(directory, **kw) -> Sampler:
         )
     if storage.isdir(os.path.join(directory, "checkpoints")):
         config, generator, step = checkpoints.load_ema_generator(directory)
-        # Multi-process: every process takes part in the restore, which yields arrays replicated over
-        # all processes' devices; the Sampler keeps this process's copy, so sampling stays inside it.
+        # Multi-process: every process takes part in the restore, which yields arrays replicated
+        # over all processes' devices; the Sampler keeps this process's copy, so sampling stays
+        # inside it.
         return Sampler(
             config,
             generator,

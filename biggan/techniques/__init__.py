@@ -9,5 +9,6 @@
                    (biggan/models/layers.py), unrolled D a loop of the step (biggan/train/step.py)
   registry.py      those techniques in hook order (`REGISTRY`); `enabled(config)` builds and checks them
 
-This file imports nothing, so the modules above import each other without a cycle through the package.
+This file imports nothing, so the modules above import each other without a cycle through the
+package.
 """

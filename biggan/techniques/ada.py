@@ -1,15 +1,16 @@
-"""Adaptive discriminator augmentation (ADA; Karras et al. 2020, "Training Generative Adversarial Networks
-with Limited Data", §3 and NVlabs/stylegan2-ada-pytorch training/training_loop.py). [train.ada_target]
+"""Adaptive discriminator augmentation (ADA; Karras et al. 2020, "Training Generative Adversarial
+Networks with Limited Data", §3 and NVlabs/stylegan2-ada-pytorch training/training_loop.py).
+[train.ada_target]
 
-The augmentations of `train.ada_policy` (biggan/techniques/augment.py, shared with DiffAugment) are applied to
-every image D scores, each operation to each sample with probability p. The overfitting heuristic
-r_t = E[sign(D(real))] is collected over `ada_interval` train steps; then
+The augmentations of `train.ada_policy` (biggan/techniques/augment.py, shared with DiffAugment) are
+applied to every image D scores, each operation to each sample with probability p. The overfitting
+heuristic r_t = E[sign(D(real))] is collected over `ada_interval` train steps; then
 
     p ← max(0, p + sign(r_t − ada_target) · N / (ada_kimg · 1000))
 
-with N the number of real images D scored in those steps (the authors' batch × interval; ours counts every D
-step of a train step, paper table 1's 2 D steps per G step included), so p can move by 1 per `ada_kimg`
-thousand real images. p is logged as `ada_p`, r_t as `ada_rt`.
+with N the number of real images D scored in those steps (the authors' batch × interval; ours counts
+every D step of a train step, paper table 1's 2 D steps per G step included), so p can move by 1 per
+`ada_kimg` thousand real images. p is logged as `ada_p`, r_t as `ada_rt`.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ class ADA(Technique):
     rng_tag = 7
     config_keys = {
         "train.ada_target": 0.0,  # target of E[sign(D(real))] (Karras et al.: 0.6; 0 = off) ...
-        "train.ada_policy": "color,translation,cutout",  # ... the augmentations applied with probability p ...
+        # ... the augmentations applied with probability p ...
+        "train.ada_policy": "color,translation,cutout",
         "train.ada_interval": 4,
         "train.ada_kimg": 500.0,
         "train.ada_p_init": 0.0,  # ... p adjusted every 4 steps, by ≤ 1 per 500k reals
@@ -86,7 +88,8 @@ class ADA(Technique):
 
 
 def ada_adjust(state, step, interval: int, target: float, kimg: float):
-    """Every `interval` steps: r_t from the collected signs, p moved towards the target, sums reset."""
+    """Every `interval` steps: r_t from the collected signs, p moved towards the target, sums
+    reset."""
     due = (step % interval) == 0
     rt = state["sign_sum"] / jnp.maximum(state["count"], 1.0)
     p = jnp.maximum(state["p"] + jnp.sign(rt - target) * state["count"] / (kimg * 1000.0), 0.0)

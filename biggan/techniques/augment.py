@@ -1,9 +1,10 @@
-"""Differentiable image augmentations, one module for DiffAugment, ADA and consistency regularisation.
+"""Differentiable image augmentations, one module for DiffAugment, ADA and consistency
+regularisation.
 
 Each operation draws per-sample parameters (`draw`) and applies them (`apply`); both are pure and
-differentiable in the image, so G's gradient flows through an augmented D input. Images are NHWC in the
-model's range [-1, 1]. The operations follow DiffAugment (Zhao et al. 2020, mit-han-lab/data-efficient-gans
-DiffAugment_pytorch.py), written channels-last:
+differentiable in the image, so G's gradient flows through an augmented D input. Images are NHWC in
+the model's range [-1, 1]. The operations follow DiffAugment (Zhao et al. 2020,
+mit-han-lab/data-efficient-gans DiffAugment_pytorch.py), written channels-last:
 
   brightness            x + (u − 0.5), u ~ U[0, 1) per sample
   saturation            (x − m)·2u + m, m the mean over channels
@@ -11,15 +12,16 @@ DiffAugment_pytorch.py), written channels-last:
   translation           out[i, j] = x[i + a, j + b], integers |a| ≤ round(H/8), |b| ≤ round(W/8), zero fill
   cutout                zero a round(H/2) × round(W/2) square centred at a random pixel (clipped at the border)
 
-and the two of consistency regularisation's T (Zhang et al. 2020, as PyTorch-StudioGAN src/utils/cr.py):
+and the two of consistency regularisation's T (Zhang et al. 2020, as PyTorch-StudioGAN
+src/utils/cr.py):
 
   flip                  horizontal flip with probability 1/2
   reflect_translation   as translation with |a| ≤ ⌊H/8⌋, |b| ≤ ⌊W/8⌋ and reflection at the border
 
-A policy is a comma-separated list of groups: "color" (brightness, saturation, contrast in this order),
-"translation", "cutout", "flip", "reflect_translation". `augment(x, rng, ops, p)` applies each operation
-of the policy in order; with `p` (ADA, Karras et al. 2020) each one is applied to each sample with
-probability p, independently.
+A policy is a comma-separated list of groups: "color" (brightness, saturation, contrast in this
+order), "translation", "cutout", "flip", "reflect_translation". `augment(x, rng, ops, p)` applies
+each operation of the policy in order; with `p` (ADA, Karras et al. 2020) each one is applied to
+each sample with probability p, independently.
 """
 
 from __future__ import annotations
@@ -90,7 +92,8 @@ def _per_sample(value, x):
 
 
 def _translate(x, shift_h, shift_w, limits, mode):
-    """out[i, j] = padded x at (i + shift_h, j + shift_w): pad by the limits, then slice each sample."""
+    """out[i, j] = padded x at (i + shift_h, j + shift_w): pad by the limits, then slice each
+    sample."""
     lim_h, lim_w = limits
     padded = jnp.pad(x, ((0, 0), (lim_h, lim_h), (lim_w, lim_w), (0, 0)), mode=mode)
     height, width, channels = x.shape[1:]
@@ -131,7 +134,8 @@ def apply(op: str, x: jax.Array, params: dict[str, jax.Array]) -> jax.Array:
 
 def augment(x: jax.Array, rng: jax.Array, ops: tuple[str, ...], p=None) -> jax.Array:
     """Apply `ops` in order with fresh per-sample parameters; with `p`, each op to each sample with
-    probability p (ADA; p ≥ 1 applies it always, as in stylegan2-ada-pytorch where p is only floored at 0)."""
+    probability p (ADA; p ≥ 1 applies it always, as in stylegan2-ada-pytorch where p is only floored
+    at 0)."""
     n, height, width = x.shape[:3]
     for index, op in enumerate(ops):
         k_params, k_gate = jax.random.split(jax.random.fold_in(rng, index))

@@ -1,9 +1,10 @@
 """The interface a training technique implements to plug into the train step (biggan/train/step.py).
 
-A technique is a class with its config keys and their neutral defaults (`config_keys`, gathered into the
-schema by `biggan.config.base_config`), a config switch (`enabled`), a check of its keys, optional state in
-`TrainState.extras[name]`, and the hooks it uses; the others are inherited no-ops. The step calls the
-hooks of the enabled techniques in the order of `biggan.techniques.registry.REGISTRY`:
+A technique is a class with its config keys and their neutral defaults (`config_keys`, gathered into
+the schema by `biggan.config.base_config`), a config switch (`enabled`), a check of its keys,
+optional state in `TrainState.extras[name]`, and the hooks it uses; the others are inherited no-ops.
+The step calls the hooks of the enabled techniques in the order of
+`biggan.techniques.registry.REGISTRY`:
 
   loss_options()                  keyword arguments of losses.get_loss (target labels)
   d_fakes(fake, y, rng, state)    the fakes of D's micro-batch before D scores them, and the new state
@@ -20,9 +21,9 @@ hooks of the enabled techniques in the order of `biggan.techniques.registry.REGI
   after_d_update(params, state)   D's (G's: after_g_update) new parameters and the new state, after the update
   after_step(state, step)         once per train step after G's update: the new state and metrics to log
 
-Terms are logged under their names. State is a dict of arrays (a pytree with a fixed structure, so it is
-checkpointed with the rest of TrainState). A technique's randomness is `fold_in(micro-batch key, rng_tag)`:
-switching it on leaves the draws of z, y and the other techniques unchanged.
+Terms are logged under their names. State is a dict of arrays (a pytree with a fixed structure, so
+it is checkpointed with the rest of TrainState). A technique's randomness is `fold_in(micro-batch
+key, rng_tag)`: switching it on leaves the draws of z, y and the other techniques unchanged.
 """
 
 from __future__ import annotations
@@ -34,13 +35,14 @@ import ml_collections
 
 
 class DContext(NamedTuple):
-    """What D's loss of one micro-batch has computed, for `d_terms`. Images are in the model's range.
+    """What D's loss of one micro-batch has computed, for `d_terms`. Images are in the model's
+    range.
 
-    `d_fn(x, y)`: D's logits in training mode from the same parameters (a fresh copy: its SN state is
-    dropped), through `d_view` but without the augmentation; `view(x, y)` is that view and
-    `d_viewed_fn(x, y)` D on an already viewed batch. `augment(x, rng)`: the enabled augmentation (identity
-    without one). `g_fn(z, y)`: G's images in training mode, no gradient. `d_real`, `d_fake`: the main pass's
-    logits (augmented inputs when an augmentation is on)."""
+    `d_fn(x, y)`: D's logits in training mode from the same parameters (a fresh copy: its SN state
+    is dropped), through `d_view` but without the augmentation; `view(x, y)` is that view and
+    `d_viewed_fn(x, y)` D on an already viewed batch. `augment(x, rng)`: the enabled augmentation
+    (identity without one). `g_fn(z, y)`: G's images in training mode, no gradient. `d_real`,
+    `d_fake`: the main pass's logits (augmented inputs when an augmentation is on)."""
 
     real: jax.Array
     fake: jax.Array
@@ -59,10 +61,10 @@ class DContext(NamedTuple):
 
 
 class GContext(NamedTuple):
-    """What G's loss of one micro-batch has computed, for `g_terms`. `g_fn(z, y)` is G in training mode
-    from the parameters being differentiated (a fresh copy: its BN statistics are dropped). `real`,
-    `real_labels`: the step's last real micro-batch when a technique `needs_real_in_g` (else None).
-    `d_features_fn(x, y)`: D's pooled features (fresh copy, through `d_view`)."""
+    """What G's loss of one micro-batch has computed, for `g_terms`. `g_fn(z, y)` is G in training
+    mode from the parameters being differentiated (a fresh copy: its BN statistics are dropped).
+    `real`, `real_labels`: the step's last real micro-batch when a technique `needs_real_in_g` (else
+    None). `d_features_fn(x, y)`: D's pooled features (fresh copy, through `d_view`)."""
 
     z: jax.Array
     labels: jax.Array
@@ -79,13 +81,14 @@ class GContext(NamedTuple):
 
 
 class Technique:
-    """Base class: every hook is a no-op. `name` keys its state in TrainState.extras and its metrics."""
+    """Base class: every hook is a no-op. `name` keys its state in TrainState.extras and its
+    metrics."""
 
     name: str = ""
     rng_tag: int | None = None  # folded into the micro-batch key for this technique's randomness
     needs_real_in_g: bool = False  # whether g_terms reads a real batch (GContext.real)
-    # {"section.key": default}: the config keys this technique reads, each defaulting to "off" (the step is
-    # then the paper's); biggan.config.base_config adds them to the schema.
+    # {"section.key": default}: the config keys this technique reads, each defaulting to "off" (the
+    # step is then the paper's); biggan.config.base_config adds them to the schema.
     config_keys: dict[str, Any] = {}
 
     def __init__(self, config: ml_collections.ConfigDict):
@@ -166,7 +169,8 @@ def whole(train: ml_collections.ConfigDict, *keys: str) -> None:
 
 
 def micro_batch_size(t: ml_collections.ConfigDict) -> int:
-    """train.batch_size is the global batch of one update; it is split into num_accumulations micro-batches."""
+    """train.batch_size is the global batch of one update; it is split into num_accumulations
+    micro-batches."""
     if t.batch_size % t.num_accumulations:
         raise ValueError(
             f"train.batch_size={t.batch_size} is not divisible by train.num_accumulations="

@@ -1,17 +1,18 @@
 """Consistency regularisation of D.
 
-CR (Zhang et al. 2020, "Consistency Regularization for Generative Adversarial Networks", eq. 1) and bCR
-(Zhao et al. 2021, "Improved Consistency Regularization for GANs", §3.1): D's loss
+CR (Zhang et al. 2020, "Consistency Regularization for Generative Adversarial Networks", eq. 1) and
+bCR (Zhao et al. 2021, "Improved Consistency Regularization for GANs", §3.1): D's loss
     += λ_real·E[(D(x) − D(T(x)))²] (+ λ_fake·E[(D(G(z)) − D(T(G(z))))²] for bCR)
-with T a random flip and translation (`train.cr_augment`); CR is bCR with λ_fake = 0. [train.cr_real_weight,
-train.cr_fake_weight]
+with T a random flip and translation (`train.cr_augment`); CR is bCR with λ_fake = 0.
+[train.cr_real_weight, train.cr_fake_weight]
 
-zCR (Zhao et al. 2021 §3.2): z' = z + N(0, σ²I); D's loss += λ_dis·E[(D(G(z)) − D(G(z')))²] and G's loss
-−= λ_gen·E[(G(z) − G(z'))²]. [train.zcr_d_weight, train.zcr_g_weight, train.zcr_sigma]
+zCR (Zhao et al. 2021 §3.2): z' = z + N(0, σ²I); D's loss += λ_dis·E[(D(G(z)) − D(G(z')))²] and G's
+loss −= λ_gen·E[(G(z) − G(z'))²]. [train.zcr_d_weight, train.zcr_g_weight, train.zcr_sigma]
 
 The squares are means over the batch (D's logits) and over every pixel (G's images), as in
-PyTorch-StudioGAN src/worker.py (torch.nn.MSELoss), whose weights (10, 10; 5, 0.5, σ = 0.03) they match.
-D(x) and D(G(z)) are the main pass's logits (augmented inputs when DiffAugment or ADA is on, as in StudioGAN).
+PyTorch-StudioGAN src/worker.py (torch.nn.MSELoss), whose weights (10, 10; 5, 0.5, σ = 0.03) they
+match. D(x) and D(G(z)) are the main pass's logits (augmented inputs when DiffAugment or ADA is on,
+as in StudioGAN).
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ class ConsistencyRegularisation(Technique):
     name = "cr"
     rng_tag = 8
     config_keys = {
-        "train.cr_real_weight": 0.0,  # λ·E[(D(x) − D(T(x)))²] on reals (Zhang et al.: 10; 0 = off) ...
+        # λ·E[(D(x) − D(T(x)))²] on reals (Zhang et al.: 10; 0 = off) ...
+        "train.cr_real_weight": 0.0,
         "train.cr_fake_weight": 0.0,  # ... and on fakes (bCR: both 10)
         "train.cr_augment": "flip,reflect_translation",  # T
     }

@@ -1,6 +1,7 @@
-"""DiffAugment (Zhao et al. 2020, "Differentiable Augmentation for Data-Efficient GAN Training"): the same
-random differentiable augmentation T on every image D scores, real and fake, in D's and G's step, so D
-never sees an un-augmented image and G's gradient flows through T (§3 of the paper). [train.diffaug_policy]
+"""DiffAugment (Zhao et al. 2020, "Differentiable Augmentation for Data-Efficient GAN Training"):
+the same random differentiable augmentation T on every image D scores, real and fake, in D's and G's
+step, so D never sees an un-augmented image and G's gradient flows through T (§3 of the paper).
+[train.diffaug_policy]
 """
 
 from __future__ import annotations

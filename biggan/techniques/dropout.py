@@ -1,5 +1,6 @@
-"""Dropout on D's pooled features before its head (paper §4.2: keep probability 0.5…0.95), inverted, in D's
-main pass (the penalties and the other techniques' D passes see no dropout). [model.d_dropout_keep]
+"""Dropout on D's pooled features before its head (paper §4.2: keep probability 0.5…0.95), inverted,
+in D's main pass (the penalties and the other techniques' D passes see no dropout).
+[model.d_dropout_keep]
 """
 
 from __future__ import annotations

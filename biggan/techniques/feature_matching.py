@@ -1,6 +1,6 @@
 """Feature matching (Salimans et al. 2016 §3.1): G's loss += w·‖E f(x) − E f(G(z))‖² over D's pooled
-features f, on the step's last real micro-batch (a constant for G). Both batches go through the enabled
-D-input augmentation, as everything D scores. [train.feature_matching_weight]
+features f, on the step's last real micro-batch (a constant for G). Both batches go through the
+enabled D-input augmentation, as everything D scores. [train.feature_matching_weight]
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
-"""FreezeD (Mo et al. 2020, "Freeze the Discriminator: a Simple Baseline for Fine-Tuning GANs", §3): when
-fine-tuning (train.init_from), D's lower layers keep their pretrained weights and only the upper ones train.
-[train.freeze_d_blocks]
+"""FreezeD (Mo et al. 2020, "Freeze the Discriminator: a Simple Baseline for Fine-Tuning GANs", §3):
+when fine-tuning (train.init_from), D's lower layers keep their pretrained weights and only the
+upper ones train. [train.freeze_d_blocks]
 
-`freeze_d_blocks` = k freezes D's first k residual blocks, the attention that follows any of them, and
-BigGAN-deep's input convolution; the head (class embedding and linear output) always trains. Frozen
-parameters get zero updates (their Adam moments still see their gradients, which stay unused).
+`freeze_d_blocks` = k freezes D's first k residual blocks, the attention that follows any of them,
+and BigGAN-deep's input convolution; the head (class embedding and linear output) always trains.
+Frozen parameters get zero updates (their Adam moments still see their gradients, which stay
+unused).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ def _key(entry):
 
 
 def frozen(path, k: int) -> bool:
-    """Whether the D parameter at `path` (a tree path of D's nnx params) is in its first k blocks."""
+    """Whether the D parameter at `path` (a tree path of D's nnx params) is in its first k
+    blocks."""
     top = _key(path[0])
     if top == "input_conv":
         return k > 0

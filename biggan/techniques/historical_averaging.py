@@ -1,6 +1,6 @@
-"""Historical averaging (Salimans et al. 2016 §3.3): each network's loss += w·‖θ − mean of its past θ‖², the
-mean (a constant; exact, or an EMA with `historical_averaging_decay`) kept in TrainState.extras and updated
-with θ after each update. [train.historical_averaging_weight]
+"""Historical averaging (Salimans et al. 2016 §3.3): each network's loss += w·‖θ − mean of its past
+θ‖², the mean (a constant; exact, or an EMA with `historical_averaging_decay`) kept in
+TrainState.extras and updated with θ after each update. [train.historical_averaging_weight]
 
 Two techniques, one per network, so that each has one state entry (`historical_average_d`, `_g`).
 """

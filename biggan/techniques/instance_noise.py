@@ -1,5 +1,6 @@
-"""Instance noise (Sønderby et al. 2016): N(0, σ²I) added to every image D's main pass scores, real and fake,
-σ annealed linearly to 0 over `instance_noise_anneal_steps` when that is set. [train.instance_noise_sigma]
+"""Instance noise (Sønderby et al. 2016): N(0, σ²I) added to every image D's main pass scores, real
+and fake, σ annealed linearly to 0 over `instance_noise_anneal_steps` when that is set.
+[train.instance_noise_sigma]
 """
 
 from __future__ import annotations

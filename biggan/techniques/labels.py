@@ -1,4 +1,5 @@
-"""D's target labels (Salimans et al. 2016 §3.4; ganhacks), as options of the loss (biggan/gan/losses.py).
+"""D's target labels (Salimans et al. 2016 §3.4; ganhacks), as options of the loss
+(biggan/gan/losses.py).
 
   one-sided label smoothing   the real target 1 − s [train.label_smoothing]
   noisy labels                each target flipped with probability p [train.label_noise]
@@ -35,8 +36,10 @@ class NoisyLabels(Technique):
     name = "noisy_labels"
     rng_tag = 4  # the key of D's loss, which draws the flips and the soft targets
     config_keys = {
-        "train.label_noise": 0.0,  # probability of flipping each of D's real/fake targets (losses with targets)
-        # targets real ~ U[0.7, 1.2], fake ~ U[0, 0.3] (Salimans et al. 2016 / ganhacks; losses with targets)
+        # probability of flipping each of D's real/fake targets (losses with targets)
+        "train.label_noise": 0.0,
+        # targets real ~ U[0.7, 1.2], fake ~ U[0, 0.3] (Salimans et al. 2016 / ganhacks; losses with
+        # targets)
         "train.soft_labels": False,
     }
 

@@ -1,13 +1,13 @@
-"""LeCam regularisation (Tseng et al. 2021, "Regularizing Generative Adversarial Networks under Limited
-Data", eq. 3; google/lecam-gan biggan_cifar/losses.py). [train.lecam_weight]
+"""LeCam regularisation (Tseng et al. 2021, "Regularizing Generative Adversarial Networks under
+Limited Data", eq. 3; google/lecam-gan biggan_cifar/losses.py). [train.lecam_weight]
 
     R = E[relu(D(x) − α_F)²] + E[relu(α_R − D(G(z)))²],   D's loss += λ·R
 
-α_R and α_F are exponential moving averages (decay `lecam_decay`) of D's mean output on real and on fake
-images, updated with each micro-batch's means before R is computed (as the authors' code does); they are
-constants for the gradient. Before `lecam_start` steps the averages follow the current means exactly and R
-is off (the authors' BigGAN-CIFAR code: ema_losses(start_itr=1000)); the first update always starts the
-averages at the current means.
+α_R and α_F are exponential moving averages (decay `lecam_decay`) of D's mean output on real and on
+fake images, updated with each micro-batch's means before R is computed (as the authors' code does);
+they are constants for the gradient. Before `lecam_start` steps the averages follow the current
+means exactly and R is off (the authors' BigGAN-CIFAR code: ema_losses(start_itr=1000)); the first
+update always starts the averages at the current means.
 """
 
 from __future__ import annotations

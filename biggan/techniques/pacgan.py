@@ -1,7 +1,8 @@
 """PacGAN (Lin et al. 2018): D scores packs of `pacgan_pack` consecutive samples stacked on channels
 (pack_samples; D's input has pack·3 channels). A projection D needs one class per pack, and the
-samples of a pack have their own classes: we project with the FIRST sample's label (our choice; the paper's D
-is unconditional). Packs never mix real and fake: the micro-batch is a multiple of the pack. [train.pacgan_pack]
+samples of a pack have their own classes: we project with the FIRST sample's label (our choice; the
+paper's D is unconditional). Packs never mix real and fake: the micro-batch is a multiple of the
+pack. [train.pacgan_pack]
 """
 
 from __future__ import annotations

@@ -5,10 +5,10 @@
   WGAN-GP (Gulrajani et al. 2017)          on real/fake interpolates, scored under the real label [train.gp_weight]
 
 D is a fresh copy from the same parameters and state (its SN power iteration gives the main pass's
-normalised weights; its state is dropped). Under PacGAN the penalised input is the pack. With minibatch
-discrimination D's output for one sample depends on the others of its batch, so ∇_x Σ D holds those cross
-terms too. With a D-input augmentation D scores T(x) and the gradient is taken w.r.t. x (as
-stylegan2-ada-pytorch's R1).
+normalised weights; its state is dropped). Under PacGAN the penalised input is the pack. With
+minibatch discrimination D's output for one sample depends on the others of its batch, so ∇_x Σ D
+holds those cross terms too. With a D-input augmentation D scores T(x) and the gradient is taken
+w.r.t. x (as stylegan2-ada-pytorch's R1).
 """
 
 from __future__ import annotations
@@ -48,8 +48,8 @@ def r1_penalty(
     d_fn: Callable[[jax.Array], jax.Array], x_real: jax.Array, gamma: float
 ) -> jax.Array:
     """R1 zero-centred gradient penalty γ/2 · E_x ‖∇_x D(x)‖² on real data (Mescheder et al. 2018;
-    the paper (§4.2) sweeps γ 1e-3…10). `d_fn(x) -> (B,)` closes over D's params and labels; differentiate the
-    result w.r.t. D's params (double backprop works under jax.grad)."""
+    the paper (§4.2) sweeps γ 1e-3…10). `d_fn(x) -> (B,)` closes over D's params and labels;
+    differentiate the result w.r.t. D's params (double backprop works under jax.grad)."""
     return 0.5 * gamma * jnp.mean(_sq_norms(_per_sample_input_grads(d_fn, x_real)))
 
 

@@ -1,5 +1,5 @@
-"""The techniques on the interface of base.py, in the order the train step calls their hooks (within a
-hook, registry order: e.g. D's loss adds R1, DRAGAN, WGAN-GP, LeCam, CR, zCR in this order; G's
+"""The techniques on the interface of base.py, in the order the train step calls their hooks (within
+a hook, registry order: e.g. D's loss adds R1, DRAGAN, WGAN-GP, LeCam, CR, zCR in this order; G's
 feature matching, then zCR)."""
 
 from __future__ import annotations
@@ -47,8 +47,8 @@ REGISTRY = (
 
 
 def config_keys() -> dict[str, object]:
-    """{"section.key": default} of every technique's keys, in registry order. Two techniques may share a
-    key (historical averaging of D and of G) only with one default."""
+    """{"section.key": default} of every technique's keys, in registry order. Two techniques may
+    share a key (historical averaging of D and of G) only with one default."""
     keys = {}
     for cls in REGISTRY:
         for key, default in cls.config_keys.items():

@@ -1,6 +1,6 @@
-"""Experience replay (Pfau & Vinyals 2016; ganhacks): the first round(replay_fraction·B) fakes of each D
-micro-batch are past fakes (with their labels) drawn from a ring buffer while it holds any; the micro-batch's
-fresh fakes join the buffer. [train.replay_capacity, train.replay_fraction]
+"""Experience replay (Pfau & Vinyals 2016; ganhacks): the first round(replay_fraction·B) fakes of
+each D micro-batch are past fakes (with their labels) drawn from a ring buffer while it holds any;
+the micro-batch's fresh fakes join the buffer. [train.replay_capacity, train.replay_fraction]
 """
 
 from __future__ import annotations

@@ -128,7 +128,8 @@ def sigma0_clamp(
 class Sigma0Regulariser(Technique):
     name = "sigma0_reg"
     config_keys = {
-        "train.sigma0_reg_strength": 0.0,  # regularise G's σ0 towards sigma0_target or sigma0_ratio·sg(σ1)
+        # regularise G's σ0 towards sigma0_target or sigma0_ratio·sg(σ1)
+        "train.sigma0_reg_strength": 0.0,
         "train.sigma0_target": 0.0,  # 0: use sigma0_ratio
         "train.sigma0_ratio": 0.0,
     }

@@ -1,17 +1,17 @@
 """Training-collapse monitor (paper §4 and appendix G).
 
-The paper sees a collapse as a sharp jump of G's top singular values σ0 together with D's loss dropping
-towards zero and G's loss spiking. It gives no numeric rule, so ours is (documented, configurable in
-`config.log.collapse_*`; off while collapse_window = 0):
+The paper sees a collapse as a sharp jump of G's top singular values σ0 together with D's loss
+dropping towards zero and G's loss spiking. It gives no numeric rule, so ours is (documented,
+configurable in `config.log.collapse_*`; off while collapse_window = 0):
 
     at a log point s, with W = the previous `window` log points (all of them must exist),
     flag if   σ0max(s) > sigma_jump × median_W(σ0max)                       (σ0 jump)
     or if     d_loss(s) < d_loss_floor  and  g_loss(s) > median_W(g_loss) + g_loss_jump   (D wins, G spikes)
 
-σ0max = the largest top singular value over G's weight matrices (raw parameters, the same matrices as
-ortho reg). A median over a trailing window ignores one-off noisy points in the history; the absolute
-G-loss jump works for losses of either sign (hinge G loss is −E D(G(z))). `force_step` flags at a given
-step (tests of the rollback path only).
+σ0max = the largest top singular value over G's weight matrices (raw parameters, the same matrices
+as ortho reg). A median over a trailing window ignores one-off noisy points in the history; the
+absolute G-loss jump works for losses of either sign (hinge G loss is −E D(G(z))). `force_step`
+flags at a given step (tests of the rollback path only).
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ class CollapseEvent:
 
 
 class CollapseMonitor:
-    """Feed `update(step, sigma0_max, d_loss, g_loss)` at every log point; it returns a CollapseEvent
-    (and stops to watch until `reset()`) or None."""
+    """Feed `update(step, sigma0_max, d_loss, g_loss)` at every log point; it returns a
+    CollapseEvent (and stops to watch until `reset()`) or None."""
 
     def __init__(
         self,
@@ -102,7 +102,8 @@ class CollapseMonitor:
 
 
 def make_sigma0_max_fn(leaf_filter):
-    """jit-ed `g_params -> max σ0 over G's accepted weight matrices` (exact, via the smaller Gram matrix)."""
+    """jit-ed `g_params -> max σ0 over G's accepted weight matrices` (exact, via the smaller Gram
+    matrix)."""
 
     @jax.jit
     def sigma0_max(g_params):
@@ -164,7 +165,8 @@ def read_rollbacks(workdir: str) -> list[dict]:
 
 
 def reapply_rollbacks(config, workdir: str) -> int:
-    """On resume, apply the overrides of earlier rollbacks in this workdir again; returns how many."""
+    """On resume, apply the overrides of earlier rollbacks in this workdir again; returns how
+    many."""
     rollbacks = read_rollbacks(workdir)
     for r in rollbacks:
         apply_overrides(config, r["overrides"])

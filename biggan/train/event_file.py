@@ -1,13 +1,15 @@
 """TensorBoard scalar event files, written without TensorFlow, tensorboardX or torch.
 
-The format is TensorFlow's event file: a TFRecord file (each record: the payload's length as a little-endian
-uint64, the masked CRC-32C of those 8 bytes, the payload, its masked CRC-32C) of `Event` protos
-(tensorflow/core/util/event.proto). The first event carries file_version "brain.Event:2"; each scalar is one
-event with wall_time, step and summary.value[0] = {tag, simple_value}. These are exactly the bytes
-tensorboardX's `SummaryWriter.add_scalar` writes (tests/train/test_event_file.py compares them).
+The format is TensorFlow's event file: a TFRecord file (each record: the payload's length as a
+little-endian uint64, the masked CRC-32C of those 8 bytes, the payload, its masked CRC-32C) of
+`Event` protos (tensorflow/core/util/event.proto). The first event carries file_version
+"brain.Event:2"; each scalar is one event with wall_time, step and summary.value[0] = {tag,
+simple_value}. These are exactly the bytes tensorboardX's `SummaryWriter.add_scalar` writes
+(tests/train/test_event_file.py compares them).
 
-Why not tensorboardX's writer (BUILD_NOTES.md, Dependencies): importing tensorboardX imports torch whenever torch
-is installed, a cost every training process would pay, and the trainer writes only scalars.
+Why not tensorboardX's writer (BUILD_NOTES.md, Dependencies): importing tensorboardX imports torch
+whenever torch is installed, a cost every training process would pay, and the trainer writes only
+scalars.
 """
 
 from __future__ import annotations
@@ -44,7 +46,8 @@ def crc32c(data: bytes) -> int:
 
 
 def masked_crc32c(data: bytes) -> int:
-    """TFRecord's masked CRC (tensorflow/core/lib/hash/crc32c.h: rotate right by 15, add a constant)."""
+    """TFRecord's masked CRC (tensorflow/core/lib/hash/crc32c.h: rotate right by 15, add a
+    constant)."""
     crc = crc32c(data)
     return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
@@ -87,8 +90,8 @@ def event_bytes(
     value: float | None = None,
 ) -> bytes:
     """A serialized Event: wall_time (field 1, double), step (2, int64), file_version (3, string) or
-    summary (5) with one Summary.Value (1) of tag (1, string) and simple_value (2, float). proto3 leaves
-    zero wall_time/step out; simple_value sits in a oneof, so it is written even when 0."""
+    summary (5) with one Summary.Value (1) of tag (1, string) and simple_value (2, float). proto3
+    leaves zero wall_time/step out; simple_value sits in a oneof, so it is written even when 0."""
     out = b""
     if wall_time:
         out += _field(1, 1, struct.pack("<d", wall_time))
@@ -106,8 +109,9 @@ def event_bytes(
 
 
 class ScalarEventWriter:
-    """`logdir/events.out.tfevents.<unix time>.<hostname>`, TensorBoard's naming; `add_scalar` buffers, `flush`
-    writes (and does nothing once closed, as tensorboardX's: a gs:// run uploads its files after closing)."""
+    """`logdir/events.out.tfevents.<unix time>.<hostname>`, TensorBoard's naming; `add_scalar`
+    buffers, `flush` writes (and does nothing once closed, as tensorboardX's: a gs:// run uploads
+    its files after closing)."""
 
     def __init__(self, logdir: str):
         os.makedirs(logdir, exist_ok=True)

@@ -1,16 +1,17 @@
-"""Fine-tuning: the initial TrainState of a run that starts from trained weights (`train.init_from`).
+"""Fine-tuning: the initial TrainState of a run that starts from trained weights
+(`train.init_from`).
 
 `init_from` names either
   - a training workdir (config.json + checkpoints/): G, D, their SN/BN state and the EMA from its latest
     checkpoint, or
   - an exported generator (train.py's export, or released weights converted by `python -m biggan.convert`):
     G's weights and SN/BN state; the EMA starts equal to G, D starts from its initialisation.
-The optimisers, the step counter and the technique states start afresh: fine-tuning is a new run (Mo et al.
-2020 fine-tune with fresh Adam states). The model must be the source's (every model key but num_classes);
-with another class count the class tables (G's shared or per-layer class embeddings, D's projection
-embedding) start from their initialisation and everything else is loaded, as when fine-tuning an ImageNet
-model on a dataset of other classes. Used only when the workdir has no checkpoint: a resumed run continues
-from its own.
+The optimisers, the step counter and the technique states start afresh: fine-tuning is a new run (Mo
+et al. 2020 fine-tune with fresh Adam states). The model must be the source's (every model key but
+num_classes); with another class count the class tables (G's shared or per-layer class embeddings,
+D's projection embedding) start from their initialisation and everything else is loaded, as when
+fine-tuning an ImageNet model on a dataset of other classes. Used only when the workdir has no
+checkpoint: a resumed run continues from its own.
 """
 
 from __future__ import annotations
@@ -34,12 +35,13 @@ log = logging.getLogger(__name__)
 
 
 class InitFromError(ValueError):
-    """train.init_from names nothing usable, or another model: train.py prints it as one line, exit 2."""
+    """train.init_from names nothing usable, or another model: train.py prints it as one line, exit
+    2."""
 
 
 def _load_into(target_tree, source_tree, what: str, source_path: str, reinitialised: list):
-    """`target_tree` (an nnx State) with every leaf of `source_tree` whose path and shape it shares; a
-    class table of another shape keeps the target's initial values (listed in `reinitialised`)."""
+    """`target_tree` (an nnx State) with every leaf of `source_tree` whose path and shape it shares;
+    a class table of another shape keeps the target's initial values (listed in `reinitialised`)."""
     target = traverse_util.flatten_dict(nnx.to_pure_dict(target_tree))
     source = traverse_util.flatten_dict(nnx.to_pure_dict(source_tree))
     if set(target) != set(source):
@@ -83,7 +85,8 @@ def _source_config(source: str) -> tuple[str, ml_collections.ConfigDict]:
 
 
 def initial_state(config: ml_collections.ConfigDict, rng) -> train_state.TrainState:
-    """The TrainState a run of `config` starts from: `train_state.init_state`'s, with the weights of train.init_from."""
+    """The TrainState a run of `config` starts from: `train_state.init_state`'s, with the weights of
+    train.init_from."""
     _, state = train_state.init_state(config, rng)
     source = storage.resolve(config.train.init_from)
     kind, source_config = _source_config(source)
@@ -134,8 +137,8 @@ def initial_state(config: ml_collections.ConfigDict, rng) -> train_state.TrainSt
                 getattr(state, name), getattr(loaded, name), what, source, reinitialised
             )
         state = state.replace(**parts)
-    # init_state's optimiser states are zeros of the parameters' shapes, as fresh ones; the technique states
-    # that start at the parameters (historical averages) start at the loaded ones.
+    # init_state's optimiser states are zeros of the parameters' shapes, as fresh ones; the
+    # technique states that start at the parameters (historical averages) start at the loaded ones.
     state = state.replace(
         extras=train_state.technique_state(registry.enabled(config), state.g_params, state.d_params)
     )

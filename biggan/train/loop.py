@@ -1,7 +1,8 @@
 """The training loop: data-parallel, checkpointed, resumable, monitored (train.py calls `train`).
 
-Flat on purpose (big_vision style): build → restore → loop {step, guard, log, σ, samples, eval, save}.
-Only process 0 writes logs, metrics and sample grids; every process takes part in checkpoints.
+Flat on purpose (big_vision style): build → restore → loop {step, guard, log, σ, samples, eval,
+save}. Only process 0 writes logs, metrics and sample grids; every process takes part in
+checkpoints.
 """
 
 from __future__ import annotations
@@ -47,10 +48,11 @@ class NonFiniteError(RuntimeError):
 class MetricWriter:
     """metrics.jsonl + TensorBoard events, process 0 only.
 
-    A local workdir's metrics.jsonl is appended to. Object storage has no append (an append through gcsfs
-    overwrites), so for a gs:// workdir both files live in a local staging directory, metrics.jsonl starting
-    from the workdir's existing lines (a resumed run keeps its history), and are uploaded whole after each
-    write. A failed upload is logged and retried at the next write: nothing logged is lost.
+    A local workdir's metrics.jsonl is appended to. Object storage has no append (an append through
+    gcsfs overwrites), so for a gs:// workdir both files live in a local staging directory,
+    metrics.jsonl starting from the workdir's existing lines (a resumed run keeps its history), and
+    are uploaded whole after each write. A failed upload is logged and retried at the next write:
+    nothing logged is lost.
     """
 
     def __init__(self, workdir):
@@ -127,8 +129,9 @@ def _fixed_grid_inputs(config, seed):
 def _make_grid_fn(mdl):
     @jax.jit
     def grid_fn(ema_params, g_state, z, y):
-        # Training-mode BN over the grid batch (fixed z, y): cheap and independent of the running stats
-        # of the non-averaged G; the evaluation path uses standing statistics instead (paper appendix C.1).
+        # Training-mode BN over the grid batch (fixed z, y): cheap and independent of the running
+        # stats of the non-averaged G; the evaluation path uses standing statistics instead (paper
+        # appendix C.1).
         return nnx.merge(mdl.g_graphdef, ema_params, g_state, copy=True)(z, y, train=True)
 
     return grid_fn
@@ -150,7 +153,8 @@ def _make_sv_fn():
 
 
 def check_workdir_config(workdir: str, config: ml_collections.ConfigDict):
-    """Refuse to resume a workdir written by a different architecture; record the config otherwise."""
+    """Refuse to resume a workdir written by a different architecture; record the config
+    otherwise."""
     if storage.exists(os.path.join(workdir, "config.json")):
         old = cfg.read_config(workdir)
         diff = checkpoints.model_differences(old.model, config.model)
@@ -231,7 +235,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
         state = sharding.replicate(
             train_state.with_technique_state(registry.enabled(config), state), mesh
         )
-        # Every process's position is saved; another process layout is mapped (biggan/runtime/distributed.py).
+        # Every process's position is saved; another process layout is mapped
+        # (biggan/runtime/distributed.py).
         if data_state:
             pipeline.set_state(
                 distributed.local_data_state(data_state, jax.process_index(), jax.process_count())
@@ -256,7 +261,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
     sigma0_fn = collapse.make_sigma0_max_fn(regularisers.ortho_filter) if monitor else None
 
     def check_finite(step, host_metrics=None):
-        """Raise if any step so far had a non-finite loss or parameter (a host read: log/save/eval steps)."""
+        """Raise if any step so far had a non-finite loss or parameter (a host read: log/save/eval
+        steps)."""
         bad, host_metrics = jax.device_get((first_nonfinite, host_metrics))
         if int(bad) >= 0:
             shown = {k: float(v) for k, v in (host_metrics or {}).items() if k != "all_finite"}
@@ -285,14 +291,16 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
     try:
         while step < t.num_steps:
             # No device->host read on a plain step: the batch comes from the prefetch thread and the
-            # non-finite guard stays on the device (`first_nonfinite`) until a log/save/eval step reads it.
+            # non-finite guard stays on the device (`first_nonfinite`) until a log/save/eval step
+            # reads it.
             args = (state, first_nonfinite, next(batches), jax.random.fold_in(base_key, step))
             if compiled_step is None:  # compiled ahead of the first call, to report its time
                 tic_compile = time.perf_counter()
                 compiled_step = step_fn.lower(*args).compile()
                 compile_seconds = time.perf_counter() - tic_compile
                 log.info("train step compiled in %.1f s", compile_seconds)
-                # All processes start the step together (its collectives' set-up tolerates little skew).
+                # All processes start the step together (its collectives' set-up tolerates little
+                # skew).
                 distributed.wait_for_all_processes(
                     f"biggan.train.loop.step_compiled:{step}:{num_rollbacks}"
                 )
@@ -304,14 +312,14 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
             if jax.process_count() == 1:
                 stopping = bool(stop["signal"])
             elif step % lg.preemption_check_every == 0 or step % lg.checkpoint_every == 0:
-                # A signal reaches the hosts at different steps; they agree every few steps (a collective
-                # at the same step on all), so all save the same step together.
+                # A signal reaches the hosts at different steps; they agree every few steps (a
+                # collective at the same step on all), so all save the same step together.
                 stopping = distributed.any_process(bool(stop["signal"]))
             evaluate_now = evaluator is not None and (
                 step % lg.eval_every == 0 or step == t.num_steps
             )
-            # With log.best_metric, every evaluated step is saved too, so the best-by-metric policy sees
-            # every evaluation (the latest log.keep_checkpoints plus the best one are kept).
+            # With log.best_metric, every evaluated step is saved too, so the best-by-metric policy
+            # sees every evaluation (the latest log.keep_checkpoints plus the best one are kept).
             save_now = (
                 step % lg.checkpoint_every == 0
                 or step == t.num_steps
@@ -408,8 +416,9 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
 
 
 def _jit_step(config, mdl, mesh):
-    """The jitted train step plus the on-device non-finite guard: `first_nonfinite` keeps the first step
-    whose loss or parameters were non-finite (-1: none), so the host need not read every step's flag."""
+    """The jitted train step plus the on-device non-finite guard: `first_nonfinite` keeps the first
+    step whose loss or parameters were non-finite (-1: none), so the host need not read every step's
+    flag."""
     step_fn = ts.make_train_step(config, mdl, mesh)
 
     def guarded_step(state, first_nonfinite, batch, rng):
@@ -425,11 +434,12 @@ def _jit_step(config, mdl, mesh):
 
 def _rollback(config, workdir, ckpt, mesh, batches, event, num_rollbacks):
     """Return to the checkpoint ≥ train.rollback_steps before a flagged collapse and apply
-    train.rollback_overrides to `config` in place (biggan/train/collapse.py). Newer checkpoints are deleted:
-    they hold the collapsing run, and the retried run saves the same step numbers again. The best
-    checkpoint by log.best_metric, if among them, is kept as an exported EMA generator in
-    WORKDIR/best_before_rollback/step_N (sample.py and biggan.evaluate read it with --checkpoint). The
-    overrides are written to config.json, what sample.py and biggan.evaluate rebuild the run from."""
+    train.rollback_overrides to `config` in place (biggan/train/collapse.py). Newer checkpoints are
+    deleted: they hold the collapsing run, and the retried run saves the same step numbers again.
+    The best checkpoint by log.best_metric, if among them, is kept as an exported EMA generator in
+    WORKDIR/best_before_rollback/step_N (sample.py and biggan.evaluate read it with --checkpoint).
+    The overrides are written to config.json, what sample.py and biggan.evaluate rebuild the run
+    from."""
     t = config.train
     if num_rollbacks > t.rollback_max:
         raise collapse.CollapseError(

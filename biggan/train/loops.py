@@ -1,5 +1,5 @@
-"""The step's loops: D steps and micro-batches as `lax.scan` on TPU/GPU or unrolled in Python on CPU, the
-gradient accumulation over micro-batches, and the unrolled-D loop (Metz et al. 2017)."""
+"""The step's loops: D steps and micro-batches as `lax.scan` on TPU/GPU or unrolled in Python on
+CPU, the gradient accumulation over micro-batches, and the unrolled-D loop (Metz et al. 2017)."""
 
 from __future__ import annotations
 
@@ -10,16 +10,19 @@ import jax.numpy as jnp
 
 
 def loops_unrolled(unroll=None) -> bool:
-    """Whether the step's loops run as Python loops: `unroll`, or by default on CPU (scan_or_unroll)."""
+    """Whether the step's loops run as Python loops: `unroll`, or by default on CPU
+    (scan_or_unroll)."""
     return jax.default_backend() == "cpu" if unroll is None else bool(unroll)
 
 
 def scan_or_unroll(body, init, xs, unroll=None):
-    """`lax.scan(body, init, xs)`, or the same loop unrolled in Python when `unroll` (default: on CPU).
+    """`lax.scan(body, init, xs)`, or the same loop unrolled in Python when `unroll` (default: on
+    CPU).
 
-    XLA:CPU runs convolutions inside a while-loop body ~40× slower than outside (jax 0.10.2, measured:
-    the same D-block gradient twice took 5.1 s in lax.scan and 0.13 s unrolled; BUILD_NOTES). On TPU/GPU
-    scan keeps compile time flat in the number of D steps and accumulations, so it stays the default there.
+    XLA:CPU runs convolutions inside a while-loop body ~40× slower than outside (jax 0.10.2,
+    measured: the same D-block gradient twice took 5.1 s in lax.scan and 0.13 s unrolled;
+    BUILD_NOTES). On TPU/GPU scan keeps compile time flat in the number of D steps and
+    accumulations, so it stays the default there.
     """
     if not loops_unrolled(unroll):
         return jax.lax.scan(body, init, xs)
@@ -33,7 +36,8 @@ def scan_or_unroll(body, init, xs, unroll=None):
 
 
 def accumulate_gradients(loss_fn, params, states, micro_batches, unroll=None):
-    """Mean loss, gradient and aux over micro-batches (leading axis of `micro_batches`), in `scan_or_unroll`.
+    """Mean loss, gradient and aux over micro-batches (leading axis of `micro_batches`), in
+    `scan_or_unroll`.
 
     `loss_fn(params, states, micro_batch) -> (loss, (aux, new_states))`; the states (SN vectors, BN
     statistics, the technique states D's micro-batches change) are threaded through them in order.
@@ -53,10 +57,10 @@ def accumulate_gradients(loss_fn, params, states, micro_batches, unroll=None):
 
     first = jax.tree.map(lambda a: a[0], micro_batches)
     if loops_unrolled(unroll):
-        # The first micro-batch's results start the sums (0 + x = x: the same sums as from zeros), so each
-        # micro-batch's loss is traced once; the zeros of the scan below need the aux structure, which
-        # jax.eval_shape gets by tracing the loss and its gradient once more (about half of the
-        # BigGAN-deep smoke step's trace, bench/startup.py).
+        # The first micro-batch's results start the sums (0 + x = x: the same sums as from zeros),
+        # so each micro-batch's loss is traced once; the zeros of the scan below need the aux
+        # structure, which jax.eval_shape gets by tracing the loss and its gradient once more (about
+        # half of the BigGAN-deep smoke step's trace, bench/startup.py).
         (loss, (aux, states)), grads = grad_fn(params, states, first)
         acc = (grads, states, loss, aux)
         if n > 1:

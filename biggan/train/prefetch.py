@@ -1,10 +1,10 @@
 """Global batches built ahead on a background thread: while the devices run step k, the host stacks
 step k+1's local batches and places them on the mesh (`jax.make_array_from_process_local_data`).
 
-The input position saved in checkpoints is that of the batches the model consumed (`consumed_state`),
-not of the ones waiting in the queue: `close()` rewinds the pipeline to it, so a resume (or a rollback)
-replays exactly the batches an uninterrupted run would have seen. An exception in the producer is raised
-in the consumer's `next()` with its own type and message.
+The input position saved in checkpoints is that of the batches the model consumed
+(`consumed_state`), not of the ones waiting in the queue: `close()` rewinds the pipeline to it, so a
+resume (or a rollback) replays exactly the batches an uninterrupted run would have seen. An
+exception in the producer is raised in the consumer's `next()` with its own type and message.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ class GlobalBatchPrefetcher:
     """Iterator of global batches {'image', 'label'} with lead dims `lead_shape` (num_d_steps,
     num_accumulations), each made of prod(lead_shape) consecutive local batches of `pipeline`.
 
-    depth: global batches prepared ahead (bounded queue); 0 builds each batch when asked (no thread).
+    depth: global batches prepared ahead (bounded queue); 0 builds each batch when asked (no
+    thread).
     """
 
     def __init__(self, pipeline, lead_shape: tuple[int, ...], sharding, *, depth: int = 2):
@@ -63,7 +64,8 @@ class GlobalBatchPrefetcher:
         return batch
 
     def close(self) -> None:
-        """Stop the producer and rewind the pipeline to the consumed position (a later `next()` restarts)."""
+        """Stop the producer and rewind the pipeline to the consumed position (a later `next()`
+        restarts)."""
         if self._background is not None:
             self._background.close()
             self._background = None

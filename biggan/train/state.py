@@ -1,5 +1,6 @@
-"""The training state: what a step reads and writes (`TrainState`), the models' structure (`Models`), the
-optimisers, and the initial and abstract states that training starts, resumes and fine-tunes from."""
+"""The training state: what a step reads and writes (`TrainState`), the models' structure
+(`Models`), the optimisers, and the initial and abstract states that training starts, resumes and
+fine-tunes from."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ from biggan.techniques import historical_averaging, pacgan, registry, replay
 
 @flax.struct.dataclass
 class TrainState:
-    """Everything a step reads and writes. `*_state` holds SN vectors and BN statistics (not trained)."""
+    """Everything a step reads and writes. `*_state` holds SN vectors and BN statistics (not
+    trained)."""
 
     step: jax.Array
     g_params: Any
@@ -29,9 +31,9 @@ class TrainState:
     ema_params: Any
     g_opt: Any
     d_opt: Any
-    # State of the switched-on techniques that have one, keyed by technique name (e.g. HIST_D, HIST_G,
-    # REPLAY); empty — no leaves, so the default config's state, trees and checkpoints are unchanged — when
-    # they are off.
+    # State of the switched-on techniques that have one, keyed by technique name (e.g. HIST_D,
+    # HIST_G, REPLAY); empty — no leaves, so the default config's state, trees and checkpoints are
+    # unchanged — when they are off.
     extras: dict = flax.struct.field(default_factory=dict)
 
 
@@ -45,21 +47,24 @@ REPLAY = replay.ExperienceReplay.name
 
 @flax.struct.dataclass
 class Models:
-    """Static structure of G and D (nnx graph definitions), shared by init, the step and sampling."""
+    """Static structure of G and D (nnx graph definitions), shared by init, the step and
+    sampling."""
 
     g_graphdef: Any = flax.struct.field(pytree_node=False)
     d_graphdef: Any = flax.struct.field(pytree_node=False)
 
 
 def make_optimizers(t: ml_collections.ConfigDict):
-    # Adam with β1 = 0, β2 = 0.999 (paper appendix C); separate learning rates (TTUR in the paper's sense).
+    # Adam with β1 = 0, β2 = 0.999 (paper appendix C); separate learning rates (TTUR in the paper's
+    # sense).
     g_tx = optax.adam(t.lr_g, b1=t.beta1_g, b2=t.beta2, eps=t.adam_eps)
     d_tx = optax.adam(t.lr_d, b1=t.beta1_d, b2=t.beta2, eps=t.adam_eps)
     return g_tx, d_tx
 
 
 def init_state(config: ml_collections.ConfigDict, rng) -> tuple[Models, TrainState]:
-    """Build G and D from `config.model` and return their graph definitions and the initial state."""
+    """Build G and D from `config.model` and return their graph definitions and the initial
+    state."""
     t = config.train
     g_key, d_key = jax.random.split(rng)
     G = models.make_generator(config.model, nnx.Rngs(g_key))
@@ -70,7 +75,8 @@ def init_state(config: ml_collections.ConfigDict, rng) -> tuple[Models, TrainSta
     d_graphdef, d_params, d_state = nnx.split(D, nnx.Param, ...)
     g_tx, d_tx = make_optimizers(t)
     extras = technique_state(registry.enabled(config), g_params, d_params)
-    # The EMA copy and the optimiser states as one program each, not one per parameter shape (as eager calls).
+    # The EMA copy and the optimiser states as one program each, not one per parameter shape (as
+    # eager calls).
     state = TrainState(
         step=jnp.zeros((), jnp.int32),
         g_params=g_params,
@@ -86,9 +92,9 @@ def init_state(config: ml_collections.ConfigDict, rng) -> tuple[Models, TrainSta
 
 
 def technique_state(techniques, g_params, d_params, extras=None) -> dict:
-    """TrainState.extras for the switched-on techniques (`registry.enabled(config)`) that have state: the
-    entries of `extras` are kept, missing ones start now (e.g. historical averages at the given params, an
-    empty replay buffer)."""
+    """TrainState.extras for the switched-on techniques (`registry.enabled(config)`) that have
+    state: the entries of `extras` are kept, missing ones start now (e.g. historical averages at the
+    given params, an empty replay buffer)."""
     extras = dict(extras or {})
     for technique in techniques:
         if technique.uses("init_state") and technique.name not in extras:
@@ -97,16 +103,17 @@ def technique_state(techniques, g_params, d_params, extras=None) -> dict:
 
 
 def with_technique_state(techniques, state: TrainState) -> TrainState:
-    """`state` with the extras of every switched-on technique: one restored from a checkpoint written while a
-    technique was off (then switched on by a rollback override) starts them now. Decided from the dict's keys,
-    so inside the step at trace time; the trainer calls it after a restore too, so that the step it compiles
-    keeps one state structure."""
+    """`state` with the extras of every switched-on technique: one restored from a checkpoint
+    written while a technique was off (then switched on by a rollback override) starts them now.
+    Decided from the dict's keys, so inside the step at trace time; the trainer calls it after a
+    restore too, so that the step it compiles keeps one state structure."""
     extras = technique_state(techniques, state.g_params, state.d_params, state.extras)
     return state if extras.keys() == state.extras.keys() else state.replace(extras=extras)
 
 
 def merge(graphdef, params, state):
-    """An nnx module from its graph definition, params and state (fresh Variables, safe inside a trace)."""
+    """An nnx module from its graph definition, params and state (fresh Variables, safe inside a
+    trace)."""
     return nnx.merge(graphdef, params, state, copy=True)
 
 
@@ -116,8 +123,9 @@ def split(module):
 
 
 def abstract_models_and_state(config, mesh):
-    """(Models, ShapeDtypeStructs of the TrainState with replicated shardings): what a checkpoint is restored
-    into without allocating, and the graph definitions to merge it with, from one abstract trace of the init."""
+    """(Models, ShapeDtypeStructs of the TrainState with replicated shardings): what a checkpoint is
+    restored into without allocating, and the graph definitions to merge it with, from one abstract
+    trace of the init."""
     mdl, shapes = jax.eval_shape(lambda: init_state(config, jax.random.key(0)))
     replicated = sharding.replicated(mesh)
     return mdl, jax.tree.map(
@@ -126,5 +134,6 @@ def abstract_models_and_state(config, mesh):
 
 
 def abstract_state(config, mesh):
-    """ShapeDtypeStructs (replicated shardings) of the TrainState, to restore into without allocating."""
+    """ShapeDtypeStructs (replicated shardings) of the TrainState, to restore into without
+    allocating."""
     return abstract_models_and_state(config, mesh)[1]

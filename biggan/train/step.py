@@ -1,17 +1,18 @@
 """The BigGAN train step: a pure function of (state, batch, rng), jitted once.
 
 One step = `num_d_steps` D updates, each on its own real batch with fresh z and y, then one G update
-(paper table 1 row 8, appendix C), then G's EMA. Each update averages gradients over `num_accumulations`
-micro-batches; batch norm statistics are those of each micro-batch, as in BigGAN-PyTorch's accumulation (a
-micro-batch is what one forward pass sees). G's EMA copy follows G exactly before `ema_start` and decays
-after it.
+(paper table 1 row 8, appendix C), then G's EMA. Each update averages gradients over
+`num_accumulations` micro-batches; batch norm statistics are those of each micro-batch, as in
+BigGAN-PyTorch's accumulation (a micro-batch is what one forward pass sees). G's EMA copy follows G
+exactly before `ema_start` and decays after it.
 
-`make_train_step` binds the step with what it uses (functools.partial over a `StepSetup`): the models'
-structure, the enabled techniques, the losses, the optimisers and a few numbers, not the config. Read top to
-bottom: `train_step` composes `d_update`, `g_update` and `ema_update`; each update is one screen in the order
-the maths happens; the pieces both updates share follow. Every technique of biggan/techniques/registry.py
-plugs in through the hooks of biggan/techniques/base.py, called in registry order; with none enabled the step
-is the plain one bit for bit (tests/test_ablation.py, tests/techniques/test_techniques_in_step.py).
+`make_train_step` binds the step with what it uses (functools.partial over a `StepSetup`): the
+models' structure, the enabled techniques, the losses, the optimisers and a few numbers, not the
+config. Read top to bottom: `train_step` composes `d_update`, `g_update` and `ema_update`; each
+update is one screen in the order the maths happens; the pieces both updates share follow. Every
+technique of biggan/techniques/registry.py plugs in through the hooks of biggan/techniques/base.py,
+called in registry order; with none enabled the step is the plain one bit for bit
+(tests/test_ablation.py, tests/techniques/test_techniques_in_step.py).
 """
 
 from __future__ import annotations
@@ -50,15 +51,16 @@ from biggan.train.state import (
     with_technique_state,
 )
 
-# Randomness the step draws itself comes from fold_in(rng, tag), so that `rng` draws z and y exactly as
-# without the techniques (whose keys fold their own `rng_tag`; the default step is bit-identical).
+# Randomness the step draws itself comes from fold_in(rng, tag), so that `rng` draws z and y exactly
+# as without the techniques (whose keys fold their own `rng_tag`; the default step is
+# bit-identical).
 UNROLL = 6
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class StepSetup:
-    """What the step is bound with: the models' structure, the enabled techniques (registry order), the
-    losses and optimisers, and the numbers it reads."""
+    """What the step is bound with: the models' structure, the enabled techniques (registry order),
+    the losses and optimisers, and the numbers it reads."""
 
     mdl: Models
     techniques: tuple
@@ -86,7 +88,8 @@ class StepSetup:
 
     @functools.cached_property
     def noisy_labels(self):
-        """The technique whose loss options make D's loss draw targets (it then takes that technique's key)."""
+        """The technique whose loss options make D's loss draw targets (it then takes that
+        technique's key)."""
         return next((t for t in self.techniques if t.loss_options().get("noisy_labels")), None)
 
     @functools.cached_property
@@ -95,15 +98,17 @@ class StepSetup:
 
     @functools.cached_property
     def threaded(self) -> tuple:
-        """The stateful techniques whose state D's micro-batches change (replay, ADA's counts, LeCam's
-        anchors): only these are carried through the micro-batch loop; the others are constants there."""
+        """The stateful techniques whose state D's micro-batches change (replay, ADA's counts,
+        LeCam's anchors): only these are carried through the micro-batch loop; the others are
+        constants there."""
         return tuple(t for t in self.stateful if t.uses("d_fakes") or t.uses("d_terms"))
 
 
 def make_train_step(config: ml_collections.ConfigDict, mdl: Models, mesh=None, unroll=None):
     """Return `train_step(state, batch, rng) -> (state, metrics)`, to be wrapped in jax.jit.
 
-    batch: {'image': uint8 (num_d_steps, num_accumulations, B, H, W, 3), 'label': int (same leading dims)}.
+    batch: {'image': uint8 (num_d_steps, num_accumulations, B, H, W, 3), 'label': int (same leading
+    dims)}.
     """
     t, m = config.train, config.model
     check_toolkit(config)
@@ -186,9 +191,10 @@ def train_step(setup: StepSetup, state: TrainState, batch, rng):
 
 
 def d_update(setup: StepSetup, carry, xs, step):
-    """One D update: the mean gradient of D's loss over the micro-batches of `xs` (images, labels, key),
-    each scored beside as many fresh fakes, then the techniques' terms on D's weights, the optimiser and
-    the update hooks. `carry`: D's params, SN state and optimiser, G's BN state and params, the extras."""
+    """One D update: the mean gradient of D's loss over the micro-batches of `xs` (images, labels,
+    key), each scored beside as many fresh fakes, then the techniques' terms on D's weights, the
+    optimiser and the update hooks. `carry`: D's params, SN state and optimiser, G's BN state and
+    params, the extras."""
     d_params, d_state, d_opt, g_state, g_params, extras = carry
     images, labels, rng = xs
     # The technique states D's micro-batches change are threaded through them like a model state.
@@ -210,8 +216,8 @@ def d_update(setup: StepSetup, carry, xs, step):
                 fake, y_fake, technique.key(rng), tech[name]
             )
         fake = fake.astype(real.dtype)
-        # One D pass over [fake; real] (D has no batch norm, so this equals two passes; SN steps once;
-        # minibatch discrimination compares fakes with fakes and reals with reals: groups=2).
+        # One D pass over [fake; real] (D has no batch norm, so this equals two passes; SN steps
+        # once; minibatch discrimination compares fakes with fakes and reals with reals: groups=2).
         both = (jnp.concatenate([fake, real]), jnp.concatenate([y_fake, labels]))
         d_fake, d_real = jnp.split(d_logits(setup, D, *both, rng, step, tech, groups=2), 2)
         noisy = {} if setup.noisy_labels is None else {"rng": setup.noisy_labels.key(rng)}
@@ -261,10 +267,10 @@ def d_update(setup: StepSetup, carry, xs, step):
 
 
 def g_update(setup: StepSetup, state, rng, real_batch):
-    """One G update against the current D (or one unrolled further): the mean gradient of G's loss over
-    `num_accumulations` micro-batches of fresh fakes, then ortho (paper eq. 3) and the techniques' terms on
-    G's weights, the optimiser and the update hooks. Returns G's params, BN state and optimiser, D's SN
-    state after G's passes, the extras and the metrics."""
+    """One G update against the current D (or one unrolled further): the mean gradient of G's loss
+    over `num_accumulations` micro-batches of fresh fakes, then ortho (paper eq. 3) and the
+    techniques' terms on G's weights, the optimiser and the update hooks. Returns G's params, BN
+    state and optimiser, D's SN state after G's passes, the extras and the metrics."""
     if setup.unrolled_d_steps:
         d_params, d_state_for_g = unrolled_discriminator(setup, state, rng, real_batch)
     else:
@@ -282,7 +288,8 @@ def g_update(setup: StepSetup, state, rng, real_batch):
         real = None if images is None else to_model_range(images, setup.dtype)
         if setup.g_needs_real:
             # A relativistic G loss scores the real micro-batch beside the fakes: one D pass over
-            # [fake; real] as in D's update. D(real) holds no G parameter, so it only shifts G's targets.
+            # [fake; real] as in D's update. D(real) holds no G parameter, so it only shifts G's
+            # targets.
             both = (jnp.concatenate([fake.astype(real.dtype), real]), jnp.concatenate([y, labels]))
             d_fake, d_real = jnp.split(
                 d_logits(setup, D, *both, rng, state.step, tech, groups=2), 2
@@ -339,8 +346,8 @@ def g_update(setup: StepSetup, state, rng, real_batch):
 
 
 def d_carry(state: TrainState) -> tuple:
-    """What a D update reads and writes: D's params, SN state and optimiser, G's BN state and params, the
-    technique states."""
+    """What a D update reads and writes: D's params, SN state and optimiser, G's BN state and
+    params, the technique states."""
     return (
         state.d_params,
         state.d_state,
@@ -374,9 +381,9 @@ def sample_zy(setup: StepSetup, rng, batch_size, step):
 
 
 def d_logits(setup: StepSetup, D, x, y, rng, step, tech, groups=1):
-    """D(x, y) in training mode after the D-input hooks (augmentation, instance noise, view) and with the
-    feature hooks (dropout, paper §4.2). `groups`: x is that many equal batches (all fake / all real) for
-    minibatch discrimination. `tech`: the techniques' states."""
+    """D(x, y) in training mode after the D-input hooks (augmentation, instance noise, view) and
+    with the feature hooks (dropout, paper §4.2). `groups`: x is that many equal batches (all fake /
+    all real) for minibatch discrimination. `tech`: the techniques' states."""
     x = augmented(setup, x, rng, tech)
     for technique in setup.using("perturb"):
         x = technique.perturb(x, technique.key(rng), step)
@@ -398,15 +405,16 @@ def viewed(setup: StepSetup, x, y):
 
 
 def augmented(setup: StepSetup, x, rng, tech):
-    """The D-input augmentation of DiffAugment or ADA (one at most; one key per batch, per-sample draws)."""
+    """The D-input augmentation of DiffAugment or ADA (one at most; one key per batch, per-sample
+    draws)."""
     for technique in setup.using("augment"):
         x = technique.augment(x, technique.key(rng), tech.get(technique.name))
     return x
 
 
 def fresh_d(setup: StepSetup, d_params, d_state, view=True):
-    """D's logits from a fresh copy (its SN state is dropped), through the view hooks unless `view` is off,
-    no augmentation."""
+    """D's logits from a fresh copy (its SN state is dropped), through the view hooks unless `view`
+    is off, no augmentation."""
 
     def d_fn(x, y):
         D = merge(setup.mdl.d_graphdef, d_params, d_state)
@@ -425,7 +433,8 @@ def ortho_penalty(g_params, beta):
 
 
 def param_terms(setup: StepSetup, hook: str, params, extras) -> dict:
-    """The enabled techniques' terms on one network's weights (`hook`: d_param_terms or g_param_terms)."""
+    """The enabled techniques' terms on one network's weights (`hook`: d_param_terms or
+    g_param_terms)."""
     terms = {}
     for technique in setup.using(hook):
         terms.update(getattr(technique, hook)(params, extras.get(technique.name)))
@@ -445,11 +454,11 @@ def with_param_terms(param_terms_fn, params, grads, metrics):
 
 
 def unrolled_discriminator(setup: StepSetup, state, rng, real_batch):
-    """D's params and SN state after `unrolled_d_steps` further D updates (the full update: optimiser,
-    penalties, techniques) on the current real batch with fresh z. First-order version: the unrolled D is a
-    constant for G (stop_gradient), i.e. no gradient through the unrolling (Metz et al.'s full version
-    differentiates through it). Everything the copy changes (D, its optimiser, G's BN statistics, the
-    technique states) is discarded after G's update."""
+    """D's params and SN state after `unrolled_d_steps` further D updates (the full update:
+    optimiser, penalties, techniques) on the current real batch with fresh z. First-order version:
+    the unrolled D is a constant for G (stop_gradient), i.e. no gradient through the unrolling (Metz
+    et al.'s full version differentiates through it). Everything the copy changes (D, its optimiser,
+    G's BN statistics, the technique states) is discarded after G's update."""
     key = jax.random.fold_in(rng, UNROLL)
     images, labels = real_batch
 

@@ -1,11 +1,11 @@
-"""A whole BigGAN-PyTorch run (`python -m biggan.convert biggan-pytorch WEIGHTS_DIR --out WORKDIR`) against the
-author's own code (tests/biggan_pytorch_reference.py: its BigGAN.py, utils.py, train_fns.py, verbatim): its D
-forward, one full training step (`train_fns.GAN_training_function`), continuing the run with train.py and
-sampling it with sample.py.
+"""A whole BigGAN-PyTorch run (`python -m biggan.convert biggan-pytorch WEIGHTS_DIR --out WORKDIR`)
+against the author's own code (tests/biggan_pytorch_reference.py: its BigGAN.py, utils.py,
+train_fns.py, verbatim): its D forward, one full training step (`train_fns.GAN_training_function`),
+continuing the run with train.py and sampling it with sample.py.
 
-The reference run is configs/biggan_pytorch_128.py:runlocal (the released run's recipe at width 8, 10
-classes, 128²), trained 2 iterations by its own training function on random images (so the Adam states, EMA and
-SN vectors are not their initial values) and saved by its utils.save_weights.
+The reference run is configs/biggan_pytorch_128.py:runlocal (the released run's recipe at width 8,
+10 classes, 128²), trained 2 iterations by its own training function on random images (so the Adam
+states, EMA and SN vectors are not their initial values) and saved by its utils.save_weights.
 """
 
 import copy
@@ -36,8 +36,9 @@ MICRO = 2  # images per micro-batch
 
 
 def parity_config():
-    """The shipped smoke config with 2 D steps × 2 accumulations, orthogonal regularisation on and a short
-    EMA, so one step exercises each part of GAN_training_function (its Adam settings stay the run's)."""
+    """The shipped smoke config with 2 D steps × 2 accumulations, orthogonal regularisation on and a
+    short EMA, so one step exercises each part of GAN_training_function (its Adam settings stay the
+    run's)."""
     c = cfg.load_config_file(os.path.join(ROOT, CONFIG))
     c.train.update(
         num_d_steps=2, num_accumulations=2, batch_size=2 * MICRO, ortho_beta=1e-4, ema_decay=0.9
@@ -55,15 +56,17 @@ def random_batch(c, rng):
 
 
 def as_theirs(batch):
-    """Its train(x, y): NCHW float images in [-1, 1] (our to_model_range), the micro-batches in order."""
+    """Its train(x, y): NCHW float images in [-1, 1] (our to_model_range), the micro-batches in
+    order."""
     x = np.asarray(to_model_range(batch["image"]))
     x = x.reshape((-1,) + x.shape[-3:]).transpose(0, 3, 1, 2)
     return np.ascontiguousarray(x), batch["label"].reshape(-1)
 
 
 def our_latents(c, key):
-    """The z and y our train step draws from `key`, in the order it uses them (D steps × accumulations,
-    then G's accumulations): biggan/train/step.py train_step, d_update, g_update and sample_zy."""
+    """The z and y our train step draws from `key`, in the order it uses them (D steps ×
+    accumulations, then G's accumulations): biggan/train/step.py train_step, d_update, g_update and
+    sample_zy."""
     t, m = c.train, c.model
     d_rng, g_rng = jax.random.split(key)
     keys = [
@@ -82,8 +85,8 @@ def our_latents(c, key):
 
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
-    """Its run after 2 iterations ('before'), then one more iteration on our latents ('after'); its D's
-    logits on a batch and its G_ema's eval-mode images, from the 'before' weights."""
+    """Its run after 2 iterations ('before'), then one more iteration on our latents ('after'); its
+    D's logits on a batch and its G_ema's eval-mode images, from the 'before' weights."""
     root = tmp_path_factory.mktemp("biggan_pytorch")
     c = parity_config()
     rng = np.random.default_rng(0)
@@ -136,21 +139,22 @@ def ulp(x):
 
 @pytest.mark.slow  # one compile of the 128² step
 def test_one_training_step_equals_gan_training_function(folders):
-    """From the converted 'before' state, our step on its batch and latents lands on the converted 'after'
-    state: G, D, G_ema and both Adam states.
+    """From the converted 'before' state, our step on its batch and latents lands on the converted
+    'after' state: G, D, G_ema and both Adam states.
 
-    Tolerances from float32 rounding. A gradient is a sum; in float32 a sum of N terms is off by about
-    √N·2⁻²⁴ of the sum of |terms| (random-walk rounding), and the error passes through the L layers between
-    a weight and the loss: relative error ρ = L·√N·2⁻²⁴, with N the largest per-weight sum (a micro-batch's
-    positions at full resolution) and L the number of weight layers of G and D. Adam (β1 = 0) moves a
-    parameter by lr·g/(√v̂ + ε) ≤ lr·A, A = √((1 − β2ᵗ)/(1 − β2)) (v_t ≥ (1 − β2)·g_t²): a relative error ρ of
-    g changes the move by at most lr·A·ρ. A parameter, EMA or moment is also rounded once more (an ulp of
-    its largest element, 4 allowed for the few operations of the update).
+    Tolerances from float32 rounding. A gradient is a sum; in float32 a sum of N terms is off by
+    about √N·2⁻²⁴ of the sum of |terms| (random-walk rounding), and the error passes through the L
+    layers between a weight and the loss: relative error ρ = L·√N·2⁻²⁴, with N the largest
+    per-weight sum (a micro-batch's positions at full resolution) and L the number of weight layers
+    of G and D. Adam (β1 = 0) moves a parameter by lr·g/(√v̂ + ε) ≤ lr·A, A = √((1 − β2ᵗ)/(1 − β2))
+    (v_t ≥ (1 − β2)·g_t²): a relative error ρ of g changes the move by at most lr·A·ρ. A parameter,
+    EMA or moment is also rounded once more (an ulp of its largest element, 4 allowed for the few
+    operations of the update).
 
-    Biases that a batch norm follows (every G bias but the output convolution's) have an exactly zero
-    gradient — BN subtracts the per-channel mean — so each implementation moves them by lr·(its rounding
-    noise)/(its RMS), up to lr·A in either direction: they are held to 2·lr·A, and their moments (pure
-    rounding noise) are not compared."""
+    Biases that a batch norm follows (every G bias but the output convolution's) have an exactly
+    zero gradient — BN subtracts the per-channel mean — so each implementation moves them by lr·(its
+    rounding noise)/(its RMS), up to lr·A in either direction: they are held to 2·lr·A, and their
+    moments (pure rounding noise) are not compared."""
     c = folders["config"]
     t = c.train
     assert t.beta1_g == t.beta1_d == 0.0  # the bound on Adam's move above assumes β1 = 0
@@ -221,7 +225,8 @@ def test_one_training_step_equals_gan_training_function(folders):
 
 
 def cli(*args):
-    """A command line on one CPU device (the smoke config's micro-batch of 4 does not split over 8)."""
+    """A command line on one CPU device (the smoke config's micro-batch of 4 does not split over
+    8)."""
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
     return subprocess.run(
         [sys.executable, *args], capture_output=True, text=True, cwd=ROOT, timeout=900, env=env
@@ -243,7 +248,8 @@ def test_convert_sample_and_continue_through_the_command_lines(folders, tmp_path
     )
     assert result.returncode == 0, result.stderr
     assert "step 2" in result.stdout and "data stream starts afresh" in result.stdout
-    # sample.py on the converted step: its G_ema in eval mode (stored statistics, its own SN vectors)
+    # sample.py on the converted step: its G_ema in eval mode (stored statistics, its own SN
+    # vectors)
     np.save(tmp_path / "z.npy", folders["z"])
     result = cli(
         "sample.py", "--checkpoint", workdir, "--latents", str(tmp_path / "z.npy"),

@@ -1,9 +1,10 @@
-"""`python -m biggan.convert biggan-pytorch` (ajbrock/BigGAN-PyTorch, BigGAN.py): BigGAN-PyTorch's BigGAN G state dict.
+"""`python -m biggan.convert biggan-pytorch` (ajbrock/BigGAN-PyTorch, BigGAN.py): BigGAN-PyTorch's
+BigGAN G state dict.
 
 The reference is an independent functional torch re-statement of BigGAN-PyTorch's evaluation forward
-(BigGAN.py Generator.forward, layers.py SN/ccbn/bn/GBlock/Attention), reading the state dict by the key
-names of that code; it records which keys it reads, so a key the converter expects but the real code does
-not have (or the reverse) fails the test.
+(BigGAN.py Generator.forward, layers.py SN/ccbn/bn/GBlock/Attention), reading the state dict by the
+key names of that code; it records which keys it reads, so a key the converter expects but the real
+code does not have (or the reverse) fails the test.
 """
 
 import json
@@ -24,8 +25,8 @@ from biggan.sampling import export
 
 
 class Reference:
-    """BigGAN-PyTorch G in eval mode (G_ema sampling), from its source: SN runs one power-iteration step from
-    the stored u0 without storing it; BNs use stored_mean/stored_var."""
+    """BigGAN-PyTorch G in eval mode (G_ema sampling), from its source: SN runs one power-iteration
+    step from the stored u0 without storing it; BNs use stored_mean/stored_var."""
 
     def __init__(self, sd, *, resolution, ch, hier, attn, bn_eps=1e-5, sn_eps=1e-6):
         self.sd, self.used = sd, set()
@@ -61,8 +62,9 @@ class Reference:
         return F.conv2d(x, self.W_(prefix), bias, padding=padding)
 
     def bn_mode(self):
-        # Evaluation: stored statistics. Calibration (test set-up only): batch statistics, stored with
-        # momentum 1, so that random weights give unsaturated images — BigGAN-PyTorch's standing-stats idea.
+        # Evaluation: stored statistics. Calibration (test set-up only): batch statistics, stored
+        # with momentum 1, so that random weights give unsaturated images — BigGAN-PyTorch's
+        # standing-stats idea.
         return (True, 1.0, self.bn_eps) if self.calibrating else (False, 0.1, self.bn_eps)
 
     def calibrate(self, z, labels):
@@ -143,8 +145,9 @@ def random_state_dict(shapes, seed=0):
             sd[key] = torch.randn(shape, generator=g)
     for key in shapes:
         if key.endswith(".u0"):
-            # As in a trained model, u0 is close to W's top left singular vector (a random u0 makes the
-            # one-step σ estimate too small and saturates the output), perturbed so the step still matters.
+            # As in a trained model, u0 is close to W's top left singular vector (a random u0 makes
+            # the one-step σ estimate too small and saturates the output), perturbed so the step
+            # still matters.
             w = sd[key[:-3] + ".weight"]
             u = torch.linalg.svd(w.view(w.size(0), -1), full_matrices=False)[0][:, 0]
             sd[key] = (u + 0.05 * torch.randn(u.shape, generator=g)).view(1, -1)
@@ -221,8 +224,8 @@ def test_parity_with_independent_reference(tmp_path, resolution, hier):
     z = rng.standard_normal((3, m.dim_z)).astype(np.float32)
     y = np.array([0, 7, 9])
     expected = reference(torch.from_numpy(z), torch.from_numpy(y))
-    # Every key of the state dict is read by the reference forward (sv0 included): the converter's key set
-    # is exactly BigGAN-PyTorch's.
+    # Every key of the state dict is read by the reference forward (sv0 included): the converter's
+    # key set is exactly BigGAN-PyTorch's.
     assert reference.used == set(sd)
     assert expected.std() > 0.05 and np.mean(np.abs(expected) > 0.99) < 0.5
     ours = np.asarray(G(jnp.asarray(z), jnp.asarray(y), train=False))
@@ -232,7 +235,8 @@ def test_parity_with_independent_reference(tmp_path, resolution, hier):
 
 
 def test_released_128_key_table_counts_the_paper_parameters():
-    # configs/biggan_128.py = the released BigGAN-PyTorch 128² model (ch 96, dim_z 120, shared 128, attn 64).
+    # configs/biggan_128.py = the released BigGAN-PyTorch 128² model (ch 96, dim_z 120, shared 128,
+    # attn 64).
     config = biggan_pytorch.biggan_pytorch_config("configs/biggan_128.py")
     shapes = biggan_pytorch.biggan_pytorch_expected_shapes(config.model)
     buffers = ("u0", "sv0", "stored_mean", "stored_var")
@@ -278,8 +282,9 @@ def test_config_errors(tmp_path):
 
 
 def test_sample_cli_defaults_reproduce_eval_mode(tmp_path):
-    """The user's path: convert a G_ema.pth and draw four images with sample.py's defaults. BigGAN-PyTorch's
-    eval mode uses the stored statistics, so must we: no standing statistics, images equal its forward."""
+    """The user's path: convert a G_ema.pth and draw four images with sample.py's defaults.
+    BigGAN-PyTorch's eval mode uses the stored statistics, so must we: no standing statistics,
+    images equal its forward."""
     import os
     import subprocess
     import sys

@@ -1,9 +1,10 @@
 """`python -m biggan.convert hf` against pytorch-pretrained-biggan 0.1.1.
 
-The reference is built offline with SEEDED RANDOM weights (`BigGAN(BigGANConfig(...))`), made usable as
-follows. Its final BN affine (created uninitialised) is set, its SN u/v are advanced by 30 training-mode
-power-iteration steps before `.eval()`, and all 51-row BN statistics are randomised so that the truncation
-interpolation is really exercised. Its state dict goes through the real file-reading converter path.
+The reference is built offline with SEEDED RANDOM weights (`BigGAN(BigGANConfig(...))`), made usable
+as follows. Its final BN affine (created uninitialised) is set, its SN u/v are advanced by 30
+training-mode power-iteration steps before `.eval()`, and all 51-row BN statistics are randomised so
+that the truncation interpolation is really exercised. Its state dict goes through the real
+file-reading converter path.
 """
 
 import json
@@ -72,9 +73,9 @@ def check_parity(res, ch, tmp_path, truncations=TRUNCATIONS, batch=2, attention_
 
 @pytest.mark.slow
 def test_parity_released_layout_small_width(tmp_path):
-    # The released 128 layout at channel width 8 (the reference hard-wires 16·ch → 1·ch, so no smaller
-    # layout exists). 0.425 (21.25 rows) is where the reference's reversed weighting differs from a linear
-    # interpolation (pytorch_pretrained_biggan/model.py, BigGANBatchNorm).
+    # The released 128 layout at channel width 8 (the reference hard-wires 16·ch → 1·ch, so no
+    # smaller layout exists). 0.425 (21.25 rows) is where the reference's reversed weighting differs
+    # from a linear interpolation (pytorch_pretrained_biggan/model.py, BigGANBatchNorm).
     check_parity(128, 8, tmp_path, truncations=TRUNCATIONS + (0.425,))
 
 
@@ -100,7 +101,8 @@ def test_expected_key_table_is_the_reference_state_dict(res):
 
 
 def test_truncation_interpolation_matches_reference_batchnorm():
-    """Our interpolation vs pytorch-pretrained-biggan's BigGANBatchNorm (unconditional) for many t."""
+    """Our interpolation vs pytorch-pretrained-biggan's BigGANBatchNorm (unconditional) for many
+    t."""
     from biggan.models import batch_norm
 
     g = torch.Generator().manual_seed(0)
@@ -150,12 +152,13 @@ def test_interpolation_quirk_by_hand():
     np.testing.assert_allclose(truncation_stats.interpolate(rows, 0.4), [20, 20])
     # 0.41/0.02 = 20.5: the midpoint, whichever row the fraction weights.
     np.testing.assert_allclose(truncation_stats.interpolate(rows, 0.41), [20.5, 20.5], atol=1e-5)
-    # 0.425/0.02 = 21.25: a normal lerp gives 21.25, the reference weights the LOWER row by the fraction:
-    # 21·0.25 + 22·0.75 = 21.75 (biggan/sampling/truncation_stats.py).
+    # 0.425/0.02 = 21.25: a normal lerp gives 21.25, the reference weights the LOWER row by the
+    # fraction: 21·0.25 + 22·0.75 = 21.75 (biggan/sampling/truncation_stats.py).
     assert truncation_stats.interpolation(0.425, 51) == (21, 0.25)
     np.testing.assert_allclose(truncation_stats.interpolate(rows, 0.425), [21.75, 21.75], atol=1e-5)
-    # Float64 division: 0.3 and 0.6 are exact rows 15 and 30; their float32 values are not (the trap biggan/sampling/truncation_stats.py documents):
-    # float32 0.3 = 0.30000001 → 15.0000006 → coef ≈ 6e-7 on row 15, the rest on row 16.
+    # Float64 division: 0.3 and 0.6 are exact rows 15 and 30; their float32 values are not (the trap
+    # biggan/sampling/truncation_stats.py documents): float32 0.3 = 0.30000001 → 15.0000006 → coef ≈
+    # 6e-7 on row 15, the rest on row 16.
     assert truncation_stats.interpolation(0.3, 51) == (15, 0.0)
     assert truncation_stats.interpolation(0.6, 51) == (30, 0.0)
     np.testing.assert_allclose(truncation_stats.interpolate(rows, 0.3), [15, 15])

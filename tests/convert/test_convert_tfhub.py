@@ -1,9 +1,9 @@
 """`python -m biggan.convert tfhub`: the six TF Hub BigGAN modules, read without TensorFlow.
 
 Fixtures: tests/fixtures/tfhub/biggan-128 and biggan-deep-128 were written by TensorFlow 2.21 itself
-(scripts/make_tfhub_fixtures.py) with seeded random values under the real variable names, at a small width.
-The references below rebuild the same values from the seed with that script's numpy builders, so they never
-read the module through our reader:
+(scripts/make_tfhub_fixtures.py) with seeded random values under the real variable names, at a small
+width. The references below rebuild the same values from the seed with that script's numpy builders,
+so they never read the module through our reader:
 
 - BigGAN-deep: pytorch-pretrained-biggan 0.1.1's own TF→PyTorch conversion (`load_tf_weights_in_biggan`,
   with its TensorFlow calls answered from the rebuilt values) and its model, at t = 1.0, 0.4, 0.41, 0.3.
@@ -49,7 +49,8 @@ def rebuilt(family, res):
 
 
 def stack_constants(tables):
-    """The tables as graph constants named as the fixture script names them (other stacks left out)."""
+    """The tables as graph constants named as the fixture script names them (other stacks left
+    out)."""
     flat = [t for pair in tables for t in pair]
     return {f"stack_{10 * (i // 4) + (1, 3, 6, 8)[i % 4]}": t for i, t in enumerate(flat)}
 
@@ -68,11 +69,11 @@ def test_reader_returns_what_tensorflow_wrote(family):
             value
         ), name
         if name.endswith(("/u0", "/u1")):
-            # The rebuilt SN vectors are u / np.linalg.norm(u) in float32; the norm is BLAS's snrm2, whose
-            # kernel (and so its rounding) depends on the CPU: an Intel Xeon rebuilds entries 2 ulps off
-            # the fixture (written on an AMD EPYC). Summing n squares rounds the norm by at most n·eps
-            # relative, and the division by one eps more: the bound, not a loosened match (every other
-            # variable is compared bit for bit).
+            # The rebuilt SN vectors are u / np.linalg.norm(u) in float32; the norm is BLAS's snrm2,
+            # whose kernel (and so its rounding) depends on the CPU: an Intel Xeon rebuilds entries
+            # 2 ulps off the fixture (written on an AMD EPYC). Summing n squares rounds the norm by
+            # at most n·eps relative, and the division by one eps more: the bound, not a loosened
+            # match (every other variable is compared bit for bit).
             np.testing.assert_allclose(
                 read[name],
                 value,
@@ -103,7 +104,8 @@ def test_reader_refuses_non_tensorflow_files(tmp_path):
 
 
 def test_protobuf_wire_reader_closed_form():
-    # field 1 varint 150 (the protobuf docs' example 08 96 01), field 2 bytes "ab", field 5 fixed32 1.
+    # field 1 varint 150 (the protobuf docs' example 08 96 01), field 2 bytes "ab", field 5 fixed32
+    # 1.
     assert tf_checkpoint.proto_fields(
         bytes([0x08, 0x96, 0x01, 0x12, 0x02, 0x61, 0x62, 0x2D, 1, 0, 0, 0])
     ) == [(1, 150), (2, b"ab"), (5, 1)]
@@ -113,7 +115,8 @@ def test_protobuf_wire_reader_closed_form():
 
 
 def pytorch_pretrained_reference(monkeypatch, variables, tables):
-    """pytorch-pretrained-biggan's BigGAN loaded by its own load_tf_weights_in_biggan from the rebuilt values."""
+    """pytorch-pretrained-biggan's BigGAN loaded by its own load_tf_weights_in_biggan from the
+    rebuilt values."""
     ppb = pytest.importorskip("pytorch_pretrained_biggan")
     from pytorch_pretrained_biggan import convert_tf_to_pytorch as tf2pt
 
@@ -192,9 +195,10 @@ def jax_key(seed):
 
 
 class BigGANv1Reference:
-    """BigGAN-PyTorch's TFHub/biggan_v1.py Generator forward, functional, on TF names and layouts (records
-    the names it reads). SN: one power step from u0 (biggan_v1's _update_u_v) with TensorFlow's
-    l2_normalize (x / sqrt(max(Σx², 1e-12)), the module's own op; biggan_v1's port adds 1e-4 to the norm)."""
+    """BigGAN-PyTorch's TFHub/biggan_v1.py Generator forward, functional, on TF names and layouts
+    (records the names it reads). SN: one power step from u0 (biggan_v1's _update_u_v) with
+    TensorFlow's l2_normalize (x / sqrt(max(Σx², 1e-12)), the module's own op; biggan_v1's port adds
+    1e-4 to the norm)."""
 
     def __init__(self, variables, tables, resolution, chunk, ema="/ema_b999900"):
         self.v, self.tables, self.ema, self.used = variables, list(tables), ema, set()
@@ -324,7 +328,8 @@ def test_biggan_parity_with_biggan_v1_reference(tmp_path):
     for t in (1.0, 0.41, 0.55):  # 0.41 and 0.55 fall between the rows t = 0.40/0.42 and 0.54/0.56
         z = sampler.latents(3, truncation=t, seed=int(t * 100))
         expected = reference(z, one_hot, t)
-        # The reference reads every variable of the module but the non-EMA twins (unused by sampling).
+        # The reference reads every variable of the module but the non-EMA twins (unused by
+        # sampling).
         assert reference.used == {
             k for k in variables if "/ema_" in k or k.endswith(("/u0", "/u1")) or "accumulat" in k
         }

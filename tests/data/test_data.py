@@ -476,7 +476,8 @@ def test_missing_imagenet_tars_error(tmp_path):
 
 
 def test_prepare_imagenet_folder_mode_on_fake_tars(tmp_path):
-    """scripts/prepare_imagenet.sh folder: nested train tars and labelled val tar -> class folders."""
+    """scripts/prepare_imagenet.sh folder: nested train tars and labelled val tar -> class
+    folders."""
     tfds = pytest.importorskip("tensorflow_datasets")
     import tarfile
 

@@ -61,7 +61,8 @@ def test_sharded_feature_network_equals_direct_call(classifier):
 
 
 class FakeDigitsSampler:
-    """Returns real digits of the requested classes (shifted by `label_shift`) plus noise * truncation."""
+    """Returns real digits of the requested classes (shifted by `label_shift`) plus noise *
+    truncation."""
 
     num_classes = 10
 
@@ -309,9 +310,9 @@ def _feature_moments(features):
 def test_moments_take_every_training_source_and_skip_corrupt_images(
     tmp_path, cache_dir, classifier, capsys
 ):
-    """folder:, cache: and tfds: specs (as data.source takes them) and --config; corrupt files are skipped
-    and counted as the training pipeline does; the moments are the mean/covariance of the readable images'
-    features."""
+    """folder:, cache: and tfds: specs (as data.source takes them) and --config; corrupt files are
+    skipped and counted as the training pipeline does; the moments are the mean/covariance of the
+    readable images' features."""
     from image_folders import add_bad_files, make_folder
 
     from biggan.data import FolderSource
@@ -450,8 +451,8 @@ def _readme_evaluation_commands():
 
 @pytest.mark.slow
 def test_readme_evaluation_commands_run_verbatim(tmp_path, cache_dir):
-    """The README's evaluation block: every command parses with the real CLI; the offline (digits) ones run
-    verbatim from a fresh directory holding a digits run in workdirs/digits."""
+    """The README's evaluation block: every command parses with the real CLI; the offline (digits)
+    ones run verbatim from a fresh directory holding a digits run in workdirs/digits."""
     commands = _readme_evaluation_commands()
     # the paper's protocol
     assert len(commands) >= 5 and any("--num_samples 50000" in c for c in commands)

@@ -1,4 +1,5 @@
-"""The JAX FID Inception against pytorch-fid's `fid_inception_v3()` network (random weights, offline)."""
+"""The JAX FID Inception against pytorch-fid's `fid_inception_v3()` network (random weights,
+offline)."""
 
 import hashlib
 
@@ -17,9 +18,9 @@ def _import_torchvision():
     """torchvision, tolerating a CUDA wheel next to CPU torch.
 
     PyPI's torchvision for torch 2.13.0 (0.28.0) is a CUDA build: its C ops (`_C.so`, needs
-    libc10_cuda.so) cannot load next to the CPU torch wheel, and `import torchvision` then fails while
-    registering meta/autograd kernels for those ops. pytorch-fid needs only torchvision's pure-Python
-    Inception modules, so on that failure the two registration modules are stubbed out.
+    libc10_cuda.so) cannot load next to the CPU torch wheel, and `import torchvision` then fails
+    while registering meta/autograd kernels for those ops. pytorch-fid needs only torchvision's
+    pure-Python Inception modules, so on that failure the two registration modules are stubbed out.
     """
     import sys
     import types
@@ -45,8 +46,9 @@ pytorch_fid_inception = pytest.importorskip("pytorch_fid.inception")
 def _build_pytorch_fid_model():
     """pytorch-fid's InceptionV3([pool3], use_fid_inception=True) with random weights.
 
-    The download inside fid_inception_v3() is patched out (its load_state_dict becomes a no-op), and the
-    module fid_inception_v3() builds is captured so its `fc` (the 1008-way logits) can be used too.
+    The download inside fid_inception_v3() is patched out (its load_state_dict becomes a no-op), and
+    the module fid_inception_v3() builds is captured so its `fc` (the 1008-way logits) can be used
+    too.
     """
     captured = {}
     original_builder = pytorch_fid_inception.fid_inception_v3
@@ -149,7 +151,8 @@ def test_resize_matches_torch_interpolate(size):
 def test_quantisation_is_round_half_up_and_clipped():
     x = jnp.asarray([-2.0, -1.0, -1.0 + 0.5 / 127.5, 0.0, 1.0, 3.0])
     np.testing.assert_array_equal(np.asarray(to_uint8(x)), [0, 0, 1, 128, 255, 255])
-    # Data stored as uint8 and mapped to [-1, 1] as u8 / 127.5 - 1 (biggan.data) round-trips exactly.
+    # Data stored as uint8 and mapped to [-1, 1] as u8 / 127.5 - 1 (biggan.data) round-trips
+    # exactly.
     u8 = np.arange(256, dtype=np.uint8)
     as_float = jnp.asarray(u8).astype(jnp.float32) / 127.5 - 1.0
     np.testing.assert_array_equal(np.asarray(to_uint8(as_float)), u8)
@@ -157,7 +160,8 @@ def test_quantisation_is_round_half_up_and_clipped():
 
 @pytest.mark.slow
 def test_jax_inception_equals_pytorch_fid(reference, tmp_path):
-    """Float32, the full protocol: samples -> uint8 -> resize -> network, through the file loader."""
+    """Float32, the full protocol: samples -> uint8 -> resize -> network, through the file
+    loader."""
     model, full_net, state_dict = reference
     path = tmp_path / inception.WEIGHTS_FILENAME
     torch.save(state_dict, path)
@@ -165,7 +169,8 @@ def test_jax_inception_equals_pytorch_fid(reference, tmp_path):
 
     # Samples as the generator gives them: float NHWC in [-1, 1], 64x64.
     samples = np.random.default_rng(2).uniform(-1, 1, (2, 64, 64, 3)).astype(np.float32)
-    # pytorch-fid's view of the same samples: saved as uint8 PNG, read back with ToTensor (u8 / 255).
+    # pytorch-fid's view of the same samples: saved as uint8 PNG, read back with ToTensor (u8 /
+    # 255).
     u8 = np.array(to_uint8(jnp.asarray(samples)))
     x01 = torch.from_numpy(u8).permute(0, 3, 1, 2).float() / 255.0
     with torch.no_grad():
@@ -183,8 +188,9 @@ def test_jax_inception_equals_pytorch_fid(reference, tmp_path):
     assert scale > 0.1  # the calibration kept activations O(1)
     torch_float32_error = np.abs(pool3_torch - pool3_torch64).max() / scale
     ours_error = np.abs(pool3 - pool3_torch).max() / scale
-    # Deviation within float32 tolerance: below 5e-4 relative, and of the order of torch's own float32
-    # error (both are ~1e-4 here: 94 random layers amplify rounding; a real mismatch is O(1)).
+    # Deviation within float32 tolerance: below 5e-4 relative, and of the order of torch's own
+    # float32 error (both are ~1e-4 here: 94 random layers amplify rounding; a real mismatch is
+    # O(1)).
     assert ours_error < 5e-4 and ours_error < 3 * torch_float32_error + 1e-5, (
         ours_error,
         torch_float32_error,

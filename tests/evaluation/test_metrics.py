@@ -1,4 +1,5 @@
-"""IS, FID, KID, precision/recall and moments files against closed forms and public implementations."""
+"""IS, FID, KID, precision/recall and moments files against closed forms and public
+implementations."""
 
 import sys
 import types
@@ -94,7 +95,8 @@ def test_fid_of_identical_gaussians_is_zero():
     mu, sigma = rng.normal(size=64), _random_covariance(rng, 64)
     assert metrics.frechet_distance(mu, sigma, mu, sigma) == pytest.approx(0.0, abs=1e-9)
     singular = _random_covariance(rng, 64, rank=10)  # rank-deficient, as with n < d samples
-    # The square root turns rounding noise eps on the 54 zero eigenvalues into sqrt(eps) ~ 1e-7 each.
+    # The square root turns rounding noise eps on the 54 zero eigenvalues into sqrt(eps) ~ 1e-7
+    # each.
     fid = metrics.frechet_distance(mu, singular, mu, singular)
     assert fid == pytest.approx(0.0, abs=1e-7 * np.trace(singular))
 

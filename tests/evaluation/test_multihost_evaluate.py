@@ -1,8 +1,8 @@
 """Multi-process evaluation: `python -m biggan.evaluate` run unchanged as N processes.
 
-Reference: the 1-process run of the same command and seed. Chunk k of `batch_size` samples is computed by
-process k mod P and every process feeds the gathered chunks in chunk order, so the numbers must be the
-same bit for bit; only process 0 may write.
+Reference: the 1-process run of the same command and seed. Chunk k of `batch_size` samples is
+computed by process k mod P and every process feeds the gathered chunks in chunk order, so the
+numbers must be the same bit for bit; only process 0 may write.
 """
 
 from __future__ import annotations
@@ -57,7 +57,8 @@ def test_deal_chunks_rejects_bad_arguments():
 
 
 class _ThreadJob:
-    """P 'processes' as threads with an all-gather of dicts (the role of distributed.allgather_arrays)."""
+    """P 'processes' as threads with an all-gather of dicts (the role of
+    distributed.allgather_arrays)."""
 
     def __init__(self, processes):
         self.processes = processes
@@ -155,8 +156,9 @@ def test_chunk_failure_is_raised_on_every_process():
 # the CLI as 1 process and as 2 processes x 2 CPU devices
 
 
-# Runs `python -m biggan.evaluate ...` recording every file this process opens for writing, renames or
-# creates under AUDIT_ROOT (a Python audit hook), into AUDIT_ROOT/audit/<process_id>.json at exit.
+# Runs `python -m biggan.evaluate ...` recording every file this process opens for writing, renames
+# or creates under AUDIT_ROOT (a Python audit hook), into AUDIT_ROOT/audit/<process_id>.json at
+# exit.
 AUDIT_WRAPPER = r"""
 import atexit, json, os, runpy, sys
 root, written = os.path.realpath(os.environ["AUDIT_ROOT"]), []
@@ -184,8 +186,9 @@ runpy.run_module("biggan.evaluate", run_name="__main__")
 
 @pytest.fixture(scope="module")
 def evaluation_inputs(tmp_path_factory):
-    """A training workdir with one checkpoint (configs/digits.py:runlocal at initialisation), a quickly
-    trained digits classifier and digits reference moments (with features, so KID/PR are compared too)."""
+    """A training workdir with one checkpoint (configs/digits.py:runlocal at initialisation), a
+    quickly trained digits classifier and digits reference moments (with features, so KID/PR are
+    compared too)."""
     from biggan import checkpoints
     from biggan import config as cfg
     from biggan.evaluation import digits_classifier, metrics
@@ -247,7 +250,8 @@ def _run(cmd, env, what):
 def test_score_as_two_processes_equals_one(evaluation_inputs):
     base = evaluation_inputs
     runs = {}
-    # No persistent compilation cache (as tests/runtime/test_multihost.py: it would serve process 0 only).
+    # No persistent compilation cache (as tests/runtime/test_multihost.py: it would serve process 0
+    # only).
     plain = {
         k: v
         for k, v in os.environ.items()
@@ -256,7 +260,8 @@ def test_score_as_two_processes_equals_one(evaluation_inputs):
     for name in ("single", "multi"):
         run_dir = base / name
         run_dir.mkdir()
-        # Own copy of the checkpoint: each run computes (and process 0 caches) its standing statistics.
+        # Own copy of the checkpoint: each run computes (and process 0 caches) its standing
+        # statistics.
         shutil.copytree(base / "workdir", run_dir / "workdir")
         args = [
             "score",

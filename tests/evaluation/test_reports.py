@@ -1,4 +1,5 @@
-"""Result files: the training-curves plot of the README's pictures (scripts/make_readme_pictures.py)."""
+"""Result files: the training-curves plot of the README's pictures
+(scripts/make_readme_pictures.py)."""
 
 import numpy as np
 import pytest
@@ -13,7 +14,8 @@ def test_plot_curves_draws_one_panel_per_present_group(tmp_path):
     reports.plot_curves(tmp_path / "three.png", rows)
     reports.plot_curves(tmp_path / "one.png", rows, panels=(("d_loss", "g_loss"), ("not_logged",)))
     three, one = (np.asarray(Image.open(tmp_path / f"{n}.png")) for n in ("three", "one"))
-    # 4 inches per panel, 3.2 high (plot_curves' figure size): the width ratio counts the panels drawn.
+    # 4 inches per panel, 3.2 high (plot_curves' figure size): the width ratio counts the panels
+    # drawn.
     assert three.shape[1] / three.shape[0] == pytest.approx(12 / 3.2, rel=0.02)
     assert one.shape[1] / one.shape[0] == pytest.approx(4 / 3.2, rel=0.02)
     with pytest.raises(ValueError, match="no rows hold any of"):

@@ -13,8 +13,9 @@ RNG = np.random.default_rng(0)
 
 @pytest.fixture(autouse=True)
 def _fresh_rng():
-    """Every test draws from its own RNG seeded 0, so its data does not depend on which tests ran before it in
-    the same process (pytest -n 2 deals the file's tests to two workers in no fixed order)."""
+    """Every test draws from its own RNG seeded 0, so its data does not depend on which tests ran
+    before it in the same process (pytest -n 2 deals the file's tests to two workers in no fixed
+    order)."""
     global RNG
     RNG = np.random.default_rng(0)
 

@@ -1,6 +1,6 @@
-"""Mixed precision (model.dtype=bfloat16, the ImageNet configs' `:bf16`): the step runs with parameters,
-optimiser state and BN statistics in float32, stays finite, and G/D outputs stay within a first-order
-rounding bound of float32 on the same weights and inputs."""
+"""Mixed precision (model.dtype=bfloat16, the ImageNet configs' `:bf16`): the step runs with
+parameters, optimiser state and BN statistics in float32, stays finite, and G/D outputs stay within
+a first-order rounding bound of float32 on the same weights and inputs."""
 
 import jax
 import jax.numpy as jnp
@@ -15,13 +15,14 @@ from biggan.models import factory as models
 from biggan.train import state as train_state
 from biggan.train import step as ts
 
-# bfloat16 keeps 8 significant bits: each rounding to it errs by at most 2^-9 relative. The network rounds
-# at known points: an SN convolution/linear rounds its input, its weight and its output (3), a batch
-# norm and a conditional batch norm their output (1), self-attention its softmax weights and its output (2);
-# BN/SN statistics, softmax logits, the pooled D features and the losses stay float32. To first order the
-# relative errors of these roundings add up (BN renormalises, SN bounds each layer's gain), so the output
-# errs by at most (roundings) · 2^-9 · max|output| — every rounding point counted, not only the longest
-# path. A wrong cast (float16 overflow, a bf16 statistic) breaks it by orders of magnitude.
+# bfloat16 keeps 8 significant bits: each rounding to it errs by at most 2^-9 relative. The network
+# rounds at known points: an SN convolution/linear rounds its input, its weight and its output (3),
+# a batch norm and a conditional batch norm their output (1), self-attention its softmax weights and
+# its output (2); BN/SN statistics, softmax logits, the pooled D features and the losses stay
+# float32. To first order the relative errors of these roundings add up (BN renormalises, SN bounds
+# each layer's gain), so the output errs by at most (roundings) · 2^-9 · max|output| — every
+# rounding point counted, not only the longest path. A wrong cast (float16 overflow, a bf16
+# statistic) breaks it by orders of magnitude.
 BF16_UNIT_ROUNDOFF = 2.0**-9
 ROUNDINGS = {
     layers.SNConv: 3,

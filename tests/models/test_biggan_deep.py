@@ -1,4 +1,5 @@
-"""BigGAN-deep G and D (paper appendix B; BigGAN-PyTorch BigGANdeep.py): exact parameter counts, forward shapes at every resolution, bad input.
+"""BigGAN-deep G and D (paper appendix B; BigGAN-PyTorch BigGANdeep.py): exact parameter counts,
+forward shapes at every resolution, bad input.
 
 Numerical parity of G with pytorch-pretrained-biggan is in tests/convert/test_convert_hf.py.
 """
@@ -53,8 +54,9 @@ def test_factory_builds_biggan_deep():
 
 
 def test_layout_tables():
-    # Two blocks per resolution, the second upsampling; attention at list position 8 = after block 7,
-    # which reaches 64² in all three released layouts (pytorch-pretrained-biggan attention_layer_position 8).
+    # Two blocks per resolution, the second upsampling; attention at list position 8 = after block
+    # 7, which reaches 64² in all three released layouts (pytorch-pretrained-biggan
+    # attention_layer_position 8).
     for res in (128, 256, 512):
         plan = biggan_deep.G_BLOCKS[res]
         assert [up for up, _, _ in plan] == [False, True] * (len(plan) // 2)
@@ -106,7 +108,8 @@ def test_class_vector_matches_indices_and_soft_vectors_mix_embeddings():
 
 
 class ZeroConv(nnx.Module):
-    """Stands in for a block's last conv to switch its residual branch off (an SN conv cannot be zero)."""
+    """Stands in for a block's last conv to switch its residual branch off (an SN conv cannot be
+    zero)."""
 
     def __init__(self, out_ch):
         self.out_ch = out_ch
@@ -116,7 +119,8 @@ class ZeroConv(nnx.Module):
 
 
 def test_generator_skip_drops_channels_then_upsamples():
-    # With the residual branch switched off, a block is exactly its skip path (paper appendix B, fig. 16).
+    # With the residual branch switched off, a block is exactly its skip path (paper appendix B,
+    # fig. 16).
     G = Generator(resolution=128, ch=4, dim_z=16, shared_dim=8, num_classes=5, rngs=nnx.Rngs(0))
     block = G.blocks[3]  # 16ch → 8ch, upsampling
     block.conv4 = ZeroConv(32)

@@ -1,4 +1,5 @@
-"""BigGAN architectures and layers: parameter counts (BigGAN-PyTorch's BigGAN.py and google/compare_gan's test give them), shapes, SN, cross-replica BN, bad input."""
+"""BigGAN architectures and layers: parameter counts (BigGAN-PyTorch's BigGAN.py and
+google/compare_gan's test give them), shapes, SN, cross-replica BN, bad input."""
 
 import subprocess
 import sys
@@ -279,7 +280,8 @@ def test_matmul_kernel_gradient_equals_xla_convolution_gradient(shape, k):
         jax.random.normal(jax.random.key(i), s) for i, s in ((0, (n, h, w, c)), (2, (n, h, w, co)))
     )
     kernel = jax.random.normal(jax.random.key(1), (k, k, c, co))
-    # On CPU, images of ≥ 64² pixels take the custom-VJP path (layers.MATMUL_KERNEL_GRAD_MIN_PIXELS).
+    # On CPU, images of ≥ 64² pixels take the custom-VJP path
+    # (layers.MATMUL_KERNEL_GRAD_MIN_PIXELS).
     assert "custom_vjp_call" in str(jax.make_jaxpr(layers.conv2d_same)(x, kernel))
     np.testing.assert_array_equal(layers.conv2d_same(x, kernel), _xla_conv(x, kernel))
     dx_ref, dk_ref = _xla_conv_vjp(x, kernel, g)

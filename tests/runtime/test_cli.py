@@ -1,5 +1,5 @@
-"""One command-line convention (biggan/runtime/cli.py): every command's --help gives each flag's default,
-and a user error is one `PROG: error: ...` line with exit status 2, before any work."""
+"""One command-line convention (biggan/runtime/cli.py): every command's --help gives each flag's
+default, and a user error is one `PROG: error: ...` line with exit status 2, before any work."""
 
 import os
 import re
@@ -23,7 +23,8 @@ COMMANDS = {
     "biggan.ablate": ["-m", "biggan.ablate"],
     "biggan.summary": ["-m", "biggan.summary"],
 }
-# The commands that run JAX share the compile-cache flag; those that join a multi-process job, its flags.
+# The commands that run JAX share the compile-cache flag; those that join a multi-process job, its
+# flags.
 RUNTIME = {name for name in COMMANDS if name not in ("biggan.data build-cache", "biggan.summary")}
 MULTI_PROCESS = {
     "train.py",

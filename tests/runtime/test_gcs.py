@@ -1,6 +1,7 @@
-"""gs:// run directories end to end, against a GCS API server this module starts on 127.0.0.1 (gcs_server.py):
-train, SIGTERM and resume bit for bit, metrics kept across the resume, sample, evaluate and convert on gs://,
-a 2-process run that checkpoints there and resumes, and the faults (server gone mid-run, missing bucket)."""
+"""gs:// run directories end to end, against a GCS API server this module starts on 127.0.0.1
+(gcs_server.py): train, SIGTERM and resume bit for bit, metrics kept across the resume, sample,
+evaluate and convert on gs://, a 2-process run that checkpoints there and resumes, and the faults
+(server gone mid-run, missing bucket)."""
 
 import json
 import os
@@ -74,7 +75,8 @@ def metric_steps(workdir):
 
 
 def start_until_logged(command, gcs, workdir, steps):
-    """Start a long train.py run in the background; return once `steps` steps are in its gs:// metrics."""
+    """Start a long train.py run in the background; return once `steps` steps are in its gs://
+    metrics."""
     proc = subprocess.Popen(
         command + ["--config.train.num_steps=100000"],
         cwd=stepping.REPO,
@@ -103,7 +105,8 @@ def test_train_on_gcs_resumes_after_sigterm_bit_for_bit_then_samples_and_evaluat
     stopped = saved_state(workdir)[0]
     assert 2 <= stopped < 100000
 
-    # The same command (to a nearer end) resumes; the result equals an uninterrupted local run bit for bit.
+    # The same command (to a nearer end) resumes; the result equals an uninterrupted local run bit
+    # for bit.
     out = run(command + [f"--config.train.num_steps={stopped + 2}"], gcs)
     assert (
         out.returncode == 0
@@ -148,7 +151,8 @@ def test_train_on_gcs_resumes_after_sigterm_bit_for_bit_then_samples_and_evaluat
     # cached on gs
     assert storage.glob(f"{workdir}/standing_stats/step_{stopped + 2}", "standing_stats_*.npz")
 
-    # Evaluation: reference moments written to gs://, then a score against them with its result on gs://.
+    # Evaluation: reference moments written to gs://, then a score against them with its result on
+    # gs://.
     digits_cache = str(tmp_path / "digits_classifier")
     out = run(
         [
@@ -257,9 +261,10 @@ def test_a_missing_bucket_is_one_line_and_exit_2(gcs):
 @pytest.mark.slow
 def test_server_lost_mid_run_names_the_last_complete_checkpoint_and_the_rerun_resumes_from_it(gcs):
     workdir = "gs://bkt/fault"
-    # A save every step; a save that cannot finish fails the run after 20 s (orbax's storage clients would
-    # retry a lost server for many minutes on their own; a save of this tiny state to the local server takes
-    # well under a second, so 20 s fails no healthy save, even on a loaded machine).
+    # A save every step; a save that cannot finish fails the run after 20 s (orbax's storage clients
+    # would retry a lost server for many minutes on their own; a save of this tiny state to the
+    # local server takes well under a second, so 20 s fails no healthy save, even on a loaded
+    # machine).
     command = TRAIN + [
         "--workdir",
         workdir,
@@ -285,8 +290,8 @@ def test_server_lost_mid_run_names_the_last_complete_checkpoint_and_the_rerun_re
 
 
 def test_a_bucket_without_access_is_one_line(monkeypatch):
-    """No access (HTTP 403 from GCS, which the test server does not model): check_bucket turns the client's
-    error into one line naming the credentials, before anything is written."""
+    """No access (HTTP 403 from GCS, which the test server does not model): check_bucket turns the
+    client's error into one line naming the credentials, before anything is written."""
 
     def denied(self):
         raise PermissionError(
@@ -302,8 +307,8 @@ def test_a_bucket_without_access_is_one_line(monkeypatch):
 
 
 def test_an_image_folder_and_a_cache_on_gcs_read_as_the_same_on_disk(gcs, tmp_path):
-    """folder:gs://... lists class folders and nested images (hidden ones skipped) and decodes the same pixels;
-    cache:gs://... gives the same batches as the cache on disk."""
+    """folder:gs://... lists class folders and nested images (hidden ones skipped) and decodes the
+    same pixels; cache:gs://... gives the same batches as the cache on disk."""
     from PIL import Image
 
     from biggan import data
@@ -340,7 +345,8 @@ def test_an_image_folder_and_a_cache_on_gcs_read_as_the_same_on_disk(gcs, tmp_pa
         np.testing.assert_array_equal(remote.load(i)[0], local.load(i)[0])
         assert remote.load(i)[1] == local.load(i)[1]
 
-    # A cache built from it and copied to gs:// gives the training pipeline the same batches (ranged reads).
+    # A cache built from it and copied to gs:// gives the training pipeline the same batches (ranged
+    # reads).
     data.build_cache(local, tmp_path / "cache", progress=False)
     for name in ("manifest.json", "images.npy", "labels.npy"):
         storage.copy(tmp_path / "cache" / name, f"gs://bkt/cache/{name}")

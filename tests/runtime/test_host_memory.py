@@ -1,4 +1,5 @@
-"""biggan/runtime/host_memory.py: the CPU allocator policy removes the per-step page faults it is there for."""
+"""biggan/runtime/host_memory.py: the CPU allocator policy removes the per-step page faults it is
+there for."""
 
 import os
 import subprocess

@@ -30,11 +30,11 @@ sys.path.insert(0, os.path.join(ROOT, "scripts"))
 import launch_local  # noqa: E402
 
 # configs/digits.py:runlocal with a global batch of 8 (one example per device), one D step per step
-# (half the program to compile; nothing multi-host depends on it), no σ summaries.
-# adam_eps=1e-3: G's conv biases feed batch norm, so their gradient is exactly 0 and what is computed is
-# rounding noise (~1e-8) whose sign depends on the reduction order; Adam with eps=1e-6 turns it into
-# steps of up to ~lr, which the BN running means then carry. The larger eps keeps that noise noise-sized
-# (how the layouts are compared: see STATE_RTOL).
+# (half the program to compile; nothing multi-host depends on it), no σ summaries. adam_eps=1e-3:
+# G's conv biases feed batch norm, so their gradient is exactly 0 and what is computed is rounding
+# noise (~1e-8) whose sign depends on the reduction order; Adam with eps=1e-6 turns it into steps of
+# up to ~lr, which the BN running means then carry. The larger eps keeps that noise noise-sized (how
+# the layouts are compared: see STATE_RTOL).
 TRAIN_ARGS = [
     "train.py",
     "--config",
@@ -115,8 +115,8 @@ def run_multi(env, workdir, steps, processes=2, devices=4):
         f"--config.train.num_steps={steps}",
         f"--workdir={workdir}",
     ]
-    # The persistent cache is shared by the processes, as on a pod (measured: a 2-step 2 x 4 run 64 s -> 48 s
-    # when an earlier 2 x 4 run filled it).
+    # The persistent cache is shared by the processes, as on a pod (measured: a 2-step 2 x 4 run 64
+    # s -> 48 s when an earlier 2 x 4 run filled it).
     proc = subprocess.run(
         cmd,
         cwd=ROOT,
@@ -137,7 +137,8 @@ def _cache_vars(env):
 
 
 def load_checkpoint(workdir, step):
-    """(TrainState as numpy, data state) of `workdir`'s checkpoint `step`, restored in this process."""
+    """(TrainState as numpy, data state) of `workdir`'s checkpoint `step`, restored in this
+    process."""
     from biggan import checkpoints
     from biggan.runtime import sharding
 
@@ -165,33 +166,35 @@ def losses(workdir):
     return out
 
 
-# How the layouts are compared. Two layouts of the same run differ only in the order of float32 sums: 2 x 4
-# devices assemble each global batch from the processes' strided shards, so the samples meet the cross-device
-# sums in another order than on 1 x 8. Reordered float32 sums differ by a few ulps of the magnitude of the
-# terms summed, i.e. of the tensor, not of each result entry (an entry near 0 is a cancellation of larger
-# terms), hence tolerances relative to each tensor's scale: STATE_RTOL of max |leaf| (~170 ulps, a few steps
-# of reordered sums), plus STATE_ATOL for leaves that are themselves rounding noise (G's conv biases feed a
-# BN, so their true gradient is 0; see adam_eps below). Losses are global means: LOSS_RTOL.
-# One computation is ill-conditioned and is not compared elementwise: G's gradient from a fresh start. Its BN
-# backward over a batch of 8 cancels heavily, so the reordered sums already make G's first gradient differ by
-# up to 2e-4 of its scale (measured on an AMD EPYC: 4,093 of 4,096 entries of the first linear's gradient),
-# which the following steps carry into G's parameters, EMA, Adam moments and SN vectors. There, the losses
-# of the next step (functions of G after the first update) are the comparison. Runs that resume from the
-# same checkpoint are compared leaf by leaf, except G's Adam moments: they are G's gradient itself (beta1_g = 0,
-# so m is the last gradient) and its running square, and that gradient stays ill-conditioned after the first
-# step. On an Intel Xeon (AVX-512), runs resumed from one checkpoint (losses equal to 2e-7) reach G moments up
-# to 2e-3 of a tensor's scale apart in many entries, 1e-3 in relative L2 norm (6e-3 from a fresh start; on an
-# AMD EPYC they passed the entrywise 2e-5). They are compared as whole tensors: relative L2 distance under
-# GRAD_RTOL, 10x the largest measured, far below the O(1) difference of a wrong batch, step or restored
-# moment, plus STATE_ATOL per entry (in L2) for the moments of G's conv biases, which are rounding noise (see
-# STATE_ATOL). Every other leaf, G's parameters and EMA included, is compared entry by entry.
+# How the layouts are compared. Two layouts of the same run differ only in the order of float32
+# sums: 2 x 4 devices assemble each global batch from the processes' strided shards, so the samples
+# meet the cross-device sums in another order than on 1 x 8. Reordered float32 sums differ by a few
+# ulps of the magnitude of the terms summed, i.e. of the tensor, not of each result entry (an entry
+# near 0 is a cancellation of larger terms), hence tolerances relative to each tensor's scale:
+# STATE_RTOL of max |leaf| (~170 ulps, a few steps of reordered sums), plus STATE_ATOL for leaves
+# that are themselves rounding noise (G's conv biases feed a BN, so their true gradient is 0; see
+# adam_eps below). Losses are global means: LOSS_RTOL. One computation is ill-conditioned and is not
+# compared elementwise: G's gradient from a fresh start. Its BN backward over a batch of 8 cancels
+# heavily, so the reordered sums already make G's first gradient differ by up to 2e-4 of its scale
+# (measured on an AMD EPYC: 4,093 of 4,096 entries of the first linear's gradient), which the
+# following steps carry into G's parameters, EMA, Adam moments and SN vectors. There, the losses of
+# the next step (functions of G after the first update) are the comparison. Runs that resume from
+# the same checkpoint are compared leaf by leaf, except G's Adam moments: they are G's gradient
+# itself (beta1_g = 0, so m is the last gradient) and its running square, and that gradient stays
+# ill-conditioned after the first step. On an Intel Xeon (AVX-512), runs resumed from one checkpoint
+# (losses equal to 2e-7) reach G moments up to 2e-3 of a tensor's scale apart in many entries, 1e-3
+# in relative L2 norm (6e-3 from a fresh start; on an AMD EPYC they passed the entrywise 2e-5). They
+# are compared as whole tensors: relative L2 distance under GRAD_RTOL, 10x the largest measured, far
+# below the O(1) difference of a wrong batch, step or restored moment, plus STATE_ATOL per entry (in
+# L2) for the moments of G's conv biases, which are rounding noise (see STATE_ATOL). Every other
+# leaf, G's parameters and EMA included, is compared entry by entry.
 STATE_RTOL, STATE_ATOL, LOSS_RTOL, LOSS_ATOL, GRAD_RTOL = 2e-5, 2e-6, 1e-5, 1e-6, 1e-2
 LOSS_KEYS = ("d_loss", "g_loss", "d_loss_real", "d_loss_fake", "ortho_penalty")
 
 
 def assert_same_state(dir_a, dir_b, step, *, groups=None):
-    """Every leaf of the TrainState saved at `step` (of the top-level `groups` only, when given) agrees
-    within STATE_ATOL + STATE_RTOL · max |leaf|."""
+    """Every leaf of the TrainState saved at `step` (of the top-level `groups` only, when given)
+    agrees within STATE_ATOL + STATE_RTOL · max |leaf|."""
     state_a, _ = load_checkpoint(dir_a, step)
     state_b, _ = load_checkpoint(dir_b, step)
     leaves_a = jax.tree_util.tree_flatten_with_path(state_a)[0]
@@ -241,8 +244,8 @@ def assert_same_losses(dir_a, dir_b, steps):
 
 
 def copy_run(src, dst, keep_step):
-    """A copy of workdir `src` as if stopped right after step `keep_step`: only that checkpoint, and no
-    metrics of later steps (so the losses compared afterwards are the resumed run's own)."""
+    """A copy of workdir `src` as if stopped right after step `keep_step`: only that checkpoint, and
+    no metrics of later steps (so the losses compared afterwards are the resumed run's own)."""
     shutil.copytree(src, dst)
     for name in os.listdir(os.path.join(dst, "checkpoints")):
         if name.isdigit() and int(name) != keep_step:
@@ -281,8 +284,8 @@ def runs(env, tmp_path_factory):
     }
     with open(os.path.join(d["multi"], "metrics.jsonl")) as f:
         written["loss_steps"] = [json.loads(line)["step"] for line in f if "d_loss" in line]
-    # Its checkpoint resumed by one process with ONE device (2 -> 4): also shows the cross-process BN
-    # statistics are those of the whole global batch (one device holds all of it).
+    # Its checkpoint resumed by one process with ONE device (2 -> 4): also shows the cross-process
+    # BN statistics are those of the whole global batch (one device holds all of it).
     copy_run(d["multi"], d["multi_to_single"], 2)
     timed("1x1 2->4 (from 2x4)", run_single, d["multi_to_single"], 4, devices=1)
     # The 2-process run resumed by 2 processes (2 -> 4): each process continues its own shard.
@@ -297,7 +300,8 @@ def runs(env, tmp_path_factory):
 @pytest.mark.slow
 def test_two_processes_train_like_one(runs):
     d, _, _ = runs
-    # From the same initial state: the losses of both steps and D's whole state (see STATE_RTOL for G's).
+    # From the same initial state: the losses of both steps and D's whole state (see STATE_RTOL for
+    # G's).
     assert_same_losses(d["multi"], d["single"], (1, 2))
     assert_same_state(d["multi"], d["single"], 2, groups=("d_params", "d_opt", "d_state", "step"))
 
@@ -308,8 +312,9 @@ def test_checkpoint_moves_between_layouts(runs):
     # The 1 x 8 checkpoint of step 2 continued as 2 processes reaches the 1 x 8 run's step 4.
     assert_same_losses(d["single_to_multi"], d["single"], (3, 4))
     assert_same_state(d["single_to_multi"], d["single"], 4)
-    # The 2 x 4 checkpoint of step 2 continued in 1 process on ONE device reaches what 2 processes reach
-    # from it (one device holds the whole global batch, so the cross-process BN statistics were global).
+    # The 2 x 4 checkpoint of step 2 continued in 1 process on ONE device reaches what 2 processes
+    # reach from it (one device holds the whole global batch, so the cross-process BN statistics
+    # were global).
     assert_same_losses(d["multi_to_single"], d["multi"], (3, 4))
     assert_same_state(d["multi_to_single"], d["multi"], 4)
     _, data_state = load_checkpoint(d["multi"], 4)
@@ -360,7 +365,8 @@ def test_process_shards_disjoint_and_cover_the_data(count):
     # disjoint, and together all 100 examples
     assert len(indices) == len(set(indices.tolist())) == 100
     assert sorted(indices.tolist()) == list(range(100))
-    # k steps of `count` processes read the same examples as k steps of one process with the global batch.
+    # k steps of `count` processes read the same examples as k steps of one process with the global
+    # batch.
     single = make_pipeline(data, local_batch_size=batch * count, seed=3)
     expected = set(single.epoch_order(0)[0][: 3 * batch * count].tolist())
     assert set(np.concatenate([s[: 3 * batch] for s in shards]).tolist()) == expected
@@ -374,8 +380,9 @@ def _positions(it, num_batches, images):
 
 @pytest.mark.parametrize("old,new", [(2, 1), (1, 2), (2, 4), (3, 2)])
 def test_data_position_moves_between_layouts(old, new):
-    """After k global batches of `old` processes, `new` processes continue with the examples that the
-    uninterrupted `new`-process run would read next (the mapping of distributed.local_data_state)."""
+    """After k global batches of `old` processes, `new` processes continue with the examples that
+    the uninterrupted `new`-process run would read next (the mapping of
+    distributed.local_data_state)."""
     from biggan import config as cfg
 
     data = cfg.base_config().data
@@ -459,8 +466,9 @@ def test_launcher_prefixes_output_and_fails_fast():
 def test_launcher_env_mode_joins_any_entry_point():
     """--pass_via=env: a program without train.py's flags joins through biggan.runtime.distributed.initialize()
     and sees 2 processes x 3 devices; a cross-process collective sums every process's index."""
-    # Gloo's C++ threads log to stderr, which the launcher merges with stdout, and a log line can land in the
-    # middle of ours: after joining, the child sends stderr to /dev/null so the checked lines stay whole.
+    # Gloo's C++ threads log to stderr, which the launcher merges with stdout, and a log line can
+    # land in the middle of ours: after joining, the child sends stderr to /dev/null so the checked
+    # lines stay whole.
     program = [
         "-c",
         "import jax, numpy as np, os; from biggan.runtime import distributed; distributed.initialize(); "
@@ -492,8 +500,8 @@ def test_launcher_env_mode_joins_any_entry_point():
     )
     assert proc.returncode == 0, proc.stdout[-3000:]
     # The line names its process index; Gloo's own log lines (written by its threads, not always to
-    # stderr) can start a launcher line before it, so the "[i] " prefix is not checked. One short write is
-    # atomic on a pipe, so "joined ..." itself is never split.
+    # stderr) can start a launcher line before it, so the "[i] " prefix is not checked. One short
+    # write is atomic on a pipe, so "joined ..." itself is never split.
     assert "joined 0 2 3 6 3" in proc.stdout and "joined 1 2 3 6 3" in proc.stdout, proc.stdout[
         -3000:
     ]
@@ -574,7 +582,8 @@ def test_processes_with_different_configs_refuse_to_train(tmp_path):
 @pytest.mark.slow
 def test_sigterm_to_one_process_saves_the_same_step_on_all(tmp_path):
     """A preemption notice reaches one host: the processes agree on it at the next multiple of
-    log.preemption_check_every, all save that step together and exit 0 (no host read per step between)."""
+    log.preemption_check_every, all save that step together and exit 0 (no host read per step
+    between)."""
     port, every = launch_local.free_port(), 3
     workdir = tmp_path / "run"
     procs, logs = [], []

@@ -20,7 +20,8 @@ from biggan.sampling import sampler as sampling
 
 
 def sampling_config(num_classes=10):
-    """The tiny config with attention at 16² in G (sampled with γ set, below) and 3 × 16 standing-stats batches."""
+    """The tiny config with attention at 16² in G (sampled with γ set, below) and 3 × 16
+    standing-stats batches."""
     return tiny_config(
         model=dict(num_classes=num_classes, g_attn=(16,)),
         sample=dict(standing_stats_batches=3, standing_stats_batch_size=16),
@@ -28,7 +29,8 @@ def sampling_config(num_classes=10):
 
 
 def trained_like_generator(c, seed=0):
-    """A G whose BN running stats are far from the truth (as for an EMA G), so standing stats matter."""
+    """A G whose BN running stats are far from the truth (as for an EMA G), so standing stats
+    matter."""
     G = models.make_generator(c.model, nnx.Rngs(seed))
     for path, module in nnx.iter_modules(G):
         if hasattr(module, "gamma") and module.gamma is not None:
@@ -44,7 +46,8 @@ def test_standing_stats_make_samples_independent_of_batch_size():
     one = sampler.generate(z, y, batch_size=1)
     many = sampler.generate(z, y, batch_size=32)
     np.testing.assert_allclose(one, many, atol=2e-5)
-    # Standing statistics are the average of per-batch statistics: not the init (0, 1) running stats.
+    # Standing statistics are the average of per-batch statistics: not the init (0, 1) running
+    # stats.
     stats = sampling.standing_stats(
         sampler.generator, num_batches=2, batch_size=16, rng=jax.random.key(0)
     )
@@ -182,7 +185,8 @@ def test_sample_cli_png_npy_latents_and_interpolation(exported, tmp_path):
     zr, yr = sample_cli.interpolation_inputs(sampler, 0, "class", [1, 2], 2, 4, None)
     end = sampler.generate(zr[3:4], np.array([2]), None)[0]
     np.testing.assert_allclose(s[3], end, atol=1e-5)
-    # A truncation grid: one row per threshold, each the sampler's draw at that threshold with the same seed.
+    # A truncation grid: one row per threshold, each the sampler's draw at that threshold with the
+    # same seed.
     grid = tmp_path / "truncation.npy"
     sample_cli.main(
         [
@@ -222,7 +226,8 @@ def test_sample_cli_png_npy_latents_and_interpolation(exported, tmp_path):
 
 
 def test_sample_cli_bad_input(exported, tmp_path, capsys):
-    """Every user error: one line naming the problem and the fix, exit status 2, no traceback, nothing drawn."""
+    """Every user error: one line naming the problem and the fix, exit status 2, no traceback,
+    nothing drawn."""
     np.save(tmp_path / "z_wrong.npy", np.zeros((2, 7), np.float32))
     cases = [
         (["--classes", "golden retreiver"], "closest: 'golden retriever' (207)"),
@@ -292,8 +297,9 @@ def test_class_sheet_rows_are_classes_columns_share_latents(exported, tmp_path):
     assert np.all(np.isnan(saved["truncation"]))
 
 
-# Every jit trace and backend compilation reports its duration under these event names (jax._src.dispatch);
-# a persistent-cache hit skips the backend compile but not the trace, so both are counted.
+# Every jit trace and backend compilation reports its duration under these event names
+# (jax._src.dispatch); a persistent-cache hit skips the backend compile but not the trace, so both
+# are counted.
 COMPILE_EVENTS = (
     "/jax/core/compile/jaxpr_trace_duration",
     "/jax/core/compile/backend_compile_duration",
@@ -353,8 +359,8 @@ def test_evaluation_forward_is_batch_sharded_equals_one_device_and_compiles_once
         rtol=0,
     )
 
-    # In training: the second evaluation (new Sampler, standing statistics, forward, features) traces and
-    # compiles nothing.
+    # In training: the second evaluation (new Sampler, standing statistics, forward, features)
+    # traces and compiles nothing.
     t = tiny_config(
         model=dict(num_classes=10),
         sample=dict(standing_stats_batches=2, standing_stats_batch_size=16),
@@ -384,7 +390,8 @@ def test_sample_cli_never_starts_a_long_accumulation_unasked(tmp_path, capsys):
         and "--standing_stats 100" in err
     )
     assert not (tmp_path / "x.png").exists()
-    # Asked for: runs (announced), and is cached, so the default command then proceeds without asking.
+    # Asked for: runs (announced), and is cached, so the default command then proceeds without
+    # asking.
     sample_cli.main(
         [
             "--checkpoint",
@@ -419,9 +426,9 @@ def test_sample_cli_never_starts_a_long_accumulation_unasked(tmp_path, capsys):
 
 
 def test_a_latent_ablation_is_sampled_from_its_own_latent():
-    """Paper appendix E: a run trained with train.latent draws that latent wherever it samples — the Sampler,
-    its standing statistics, the trainer's sample grids (and the in-training evaluator, through the same
-    sampling.sample_latents)."""
+    """Paper appendix E: a run trained with train.latent draws that latent wherever it samples — the
+    Sampler, its standing statistics, the trainer's sample grids (and the in-training evaluator,
+    through the same sampling.sample_latents)."""
     from biggan.train import loop as trainer
 
     c = sampling_config()
@@ -432,7 +439,8 @@ def test_a_latent_ablation_is_sampled_from_its_own_latent():
     assert set(np.unique(z)) == {0.0, 1.0}
     grid_z, _ = trainer._fixed_grid_inputs(c, seed=0)
     assert set(np.unique(grid_z)) == {0.0, 1.0}
-    # The Sampler's standing statistics are accumulated on that latent (same keys as Sampler.prepare).
+    # The Sampler's standing statistics are accumulated on that latent (same keys as
+    # Sampler.prepare).
     sampler.prepare(None)
     key, latent = jax.random.key(12345), sampling.latent_of(c)
     own = sampling.standing_stats(G, num_batches=3, batch_size=16, rng=key, latent=latent)

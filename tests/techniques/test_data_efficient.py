@@ -1,10 +1,12 @@
-"""The data-efficient and consistency techniques (biggan/techniques/): DiffAugment, ADA, LeCam, CR, bCR, zCR.
+"""The data-efficient and consistency techniques (biggan/techniques/): DiffAugment, ADA, LeCam, CR,
+bCR, zCR.
 
-Each definition is checked against an independent statement: the augmentations against a torch re-statement
-of the authors' index arithmetic (mit-han-lab/data-efficient-gans DiffAugment_pytorch.py, PyTorch-StudioGAN
-src/utils/cr.py), fed the same random draws; ADA's p rule against stylegan2-ada-pytorch's update written
-out in Python; LeCam against google/lecam-gan's ema_losses + lecam_reg; CR and zCR against closed forms on
-a linear D and G. The step tests switch each technique on in digits:runlocal.
+Each definition is checked against an independent statement: the augmentations against a torch
+re-statement of the authors' index arithmetic (mit-han-lab/data-efficient-gans
+DiffAugment_pytorch.py, PyTorch-StudioGAN src/utils/cr.py), fed the same random draws; ADA's p rule
+against stylegan2-ada-pytorch's update written out in Python; LeCam against google/lecam-gan's
+ema_losses + lecam_reg; CR and zCR against closed forms on a linear D and G. The step tests switch
+each technique on in digits:runlocal.
 """
 
 import itertools
@@ -101,7 +103,8 @@ def test_operation_matches_the_authors_code(op, size):
     params = augment.draw(op, jax.random.key(2), n, *size)
     ours = np.asarray(augment.apply(op, x, params))
     assert ours.shape == x.shape and ours.dtype == np.float32
-    # Float32 arithmetic of the same formula in another order: a few ulps of values of magnitude ≤ ~4.
+    # Float32 arithmetic of the same formula in another order: a few ulps of values of magnitude ≤
+    # ~4.
     np.testing.assert_allclose(ours, reference(op, x, params), rtol=0, atol=1e-5)
 
 
@@ -141,7 +144,8 @@ def test_policy_parsing_names_the_key():
 
 
 def test_translation_gradient_is_the_reverse_shift():
-    """∂/∂x Σ w·T(x) = Tᵀw: for a shift, the opposite shift of w (zero fill): G's gradient flows through."""
+    """∂/∂x Σ w·T(x) = Tᵀw: for a shift, the opposite shift of w (zero fill): G's gradient flows
+    through."""
     n, h, w = 9, 32, 32  # shifts up to int(32/8 + 0.5) = 4
     x = jax.random.normal(jax.random.key(0), (n, h, w, 3))
     weights = jax.random.normal(jax.random.key(1), (n, h, w, 3))
@@ -243,7 +247,8 @@ def d_context(**fields):
 
 def test_lecam_matches_the_authors_ema_and_regulariser():
     """google/lecam-gan: ema_losses.update (decay 0 before start_itr) on each batch's means, then
-    lecam_reg = mean(relu(D_real − ema.D_fake)²) + mean(relu(ema.D_real − D_fake)²), times λ once itr ≥ start."""
+    lecam_reg = mean(relu(D_real − ema.D_fake)²) + mean(relu(ema.D_real − D_fake)²), times λ once
+    itr ≥ start."""
     c = tiny_config(lecam_weight=0.3, lecam_decay=0.9, lecam_start=2)
     technique = registry.enabled(c)[0]
     assert isinstance(technique, lecam.LeCam)
@@ -290,8 +295,9 @@ def test_lecam_matches_the_authors_ema_and_regulariser():
 
 @pytest.mark.parametrize("bcr", [False, True])
 def test_cr_on_a_linear_d_under_flips(bcr):
-    """T = horizontal flip. A flip-symmetric linear D gives zero; an antisymmetric one gives D(T(x)) = −D(x)
-    exactly on the flipped samples: the term is λ/N·Σ_{flipped} (2·D(x))², for some subset of the batch."""
+    """T = horizontal flip. A flip-symmetric linear D gives zero; an antisymmetric one gives D(T(x))
+    = −D(x) exactly on the flipped samples: the term is λ/N·Σ_{flipped} (2·D(x))², for some subset
+    of the batch."""
     c = tiny_config(cr_real_weight=10.0, cr_fake_weight=10.0 if bcr else 0.0, cr_augment="flip")
     (technique,) = registry.enabled(c)
     n, h, w = 5, 4, 6
@@ -324,9 +330,10 @@ def test_cr_on_a_linear_d_under_flips(bcr):
 
 
 def test_zcr_terms_on_a_linear_g_and_d():
-    """G(z) = zA, D(x) = x·w: G(z) − G(z') = −σεA, so E[(D(G(z)) − D(G(z')))²] = σ²‖Aw‖² and
-    E[mean over pixels (G(z) − G(z'))²] = σ²‖A‖²_F / pixels (ε ~ N(0, I)). A batch of 8192 puts the sample
-    means within a few percent (each is a mean of 8192 scaled χ²₁ draws: relative std √(2/8192) ≈ 1.6%)."""
+    """G(z) = zA, D(x) = x·w: G(z) − G(z') = −σεA, so E[(D(G(z)) − D(G(z')))²] = σ²‖Aw‖² and E[mean
+    over pixels (G(z) − G(z'))²] = σ²‖A‖²_F / pixels (ε ~ N(0, I)). A batch of 8192 puts the sample
+    means within a few percent (each is a mean of 8192 scaled χ²₁ draws: relative std √(2/8192) ≈
+    1.6%)."""
     c = tiny_config(zcr_d_weight=5.0, zcr_g_weight=0.5, zcr_sigma=0.03)
     (technique,) = registry.enabled(c)
     n, dim_z, h, w = 8192, 6, 2, 3
@@ -403,9 +410,10 @@ def test_bad_switches_are_refused(train, match):
 
 @pytest.mark.slow  # two compiles of the tiny step (~40 s and ~90 s on 2 shared cores)
 def test_each_switch_steps_and_stays_finite():
-    """Every new switch in digits:runlocal's tiny step: ADA with CR, bCR and zCR (2 D steps × 2 accumulations,
-    p adjusted every step), then DiffAugment with LeCam, R1 and feature matching (augmented D inputs
-    everywhere). Each term is logged and finite, the state is where the rules put it."""
+    """Every new switch in digits:runlocal's tiny step: ADA with CR, bCR and zCR (2 D steps × 2
+    accumulations, p adjusted every step), then DiffAugment with LeCam, R1 and feature matching
+    (augmented D inputs everywhere). Each term is logged and finite, the state is where the rules
+    put it."""
     c = tiny_config(
         ada_target=0.6,
         ada_p_init=0.5,
@@ -456,8 +464,8 @@ def test_each_switch_steps_and_stays_finite():
 
 @pytest.mark.slow  # one train.py run of 2 tiny steps (~60 s)
 def test_train_py_with_ada_and_lecam(tmp_path):
-    """The user's path: switches on the command line, the trainer donating the technique states (each a
-    buffer of its own), a checkpoint holding them, the metrics."""
+    """The user's path: switches on the command line, the trainer donating the technique states
+    (each a buffer of its own), a checkpoint holding them, the metrics."""
     workdir = tmp_path / "run"
     cmd = [
         sys.executable,
@@ -477,6 +485,7 @@ def test_train_py_with_ada_and_lecam(tmp_path):
     steps = [line for line in lines if "lecam_penalty" in line]
     assert [line["step"] for line in steps] == [1, 2]
     assert all(np.isfinite(line["lecam_penalty"]) and np.isfinite(line["ada_p"]) for line in steps)
-    # p starts at 0 and is floored there: it rises only if D's reals score positive more than 60% of the time.
+    # p starts at 0 and is floored there: it rises only if D's reals score positive more than 60% of
+    # the time.
     assert all(line["ada_p"] >= 0 for line in steps)
     assert os.path.isdir(workdir / "checkpoints" / "2")

@@ -1,5 +1,5 @@
-"""The technique interface (biggan/techniques/base.py): the step knows no technique by name, and a technique
-written outside the package plugs in through its file and one registry entry alone."""
+"""The technique interface (biggan/techniques/base.py): the step knows no technique by name, and a
+technique written outside the package plugs in through its file and one registry entry alone."""
 
 import inspect
 

@@ -1,10 +1,10 @@
 """Catalogue techniques wired into the train step as switches: minibatch discrimination, noisy
 labels, historical averaging, experience replay, PacGAN packing, unrolled D steps.
 
-The mathematics of each piece is tested in test_techniques.py / test_regularisers.py / test_losses.py;
-here: what is new in the pieces (soft=False targets, minibatch groups), the wiring, and that the default
-step is unchanged. Compiles cost ~20-50 s each on 2 shared cores, so one step carries every switch and
-each is checked by hand on that step.
+The mathematics of each piece is tested in test_techniques.py / test_regularisers.py /
+test_losses.py; here: what is new in the pieces (soft=False targets, minibatch groups), the wiring,
+and that the default step is unchanged. Compiles cost ~20-50 s each on 2 shared cores, so one step
+carries every switch and each is checked by hand on that step.
 """
 
 import os
@@ -130,7 +130,8 @@ def test_flipped_hard_targets_and_their_loss():
             jax.random.key(0), n, n, 0.9, True, (0.7, 1.2), (0.0, 0.3), p, soft=False
         )
     )
-    # Only the two plain values occur (no soft draws): one-sided 0.9 for real, 0 for fake, swapped when flipped.
+    # Only the two plain values occur (no soft draws): one-sided 0.9 for real, 0 for fake, swapped
+    # when flipped.
     assert set(np.unique(t_real)) == {0.0, np.float32(0.9)} and set(np.unique(t_fake)) == {
         0.0,
         np.float32(0.9),
@@ -229,8 +230,8 @@ def test_minibatch_discrimination_in_the_d_head(arch):
     "arch,path", [("biggan", "biggan/biggan.py"), ("biggan_deep", "biggan/biggan_deep.py")]
 )
 def test_switches_off_d_is_the_d_of_before(arch, path):
-    """With minibatch discrimination off and 3 input channels, D's parameters and state (init included)
-    are those of the code before the switches existed."""
+    """With minibatch discrimination off and 3 input channels, D's parameters and state (init
+    included) are those of the code before the switches existed."""
     before = load_module_at(BEFORE_COMMIT, path, f"before_{arch}")
     m = cfg.base_config().model
     m.update(arch=arch, resolution=32, ch_d=4, num_classes=10, d_attn=())
@@ -278,9 +279,9 @@ def test_extras_are_built_checkpointed_and_restored(tmp_path):
     assert jax.tree.structure(restored) == jax.tree.structure(state)
     for a, b in zip(leaves(restored), leaves(state)):
         np.testing.assert_array_equal(a, b)
-    # A rollback override may switch techniques on or off after a checkpoint was written: the restore takes
-    # the entries the checkpoint holds and the config keeps (historical averaging off: dropped; LeCam on: not
-    # stored, so it starts when the step runs).
+    # A rollback override may switch techniques on or off after a checkpoint was written: the
+    # restore takes the entries the checkpoint holds and the config keeps (historical averaging off:
+    # dropped; LeCam on: not stored, so it starts when the step runs).
     changed = tiny_config(replay_capacity=16, replay_fraction=0.25, pacgan_pack=2, lecam_weight=0.1)
     restored, _ = ckpt.restore(1, train_state.abstract_state(changed, mesh))
     ckpt.close()
@@ -344,9 +345,10 @@ def softplus(x):
 
 @pytest.mark.slow
 def test_every_switch_in_one_step_by_hand(default_step, monkeypatch):
-    """One step with all six switches on, each checked against a hand computation from the initial state:
-    PacGAN m=2, minibatch discrimination, every target flipped (label_noise=1), historical averaging,
-    replay of a pre-filled buffer (fraction 1: every fake replayed), one unrolled D step."""
+    """One step with all six switches on, each checked against a hand computation from the initial
+    state: PacGAN m=2, minibatch discrimination, every target flipped (label_noise=1), historical
+    averaging, replay of a pre-filled buffer (fraction 1: every fake replayed), one unrolled D
+    step."""
     w = 0.5
     c = tiny_config(
         loss="non_saturating",
@@ -398,8 +400,8 @@ def test_every_switch_in_one_step_by_hand(default_step, monkeypatch):
 
     real = to_model_range(jnp.asarray(batch["image"][0, 0]), jnp.float32)
     labels = jnp.asarray(batch["label"][0, 0])
-    # PacGAN + minibatch discrimination: the reals are scored as 4 packs of 2 (first label of each pack),
-    # compared with each other only (the fakes are another group).
+    # PacGAN + minibatch discrimination: the reals are scored as 4 packs of 2 (first label of each
+    # pack), compared with each other only (the fakes are another group).
     d_real = np.asarray(
         d_of(mdl, state.d_params, state.d_state)(
             pacgan.pack_samples(real, 2), labels[::2], train=True
@@ -430,7 +432,8 @@ def test_every_switch_in_one_step_by_hand(default_step, monkeypatch):
     np.testing.assert_array_equal(buf["labels"], np.concatenate([np.asarray(y), np.full(8, 3)]))
     np.testing.assert_allclose(buf["images"][:8], G0(z, y, train=True), rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(buf["images"][8:], const[8:])
-    # Historical averaging: w·Σ‖θ − mean‖² (the edited mean) for D and G; then θ folds into the mean.
+    # Historical averaging: w·Σ‖θ − mean‖² (the edited mean) for D and G; then θ folds into the
+    # mean.
     for key, before, after, edited, metric in (
         (train_state.HIST_D, state.d_params, new.d_params, hist_d, "historical_average_d"),
         (train_state.HIST_G, state.g_params, new.g_params, hist_g, "historical_average_g"),
@@ -462,8 +465,8 @@ def test_every_switch_in_one_step_by_hand(default_step, monkeypatch):
 
 
 def test_rahinge_trains_with_a_real_batch_in_the_g_step(monkeypatch):
-    """train.loss=rahinge: the G step scores the step's last real micro-batch beside its fakes (one D pass)
-    and feeds both to the relativistic G loss; three steps stay finite and move G."""
+    """train.loss=rahinge: the G step scores the step's last real micro-batch beside its fakes (one
+    D pass) and feeds both to the relativistic G loss; three steps stay finite and move G."""
     captured = []
     real_get_loss = losses.get_loss
 
@@ -489,7 +492,8 @@ def test_rahinge_trains_with_a_real_batch_in_the_g_step(monkeypatch):
         assert bool(m["all_finite"])
         d_fake, d_real = captured[-1]
         assert d_fake.shape == d_real.shape == (c.train.batch_size,)
-        # The logged G loss is the relativistic average hinge of exactly these scores (paper's margin 1).
+        # The logged G loss is the relativistic average hinge of exactly these scores (paper's
+        # margin 1).
         want = (
             np.maximum(0, 1 + (d_real - d_fake.mean())).mean()
             + np.maximum(0, 1 - (d_fake - d_real.mean())).mean()

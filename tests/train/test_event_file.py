@@ -1,5 +1,5 @@
-"""biggan/train/event_file.py writes the TensorBoard event files tensorboardX writes, byte for byte, without importing
-torch."""
+"""biggan/train/event_file.py writes the TensorBoard event files tensorboardX writes, byte for byte,
+without importing torch."""
 
 import os
 import struct
@@ -59,13 +59,14 @@ def test_scalar_events_equal_tensorboardx_bytes(tmp_path):
         theirs.add_scalar(tag, value, step, walltime=1.7e9 + i / 8)
     ours.close()
     theirs.close()
-    ours.flush()  # a gs:// run's MetricWriter uploads after closing, which flushes: a no-op, as tensorboardX's
+    # a gs:// run's MetricWriter uploads after closing, which flushes: a no-op, as tensorboardX's
+    ours.flush()
     (theirs_file,) = os.listdir(tmp_path / "theirs")
     # events.out.tfevents
     assert os.path.basename(ours.path).rsplit(".", 2)[0] == theirs_file.rsplit(".", 2)[0]
     ours_records, theirs_records = records(ours.path), records(tmp_path / "theirs" / theirs_file)
-    # The first event holds the file version and the time the file was opened (so differs); every scalar
-    # event, with its framing and CRCs, is the same bytes.
+    # The first event holds the file version and the time the file was opened (so differs); every
+    # scalar event, with its framing and CRCs, is the same bytes.
     assert event_pb2.Event.FromString(ours_records[0]).file_version == "brain.Event:2"
     assert ours_records[1:] == theirs_records[1:] and len(ours_records) == len(SCALARS) + 1
 
@@ -88,7 +89,8 @@ def test_the_trainer_s_writer_shows_each_logged_step_before_it_closes(tmp_path):
 
 
 def test_training_processes_do_not_import_torch(tmp_path):
-    # tensorboardX imports torch when it is installed (as here); the trainer's metric writer must not pull it in.
+    # tensorboardX imports torch when it is installed (as here); the trainer's metric writer must
+    # not pull it in.
     code = (
         "import sys; from biggan.train import loop; writer = loop.MetricWriter(sys.argv[1]); "
         "writer.write(0, {'d_loss': 1.0}); writer.close(); print('torch' in sys.modules)"

@@ -1,9 +1,10 @@
 """Fine-tuning (`train.init_from`, biggan/train/finetune.py) and FreezeD (`train.freeze_d_blocks`).
 
-From released weights: pytorch-pretrained-biggan's layout with seeded random weights (tests/convert/test_convert_hf.py's
-reference model), converted by `python -m biggan.convert hf`; the run's first EMA generator draws exactly the
-converted release's images. From a training workdir through train.py: the run starts at the source's weights
-and FreezeD keeps D's first blocks there while everything else trains.
+From released weights: pytorch-pretrained-biggan's layout with seeded random weights
+(tests/convert/test_convert_hf.py's reference model), converted by `python -m biggan.convert hf`;
+the run's first EMA generator draws exactly the converted release's images. From a training workdir
+through train.py: the run starts at the source's weights and FreezeD keeps D's first blocks there
+while everything else trains.
 """
 
 import json
@@ -45,7 +46,8 @@ def test_freezed_zeroes_the_updates_of_the_first_blocks():
     flat = jax.tree_util.tree_flatten_with_path(out)[0]
     zeroed = {part(path) for path, leaf in flat if not np.any(np.asarray(leaf))}
     kept = {part(path) for path, leaf in flat if np.all(np.asarray(leaf) == 1)}
-    # BigGAN-deep's D at 32²: input convolution, blocks 0-5, attention after block 1 (16²), class embedding, linear.
+    # BigGAN-deep's D at 32²: input convolution, blocks 0-5, attention after block 1 (16²), class
+    # embedding, linear.
     assert zeroed == {"input_conv", "blocks/0", "blocks/1", "attention/1"}
     assert kept == {"blocks/2", "blocks/3", "blocks/4", "blocks/5", "embed", "linear"}
     c.train.freeze_d_blocks = 6
@@ -84,7 +86,8 @@ def test_first_images_are_the_release_s(converted_release, caplog):
     y = jnp.asarray([3, 999])
     ours = nnx.merge(mdl.g_graphdef, state.ema_params, state.g_state)(z, y, train=False)
     np.testing.assert_array_equal(np.asarray(ours), np.asarray(release(z, y, train=False)))
-    # G is the release too (the EMA starts equal to it), in separate buffers (the trainer donates the state).
+    # G is the release too (the EMA starts equal to it), in separate buffers (the trainer donates
+    # the state).
     for a, b in zip(leaves(state.g_params), leaves(state.ema_params)):
         np.testing.assert_array_equal(a, b)
     assert all(
@@ -92,7 +95,8 @@ def test_first_images_are_the_release_s(converted_release, caplog):
         for a, b in zip(jax.tree.leaves(state.g_params), jax.tree.leaves(state.ema_params))
     )
 
-    # Another class count: the class table starts from its initialisation, everything else is loaded.
+    # Another class count: the class table starts from its initialisation, everything else is
+    # loaded.
     c.model.num_classes = 10
     with caplog.at_level(logging.WARNING, logger="biggan.train.finetune"):
         ten = finetune.initial_state(c, jax.random.key(0))

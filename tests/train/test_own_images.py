@@ -1,6 +1,6 @@
-"""Your own images (configs/image_folder.py): training on a generated folder, and the README's fine-tuning recipe —
-a BigGAN-PyTorch generator and its whole run (with D) fine-tuned on 5 classes where they had 10, with FreezeD —
-run verbatim through the command lines."""
+"""Your own images (configs/image_folder.py): training on a generated folder, and the README's
+fine-tuning recipe — a BigGAN-PyTorch generator and its whole run (with D) fine-tuned on 5 classes
+where they had 10, with FreezeD — run verbatim through the command lines."""
 
 import json
 import os
@@ -15,7 +15,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 def make_folder(root, classes: int, per_class: int = 3, seed: int = 0):
-    """`classes` sub-folders of random images of mixed sizes (or the images directly in `root` if 0)."""
+    """`classes` sub-folders of random images of mixed sizes (or the images directly in `root` if
+    0)."""
     rng = np.random.default_rng(seed)
     for c in range(max(classes, 1)):
         folder = os.path.join(root, f"class_{c}") if classes else root
@@ -28,8 +29,8 @@ def make_folder(root, classes: int, per_class: int = 3, seed: int = 0):
 
 
 def readme_command(marker: str) -> list[str]:
-    """The command line of configs/image_folder.py's docstring that contains `marker` (continuation lines
-    joined), split into arguments from "python" on."""
+    """The command line of configs/image_folder.py's docstring that contains `marker` (continuation
+    lines joined), split into arguments from "python" on."""
     text = open(os.path.join(ROOT, "configs", "image_folder.py")).read().replace("\\\n", " ")
     words = next(line for line in text.splitlines() if marker in line).split()
     return words[words.index("python") :]

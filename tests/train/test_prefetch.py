@@ -1,5 +1,5 @@
-"""Global-batch prefetch (biggan/train/prefetch.py): same batches as without it, the consumed position saved,
-producer errors raised in the consumer, in the trainer too."""
+"""Global-batch prefetch (biggan/train/prefetch.py): same batches as without it, the consumed
+position saved, producer errors raised in the consumer, in the trainer too."""
 
 import numpy as np
 import pytest
@@ -56,7 +56,8 @@ def test_prefetched_batches_and_positions_equal_the_synchronous_ones():
 
 
 def fail_on_call(monkeypatch, failing_call):
-    """Make the pipeline's `failing_call`-th batch raise a DataSourceError; returns the call counter."""
+    """Make the pipeline's `failing_call`-th batch raise a DataSourceError; returns the call
+    counter."""
     real = ShardedBatchIterator.__next__
     calls = {"n": 0}
 

@@ -43,9 +43,9 @@ def test_one_step_on_8_devices_equals_one_device():
             and "bias" in name
             and name.startswith(("[0]", "[3]"))
         ):
-            # G's conv biases all feed a BatchNorm, which removes them: their true gradient is exactly 0 and
-            # Adam's first step (m/(sqrt(v)+eps)) scales the rounding noise up to at most lr_g either way,
-            # on 1 device and on 8 alike. Compare the bound, not the noise.
+            # G's conv biases all feed a BatchNorm, which removes them: their true gradient is
+            # exactly 0 and Adam's first step (m/(sqrt(v)+eps)) scales the rounding noise up to at
+            # most lr_g either way, on 1 device and on 8 alike. Compare the bound, not the noise.
             assert (
                 np.abs(a).max() <= c.train.lr_g * 1.001 and np.abs(b).max() <= c.train.lr_g * 1.001
             ), name
@@ -63,8 +63,8 @@ def test_one_step_on_8_devices_equals_one_device():
 
 @pytest.mark.parametrize("unroll,micro_batches", [(True, 4), (False, 4), (True, 1), (False, 1)])
 def test_accumulate_gradients_is_the_mean_of_micro_batch_gradients(unroll, micro_batches):
-    """Both loops: unrolled (CPU's default, sums started from the first micro-batch) and lax.scan (TPU/GPU's,
-    sums started from zeros of the aux structure)."""
+    """Both loops: unrolled (CPU's default, sums started from the first micro-batch) and lax.scan
+    (TPU/GPU's, sums started from zeros of the aux structure)."""
     w = {"w": jnp.array([1.0, -2.0, 0.5])}
     xs = jax.random.normal(jax.random.key(0), (micro_batches, 5, 3))
     counter = jnp.zeros(())
@@ -75,9 +75,9 @@ def test_accumulate_gradients_is_the_mean_of_micro_batch_gradients(unroll, micro
 
     grads, count, loss, aux = loops.accumulate_gradients(loss_fn, w, counter, xs, unroll=unroll)
     expected = [jax.grad(lambda p, x=x: loss_fn(p, 0, x)[0])(w)["w"] for x in xs]
-    # The loop's gradient is one compiled program, the reference runs op by op: their float32 sums differ by a
-    # few ulps of the terms summed, i.e. of the gradient's scale, not of an entry that cancels (measured with
-    # lax.scan: 9.7e-8 on an entry of 0.069, 1.4e-6 relative to it).
+    # The loop's gradient is one compiled program, the reference runs op by op: their float32 sums
+    # differ by a few ulps of the terms summed, i.e. of the gradient's scale, not of an entry that
+    # cancels (measured with lax.scan: 9.7e-8 on an entry of 0.069, 1.4e-6 relative to it).
     scale = float(np.abs(np.mean(expected, axis=0)).max())
     np.testing.assert_allclose(grads["w"], np.mean(expected, axis=0), rtol=0, atol=1e-6 * scale)
     np.testing.assert_allclose(loss, np.mean([loss_fn(w, 0, x)[0] for x in xs]), rtol=1e-6)

@@ -1,4 +1,5 @@
-"""The training loop: resume bit for bit (also after SIGTERM), non-finite guard, bad workdirs, failed saves."""
+"""The training loop: resume bit for bit (also after SIGTERM), non-finite guard, bad workdirs,
+failed saves."""
 
 import collections
 import json
@@ -101,7 +102,8 @@ def test_non_finite_guard_stops_and_keeps_the_last_good_checkpoint(tmp_path, mon
     assert all(np.all(np.isfinite(np.asarray(x))) for x in jax.tree.leaves(state.g_params))
 
 
-# The conversions of a jax.Array that copy its value to the host (np.asarray goes through __array__).
+# The conversions of a jax.Array that copy its value to the host (np.asarray goes through
+# __array__).
 HOST_READS = (
     "__bool__",
     "__float__",
@@ -133,8 +135,8 @@ def count_host_reads(monkeypatch) -> collections.Counter:
 
 @pytest.mark.slow
 def test_host_reads_do_not_grow_with_the_number_of_steps(tmp_path, monkeypatch):
-    """The loop never waits on the host in steady state: with logging, checkpoint, samples and evaluation
-    only at the last step, 10 and 40 steps read device values equally often."""
+    """The loop never waits on the host in steady state: with logging, checkpoint, samples and
+    evaluation only at the last step, 10 and 40 steps read device values equally often."""
     counts = count_host_reads(monkeypatch)
     reads = {}
     for num_steps in (2, 10, 40):
@@ -222,8 +224,8 @@ def test_workdir_written_before_a_model_key_existed_still_resumes(tmp_path):
 
 
 def test_best_checkpoint_survives_reopening(tmp_path):
-    """The best-by-metric checkpoint is kept beside the latest N, also by the Checkpointer of a resumed run
-    (its metrics are written with the checkpoint, not only held in memory)."""
+    """The best-by-metric checkpoint is kept beside the latest N, also by the Checkpointer of a
+    resumed run (its metrics are written with the checkpoint, not only held in memory)."""
     state, data = {"w": jnp.ones(2)}, {"position": 0}
     ckpt = checkpoints.Checkpointer(str(tmp_path), keep=1, best_metric="fid")
     for step, fid in [(1, 5.0), (2, 9.0), (3, 7.0)]:

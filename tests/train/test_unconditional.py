@@ -1,5 +1,6 @@
-"""Unconditional BigGAN (model.num_classes = 0): G's batch norms conditioned on the z chunks alone (plain BN
-without skip-z), D without the projection term; trained, sampled and scored through the command lines."""
+"""Unconditional BigGAN (model.num_classes = 0): G's batch norms conditioned on the z chunks alone
+(plain BN without skip-z), D without the projection term; trained, sampled and scored through the
+command lines."""
 
 import json
 import os
@@ -26,9 +27,9 @@ def digits_model(**overrides):
 
 @pytest.mark.parametrize("hier", [True, False])
 def test_parameters_lose_exactly_the_class_layers(hier):
-    """Closed form: the unconditional G lacks the shared embedding (classes × shared_dim) and, in every
-    conditional BN, the shared_dim input columns of its gain and bias projections (2 × C × shared_dim); D
-    lacks its projection embedding (classes × C_last)."""
+    """Closed form: the unconditional G lacks the shared embedding (classes × shared_dim) and, in
+    every conditional BN, the shared_dim input columns of its gain and bias projections (2 × C ×
+    shared_dim); D lacks its projection embedding (classes × C_last)."""
     cond = digits_model(hier=hier)
     uncond = digits_model(hier=hier, num_classes=0)
     g_cond = factory.make_generator(cond, nnx.Rngs(0))
