@@ -73,6 +73,14 @@ def _build_parser():
     )
     p.add_argument("--out", required=True, help="output .npz")
     p.add_argument(
+        "--format",
+        choices=metrics.MOMENT_FORMATS,
+        default="biggan",
+        help="biggan: ours (mu, sigma, n, feature network, resolution, source); pytorch-fid: mu and "
+        "sigma alone, as pytorch-fid --save-stats and TTUR write them (FID Inception only); "
+        "`score --moments` reads both",
+    )
+    p.add_argument(
         "--resolution",
         type=int,
         default=None,
@@ -167,6 +175,11 @@ def main(argv=None) -> int:
         except (ValueError, KeyError, FileNotFoundError, DataSourceError) as e:
             parser.error(f"moments: {e}")
         feature_net = _feature_network_for(args, data=source)
+        if args.format == "pytorch-fid" and feature_net.name != metrics.INCEPTION_NAME:
+            parser.error(
+                f"moments --format pytorch-fid: those files hold FID Inception moments, and this data is "
+                f"featurised with {feature_net.name!r}; use --format biggan"
+            )
         moments = reference.compute_moments_of_chunks(
             load_chunk,
             count,
@@ -176,7 +189,7 @@ def main(argv=None) -> int:
             keep_features=args.keep_features,
         )
         if lead:
-            metrics.save_moments(args.out, moments)
+            metrics.save_moments(args.out, moments, format=args.format)
             if moments.skipped:
                 print(
                     f"skipped {len(moments.skipped)} corrupt or unreadable images (first: {moments.skipped[0]})"

@@ -176,6 +176,9 @@ def evaluate_generator(
         result["precision"], result["recall"] = metrics.precision_recall(
             reference_features[:n], fake[:n], k=pr_k
         )
+        result["density"], result["coverage"] = metrics.density_coverage(
+            reference_features[:n], fake[:n], k=5
+        )
     if labelled:
         result["class_accuracy"] = correct / labelled
     return result

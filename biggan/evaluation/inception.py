@@ -32,13 +32,14 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from biggan.evaluation import metrics
 from biggan.evaluation.feature_network import FeatureNetwork
 from biggan.runtime import storage
 from biggan.sampling.images import to_uint8
 
-INCEPTION_NAME = "inception-2015-12-05/pool3"  # feature-network name stored in moments files
+INCEPTION_NAME = metrics.INCEPTION_NAME  # feature-network name stored in moments files
 INCEPTION_INPUT_SIZE = 299
-POOL3_DIM = 2048
+POOL3_DIM = metrics.POOL3_DIM
 NUM_LOGITS = 1008
 BN_EPS = 1e-3
 

@@ -17,6 +17,11 @@ import numpy as np
 from biggan.runtime import storage
 
 MOMENTS_FORMAT_VERSION = 1
+# The FID Inception's pool3 features (biggan/evaluation/inception.py): the feature network of the
+# pytorch-fid / TTUR statistics files, which record nothing but mu and sigma.
+INCEPTION_NAME = "inception-2015-12-05/pool3"
+POOL3_DIM = 2048
+MOMENT_FORMATS = ("biggan", "pytorch-fid")
 
 
 class FIDSampleSizeWarning(UserWarning):
@@ -214,9 +219,22 @@ class Moments:
         )
 
 
-def save_moments(path: str | os.PathLike, moments: Moments) -> None:
+def save_moments(path: str | os.PathLike, moments: Moments, format: str = "biggan") -> None:
     """Write an .npz: mu, sigma (float64), n, feature_network, resolution, description,
-    format_version and, if present, features (float32)."""
+    format_version and, if present, features (float32). format "pytorch-fid": mu and sigma alone,
+    what pytorch-fid's --save-stats and TTUR's fid.py write and read (Inception pool3 moments only)."""
+    if format == "pytorch-fid":
+        if moments.feature_network != INCEPTION_NAME:
+            raise ValueError(
+                f"--format pytorch-fid holds FID Inception (pool3) moments; these are of "
+                f"{moments.feature_network!r}"
+            )
+        storage.save_npz(
+            path, mu=np.asarray(moments.mu, np.float64), sigma=np.asarray(moments.sigma, np.float64)
+        )
+        return
+    if format != "biggan":
+        raise ValueError(f"moments format {format!r}; expected one of {', '.join(MOMENT_FORMATS)}")
     extra = (
         {} if moments.features is None else {"features": np.asarray(moments.features, np.float32)}
     )
@@ -245,6 +263,23 @@ def load_moments(
         )
     f = storage.load_npz(path)
     missing = [k for k in ("mu", "sigma", "n", "feature_network", "resolution") if k not in f]
+    if set(f) == {"mu", "sigma"} and np.shape(f["mu"]) == (POOL3_DIM,):
+        # pytorch-fid / TTUR statistics: the FID Inception's pool3 moments; sample count and image
+        # resolution are not recorded (n 0 and resolution 0 stand for "unknown")
+        moments = Moments(
+            mu=f["mu"],
+            sigma=f["sigma"],
+            n=0,
+            feature_network=INCEPTION_NAME,
+            resolution=0,
+            description="pytorch-fid/TTUR statistics (mu, sigma only)",
+        )
+        if feature_network is not None and feature_network != INCEPTION_NAME:
+            raise ValueError(
+                f"moments file {path!r} holds pytorch-fid/TTUR Inception statistics, but "
+                f"{feature_network!r} is in use; evaluate with the FID Inception"
+            )
+        return moments
     if missing:
         raise ValueError(
             f"moments file {path!r} lacks {missing} (found {sorted(f)}); it was not written "
@@ -266,7 +301,7 @@ def load_moments(
             f"but {feature_network!r} is in use; FIDs across feature networks are meaningless. Use "
             f"moments made with {feature_network!r} (or evaluate with {moments.feature_network!r})."
         )
-    if resolution is not None and moments.resolution != int(resolution):
+    if resolution is not None and moments.resolution and moments.resolution != int(resolution):
         raise ValueError(
             f"moments file {path!r} is for {moments.resolution}x{moments.resolution} images, but the "
             f"samples are {resolution}x{resolution}; recompute the reference moments at {resolution} "
@@ -283,14 +318,18 @@ def fid_from_moments(generated: Moments, reference: Moments) -> float:
             f"FID between moments of feature networks {generated.feature_network!r} and "
             f"{reference.feature_network!r}; both must come from the same network"
         )
-    if generated.resolution != reference.resolution:
+    if (
+        generated.resolution
+        and reference.resolution
+        and generated.resolution != reference.resolution
+    ):
         raise ValueError(
             f"FID between {generated.resolution}px samples and {reference.resolution}px "
             "reference moments; recompute the reference at the sample resolution"
         )
     dim = np.asarray(generated.mu).shape[0]
     for which, m in (("generated", generated), ("reference", reference)):
-        if m.n < dim:
+        if 0 < m.n < dim:  # 0: not recorded (a pytorch-fid/TTUR file)
             warnings.warn(
                 f"FID from {m.n} {which} samples < feature dimension {dim}: the covariance is "
                 "rank-deficient and the FID is strongly biased upwards; use >= 50,000 samples for "
@@ -408,3 +447,30 @@ def precision_recall(
     precision = _coverage(fake, real, knn_radii(real, k, batch_size), batch_size)
     recall = _coverage(real, fake, knn_radii(fake, k, batch_size), batch_size)
     return precision, recall
+
+
+def density_coverage(
+    real_features, fake_features, *, k: int = 5, batch_size: int = 1000
+) -> tuple[float, float]:
+    """Density and coverage (Naeem et al. 2020, §3; k = 5 their default) with the reals' k-NN balls.
+
+    density: (1/k)·mean over fakes of the number of real balls containing the fake (can exceed 1);
+    coverage: fraction of reals whose ball contains at least one fake. Strict inequalities, as the
+    authors' `prdc` package (ties have probability zero for continuous features).
+    """
+    real, fake = (
+        _as_features("real_features", real_features),
+        _as_features("fake_features", fake_features),
+    )
+    if real.shape[1] != fake.shape[1]:
+        raise ValueError(
+            f"real features {real.shape} and fake features {fake.shape} differ in dimension"
+        )
+    r2 = knn_radii(real, k, batch_size) ** 2
+    inside = 0  # Σ over fakes of the number of real balls holding them
+    nearest_fake = np.full(len(real), np.inf)  # each real's squared distance to its nearest fake
+    for start in range(0, len(fake), batch_size):
+        d2 = _squared_distances(real, fake[start : start + batch_size])  # (reals, fakes)
+        inside += int((d2 < r2[:, None]).sum())
+        nearest_fake = np.minimum(nearest_fake, d2.min(axis=1))
+    return inside / (k * len(fake)), float(np.mean(nearest_fake < r2))

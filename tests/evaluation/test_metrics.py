@@ -274,6 +274,63 @@ def test_precision_recall_matches_torch_fidelity():
     assert 0.2 < ours[0] < 0.95 and 0.2 < ours[1] < 0.999  # a non-trivial case
 
 
+def test_density_and_coverage_match_the_authors_prdc():
+    """Naeem et al.'s own package (prdc 0.2, PyPI) on the same features; a batch size that does not divide
+    the set sizes exercises the chunking. Its distances are sklearn's float64 Euclidean distances, ours
+    float64 from squared norms; density is a count over k·N_fake (a multiple of 1/1250 here) and coverage
+    a fraction of N_real, so equal counts give equal values to the last bit and 1e-6 catches one
+    differing count."""
+    prdc = pytest.importorskip("prdc")
+    rng = np.random.default_rng(12)
+    real, fake = rng.normal(size=(300, 8)), rng.normal(0.3, 1.2, size=(250, 8))
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()):  # it prints the set sizes
+        theirs = prdc.compute_prdc(real, fake, nearest_k=5)
+    density, coverage = metrics.density_coverage(real, fake, k=5, batch_size=96)
+    assert density == pytest.approx(theirs["density"], abs=1e-6)
+    assert coverage == pytest.approx(theirs["coverage"], abs=1e-6)
+    assert 0.2 < density < 1.5 and 0.2 < coverage < 0.99  # a non-trivial case
+    # identical sets: every fake sits in its own real's ball and in k others' on average; coverage 1
+    same_density, same_coverage = metrics.density_coverage(real, real, k=5)
+    assert same_coverage == 1.0 and same_density > 0.9
+
+
+@pytest.mark.slow  # scipy's sqrtm of a 2048² covariance (pytorch-fid's FID), ~10 s
+def test_pytorch_fid_statistics_files_are_read_and_written(tmp_path):
+    """A pytorch-fid statistics file (`np.savez_compressed(path, mu=mu, sigma=sigma)`, its save_fid_stats;
+    mu/sigma as its calculate_activation_statistics computes them) read by our load_moments gives the FID
+    pytorch-fid's calculate_frechet_distance computes for the same generated features; ours written with
+    format "pytorch-fid" is what pytorch-fid's compute_statistics_of_path reads back."""
+    fid_score = _import_reference("pytorch_fid.fid_score")
+    rng = np.random.default_rng(13)
+    real = rng.normal(size=(2500, metrics.POOL3_DIM)) @ (0.05 * rng.normal(size=(2048, 2048)))
+    fake = real[:2400] * 1.1 + 0.05
+    mu, sigma = np.mean(real, axis=0), np.cov(real, rowvar=False)
+    np.savez_compressed(tmp_path / "stats.npz", mu=mu, sigma=sigma)
+    reference = metrics.load_moments(
+        tmp_path / "stats.npz", feature_network=metrics.INCEPTION_NAME, resolution=128
+    )
+    assert reference.n == 0 and reference.resolution == 0  # not recorded in such files
+    acc = metrics.FeatureMoments(metrics.POOL3_DIM)
+    acc.update(fake)
+    generated = metrics.Moments.from_accumulator(acc, metrics.INCEPTION_NAME, 128)
+    theirs = fid_score.calculate_frechet_distance(
+        np.mean(fake, axis=0), np.cov(fake, rowvar=False), mu, sigma
+    )
+    # both float64; scipy's sqrtm vs our eigendecompositions (BUILD_NOTES: agree to 1e-6)
+    assert metrics.fid_from_moments(generated, reference) == pytest.approx(theirs, rel=1e-6)
+    metrics.save_moments(tmp_path / "ours.npz", reference, format="pytorch-fid")
+    back_mu, back_sigma = fid_score.compute_statistics_of_path(
+        str(tmp_path / "ours.npz"), None, 50, 2048, "cpu"
+    )
+    np.testing.assert_array_equal(back_mu, mu)
+    np.testing.assert_array_equal(back_sigma, sigma)
+    with pytest.raises(ValueError, match="FID Inception"):
+        metrics.load_moments(tmp_path / "stats.npz", feature_network="digits-cnn-v1/penultimate")
+
+
 # ---------------------------------------------------------------------------- sharded features
 
 
