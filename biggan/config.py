@@ -49,13 +49,15 @@ def imagenet_config(
     lr_g: float,
     lr_d: float,
     smoke_batch_size: int = 2,
+    recipe: dict | None = None,
 ) -> ml_collections.ConfigDict:
     """An ImageNet experiment with the paper's recipe (table 1 row 8, appendix C): batch 2048, 2 D
     steps per G step, Adam β1 0 β2 0.999, ortho β 1e-4, G EMA 0.9999 from step 20k, D attention at
     64², FID every 2000 steps picking the best checkpoint. `arg`: comma-separated options,
     "runlocal" (shrink for a CPU smoke run) and "bf16" (bfloat16 activations; parameters, optimiser
     state and BN statistics stay float32), e.g. `configs/biggan_deep_128.py:bf16` or
-    `:runlocal,bf16`."""
+    `:runlocal,bf16`. `recipe`: dotted keys another recipe changes ({"train.batch_size": 256}), set
+    before the smoke shrink."""
     options = parse_config_arg(arg, ("runlocal", "bf16"))
     c = base_config()
     c.model.update(
@@ -72,6 +74,7 @@ def imagenet_config(
         ema_start=20_000,
     )
     c.log.update(eval_every=2000, best_metric="fid")
+    set_overrides(c, recipe or {}, "imagenet_config recipe:")
     if "bf16" in options:
         c.model.dtype = "bfloat16"
     if "runlocal" in options:

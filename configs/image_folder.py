@@ -36,7 +36,7 @@ def get_config(arg=None):
         )
     options = cfg.parse_config_arg(options, ("runlocal", "bf16"))
     c = cfg.imagenet_config(
-        ",".join(sorted(options - {"runlocal"})),
+        ",".join(sorted(options)),
         arch="biggan",
         resolution=128,
         ch=96,
@@ -44,11 +44,15 @@ def get_config(arg=None):
         g_attn=(64,),
         lr_g=1e-4,
         lr_d=4e-4,
+        smoke_batch_size=4,
+        recipe={
+            "train.batch_size": 256,
+            "train.num_steps": 100_000,
+            "train.ema_start": 1000,
+            "log.eval_every": 0,
+            "log.best_metric": "",
+        },
     )
-    c.train.update(batch_size=256, num_steps=100_000, ema_start=1000)
-    c.log.update(eval_every=0, best_metric="")
-    if "runlocal" in options:
-        cfg.shrink_for_smoke_run(c, batch_size=4)
     _, _, class_names = sources.scan_image_folder(path)
     c.model.num_classes = len(class_names)
     c.data.update(

@@ -53,9 +53,8 @@ def released_run_config(arg=None) -> ml_collections.ConfigDict:
     model, batch 256 × 8 accumulations, one D step per G step, lr 1e-4 / 4e-4, Adam eps 1e-6, no
     orthogonal regularisation (G_ortho 0), BN eps 1e-5, SN eps 1e-6, EMA 0.9999 from iteration 20k.
     `arg` as config.imagenet_config's ("runlocal", "bf16")."""
-    options = cfg.parse_config_arg(arg, ("runlocal", "bf16"))
-    c = cfg.imagenet_config(
-        ",".join(sorted(options - {"runlocal"})),
+    return cfg.imagenet_config(
+        arg,
         arch="biggan",
         resolution=128,
         ch=96,
@@ -63,15 +62,17 @@ def released_run_config(arg=None) -> ml_collections.ConfigDict:
         g_attn=(64,),
         lr_g=1e-4,
         lr_d=4e-4,
+        smoke_batch_size=4,
+        recipe={
+            "model.bn_eps": 1e-5,
+            "model.sn_eps": 1e-6,
+            "train.num_accumulations": 8,  # 256 × 8 = the batch of 2048
+            "train.num_d_steps": 1,
+            "train.adam_eps": 1e-6,
+            "train.ortho_beta": 0.0,
+            "sample.bn_stats": "stored",  # its sample.py: --G_eval_mode without --accumulate_stats
+        },
     )
-    c.model.update(bn_eps=1e-5, sn_eps=1e-6)
-    c.train.update(
-        batch_size=2048, num_accumulations=8, num_d_steps=1, adam_eps=1e-6, ortho_beta=0.0
-    )
-    c.sample.bn_stats = "stored"  # its sample.py: --G_eval_mode without --accumulate_stats
-    if "runlocal" in options:
-        cfg.shrink_for_smoke_run(c, batch_size=4)
-    return c
 
 
 def check_weights_folder(directory: str) -> None:
