@@ -38,6 +38,10 @@ def read_config(directory: str) -> ml_collections.ConfigDict:
     return core_config.read_config(directory, base_config())
 
 
+# The paper's BigGAN-128 (appendix B, table 4), as imagenet_config's keyword arguments.
+BIGGAN_128 = dict(arch="biggan", resolution=128, ch=96, dim_z=120, g_attn=(64,))
+
+
 def imagenet_config(
     arg,
     *,

@@ -14,11 +14,7 @@ from biggan import config as cfg
 def get_config(arg=None):
     return cfg.imagenet_config(
         arg,
-        arch="biggan",
-        resolution=128,
-        ch=96,
-        dim_z=120,
-        g_attn=(64,),
+        **cfg.BIGGAN_128,
         lr_g=5e-5,
         lr_d=2e-4,
         smoke_batch_size=4,

@@ -37,11 +37,7 @@ def get_config(arg=None):
     options = cfg.parse_config_arg(options, ("runlocal", "bf16"))
     c = cfg.imagenet_config(
         ",".join(sorted(options)),
-        arch="biggan",
-        resolution=128,
-        ch=96,
-        dim_z=120,
-        g_attn=(64,),
+        **cfg.BIGGAN_128,
         lr_g=1e-4,
         lr_d=4e-4,
         smoke_batch_size=4,

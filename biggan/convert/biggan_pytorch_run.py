@@ -55,11 +55,7 @@ def released_run_config(arg=None) -> ml_collections.ConfigDict:
     `arg` as config.imagenet_config's ("runlocal", "bf16")."""
     return cfg.imagenet_config(
         arg,
-        arch="biggan",
-        resolution=128,
-        ch=96,
-        dim_z=120,
-        g_attn=(64,),
+        **cfg.BIGGAN_128,
         lr_g=1e-4,
         lr_d=4e-4,
         smoke_batch_size=4,

@@ -428,14 +428,8 @@ def _coverage(queries, support, radii, batch_size) -> float:
     return inside / len(queries)
 
 
-def precision_recall(
-    real_features, fake_features, *, k: int = 3, batch_size: int = 1000
-) -> tuple[float, float]:
-    """Improved precision and recall (Kynkäänniemi et al. 2019) with k-NN manifolds (k = 3).
-
-    precision: fraction of fakes inside the real manifold; recall: fraction of reals inside the fake
-    one.
-    """
+def _feature_pair(real_features, fake_features) -> tuple[np.ndarray, np.ndarray]:
+    """Both feature sets as (N, D) float arrays of one dimension D."""
     real, fake = (
         _as_features("real_features", real_features),
         _as_features("fake_features", fake_features),
@@ -444,6 +438,18 @@ def precision_recall(
         raise ValueError(
             f"real features {real.shape} and fake features {fake.shape} differ in dimension"
         )
+    return real, fake
+
+
+def precision_recall(
+    real_features, fake_features, *, k: int = 3, batch_size: int = 1000
+) -> tuple[float, float]:
+    """Improved precision and recall (Kynkäänniemi et al. 2019) with k-NN manifolds (k = 3).
+
+    precision: fraction of fakes inside the real manifold; recall: fraction of reals inside the fake
+    one.
+    """
+    real, fake = _feature_pair(real_features, fake_features)
     precision = _coverage(fake, real, knn_radii(real, k, batch_size), batch_size)
     recall = _coverage(real, fake, knn_radii(fake, k, batch_size), batch_size)
     return precision, recall
@@ -458,14 +464,7 @@ def density_coverage(
     coverage: fraction of reals whose ball contains at least one fake. Strict inequalities, as the
     authors' `prdc` package (ties have probability zero for continuous features).
     """
-    real, fake = (
-        _as_features("real_features", real_features),
-        _as_features("fake_features", fake_features),
-    )
-    if real.shape[1] != fake.shape[1]:
-        raise ValueError(
-            f"real features {real.shape} and fake features {fake.shape} differ in dimension"
-        )
+    real, fake = _feature_pair(real_features, fake_features)
     r2 = knn_radii(real, k, batch_size) ** 2
     inside = 0  # Σ over fakes of the number of real balls holding them
     nearest_fake = np.full(len(real), np.inf)  # each real's squared distance to its nearest fake
